@@ -1,0 +1,70 @@
+"""Declarative pipeline (DAG) orchestration for Trio, built as an actor model.
+
+Declare stages and their inputs with :class:`PipelineDefinition` and
+:class:`StageDefinition`; :class:`PipelineExecutor` runs each stage as its own Trio task
+the moment its inputs arrive.
+"""
+
+from ._context import ContextSnapshot as ContextSnapshot
+from ._context import PipelineContext as PipelineContext
+from ._executor import PipelineExecutor as PipelineExecutor
+from ._executor import run_pipeline as run_pipeline
+from ._protocol import PipelineStage as PipelineStage
+from ._results import PipelineResult as PipelineResult
+from ._results import StageResult as StageResult
+from ._results import StageStatus as StageStatus
+from ._results import StageTiming as StageTiming
+from ._results import failure_result as failure_result
+from ._results import skipped_result as skipped_result
+from ._results import success_result as success_result
+from ._subpipeline import SubPipelineStage as SubPipelineStage
+from .definition import ExecutionPattern as ExecutionPattern
+from .definition import PipelineDefinition as PipelineDefinition
+from .definition import RetryConfig as RetryConfig
+from .definition import StageDefinition as StageDefinition
+from .errors import ConditionError as ConditionError
+from .errors import FanOutInputError as FanOutInputError
+from .errors import FanOutItemError as FanOutItemError
+from .errors import PipelineError as PipelineError
+from .errors import PipelineValidationError as PipelineValidationError
+from .errors import StageExecutionError as StageExecutionError
+from .errors import StageFailedError as StageFailedError
+from .errors import StageOutputError as StageOutputError
+from .errors import StageTimeoutError as StageTimeoutError
+
+__all__ = [
+    "ConditionError",
+    "ContextSnapshot",
+    "ExecutionPattern",
+    "FanOutInputError",
+    "FanOutItemError",
+    "PipelineContext",
+    "PipelineDefinition",
+    "PipelineError",
+    "PipelineExecutor",
+    "PipelineResult",
+    "PipelineStage",
+    "PipelineValidationError",
+    "RetryConfig",
+    "StageDefinition",
+    "StageExecutionError",
+    "StageFailedError",
+    "StageOutputError",
+    "StageResult",
+    "StageStatus",
+    "StageTimeoutError",
+    "StageTiming",
+    "SubPipelineStage",
+    "failure_result",
+    "run_pipeline",
+    "skipped_result",
+    "success_result",
+]
+
+# Present public names as living here (as trio does), so reprs and docs show the
+# import path users write rather than private module names.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith(f"{__name__}._"):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -1,0 +1,66 @@
+"""One stage's life: receive its inputs -> condition -> run under policy -> hand on.
+
+The supervisor starts a stage's task when its last input lands, so reading the inbox
+never parks; the task then runs the stage and reports back to the supervisor, which sends
+the output down the stage's outgoing channels and starts whichever dependents became
+ready.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._attempts import run_unit
+from ._fanout import run_fan_out
+from ._results import StageResult
+from .definition import ExecutionPattern
+from .errors import ConditionError
+
+if TYPE_CHECKING:
+    from ._executor import Run
+
+
+async def stage_actor(run: Run, index: int) -> None:
+    """The task of stage ``index`` in ``run``; never raises except for cancellation."""
+    plan = run.plan
+    sdef = plan.stages[index]
+    run.started[index] = trio.current_time()
+    try:
+        value = run.receive_inputs(index)
+        result = _check_condition(sdef.condition, sdef.id, run.context)
+        if result is None:
+            if sdef.pattern is ExecutionPattern.FAN_OUT:
+                result = await run_fan_out(
+                    sdef,
+                    value,
+                    run.context,
+                    streaming=plan.streaming[index],
+                    on_retry=run.on_retry,
+                )
+            else:
+                result = await run_unit(
+                    sdef,
+                    value,
+                    run.context,
+                    streaming=plan.streaming[index],
+                    on_retry=run.on_retry,
+                )
+    except trio.Cancelled:
+        run.stage_cancelled(index)
+        raise
+    run.stage_finished(index, result)
+
+
+def _check_condition(condition: Any, stage_id: str, context: Any) -> StageResult[Any] | None:
+    """A skipped or failed result when the condition says so; None to go ahead."""
+    if condition is None:
+        return None
+    try:
+        go_ahead = bool(condition(context))
+    except Exception as exc:  # noqa: BLE001 - a raising condition fails its stage
+        return StageResult.failure(ConditionError(stage_id, exc), stage_name=stage_id)
+    if go_ahead:
+        return None
+    return StageResult.skipped(stage_name=stage_id)

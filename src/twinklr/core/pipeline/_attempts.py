@@ -1,0 +1,123 @@
+"""One unit of work (a stage, or one fan-out item) under its timeout and retry policy.
+
+Whatever happens inside, the caller gets a :class:`StageResult`: exceptions, failure
+results, wrong return types and timeouts all become failed results. Only cancellation and
+non-``Exception`` errors (``KeyboardInterrupt``) propagate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import aclosing
+from typing import Any
+
+import trio
+
+from ._results import StageResult, StageStatus
+from ._retry import error_text, retrying
+from .definition import StageDefinition
+from .errors import StageFailedError, StageOutputError, StageTimeoutError
+
+#: Called as ``on_retry(stage_id, item, attempt, error, delay_s)`` before a retry sleep.
+RetryHook = Callable[[str, "int | None", int, BaseException, float], None]
+
+
+class _FailedAttemptError(StageFailedError):
+    """A ``StageResult.failure`` turned into an exception so tenacity can retry it."""
+
+    def __init__(self, stage: str, result: StageResult[Any]) -> None:
+        self.result = result
+        super().__init__(stage, result.error or "stage reported failure")
+
+
+async def _invoke(stage: Any, value: Any, context: Any, *, streaming: bool) -> Any:
+    if not streaming:
+        return await stage.execute(value, context)
+    # An async-generator stage: its output is the list of what it yielded.
+    async with aclosing(stage.execute(value, context)) as produced:
+        return StageResult.success([item async for item in produced])
+
+
+async def _attempt_once(
+    sdef: StageDefinition,
+    value: Any,
+    context: Any,
+    item: int | None,
+    streaming: bool,  # noqa: FBT001
+) -> StageResult[Any]:
+    timeout_ms = sdef.timeout_ms
+    if timeout_ms is None:
+        result = await _invoke(sdef.stage, value, context, streaming=streaming)
+    else:
+        with trio.move_on_after(timeout_ms / 1000) as scope:
+            result = await _invoke(sdef.stage, value, context, streaming=streaming)
+        if scope.cancelled_caught:
+            raise StageTimeoutError(sdef.id, timeout_ms, item=item)
+    if not isinstance(result, StageResult):
+        raise StageOutputError(sdef.id, result)
+    if result.status is StageStatus.FAILED:
+        raise _FailedAttemptError(sdef.id, result)
+    return result
+
+
+async def run_unit(
+    sdef: StageDefinition,
+    value: Any,
+    context: Any,
+    *,
+    item: int | None = None,
+    streaming: bool = False,
+    on_retry: RetryHook | None = None,
+) -> StageResult[Any]:
+    """Run ``sdef``'s stage on ``value`` with its policy; return the final result.
+
+    The result's metadata gains ``attempts`` and, when any attempt failed,
+    ``attempt_errors`` (one message per failed attempt, in order).
+    """
+    config = sdef.retry_config
+    errors: list[str] = []
+    try:
+        if config is None or config.max_attempts == 1:
+            result = await _attempt_once(sdef, value, context, item, streaming)
+        else:
+
+            def record(attempt: int, error: BaseException, delay_s: float) -> None:
+                errors.append(error_text(error))
+                if on_retry is not None:
+                    on_retry(sdef.id, item, attempt, error, delay_s)
+
+            controller = retrying(config, record)
+            result = await controller(_attempt_once, sdef, value, context, item, streaming)
+    except _FailedAttemptError as failed:
+        errors.append(error_text(failed))
+        return _failed(sdef.id, failed.result.exception or failed, failed.result, errors)
+    except Exception as exc:  # noqa: BLE001 - errors are results, by contract
+        errors.append(error_text(exc))
+        return _failed(sdef.id, exc, None, errors)
+    metadata = dict(result.metadata)
+    metadata["attempts"] = len(errors) + 1
+    if errors:
+        metadata["attempt_errors"] = tuple(errors)
+    return StageResult(
+        status=result.status,
+        output=result.output,
+        error=result.error,
+        stage_name=result.stage_name or sdef.id,
+        metadata=metadata,
+    )
+
+
+def _failed(
+    stage_id: str, exc: BaseException, reported: StageResult[Any] | None, errors: list[str]
+) -> StageResult[Any]:
+    metadata: dict[str, Any] = dict(reported.metadata) if reported is not None else {}
+    metadata["attempts"] = len(errors)
+    metadata["attempt_errors"] = tuple(errors)
+    metadata["error_type"] = type(exc).__name__
+    return StageResult(
+        status=StageStatus.FAILED,
+        error=errors[-1],
+        stage_name=(reported.stage_name if reported is not None else "") or stage_id,
+        metadata=metadata,
+        exception=exc,
+    )

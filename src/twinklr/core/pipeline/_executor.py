@@ -1,0 +1,259 @@
+"""The supervisor: wires one memory channel per edge, owns the stage tasks' nursery,
+applies fail-fast, and builds the frozen result.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import structlog
+import trio
+
+from ._actor import stage_actor
+from ._context import PipelineContext
+from ._results import PipelineResult, StageResult, StageStatus, StageTiming
+from ._retry import error_text
+
+if TYPE_CHECKING:
+    from ._plan import Plan
+    from .definition import PipelineDefinition
+
+logger = structlog.get_logger(__name__)
+
+_PRODUCES_OUTPUT = frozenset(
+    {StageStatus.SUCCEEDED, StageStatus.SKIPPED, StageStatus.CACHED, StageStatus.SOFT_FAILED}
+)
+
+
+class Run:
+    """The state of one run, shared by the supervisor and the stage tasks.
+
+    All of it lives on one Trio thread: stage tasks call back into it synchronously, so
+    no locking is needed and a decision (fail-fast, starting a dependent) is atomic.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        initial_input: Any,
+        context: PipelineContext,
+        *,
+        fail_fast: bool,
+        run_id: str,
+    ) -> None:
+        self.plan = plan
+        self.initial_input = initial_input
+        self.context = context
+        self.fail_fast = fail_fast
+        self.run_id = run_id
+        self.log = logger.bind(pipeline=plan.name, run_id=run_id)
+        count = len(plan.ids)
+        self.remaining = [len(deps) for deps in plan.deps]
+        self.inbox: list[list[trio.MemoryReceiveChannel[Any]]] = [[] for _ in range(count)]
+        self.outbox: list[list[trio.MemorySendChannel[Any]]] = [[] for _ in range(count)]
+        for consumer, deps in enumerate(plan.deps):
+            receivers = self.inbox[consumer]
+            for producer in deps:
+                send, receive = trio.open_memory_channel[Any](1)
+                self.outbox[producer].append(send)
+                receivers.append(receive)
+        self.results: list[StageResult[Any] | None] = [None] * count
+        self.queued: list[float] = [0.0] * count
+        self.started: list[float | None] = [None] * count
+        self.finished: list[float] = [0.0] * count
+        self.failed: list[int] = []
+        self.cancelled: list[int] = []
+        self.error: str | None = None
+        self.stopped = False
+        self.nursery: trio.Nursery | None = None
+        self.start_time = 0.0
+
+    # -- supervision -------------------------------------------------------------------
+
+    def start(self, nursery: trio.Nursery) -> None:
+        """Start every entry stage in the supervisor ``nursery``."""
+        self.nursery = nursery
+        self.start_time = trio.current_time()
+        for index, deps in enumerate(self.plan.deps):
+            if not deps:
+                self._spawn(index)
+
+    def _spawn(self, index: int) -> None:
+        assert self.nursery is not None  # noqa: S101 (set by start)
+        self.queued[index] = trio.current_time()
+        self.nursery.start_soon(stage_actor, self, index, name=self.plan.ids[index])
+
+    def receive_inputs(self, index: int) -> Any:
+        """The stage's input: the initial input, its one input, or ``{id: output}``."""
+        receivers = self.inbox[index]
+        if not receivers:
+            return self.initial_input
+        if len(receivers) == 1:
+            return receivers[0].receive_nowait()
+        names = self.plan.stages[index].inputs
+        return {
+            name: receive.receive_nowait() for name, receive in zip(names, receivers, strict=True)
+        }
+
+    def stage_finished(self, index: int, result: StageResult[Any]) -> None:
+        """Record ``result``; hand the output on, or fail the run."""
+        self.finished[index] = trio.current_time()
+        self.results[index] = result
+        if result.status is StageStatus.FAILED:
+            self._stage_failed(index, result)
+            if self.plan.stages[index].critical:
+                return
+            output = None
+        else:
+            output = result.output
+        for send in self.outbox[index]:
+            send.send_nowait(output)
+        if self.stopped:
+            return
+        remaining = self.remaining
+        for dependent in self.plan.dependents[index]:
+            remaining[dependent] -= 1
+            if remaining[dependent] == 0:
+                self._spawn(dependent)
+
+    def _stage_failed(self, index: int, result: StageResult[Any]) -> None:
+        stage_id = self.plan.ids[index]
+        critical = self.plan.stages[index].critical
+        self.failed.append(index)
+        self.log.warning(
+            "stage_failed",
+            stage=stage_id,
+            error=result.error,
+            attempts=result.metadata.get("attempts"),
+            critical=critical,
+        )
+        if not critical:
+            return
+        if self.error is None:
+            self.error = f"stage '{stage_id}' failed: {result.error}"
+        if self.fail_fast and not self.stopped:
+            self.stopped = True
+            assert self.nursery is not None  # noqa: S101 (set by start)
+            self.nursery.cancel_scope.cancel()
+
+    def stage_cancelled(self, index: int) -> None:
+        """Record that stage ``index`` was cancelled while it ran."""
+        self.finished[index] = trio.current_time()
+        self.cancelled.append(index)
+        reason = self.error or "the run was cancelled"
+        self.results[index] = StageResult(
+            status=StageStatus.CANCELLED,
+            error=f"cancelled: {reason}",
+            stage_name=self.plan.ids[index],
+        )
+
+    def on_retry(
+        self, stage_id: str, item: int | None, attempt: int, error: BaseException, delay_s: float
+    ) -> None:
+        """Log a retry (the hook the attempt runner calls before sleeping)."""
+        self.log.info(
+            "stage_retrying",
+            stage=stage_id,
+            item=item,
+            attempt=attempt,
+            error=error_text(error),
+            delay_ms=delay_s * 1000,
+        )
+
+    # -- the result ------------------------------------------------------------------------
+
+    def build_result(self) -> PipelineResult:
+        """The frozen result of the run as it stands."""
+        plan = self.plan
+        ids = plan.ids
+        t0 = self.start_time
+        outputs: dict[str, Any] = {}
+        stage_results: dict[str, StageResult[Any]] = {}
+        timeline: dict[str, StageTiming] = {}
+        skipped: list[str] = []
+        for index, result in enumerate(self.results):
+            if result is None:
+                continue
+            stage_id = ids[index]
+            stage_results[stage_id] = result
+            status = result.status
+            if status in _PRODUCES_OUTPUT:
+                outputs[stage_id] = result.output
+            if status is StageStatus.SKIPPED:
+                skipped.append(stage_id)
+            started = self.started[index]
+            timeline[stage_id] = StageTiming(
+                stage=stage_id,
+                status=status,
+                queued_ms=(self.queued[index] - t0) * 1000,
+                started_ms=((started if started is not None else t0) - t0) * 1000,
+                finished_ms=(self.finished[index] - t0) * 1000,
+                attempts=result.metadata.get("attempts", 0),
+            )
+        success = self.error is None
+        return PipelineResult(
+            pipeline_name=plan.name,
+            run_id=self.run_id,
+            success=success,
+            outputs=outputs,
+            stage_results=stage_results,
+            failed_stages=tuple(ids[i] for i in self.failed),
+            skipped_stages=tuple(skipped),
+            cancelled_stages=tuple(ids[i] for i in self.cancelled),
+            not_started_stages=tuple(
+                ids[i] for i, result in enumerate(self.results) if result is None
+            ),
+            total_duration_ms=(trio.current_time() - t0) * 1000,
+            metrics=self.context.metrics,
+            context=self.context.snapshot(),
+            timeline=timeline,
+            error=self.error,
+        )
+
+
+class PipelineExecutor:
+    """Runs pipeline definitions on Trio: each stage a task, data on memory channels."""
+
+    async def execute(
+        self,
+        pipeline: PipelineDefinition,
+        initial_input: Any = None,
+        context: PipelineContext | None = None,
+    ) -> PipelineResult:
+        """Run ``pipeline`` to completion and return its result.
+
+        Stage failures are reported in the result, never raised. Raises
+        :class:`PipelineValidationError` for an invalid definition (before any stage
+        runs); cancellation of the caller's scope cancels every stage and propagates.
+        """
+        plan = pipeline.plan()
+        run = Run(
+            plan,
+            initial_input,
+            context if context is not None else PipelineContext(),
+            fail_fast=pipeline.fail_fast,
+            run_id=uuid.uuid4().hex[:12],
+        )
+        run.log.info("run_started", stages=len(plan.ids))
+        try:
+            async with trio.open_nursery() as nursery:
+                run.start(nursery)
+        except trio.Cancelled:
+            run.log.info("run_cancelled", cancelled=[plan.ids[i] for i in run.cancelled])
+            raise
+        result = run.build_result()
+        if result.success:
+            run.log.info("run_succeeded", duration_ms=result.total_duration_ms)
+        else:
+            run.log.warning("run_failed", error=result.error, duration_ms=result.total_duration_ms)
+        return result
+
+
+def run_pipeline(
+    pipeline: PipelineDefinition,
+    initial_input: Any = None,
+    context: PipelineContext | None = None,
+) -> PipelineResult:
+    """Run ``pipeline`` from synchronous code (starts its own Trio loop)."""
+    return trio.run(PipelineExecutor().execute, pipeline, initial_input, context)

@@ -1,0 +1,103 @@
+"""Fan-out: one child task per item in a child nursery, outputs kept in input order."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._attempts import RetryHook, run_unit
+from ._results import StageResult, StageStatus
+from .errors import FanOutInputError, FanOutItemError
+
+if TYPE_CHECKING:
+    from .definition import StageDefinition
+
+
+def fan_out_items(sdef: StageDefinition, value: Any) -> tuple[list[Any], str | None]:
+    """The items to fan out over and, for a multi-input stage, the input they came from.
+
+    Raises :class:`FanOutInputError` naming the stage and the type it got.
+    """
+    source = None
+    items = value
+    if len(sdef.inputs) > 1:
+        source = sdef.fan_out_over
+        items = value[source]
+    if not isinstance(items, list | tuple):
+        raise FanOutInputError(sdef.id, items, source=source)
+    return list(items), source
+
+
+async def run_fan_out(
+    sdef: StageDefinition,
+    value: Any,
+    context: Any,
+    *,
+    streaming: bool,
+    on_retry: RetryHook | None,
+) -> StageResult[Any]:
+    """Run ``sdef`` once per item; the first failed item cancels its siblings."""
+    try:
+        items, source = fan_out_items(sdef, value)
+    except FanOutInputError as exc:
+        return StageResult.failure(exc, stage_name=sdef.id)
+    count = len(items)
+    results: list[StageResult[Any] | None] = [None] * count
+    first_failure: list[int] = []
+    limit = sdef.max_concurrent_fan_out
+    slots = trio.Semaphore(limit) if limit is not None else None
+
+    async def run_item(index: int, item_value: Any, nursery: trio.Nursery) -> None:
+        try:
+            result = await run_unit(
+                sdef, item_value, context, item=index, streaming=streaming, on_retry=on_retry
+            )
+        finally:
+            if slots is not None:
+                slots.release()
+        results[index] = result
+        if result.status is StageStatus.FAILED and not first_failure:
+            first_failure.append(index)
+            nursery.cancel_scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        for index, item in enumerate(items):
+            if slots is not None:
+                await slots.acquire()
+            item_value = item if source is None else {**value, source: item}
+            nursery.start_soon(run_item, index, item_value, nursery)
+
+    attempts = tuple(r.metadata.get("attempts", 1) if r is not None else 0 for r in results)
+    if first_failure:
+        index = first_failure[0]
+        failed = results[index]
+        assert failed is not None  # noqa: S101 (recorded before the cancel)
+        error = FanOutItemError(sdef.id, index, failed.error or "failed")
+        error.__cause__ = failed.exception
+        return StageResult(
+            status=StageStatus.FAILED,
+            error=str(error),
+            stage_name=sdef.id,
+            metadata={
+                "items": count,
+                "failed_item": index,
+                "attempts": max(attempts, default=0),
+                "item_attempts": attempts,
+                "attempt_errors": failed.metadata.get("attempt_errors", ()),
+            },
+            exception=error,
+        )
+    done = [r for r in results if r is not None]
+    soft = [i for i, r in enumerate(done) if r.status is StageStatus.SOFT_FAILED]
+    return StageResult(
+        status=StageStatus.SOFT_FAILED if soft else StageStatus.SUCCEEDED,
+        output=[r.output for r in done],
+        error=f"items {soft} soft-failed" if soft else None,
+        stage_name=sdef.id,
+        metadata={
+            "items": count,
+            "attempts": max(attempts, default=1),
+            "item_attempts": attempts,
+        },
+    )

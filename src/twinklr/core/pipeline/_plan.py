@@ -1,0 +1,180 @@
+"""Validation of a definition, and the compiled plan the executor runs from.
+
+Validation is O(V + E) and reports every problem at once. The plan is compiled once per
+definition (cached on it), so repeated runs pay nothing for it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import attrs
+
+from . import _graph
+from ._protocol import stage_problem
+from ._subpipeline import SubPipelineStage
+from .definition import ExecutionPattern, RetryConfig
+from .errors import PipelineValidationError
+
+if TYPE_CHECKING:
+    from .definition import PipelineDefinition, StageDefinition
+
+
+@attrs.frozen(kw_only=True)
+class Plan:
+    """A validated definition in index form: what the supervisor wires up per run."""
+
+    name: str
+    """The pipeline's name."""
+    ids: tuple[str, ...]
+    """Stage ids; a stage's index is its position here."""
+    stages: tuple[StageDefinition, ...]
+    """Stage definitions, by index."""
+    deps: tuple[tuple[int, ...], ...]
+    """For each stage, the indices of its inputs, in declared order."""
+    dependents: tuple[tuple[int, ...], ...]
+    """For each stage, the indices of the stages that take its output."""
+    order: tuple[int, ...]
+    """A topological order (for displays and analyses; execution follows data)."""
+    fan_out_slot: tuple[int, ...]
+    """For each fan-out stage, which of its inputs holds the list (-1 for others)."""
+    streaming: tuple[bool, ...]
+    """For each stage, whether its execute is an async generator."""
+
+    def waves(self) -> list[list[str]]:
+        """Stage ids grouped by depth (a display of the plan, never a schedule)."""
+        depth = _graph.levels(self.deps, self.order)
+        waves: list[list[str]] = [[] for _ in range(max(depth, default=-1) + 1)]
+        for node in self.order:
+            waves[depth[node]].append(self.ids[node])
+        return waves
+
+
+def compile_plan(pipeline: PipelineDefinition) -> Plan:
+    """Validate ``pipeline`` and compile it; raise listing every problem if invalid."""
+    problems = find_problems(pipeline)
+    if problems:
+        raise PipelineValidationError(pipeline.name, problems)
+    stages = pipeline.stages
+    ids = tuple(stage.id for stage in stages)
+    index = {stage_id: i for i, stage_id in enumerate(ids)}
+    deps = tuple(tuple(index[name] for name in stage.inputs) for stage in stages)
+    order = _graph.topological_order(deps)
+    if order is None:  # pragma: no cover - find_problems reports every cycle
+        raise PipelineValidationError(pipeline.name, ["dependency cycle"])
+    slots = []
+    for stage in stages:
+        if stage.pattern is ExecutionPattern.FAN_OUT:
+            source = stage.fan_out_over if stage.fan_out_over is not None else stage.inputs[0]
+            slots.append(stage.inputs.index(source))
+        else:
+            slots.append(-1)
+    return Plan(
+        name=pipeline.name,
+        ids=ids,
+        stages=stages,
+        deps=deps,
+        dependents=tuple(tuple(d) for d in _graph.dependents_of(deps)),
+        order=tuple(order),
+        fan_out_slot=tuple(slots),
+        streaming=tuple(inspect.isasyncgenfunction(stage.stage.execute) for stage in stages),
+    )
+
+
+def find_problems(pipeline: PipelineDefinition) -> list[str]:
+    """Every problem with ``pipeline``, in declaration order, then cycles."""
+    problems: list[str] = []
+    name = pipeline.name
+    if not isinstance(name, str) or not name:
+        problems.append(f"pipeline name must be a non-empty string, got {name!r}")
+    stages = pipeline.stages
+    if not stages:
+        return [*problems, f"pipeline '{name}' has no stages"]
+
+    ids = [stage.id for stage in stages]
+    index: dict[str, int] = {}
+    for position, stage_id in enumerate(ids):
+        if not isinstance(stage_id, str) or not stage_id:
+            problems.append(
+                f"stage #{position} has an invalid id {stage_id!r} (expected a non-empty string)"
+            )
+        index.setdefault(stage_id, position)
+    problems.extend(
+        f"stage id '{stage_id}' is declared {count} times"
+        for stage_id, count in Counter(ids).items()
+        if count > 1
+    )
+
+    deps: list[list[int]] = []
+    for stage in stages:
+        problems.extend(_stage_problems(stage, index))
+        deps.append([index[d] for d in dict.fromkeys(stage.inputs) if d in index and d != stage.id])
+
+    if all(stage.inputs for stage in stages):
+        problems.append(f"pipeline '{name}' has no entry stage (every stage has inputs)")
+    problems.extend(
+        "dependency cycle: " + " -> ".join(ids[node] for node in cycle)
+        for cycle in _graph.find_cycles(deps)
+    )
+    return problems
+
+
+def _stage_problems(stage: StageDefinition, index: dict[str, int]) -> list[str]:
+    where = f"stage '{stage.id}'"
+    problems: list[str] = []
+    bad_stage = stage_problem(stage.stage)
+    if bad_stage is not None:
+        problems.append(f"{where}: {bad_stage}")
+    elif isinstance(stage.stage, SubPipelineStage):
+        inner = stage.stage.pipeline
+        problems.extend(
+            f"{where} (sub-pipeline '{inner.name}'): {problem}" for problem in find_problems(inner)
+        )
+
+    for name, count in Counter(stage.inputs).items():
+        if name == stage.id:
+            problems.append(f"{where} depends on itself")
+        elif name not in index:
+            problems.append(f"{where} depends on unknown stage '{name}'")
+        if count > 1:
+            problems.append(f"{where} lists input '{name}' {count} times")
+
+    # Typed as object: users' values are checked here, whatever the annotations promise.
+    pattern: object = stage.pattern
+    if not isinstance(pattern, ExecutionPattern):
+        problems.append(f"{where}: pattern must be an ExecutionPattern, got {pattern!r}")
+    fan_out = pattern is ExecutionPattern.FAN_OUT
+    if fan_out and not stage.inputs:
+        problems.append(f"fan-out {where} has no input to fan out over")
+    if fan_out and len(stage.inputs) > 1 and stage.fan_out_over is None:
+        listed = ", ".join(f"'{name}'" for name in stage.inputs)
+        problems.append(
+            f"fan-out {where} has {len(stage.inputs)} inputs ({listed}); "
+            "set fan_out_over to the one holding the list"
+        )
+    if stage.fan_out_over is not None and not fan_out:
+        problems.append(f"{where} sets fan_out_over but its pattern is not FAN_OUT")
+    elif stage.fan_out_over is not None and stage.fan_out_over not in stage.inputs:
+        problems.append(f"{where}: fan_out_over '{stage.fan_out_over}' is not one of its inputs")
+    limit = stage.max_concurrent_fan_out
+    if limit is not None and not fan_out:
+        problems.append(f"{where} sets max_concurrent_fan_out but its pattern is not FAN_OUT")
+    elif limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        problems.append(f"{where}: max_concurrent_fan_out must be an int >= 1, got {limit!r}")
+
+    if pattern is ExecutionPattern.CONDITIONAL and stage.condition is None:
+        problems.append(f"conditional {where} has no condition")
+    condition: object = stage.condition
+    if condition is not None and not callable(condition):
+        problems.append(f"{where}: condition must be callable, got {condition!r}")
+    timeout: object = stage.timeout_ms
+    if timeout is not None and (
+        not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0
+    ):
+        problems.append(f"{where}: timeout_ms must be a number > 0, got {timeout!r}")
+    retry: object = stage.retry_config
+    if retry is not None and not isinstance(retry, RetryConfig):
+        problems.append(f"{where}: retry_config must be a RetryConfig, got {type(retry).__name__}")
+    return problems

@@ -1,0 +1,246 @@
+"""Stage and pipeline results: frozen values that say what happened."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
+
+import attrs
+
+if TYPE_CHECKING:
+    from ._context import ContextSnapshot
+
+T = TypeVar("T")
+_T = TypeVar("_T")
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if not value:
+        return _EMPTY
+    if isinstance(value, MappingProxyType):
+        return value
+    return MappingProxyType(dict(value))
+
+
+class StageStatus(enum.Enum):
+    """How a stage ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    SOFT_FAILED = "soft_failed"
+    CACHED = "cached"
+    CANCELLED = "cancelled"
+
+
+#: Statuses for which ``StageResult.success`` is True.
+SUCCESS_STATUSES = frozenset({StageStatus.SUCCEEDED, StageStatus.SKIPPED, StageStatus.CACHED})
+
+
+class _SuccessConstructor(Protocol):
+    def __call__(
+        self,
+        output: _T,
+        *,
+        stage_name: str = "",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> StageResult[_T]: ...
+
+
+def _construct_success(
+    output: _T, *, stage_name: str = "", metadata: Mapping[str, Any] | None = None
+) -> StageResult[_T]:
+    return StageResult(
+        status=StageStatus.SUCCEEDED, output=output, stage_name=stage_name, metadata=metadata
+    )
+
+
+class _SuccessDescriptor:
+    """``StageResult.success(...)`` constructs; ``result.success`` answers a bool.
+
+    The seed writes both spellings, so the name has to serve as a constructor on the
+    class and as a flag on an instance.
+    """
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> _SuccessConstructor: ...
+    @overload
+    def __get__(self, instance: StageResult[Any], owner: type[Any]) -> bool: ...
+    def __get__(
+        self, instance: StageResult[Any] | None, owner: type[Any]
+    ) -> _SuccessConstructor | bool:
+        if instance is None:
+            return _construct_success
+        return instance.status in SUCCESS_STATUSES
+
+
+@attrs.frozen(kw_only=True)
+class StageResult(Generic[T]):
+    """What one stage produced: an output, or an error, and how it ended.
+
+    Build one with ``StageResult.success(output)``, ``StageResult.failure(error)``,
+    ``StageResult.skipped()`` or ``StageResult.soft_failure(output, error)``.
+    """
+
+    status: StageStatus
+    """How the stage ended; ``success`` is derived from it."""
+    output: T | None = None
+    """The stage's output (the best candidate for a soft failure; None otherwise)."""
+    error: str | None = None
+    """A message saying what went wrong, for failed and soft-failed results."""
+    stage_name: str = ""
+    """The stage's name or id; filled in by the executor when the stage left it empty."""
+    metadata: Mapping[str, Any] = attrs.field(default=None, converter=_frozen_mapping)
+    """Free-form details: attempts, errors per attempt, fan-out item counts, ..."""
+    exception: BaseException | None = attrs.field(default=None, eq=False, repr=False)
+    """The exception behind a failure, when there was one."""
+
+    success = _SuccessDescriptor()
+
+    @classmethod
+    def failure(
+        cls,
+        error: str | BaseException,
+        *,
+        stage_name: str = "",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> StageResult[Any]:
+        """A failed result; ``error`` is a message or the exception that caused it."""
+        exception = error if isinstance(error, BaseException) else None
+        return cls(
+            status=StageStatus.FAILED,
+            error=_describe(error),
+            stage_name=stage_name,
+            metadata=metadata,
+            exception=exception,
+        )
+
+    @classmethod
+    def skipped(
+        cls, *, stage_name: str = "", reason: str = "condition was false"
+    ) -> StageResult[Any]:
+        """A stage whose condition said no; it counts as success with output None."""
+        return cls(status=StageStatus.SKIPPED, stage_name=stage_name, metadata={"reason": reason})
+
+    @classmethod
+    def soft_failure(
+        cls,
+        output: _T,
+        error: str,
+        *,
+        stage_name: str = "",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> StageResult[_T]:
+        """A stage that stopped short but hands ``output`` on; the run goes on."""
+        return StageResult(
+            status=StageStatus.SOFT_FAILED,
+            output=output,
+            error=error,
+            stage_name=stage_name,
+            metadata=metadata,
+        )
+
+    @property
+    def failed(self) -> bool:
+        """True when the stage failed outright (not skipped, not soft-failed)."""
+        return self.status is StageStatus.FAILED
+
+
+def _describe(error: str | BaseException) -> str:
+    if isinstance(error, BaseException):
+        text = str(error)
+        return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return error
+
+
+def success_result(
+    output: T, *, stage_name: str = "", metadata: Mapping[str, Any] | None = None
+) -> StageResult[T]:
+    """Module-level spelling of ``StageResult.success(...)``."""
+    return _construct_success(output, stage_name=stage_name, metadata=metadata)
+
+
+def failure_result(
+    error: str | BaseException,
+    *,
+    stage_name: str = "",
+    metadata: Mapping[str, Any] | None = None,
+) -> StageResult[Any]:
+    """Module-level spelling of ``StageResult.failure(...)``."""
+    return StageResult.failure(error, stage_name=stage_name, metadata=metadata)
+
+
+def skipped_result(
+    *, stage_name: str = "", reason: str = "condition was false"
+) -> StageResult[Any]:
+    """Module-level spelling of ``StageResult.skipped(...)``."""
+    return StageResult.skipped(stage_name=stage_name, reason=reason)
+
+
+@attrs.frozen(kw_only=True)
+class StageTiming:
+    """When a stage was queued, started and finished, in ms since the run started."""
+
+    stage: str
+    """The stage id."""
+    status: StageStatus
+    """How the stage ended."""
+    queued_ms: float
+    """When its last input arrived (it became ready)."""
+    started_ms: float
+    """When its task began work (after the condition, before the first attempt)."""
+    finished_ms: float
+    """When it ended, whatever the outcome."""
+    attempts: int
+    """Attempts made (for fan-out: the most any single item needed)."""
+
+    @property
+    def duration_ms(self) -> float:
+        """Time from start to finish."""
+        return self.finished_ms - self.started_ms
+
+
+@attrs.frozen(kw_only=True)
+class PipelineResult:
+    """The outcome of one run: outputs, per-stage results, metrics and timings."""
+
+    pipeline_name: str
+    """The definition's name."""
+    run_id: str
+    """A unique id for this run, also bound into its log events."""
+    success: bool
+    """True unless a critical stage failed (soft failures and skips do not count)."""
+    outputs: Mapping[str, Any] = attrs.field(converter=_frozen_mapping)
+    """Stage id -> output, for every stage that finished before the run ended."""
+    stage_results: Mapping[str, StageResult[Any]] = attrs.field(converter=_frozen_mapping)
+    """Stage id -> result, for every stage that ended (cancelled ones included)."""
+    failed_stages: tuple[str, ...] = ()
+    """Stages that failed, critical or not, in the order they failed."""
+    skipped_stages: tuple[str, ...] = ()
+    """Stages whose condition said no."""
+    cancelled_stages: tuple[str, ...] = ()
+    """Stages that were running when fail-fast (or the caller) cancelled them."""
+    not_started_stages: tuple[str, ...] = ()
+    """Stages that never started because the run stopped before their inputs were ready."""
+    total_duration_ms: float = 0.0
+    """Makespan of the run, on Trio's clock."""
+    metrics: Mapping[str, Any] = attrs.field(default=None, converter=_frozen_mapping)
+    """The context's metrics when the run ended."""
+    context: ContextSnapshot | None = None
+    """A frozen snapshot of the context when the run ended."""
+    timeline: Mapping[str, StageTiming] = attrs.field(default=None, converter=_frozen_mapping)
+    """Stage id -> timing, for every stage that started."""
+    error: str | None = None
+    """The failure that ended the run, naming the stage; None on success."""
+
+    def get_output(self, stage_id: str, default: Any = None) -> Any:
+        """The output of ``stage_id``, or ``default`` when it produced none."""
+        return self.outputs.get(stage_id, default)
+
+    def get_result(self, stage_id: str) -> StageResult[Any] | None:
+        """The result of ``stage_id``, or None when it never ended (not started)."""
+        return self.stage_results.get(stage_id)

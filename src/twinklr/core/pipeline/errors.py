@@ -1,0 +1,101 @@
+"""The public exception hierarchy.
+
+Every error subclasses :class:`PipelineError` and the builtin it behaves like, carries
+structured fields, and its message names the stage and the bad value.
+
+Stage failures are *results*, not exceptions out of ``execute``: the classes below that
+describe a stage failure (:class:`StageTimeoutError`, :class:`FanOutInputError`,
+:class:`StageOutputError`, :class:`FanOutItemError`, :class:`ConditionError`) are what
+the executor records in :attr:`StageResult.exception`, so callers can inspect them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class PipelineError(Exception):
+    """Base class of every error this package defines."""
+
+
+class PipelineValidationError(PipelineError, ValueError):
+    """A pipeline definition is invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, pipeline: str, problems: Sequence[str]) -> None:
+        self.pipeline = pipeline
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"pipeline '{pipeline}' is invalid ({count} {noun}):\n{lines}")
+
+
+class StageExecutionError(PipelineError):
+    """Base class of the errors the executor records for a failed stage."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        self.stage = stage
+        super().__init__(message)
+
+
+class StageTimeoutError(StageExecutionError, TimeoutError):
+    """An attempt of a stage ran longer than its ``timeout_ms``."""
+
+    def __init__(self, stage: str, timeout_ms: float, *, item: int | None = None) -> None:
+        self.timeout_ms = timeout_ms
+        self.item = item
+        where = f"stage '{stage}'" if item is None else f"stage '{stage}' item {item}"
+        super().__init__(stage, f"{where} timed out after {timeout_ms:g} ms (timeout)")
+
+
+class StageOutputError(StageExecutionError, TypeError):
+    """A stage returned something that is not a ``StageResult``."""
+
+    def __init__(self, stage: str, value: object) -> None:
+        self.value = value
+        super().__init__(
+            stage,
+            f"stage '{stage}' returned {type(value).__name__} {value!r:.80}, "
+            "expected a StageResult",
+        )
+
+
+class FanOutInputError(StageExecutionError, TypeError):
+    """A fan-out stage's input is not a list or tuple."""
+
+    def __init__(self, stage: str, value: object, *, source: str | None = None) -> None:
+        self.value = value
+        self.source = source
+        origin = "" if source is None else f" (from '{source}')"
+        super().__init__(
+            stage,
+            f"fan-out stage '{stage}' needs a list or tuple input{origin}, "
+            f"got {type(value).__name__}",
+        )
+
+
+class FanOutItemError(StageExecutionError):
+    """One item of a fan-out stage failed; its siblings were cancelled."""
+
+    def __init__(self, stage: str, item: int, error: str) -> None:
+        self.item = item
+        self.error = error
+        super().__init__(stage, f"stage '{stage}' item {item} failed: {error}")
+
+
+class ConditionError(StageExecutionError):
+    """A stage's condition raised instead of answering."""
+
+    def __init__(self, stage: str, error: BaseException) -> None:
+        self.error = error
+        super().__init__(
+            stage, f"condition of stage '{stage}' raised {type(error).__name__}: {error}"
+        )
+
+
+class StageFailedError(StageExecutionError):
+    """A stage attempt reported failure with ``StageResult.failure`` (used for retries)."""
+
+    def __init__(self, stage: str, error: str) -> None:
+        self.error = error
+        super().__init__(stage, error)

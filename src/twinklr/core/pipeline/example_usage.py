@@ -1,0 +1,293 @@
+"""The Twinklr sequencer pipeline, offline and deterministic.
+
+audio -> profile + lyrics (conditional) -> macro plan -> group contexts
+      -> per-group plans (fan-out) -> render
+
+Every stage is a small fake that sleeps a little and derives its output from its input,
+so the run shows real concurrency and gives the same answer every time. Run it with::
+
+    python -m twinklr.core.pipeline.example_usage [--song NAME] [--no-lyrics]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+from typing import Any
+
+import attrs
+import structlog
+import trio
+
+from . import (
+    ExecutionPattern,
+    PipelineContext,
+    PipelineDefinition,
+    PipelineExecutor,
+    PipelineResult,
+    StageDefinition,
+    StageResult,
+)
+from .definition import RetryConfig
+
+HIGH_ENERGY_BPM = 120
+GROUPS = ("roofline", "windows", "trees", "arches", "matrix", "yard")
+
+
+def _seed(*parts: object) -> int:
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+@attrs.frozen
+class AudioBundle:
+    """What audio analysis found in a song."""
+
+    song: str
+    tempo_bpm: int
+    duration_ms: int
+    sections: tuple[str, ...]
+    lyrics: str | None
+
+
+@attrs.frozen
+class MacroPlan:
+    """The show's overall plan: a theme and one brief per display group."""
+
+    theme: str
+    energy: str
+    briefs: tuple[tuple[str, str], ...]
+
+
+@attrs.frozen
+class GroupPlan:
+    """Effects planned for one display group."""
+
+    group: str
+    effects: tuple[str, ...]
+
+
+@attrs.define
+class FakeLLM:
+    """A deterministic stand-in for an LLM provider: same prompt, same answer.
+
+    The first prompt starting with one of ``flaky_prefixes`` raises a transient
+    rate-limit error, to show retries; ``calls`` counts requests.
+    """
+
+    latency_s: float = 0.02
+    flaky_prefixes: tuple[str, ...] = ()
+    calls: int = 0
+    _failed: set[str] = attrs.field(factory=set)
+
+    async def complete(self, prompt: str) -> str:
+        self.calls += 1
+        await trio.sleep(self.latency_s)
+        for prefix in self.flaky_prefixes:
+            if prompt.startswith(prefix) and prefix not in self._failed:
+                self._failed.add(prefix)
+                msg = "rate_limit: too many requests, try again"
+                raise RuntimeError(msg)
+        words = ("sparkle", "chase", "wave", "twinkle", "fade", "strobe", "shimmer", "pulse")
+        seed = _seed(prompt)
+        return " ".join(words[(seed >> (4 * i)) % len(words)] for i in range(3))
+
+
+class AudioAnalysisStage:
+    """Analyses the song: tempo, duration, sections, lyrics if any."""
+
+    name = "audio_analysis"
+
+    def __init__(self, *, with_lyrics: bool = True) -> None:
+        self.with_lyrics = with_lyrics
+
+    async def execute(self, input: str, context: PipelineContext) -> StageResult[AudioBundle]:
+        await trio.sleep(0.05)
+        seed = _seed(input)
+        bundle = AudioBundle(
+            song=input,
+            tempo_bpm=90 + seed % 60,
+            duration_ms=150_000 + seed % 90_000,
+            sections=("intro", "verse", "chorus", "verse", "chorus", "outro"),
+            lyrics=f"lyrics of {input}" if self.with_lyrics else None,
+        )
+        context.set_state("has_lyrics", bundle.lyrics is not None)
+        context.add_metric("duration_ms", bundle.duration_ms)
+        return StageResult.success(bundle, stage_name=self.name)
+
+
+class AudioProfileStage:
+    """Summarises the song's energy and mood."""
+
+    name = "audio_profile"
+
+    async def execute(
+        self, input: AudioBundle, context: PipelineContext
+    ) -> StageResult[dict[str, Any]]:
+        await trio.sleep(0.04)
+        energy = "high" if input.tempo_bpm >= HIGH_ENERGY_BPM else "calm"
+        return StageResult.success(
+            {"energy": energy, "tempo": input.tempo_bpm}, stage_name=self.name
+        )
+
+
+class LyricsStage:
+    """Extracts themes from the lyrics (only runs when the song has lyrics)."""
+
+    name = "lyrics"
+
+    async def execute(self, input: AudioBundle, context: PipelineContext) -> StageResult[list[str]]:
+        if not context.get_state("has_lyrics"):
+            return StageResult.failure("No lyrics available", stage_name=self.name)
+        themes = await context.provider.complete(f"themes of {input.lyrics}")
+        return StageResult.success(themes.split(), stage_name=self.name)
+
+
+class MacroPlannerStage:
+    """Plans the whole show from the profile and (maybe) the lyric themes."""
+
+    name = "macro_planner"
+
+    async def execute(
+        self, input: dict[str, Any], context: PipelineContext
+    ) -> StageResult[MacroPlan]:
+        profile, themes = input["profile"], input["lyrics"]
+        theme = await context.provider.complete(f"theme for {profile} {themes}")
+        context.increment_metric("llm_calls")
+        briefs = tuple((group, f"{theme} ({profile['energy']})") for group in GROUPS)
+        return StageResult.success(
+            MacroPlan(theme=theme, energy=profile["energy"], briefs=briefs), stage_name=self.name
+        )
+
+
+class GroupContextsStage:
+    """Turns the macro plan into one planning context per display group."""
+
+    name = "group_contexts"
+
+    async def execute(
+        self, input: MacroPlan, context: PipelineContext
+    ) -> StageResult[list[dict[str, str]]]:
+        await trio.lowlevel.checkpoint()
+        contexts = [{"group": group, "brief": brief} for group, brief in input.briefs]
+        return StageResult.success(contexts, stage_name=self.name)
+
+
+class GroupPlannerStage:
+    """Plans the effects of one display group (run once per group by fan-out)."""
+
+    name = "group_planner"
+
+    async def execute(
+        self, input: dict[str, str], context: PipelineContext
+    ) -> StageResult[GroupPlan]:
+        answer = await context.provider.complete(f"effects for {input['group']}: {input['brief']}")
+        context.increment_metric("llm_calls")
+        return StageResult.success(
+            GroupPlan(group=input["group"], effects=tuple(answer.split())), stage_name=self.name
+        )
+
+
+class RenderStage:
+    """Renders the group plans into a (pretend) sequence file description."""
+
+    name = "render"
+
+    async def execute(self, input: list[GroupPlan], context: PipelineContext) -> StageResult[str]:
+        await trio.sleep(0.03)
+        effects = sum(len(plan.effects) for plan in input)
+        return StageResult.success(
+            f"sequence with {len(input)} groups and {effects} effects", stage_name=self.name
+        )
+
+
+def build_pipeline(*, with_lyrics: bool = True) -> PipelineDefinition:
+    """The sequencer pipeline, using every pattern."""
+    llm_retry = RetryConfig(
+        max_attempts=3,
+        initial_delay_ms=20,
+        backoff_multiplier=2.0,
+        max_delay_ms=200,
+        retryable_errors=["timeout", "rate_limit"],
+    )
+    return PipelineDefinition(
+        name="twinklr_sequencer",
+        description="Audio to light-show sequence",
+        stages=[
+            StageDefinition("audio", AudioAnalysisStage(with_lyrics=with_lyrics)),
+            StageDefinition(
+                "profile", AudioProfileStage(), pattern=ExecutionPattern.PARALLEL, inputs=["audio"]
+            ),
+            StageDefinition(
+                "lyrics",
+                LyricsStage(),
+                pattern=ExecutionPattern.CONDITIONAL,
+                inputs=["audio"],
+                condition=lambda ctx: ctx.get_state("has_lyrics", default=False),
+                critical=False,
+            ),
+            StageDefinition(
+                "macro",
+                MacroPlannerStage(),
+                inputs=["profile", "lyrics"],
+                retry_config=llm_retry,
+                timeout_ms=2000,
+            ),
+            StageDefinition("group_contexts", GroupContextsStage(), inputs=["macro"]),
+            StageDefinition(
+                "groups",
+                GroupPlannerStage(),
+                pattern=ExecutionPattern.FAN_OUT,
+                inputs=["group_contexts"],
+                retry_config=RetryConfig(max_attempts=2, initial_delay_ms=10),
+                max_concurrent_fan_out=3,
+            ),
+            StageDefinition("render", RenderStage(), inputs=["groups"]),
+        ],
+    )
+
+
+def summarize(result: PipelineResult) -> str:
+    """A table a person can read: one row per stage, then the outcome."""
+    lines = [
+        f"pipeline {result.pipeline_name} (run {result.run_id}): "
+        + ("succeeded" if result.success else "FAILED"),
+        f"{'stage':<16}{'status':<12}{'start ms':>10}{'took ms':>10}{'attempts':>10}",
+    ]
+    for stage_id, timing in sorted(result.timeline.items(), key=lambda kv: kv[1].started_ms):
+        lines.append(
+            f"{stage_id:<16}{timing.status.value:<12}{timing.started_ms:>10.0f}"
+            f"{timing.duration_ms:>10.0f}{timing.attempts:>10}"
+        )
+    lines.append(f"total {result.total_duration_ms:.0f} ms; metrics {dict(result.metrics)}")
+    if result.success:
+        lines.append(f"render: {result.outputs['render']}")
+    else:
+        lines.append(f"error: {result.error}")
+    return "\n".join(lines)
+
+
+async def run_demo(song: str = "Carol of the Bells", *, with_lyrics: bool = True) -> PipelineResult:
+    """Run the sequencer pipeline once with a fake LLM that rate-limits the macro planner
+    once (so the run shows a retry)."""
+    llm = FakeLLM(flaky_prefixes=("theme for",))
+    context = PipelineContext(provider=llm, config={"song": song})
+    return await PipelineExecutor().execute(build_pipeline(with_lyrics=with_lyrics), song, context)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo and print its summary; exit status 0 on success."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--song", default="Carol of the Bells")
+    parser.add_argument("--no-lyrics", action="store_true", help="analyse an instrumental")
+    args = parser.parse_args(argv)
+    # An application (not the library) decides how logs look: warnings only, here.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    result = trio.run(lambda: run_demo(args.song, with_lyrics=not args.no_lyrics))
+    print(summarize(result))  # noqa: T201 (the demo's output)
+    return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""The public API is pinned: these names, importable from these places."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from twinklr.core import pipeline
+from twinklr.core.pipeline import definition, errors
+
+PUBLIC = {
+    "ConditionError",
+    "ContextSnapshot",
+    "ExecutionPattern",
+    "FanOutInputError",
+    "FanOutItemError",
+    "PipelineContext",
+    "PipelineDefinition",
+    "PipelineError",
+    "PipelineExecutor",
+    "PipelineResult",
+    "PipelineStage",
+    "PipelineValidationError",
+    "RetryConfig",
+    "StageDefinition",
+    "StageExecutionError",
+    "StageFailedError",
+    "StageOutputError",
+    "StageResult",
+    "StageStatus",
+    "StageTimeoutError",
+    "StageTiming",
+    "SubPipelineStage",
+    "failure_result",
+    "run_pipeline",
+    "skipped_result",
+    "success_result",
+}
+
+
+def test_all_is_exactly_the_public_names() -> None:
+    assert set(pipeline.__all__) == PUBLIC
+    assert pipeline.__all__ == sorted(pipeline.__all__)
+
+
+def test_every_public_name_is_importable_and_claims_the_package() -> None:
+    for name in PUBLIC:
+        obj = getattr(pipeline, name)
+        module = getattr(obj, "__module__", pipeline.__name__)
+        assert not module.split(".")[-1].startswith("_"), (name, module)
+
+
+def test_seed_import_paths() -> None:
+    assert definition.RetryConfig is pipeline.RetryConfig
+    assert definition.StageDefinition is pipeline.StageDefinition
+    assert errors.PipelineValidationError is pipeline.PipelineValidationError
+    assert issubclass(pipeline.PipelineValidationError, ValueError)
+    assert issubclass(pipeline.PipelineValidationError, pipeline.PipelineError)
+
+
+def test_optional_parts_are_not_imported() -> None:
+    code = "import sys, twinklr.core.pipeline; print(sorted(sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    for heavy in ("dask", "opentelemetry", "rich"):
+        assert f"'{heavy}'" not in loaded

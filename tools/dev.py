@@ -1,0 +1,74 @@
+"""Bootstrap and run the project with nothing but python3 on the machine.
+
+    python3 tools/dev.py demo     run the Twinklr sequencer demo
+    python3 tools/dev.py test     run the whole test suite (extra args go to pytest)
+    python3 tools/dev.py lint     ruff (lint + format check) and mypy --strict
+    python3 tools/dev.py bench    run the benchmarks
+
+It finds uv (on PATH, or in ./.tools, installing it there from PyPI the first time),
+syncs the locked environment into ./.venv, and runs the command inside it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS = ROOT / ".tools"
+UV_VERSION = "0.13.9"
+
+COMMANDS: dict[str, list[list[str]]] = {
+    "demo": [["python", "-m", "twinklr.core.pipeline.example_usage"]],
+    "test": [["pytest", "--cov"]],
+    "lint": [
+        ["ruff", "check", "."],
+        ["ruff", "format", "--check", "."],
+        ["mypy"],
+    ],
+    "bench": [["python", "benchmarks/bench_executor.py"]],
+}
+
+
+def find_uv() -> str:
+    """A uv executable, installing one into ./.tools when none is around."""
+    found = shutil.which("uv")
+    if found:
+        return found
+    bindir = TOOLS / ("Scripts" if os.name == "nt" else "bin")
+    local = bindir / "uv"
+    if local.exists():
+        return str(local)
+    print(f"dev.py: installing uv {UV_VERSION} into {TOOLS} (first run only)", file=sys.stderr)
+    venv.EnvBuilder(with_pip=True, clear=True).create(TOOLS)
+    pip = [str(bindir / "python"), "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, f"uv=={UV_VERSION}"], check=True)
+    return str(local)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__, file=sys.stderr)
+        return 2
+    name, extra = argv[0], argv[1:]
+    uv = find_uv()
+    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(ROOT / ".venv")}
+    sync = [uv, "sync", "--locked", "--all-extras", "--quiet"]
+    subprocess.run(sync, cwd=ROOT, env=env, check=True)
+    steps = COMMANDS[name]
+    for index, step in enumerate(steps):
+        args = [*step, *extra] if index == len(steps) - 1 else step
+        code = subprocess.run(
+            [uv, "run", "--locked", "--no-sync", *args], check=False, cwd=ROOT, env=env
+        ).returncode
+        if code != 0:
+            return code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
