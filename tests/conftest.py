@@ -7,8 +7,15 @@ from typing import Any
 
 import attrs
 import trio
+import trio.testing
 
-from twinklr.core.pipeline import PipelineContext, StageResult
+from twinklr.core.pipeline import (
+    PipelineContext,
+    PipelineDefinition,
+    PipelineExecutor,
+    PipelineResult,
+    StageResult,
+)
 
 
 @attrs.define
@@ -54,3 +61,18 @@ def stub(output: Any = None, delay: float = 0.0, **kwargs: Any) -> Stub:
 def const(value: Any) -> Callable[[Any], Any]:
     """An output function that ignores its input."""
     return lambda _input: value
+
+
+def run_virtual(
+    pipeline: PipelineDefinition,
+    initial_input: Any = None,
+    context: PipelineContext | None = None,
+) -> PipelineResult:
+    """Run ``pipeline`` synchronously under an autojumping virtual clock (for hypothesis)."""
+    return trio.run(
+        PipelineExecutor().execute,
+        pipeline,
+        initial_input,
+        context,
+        clock=trio.testing.MockClock(autojump_threshold=0),
+    )
