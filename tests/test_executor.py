@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from conftest import Stub, const, run_virtual, stub
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import Stub, const, run_virtual, stub
 from twinklr.core.pipeline import (
     PipelineContext,
     PipelineDefinition,

@@ -26,10 +26,12 @@ async def stage_actor(run: Run, index: int) -> None:
     """The task of stage ``index`` in ``run``; never raises except for cancellation."""
     plan = run.plan
     sdef = plan.stages[index]
-    run.started[index] = trio.current_time()
+    run.started[index] = run.now()
     try:
         value = run.receive_inputs(index)
-        result = _check_condition(sdef.condition, sdef.id, run.context)
+        result = None
+        if sdef.condition is not None:
+            result = _check_condition(sdef.condition, sdef.id, run.context)
         if result is None:
             if sdef.pattern is ExecutionPattern.FAN_OUT:
                 result = await run_fan_out(
@@ -55,8 +57,6 @@ async def stage_actor(run: Run, index: int) -> None:
 
 def _check_condition(condition: Any, stage_id: str, context: Any) -> StageResult[Any] | None:
     """A skipped or failed result when the condition says so; None to go ahead."""
-    if condition is None:
-        return None
     try:
         go_ahead = bool(condition(context))
     except Exception as exc:  # noqa: BLE001 - a raising condition fails its stage

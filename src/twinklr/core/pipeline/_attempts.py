@@ -7,8 +7,9 @@ non-``Exception`` errors (``KeyboardInterrupt``) propagate.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import aclosing
+from types import MappingProxyType
 from typing import Any
 
 import trio
@@ -17,6 +18,8 @@ from ._results import StageResult, StageStatus
 from ._retry import error_text, retrying
 from .definition import StageDefinition
 from .errors import StageFailedError, StageOutputError, StageTimeoutError
+
+_ONE_ATTEMPT: Mapping[str, Any] = MappingProxyType({"attempts": 1})
 
 #: Called as ``on_retry(stage_id, item, attempt, error, delay_s)`` before a retry sleep.
 RetryHook = Callable[[str, "int | None", int, BaseException, float], None]
@@ -53,6 +56,11 @@ async def _attempt_once(
             result = await _invoke(sdef.stage, value, context, streaming=streaming)
         if scope.cancelled_caught:
             raise StageTimeoutError(sdef.id, timeout_ms, item=item)
+    return _checked(sdef, result)
+
+
+def _checked(sdef: StageDefinition, result: object) -> StageResult[Any]:
+    """``result`` if it is a successful StageResult; else raise what went wrong."""
     if not isinstance(result, StageResult):
         raise StageOutputError(sdef.id, result)
     if result.status is StageStatus.FAILED:
@@ -77,7 +85,14 @@ async def run_unit(
     config = sdef.retry_config
     errors: list[str] = []
     try:
-        if config is None or config.max_attempts == 1:
+        if (
+            (config is None or config.max_attempts == 1)
+            and sdef.timeout_ms is None
+            and not streaming
+        ):
+            # The hot path: one plain call, no wrapper coroutines.
+            result = _checked(sdef, await sdef.stage.execute(value, context))
+        elif config is None or config.max_attempts == 1:
             result = await _attempt_once(sdef, value, context, item, streaming)
         else:
 
@@ -94,10 +109,12 @@ async def run_unit(
     except Exception as exc:  # noqa: BLE001 - errors are results, by contract
         errors.append(error_text(exc))
         return _failed(sdef.id, exc, None, errors)
-    metadata = dict(result.metadata)
-    metadata["attempts"] = len(errors) + 1
-    if errors:
-        metadata["attempt_errors"] = tuple(errors)
+    if not errors and not result.metadata:
+        metadata: Mapping[str, Any] = _ONE_ATTEMPT  # the common case: nothing to copy
+    else:
+        metadata = {**result.metadata, "attempts": len(errors) + 1}
+        if errors:
+            metadata["attempt_errors"] = tuple(errors)
     return StageResult(
         status=result.status,
         output=result.output,

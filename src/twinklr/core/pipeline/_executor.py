@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import trio
 
+from . import _wiring
 from ._actor import stage_actor
 from ._context import PipelineContext
 from ._results import PipelineResult, StageResult, StageStatus, StageTiming
@@ -50,14 +51,9 @@ class Run:
         self.log = logger.bind(pipeline=plan.name, run_id=run_id)
         count = len(plan.ids)
         self.remaining = [len(deps) for deps in plan.deps]
-        self.inbox: list[list[trio.MemoryReceiveChannel[Any]]] = [[] for _ in range(count)]
-        self.outbox: list[list[trio.MemorySendChannel[Any]]] = [[] for _ in range(count)]
-        for consumer, deps in enumerate(plan.deps):
-            receivers = self.inbox[consumer]
-            for producer in deps:
-                send, receive = trio.open_memory_channel[Any](1)
-                self.outbox[producer].append(send)
-                receivers.append(receive)
+        self.wiring = _wiring.acquire(plan)
+        self.inbox = self.wiring.inbox
+        self.outbox = self.wiring.outbox
         self.results: list[StageResult[Any] | None] = [None] * count
         self.queued: list[float] = [0.0] * count
         self.started: list[float | None] = [None] * count
@@ -68,20 +64,22 @@ class Run:
         self.stopped = False
         self.nursery: trio.Nursery | None = None
         self.start_time = 0.0
+        # The run's clock, read directly: stage tasks read it three times each.
+        self.now = trio.lowlevel.current_clock().current_time
 
     # -- supervision -------------------------------------------------------------------
 
     def start(self, nursery: trio.Nursery) -> None:
         """Start every entry stage in the supervisor ``nursery``."""
         self.nursery = nursery
-        self.start_time = trio.current_time()
+        self.start_time = self.now()
         for index, deps in enumerate(self.plan.deps):
             if not deps:
                 self._spawn(index)
 
     def _spawn(self, index: int) -> None:
         assert self.nursery is not None  # noqa: S101 (set by start)
-        self.queued[index] = trio.current_time()
+        self.queued[index] = self.now()
         self.nursery.start_soon(stage_actor, self, index, name=self.plan.ids[index])
 
     def receive_inputs(self, index: int) -> Any:
@@ -98,7 +96,7 @@ class Run:
 
     def stage_finished(self, index: int, result: StageResult[Any]) -> None:
         """Record ``result``; hand the output on, or fail the run."""
-        self.finished[index] = trio.current_time()
+        self.finished[index] = self.now()
         self.results[index] = result
         if result.status is StageStatus.FAILED:
             self._stage_failed(index, result)
@@ -139,7 +137,7 @@ class Run:
 
     def stage_cancelled(self, index: int) -> None:
         """Record that stage ``index`` was cancelled while it ran."""
-        self.finished[index] = trio.current_time()
+        self.finished[index] = self.now()
         self.cancelled.append(index)
         reason = self.error or "the run was cancelled"
         self.results[index] = StageResult(
@@ -160,6 +158,11 @@ class Run:
             error=error_text(error),
             delay_ms=delay_s * 1000,
         )
+
+    def release(self) -> None:
+        """Hand the channels back for the next run, emptied (call once the run is over)."""
+        unread = [i for i, started in enumerate(self.started) if started is None]
+        _wiring.release(self.plan, self.wiring, unread)
 
     # -- the result ------------------------------------------------------------------------
 
@@ -204,7 +207,7 @@ class Run:
             not_started_stages=tuple(
                 ids[i] for i, result in enumerate(self.results) if result is None
             ),
-            total_duration_ms=(trio.current_time() - t0) * 1000,
+            total_duration_ms=(self.now() - t0) * 1000,
             metrics=self.context.metrics,
             context=self.context.snapshot(),
             timeline=timeline,
@@ -242,6 +245,7 @@ class PipelineExecutor:
         except trio.Cancelled:
             run.log.info("run_cancelled", cancelled=[plan.ids[i] for i in run.cancelled])
             raise
+        run.release()
         result = run.build_result()
         if result.success:
             run.log.info("run_succeeded", duration_ms=result.total_duration_ms)

@@ -21,6 +21,9 @@ def dependents_of(deps: Sequence[Sequence[int]]) -> list[list[int]]:
 
 def topological_order(deps: Sequence[Sequence[int]]) -> list[int] | None:
     """Nodes ordered so each comes after its inputs; None when there is a cycle."""
+    # Definitions are usually written inputs-first: then the given order already is one.
+    if all(not inputs or max(inputs) < node for node, inputs in enumerate(deps)):
+        return list(range(len(deps)))
     indegree = [len(inputs) for inputs in deps]
     dependents = dependents_of(deps)
     ready = deque(node for node, count in enumerate(indegree) if count == 0)

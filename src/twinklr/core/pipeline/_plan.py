@@ -19,6 +19,7 @@ from .definition import ExecutionPattern, RetryConfig
 from .errors import PipelineValidationError
 
 if TYPE_CHECKING:
+    from ._wiring import Wiring
     from .definition import PipelineDefinition, StageDefinition
 
 
@@ -42,6 +43,8 @@ class Plan:
     """For each fan-out stage, which of its inputs holds the list (-1 for others)."""
     streaming: tuple[bool, ...]
     """For each stage, whether its execute is an async generator."""
+    spare_wiring: list[Wiring] = attrs.field(factory=list, eq=False, repr=False)
+    """Emptied channels of an earlier run, reused by the next (see ``_wiring``)."""
 
     def waves(self) -> list[list[str]]:
         """Stage ids grouped by depth (a display of the plan, never a schedule)."""
@@ -52,18 +55,16 @@ class Plan:
         return waves
 
 
+_PLAIN = frozenset({ExecutionPattern.SEQUENTIAL, ExecutionPattern.PARALLEL})
+
+
 def compile_plan(pipeline: PipelineDefinition) -> Plan:
     """Validate ``pipeline`` and compile it; raise listing every problem if invalid."""
-    problems = find_problems(pipeline)
+    problems, deps, order = _analyse(pipeline)
     if problems:
         raise PipelineValidationError(pipeline.name, problems)
+    assert order is not None  # noqa: S101 (no problems means no cycle)
     stages = pipeline.stages
-    ids = tuple(stage.id for stage in stages)
-    index = {stage_id: i for i, stage_id in enumerate(ids)}
-    deps = tuple(tuple(index[name] for name in stage.inputs) for stage in stages)
-    order = _graph.topological_order(deps)
-    if order is None:  # pragma: no cover - find_problems reports every cycle
-        raise PipelineValidationError(pipeline.name, ["dependency cycle"])
     slots = []
     for stage in stages:
         if stage.pattern is ExecutionPattern.FAN_OUT:
@@ -71,12 +72,13 @@ def compile_plan(pipeline: PipelineDefinition) -> Plan:
             slots.append(stage.inputs.index(source))
         else:
             slots.append(-1)
+    frozen_deps = tuple(map(tuple, deps))
     return Plan(
         name=pipeline.name,
-        ids=ids,
+        ids=tuple(stage.id for stage in stages),
         stages=stages,
-        deps=deps,
-        dependents=tuple(tuple(d) for d in _graph.dependents_of(deps)),
+        deps=frozen_deps,
+        dependents=tuple(map(tuple, _graph.dependents_of(frozen_deps))),
         order=tuple(order),
         fan_out_slot=tuple(slots),
         streaming=tuple(inspect.isasyncgenfunction(stage.stage.execute) for stage in stages),
@@ -85,13 +87,18 @@ def compile_plan(pipeline: PipelineDefinition) -> Plan:
 
 def find_problems(pipeline: PipelineDefinition) -> list[str]:
     """Every problem with ``pipeline``, in declaration order, then cycles."""
+    return _analyse(pipeline)[0]
+
+
+def _analyse(pipeline: PipelineDefinition) -> tuple[list[str], list[list[int]], list[int] | None]:
+    """Problems, dependency lists (by index) and a topological order (None if cyclic)."""
     problems: list[str] = []
     name = pipeline.name
     if not isinstance(name, str) or not name:
         problems.append(f"pipeline name must be a non-empty string, got {name!r}")
     stages = pipeline.stages
     if not stages:
-        return [*problems, f"pipeline '{name}' has no stages"]
+        return [*problems, f"pipeline '{name}' has no stages"], [], None
 
     ids = [stage.id for stage in stages]
     index: dict[str, int] = {}
@@ -101,30 +108,69 @@ def find_problems(pipeline: PipelineDefinition) -> list[str]:
                 f"stage #{position} has an invalid id {stage_id!r} (expected a non-empty string)"
             )
         index.setdefault(stage_id, position)
-    problems.extend(
-        f"stage id '{stage_id}' is declared {count} times"
-        for stage_id, count in Counter(ids).items()
-        if count > 1
-    )
+    if len(index) != len(ids):
+        problems.extend(
+            f"stage id '{stage_id}' is declared {count} times"
+            for stage_id, count in Counter(ids).items()
+            if count > 1
+        )
 
     deps: list[list[int]] = []
+    checked: dict[type, str | None] = {}
+    has_entry = False
     for stage in stages:
-        problems.extend(_stage_problems(stage, index))
-        deps.append([index[d] for d in dict.fromkeys(stage.inputs) if d in index and d != stage.id])
+        inputs = stage.inputs
+        has_entry = has_entry or not inputs
+        try:
+            stage_deps = [index[d] for d in inputs]
+            suspect = len(set(stage_deps)) != len(stage_deps) or stage.id in inputs
+        except KeyError:  # an unknown input: reported below; keep the known ones
+            stage_deps = [index[d] for d in inputs if d in index]
+            suspect = True
+        if suspect:
+            own = index.get(stage.id, -1)
+            stage_deps = [d for d in dict.fromkeys(stage_deps) if d != own]
+        problems.extend(_stage_problems(stage, index, checked, check_inputs=suspect))
+        deps.append(stage_deps)
 
-    if all(stage.inputs for stage in stages):
+    if not has_entry:
         problems.append(f"pipeline '{name}' has no entry stage (every stage has inputs)")
-    problems.extend(
-        "dependency cycle: " + " -> ".join(ids[node] for node in cycle)
-        for cycle in _graph.find_cycles(deps)
-    )
-    return problems
+    order = _graph.topological_order(deps)
+    if order is None:
+        problems.extend(
+            "dependency cycle: " + " -> ".join(ids[node] for node in cycle)
+            for cycle in _graph.find_cycles(deps)
+        )
+    return problems, deps, order
 
 
-def _stage_problems(stage: StageDefinition, index: dict[str, int]) -> list[str]:
+def _stage_problems(
+    stage: StageDefinition,
+    index: dict[str, int],
+    checked: dict[type, str | None],
+    *,
+    check_inputs: bool,
+) -> list[str]:
+    # Stages of one class are checked once (execute is normally a method of the class).
+    kind = type(stage.stage)
+    if kind in checked and "execute" not in getattr(stage.stage, "__dict__", ()):
+        bad_stage = checked[kind]
+    else:
+        bad_stage = checked[kind] = stage_problem(stage.stage)
+    if (  # the plain stage, checked cheaply: most stages of a large pipeline look so
+        bad_stage is None
+        and not check_inputs
+        and stage.pattern in _PLAIN
+        and stage.condition is None
+        and stage.timeout_ms is None
+        and stage.retry_config is None
+        and stage.fan_out_over is None
+        and stage.max_concurrent_fan_out is None
+        and not isinstance(stage.stage, SubPipelineStage)
+    ):
+        return []
     where = f"stage '{stage.id}'"
     problems: list[str] = []
-    bad_stage = stage_problem(stage.stage)
     if bad_stage is not None:
         problems.append(f"{where}: {bad_stage}")
     elif isinstance(stage.stage, SubPipelineStage):
@@ -133,13 +179,14 @@ def _stage_problems(stage: StageDefinition, index: dict[str, int]) -> list[str]:
             f"{where} (sub-pipeline '{inner.name}'): {problem}" for problem in find_problems(inner)
         )
 
-    for name, count in Counter(stage.inputs).items():
-        if name == stage.id:
-            problems.append(f"{where} depends on itself")
-        elif name not in index:
-            problems.append(f"{where} depends on unknown stage '{name}'")
-        if count > 1:
-            problems.append(f"{where} lists input '{name}' {count} times")
+    if check_inputs:
+        for name, count in Counter(stage.inputs).items():
+            if name == stage.id:
+                problems.append(f"{where} depends on itself")
+            elif name not in index:
+                problems.append(f"{where} depends on unknown stage '{name}'")
+            if count > 1:
+                problems.append(f"{where} lists input '{name}' {count} times")
 
     # Typed as object: users' values are checked here, whatever the annotations promise.
     pattern: object = stage.pattern

@@ -1,0 +1,279 @@
+"""Executor overhead against two hand-written bare-Trio baselines, in one process.
+
+Shapes: a 1,000-stage chain; 1 -> 1,000 -> 1 wide; a 10,000-item fan-out; a 10,000-stage
+random DAG (each stage depends on up to 3 earlier ones, fixed seed).
+
+Baselines run the same trivial async work per stage:
+  (a) parked: one task per stage, spawned up front, parked on its inputs' events;
+  (b) floor:  a stage's task is started by whichever input finishes last (never parks).
+
+Reported per shape: microseconds per stage (best of --repeat runs), the executor's ratio
+to each baseline, and peak traced memory per stage in bytes (tracemalloc, a separate
+pass). "exec" reruns one definition (its plan and channels are reused, as in a service);
+"cold" builds a new definition every run (validation and channel setup included).
+
+    python benchmarks/bench_executor.py [--repeat 5] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import random
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import structlog
+import trio
+
+from twinklr.core.pipeline import (
+    ExecutionPattern,
+    PipelineContext,
+    PipelineDefinition,
+    PipelineExecutor,
+    StageDefinition,
+    StageResult,
+)
+
+Deps = list[list[int]]
+COLD_RUNS = 12  # enough fresh definitions for every timed and traced cold run
+
+
+async def work(value: Any) -> Any:
+    """The per-stage work every contender does: one trivial async call."""
+    return value
+
+
+class Trivial:
+    """The executor's stage doing the same work."""
+
+    name = "trivial"
+
+    async def execute(self, input: Any, context: PipelineContext) -> StageResult[Any]:
+        return StageResult.success(await work(input))
+
+
+@attrs.frozen
+class Shape:
+    """A benchmark DAG: dependencies per stage, or a fan-out of ``items``."""
+
+    name: str
+    deps: Deps
+    items: int = 0
+
+    @property
+    def stages(self) -> int:
+        return self.items or len(self.deps)
+
+
+def chain(n: int) -> Shape:
+    return Shape(f"chain {n:,}", [[]] + [[i - 1] for i in range(1, n)])
+
+
+def wide(n: int) -> Shape:
+    return Shape(f"1 -> {n:,} -> 1", [[]] + [[0] for _ in range(n)] + [list(range(1, n + 1))])
+
+
+def random_dag(n: int, seed: int = 7) -> Shape:
+    rng = random.Random(seed)
+    deps: Deps = [[]]
+    for i in range(1, n):
+        deps.append(sorted(rng.sample(range(i), min(i, rng.randint(0, 3)))))
+    return Shape(f"random DAG {n:,}", deps)
+
+
+def fan_out(n: int) -> Shape:
+    return Shape(f"fan-out {n:,} items", [[], [0]], items=n)
+
+
+# -- contenders -------------------------------------------------------------------------
+
+
+async def parked(shape: Shape) -> None:
+    """(a) One task per stage, spawned up front, parked on its inputs' events."""
+    if shape.items:
+        source = trio.Event()
+
+        async def item(k: int) -> None:
+            await source.wait()
+            await work(k)
+
+        async with trio.open_nursery() as nursery:
+            for k in range(shape.items):
+                nursery.start_soon(item, k)
+            await work(None)
+            source.set()
+        return
+    events = [trio.Event() for _ in shape.deps]
+
+    async def stage(i: int) -> None:
+        for d in shape.deps[i]:
+            await events[d].wait()
+        await work(i)
+        events[i].set()
+
+    async with trio.open_nursery() as nursery:
+        for i in range(len(shape.deps)):
+            nursery.start_soon(stage, i)
+
+
+async def floor(shape: Shape) -> None:
+    """(b) A stage's task is started by the input that finishes last: no task parks."""
+    if shape.items:
+        await work(None)
+        async with trio.open_nursery() as nursery:
+            for k in range(shape.items):
+                nursery.start_soon(work, k)
+        return
+    remaining = [len(d) for d in shape.deps]
+    dependents: Deps = [[] for _ in shape.deps]
+    for i, deps in enumerate(shape.deps):
+        for d in deps:
+            dependents[d].append(i)
+
+    async with trio.open_nursery() as nursery:
+
+        async def stage(i: int) -> None:
+            await work(i)
+            for j in dependents[i]:
+                remaining[j] -= 1
+                if remaining[j] == 0:
+                    nursery.start_soon(stage, j)
+
+        for i, deps in enumerate(shape.deps):
+            if not deps:
+                nursery.start_soon(stage, i)
+
+
+def definition(shape: Shape) -> PipelineDefinition:
+    if shape.items:
+        items = list(range(shape.items))
+
+        class Source:
+            name = "source"
+
+            async def execute(self, input: Any, context: PipelineContext) -> StageResult[Any]:
+                return StageResult.success(await work(items))
+
+        return PipelineDefinition(
+            shape.name,
+            [
+                StageDefinition("source", Source()),
+                StageDefinition(
+                    "fan", Trivial(), pattern=ExecutionPattern.FAN_OUT, inputs=["source"]
+                ),
+            ],
+        )
+    stage = Trivial()
+    return PipelineDefinition(
+        shape.name,
+        [
+            StageDefinition(f"s{i}", stage, inputs=[f"s{d}" for d in deps])
+            for i, deps in enumerate(shape.deps)
+        ],
+    )
+
+
+def executor_runner(shape: Shape, *, cold: bool = False) -> Callable[[], Awaitable[None]]:
+    """The executor on ``shape``: warm reruns one definition, as a service would (the
+    plan and the channels are reused); cold runs a definition never run before (built
+    outside the timing), so validation and channel setup are paid every run."""
+    pipeline = definition(shape)
+    fresh = [definition(shape) for _ in range(COLD_RUNS)] if cold else []
+    executor = PipelineExecutor()
+
+    async def run() -> None:
+        result = await executor.execute(fresh.pop() if cold else pipeline)
+        assert result.success  # noqa: S101
+
+    return run
+
+
+# -- measurement ------------------------------------------------------------------------
+
+
+def best_time(run: Callable[[], Awaitable[None]], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        trio.run(run)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def peak_memory(run: Callable[[], Awaitable[None]]) -> int:
+    gc.collect()
+    tracemalloc.start()
+    trio.run(run)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def measure(shape: Shape, repeat: int) -> dict[str, Any]:
+    contenders: dict[str, Callable[[], Awaitable[None]]] = {
+        "floor": lambda: floor(shape),
+        "parked": lambda: parked(shape),
+        "executor": executor_runner(shape),
+        "cold": executor_runner(shape, cold=True),
+    }
+    times = {name: best_time(run, repeat) for name, run in contenders.items()}
+    memory = {name: peak_memory(run) for name, run in contenders.items()}
+    n = shape.stages
+    return {
+        "shape": shape.name,
+        "us": {name: t / n * 1e6 for name, t in times.items()},
+        "vs_floor": times["executor"] / times["floor"],
+        "vs_parked": times["executor"] / times["parked"],
+        "cold_vs_floor": times["cold"] / times["floor"],
+        "bytes": {name: m / n for name, m in memory.items()},
+    }
+
+
+def validation_time(n: int) -> float:
+    pipeline = definition(random_dag(n))
+    start = time.perf_counter()
+    problems = pipeline.validate_pipeline()
+    elapsed = time.perf_counter() - start
+    assert not problems  # noqa: S101
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, choices=range(1, COLD_RUNS))
+    parser.add_argument("--quick", action="store_true", help="smaller shapes, one repeat")
+    args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    scale = 10 if args.quick else 1
+    repeat = 1 if args.quick else args.repeat
+    shapes = [
+        chain(1000 // scale),
+        wide(1000 // scale),
+        fan_out(10_000 // scale),
+        random_dag(10_000 // scale),
+    ]
+    print(
+        f"{'shape':<22}{'floor us':>9}{'parked us':>10}{'exec us':>9}{'x floor':>9}"
+        f"{'x parked':>9}{'cold us':>9}{'x floor':>9}{'floor B':>9}{'exec B':>9}{'cold B':>9}"
+    )
+    for shape in shapes:
+        row = measure(shape, repeat)
+        us, mem = row["us"], row["bytes"]
+        print(
+            f"{row['shape']:<22}{us['floor']:>9.1f}{us['parked']:>10.1f}{us['executor']:>9.1f}"
+            f"{row['vs_floor']:>9.2f}{row['vs_parked']:>9.2f}"
+            f"{us['cold']:>9.1f}{row['cold_vs_floor']:>9.2f}"
+            f"{mem['floor']:>9.0f}{mem['executor']:>9.0f}{mem['cold']:>9.0f}"
+        )
+    n = 100_000 // scale
+    print(f"validate a {n:,}-stage random DAG: {validation_time(n) * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
