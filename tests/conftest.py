@@ -38,6 +38,7 @@ class Stub:
 
     async def execute(self, input: Any, context: PipelineContext) -> StageResult[Any]:
         self.calls.append((trio.current_time(), input))
+        attempt = len(self.calls)
         try:
             if self.delay:
                 await trio.sleep(self.delay)
@@ -45,7 +46,7 @@ class Stub:
             self.cancelled.append(trio.current_time())
             raise
         self.finished.append(trio.current_time())
-        if len(self.calls) <= self.fail_times:
+        if attempt <= self.fail_times:
             if self.raises is not None:
                 raise self.raises(self.error)
             return StageResult.failure(self.error, stage_name=self.name)

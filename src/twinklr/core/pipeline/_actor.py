@@ -49,10 +49,19 @@ async def stage_actor(run: Run, index: int) -> None:
                     streaming=plan.streaming[index],
                     on_retry=run.on_retry,
                 )
-    except trio.Cancelled:
-        run.stage_cancelled(index)
+    except BaseException as exc:
+        if is_cancellation(exc):
+            run.stage_cancelled(index)
         raise
     run.stage_finished(index, result)
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """Whether ``exc`` is Trio cancelling us: ``Cancelled`` itself, or a group from a
+    nested nursery (fan-out, sub-pipeline) holding one."""
+    if isinstance(exc, trio.Cancelled):
+        return True
+    return isinstance(exc, BaseExceptionGroup) and exc.subgroup(trio.Cancelled) is not None
 
 
 def _check_condition(condition: Any, stage_id: str, context: Any) -> StageResult[Any] | None:
@@ -60,7 +69,8 @@ def _check_condition(condition: Any, stage_id: str, context: Any) -> StageResult
     try:
         go_ahead = bool(condition(context))
     except Exception as exc:  # noqa: BLE001 - a raising condition fails its stage
-        return StageResult.failure(ConditionError(stage_id, exc), stage_name=stage_id)
+        error = ConditionError(stage_id, exc)
+        return StageResult.failure(error, stage_name=stage_id, metadata={"attempts": 0})
     if go_ahead:
         return None
     return StageResult.skipped(stage_name=stage_id)

@@ -11,7 +11,7 @@ import structlog
 import trio
 
 from . import _wiring
-from ._actor import stage_actor
+from ._actor import is_cancellation, stage_actor
 from ._context import PipelineContext
 from ._results import PipelineResult, StageResult, StageStatus, StageTiming
 from ._retry import error_text
@@ -242,8 +242,9 @@ class PipelineExecutor:
         try:
             async with trio.open_nursery() as nursery:
                 run.start(nursery)
-        except trio.Cancelled:
-            run.log.info("run_cancelled", cancelled=[plan.ids[i] for i in run.cancelled])
+        except BaseException as exc:
+            if is_cancellation(exc):
+                run.log.info("run_cancelled", cancelled=[plan.ids[i] for i in run.cancelled])
             raise
         run.release()
         result = run.build_result()

@@ -41,7 +41,7 @@ async def run_fan_out(
     try:
         items, source = fan_out_items(sdef, value)
     except FanOutInputError as exc:
-        return StageResult.failure(exc, stage_name=sdef.id)
+        return StageResult.failure(exc, stage_name=sdef.id, metadata={"attempts": 0})
     count = len(items)
     results: list[StageResult[Any] | None] = [None] * count
     first_failure: list[int] = []
@@ -53,18 +53,21 @@ async def run_fan_out(
             result = await run_unit(
                 sdef, item_value, context, item=index, streaming=streaming, on_retry=on_retry
             )
+            results[index] = result
+            if result.status is StageStatus.FAILED and not first_failure:
+                first_failure.append(index)
+                nursery.cancel_scope.cancel()
         finally:
+            # Released after a failure is recorded, so no waiting item starts after it.
             if slots is not None:
                 slots.release()
-        results[index] = result
-        if result.status is StageStatus.FAILED and not first_failure:
-            first_failure.append(index)
-            nursery.cancel_scope.cancel()
 
     async with trio.open_nursery() as nursery:
         for index, item in enumerate(items):
             if slots is not None:
                 await slots.acquire()
+                if first_failure:  # woken by the failed item's slot: start nothing more
+                    break
             item_value = item if source is None else {**value, source: item}
             nursery.start_soon(run_item, index, item_value, nursery)
 

@@ -93,6 +93,8 @@ def cycle_through(start: int, members: set[int], deps: Sequence[Sequence[int]]) 
     while queue:
         node = queue.popleft()
         for nxt in deps[node]:
+            if nxt == node:  # a self-loop is not the cycle we are after
+                continue
             if nxt == start:
                 path = [node]
                 while path[-1] != start:

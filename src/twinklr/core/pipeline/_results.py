@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 import attrs
 
+from .errors import StageExecutionError
+
 if TYPE_CHECKING:
     from ._context import ContextSnapshot
 
@@ -151,6 +153,8 @@ class StageResult(Generic[T]):
 
 
 def _describe(error: str | BaseException) -> str:
+    if isinstance(error, StageExecutionError):  # our own messages already say it all
+        return str(error)
     if isinstance(error, BaseException):
         text = str(error)
         return f"{type(error).__name__}: {text}" if text else type(error).__name__

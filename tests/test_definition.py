@@ -1,0 +1,271 @@
+"""Definitions: values, conversions, and validation that reports every problem at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import stub
+
+from twinklr.core.pipeline import (
+    ExecutionPattern,
+    PipelineDefinition,
+    PipelineValidationError,
+    StageDefinition,
+    SubPipelineStage,
+)
+from twinklr.core.pipeline.definition import RetryConfig
+
+
+def problems_of(*stages: StageDefinition) -> list[str]:
+    return PipelineDefinition("p", list(stages)).validate_pipeline()
+
+
+# -- RetryConfig ----------------------------------------------------------------------------
+
+
+def test_retry_config_defaults_match_the_seed() -> None:
+    config = RetryConfig()
+    assert (config.max_attempts, config.initial_delay_ms, config.backoff_multiplier) == (1, 1000, 2)
+    assert config.max_delay_ms == 60000
+    assert config.retryable_errors is None
+
+
+def test_delays_grow_exponentially_and_are_capped() -> None:
+    config = RetryConfig(
+        max_attempts=6, initial_delay_ms=100, backoff_multiplier=3, max_delay_ms=1000
+    )
+    assert [config.delay_ms(n) for n in range(1, 6)] == [100, 300, 900, 1000, 1000]
+
+
+def test_retryable_errors_match_substrings() -> None:
+    config = RetryConfig(retryable_errors=["timeout", "rate_limit"])
+    assert config.retryable_errors == ("timeout", "rate_limit")
+    assert config.is_retryable("RuntimeError: rate_limit exceeded")
+    assert not config.is_retryable("ValueError: bad input")
+    assert RetryConfig().is_retryable("anything")
+    assert RetryConfig(retryable_errors="timeout").retryable_errors == ("timeout",)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_attempts": 0}, "RetryConfig.max_attempts must be an int >= 1, got 0"),
+        ({"max_attempts": 1.5}, "RetryConfig.max_attempts must be an int >= 1, got 1.5"),
+        ({"max_attempts": True}, "RetryConfig.max_attempts must be an int >= 1, got True"),
+        ({"initial_delay_ms": -1}, "RetryConfig.initial_delay_ms must be a number >= 0, got -1"),
+        ({"max_delay_ms": float("nan")}, "RetryConfig.max_delay_ms must be a number >= 0"),
+        ({"backoff_multiplier": 0.5}, "RetryConfig.backoff_multiplier must be a number >= 1"),
+        ({"backoff_multiplier": "2"}, "RetryConfig.backoff_multiplier must be a number >= 1"),
+    ],
+)
+def test_bad_retry_values_are_refused_naming_the_field(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        RetryConfig(**kwargs)
+
+
+# -- StageDefinition / PipelineDefinition -----------------------------------------------------
+
+
+def test_stage_definition_takes_id_and_stage_positionally() -> None:
+    stage = stub()
+    definition = StageDefinition("audio", stage, inputs=["x", "y"])
+    assert definition.id == "audio"
+    assert definition.stage is stage
+    assert definition.inputs == ("x", "y")
+    assert definition.pattern is ExecutionPattern.SEQUENTIAL
+    assert definition.critical
+
+
+def test_a_single_string_input_is_one_input() -> None:
+    assert StageDefinition("b", stub(), inputs="a").inputs == ("a",)
+
+
+def test_a_pipeline_used_as_a_stage_is_wrapped() -> None:
+    inner = PipelineDefinition("inner", [StageDefinition("x", stub())])
+    wrapped = StageDefinition("sub", inner).stage
+    assert isinstance(wrapped, SubPipelineStage)
+    assert wrapped.pipeline is inner
+    assert wrapped.name == "inner"
+
+
+def test_definitions_are_frozen_values() -> None:
+    stage = stub()
+    pipeline = PipelineDefinition("p", [StageDefinition("a", stage)])
+    assert pipeline == PipelineDefinition("p", (StageDefinition("a", stage),))
+    with pytest.raises(AttributeError):
+        pipeline.name = "q"  # type: ignore[misc]
+
+
+def test_get_stage_and_waves() -> None:
+    pipeline = PipelineDefinition(
+        "p",
+        [
+            StageDefinition("d", stub(), inputs=["b", "c"]),
+            StageDefinition("b", stub(), inputs=["a"]),
+            StageDefinition("a", stub()),
+            StageDefinition("c", stub(), inputs=["a"]),
+        ],
+    )
+    assert pipeline.get_stage("c").inputs == ("a",)
+    with pytest.raises(KeyError, match="pipeline 'p' has no stage 'zz'"):
+        pipeline.get_stage("zz")
+    assert pipeline.execution_waves() == [["a"], ["b", "c"], ["d"]]
+
+
+def test_the_plan_is_compiled_once_per_definition() -> None:
+    pipeline = PipelineDefinition("p", [StageDefinition("a", stub())])
+    assert pipeline.plan() is pipeline.plan()
+
+
+# -- validation -----------------------------------------------------------------------------
+
+
+def test_a_valid_definition_has_no_problems() -> None:
+    pipeline = PipelineDefinition(
+        "ok", [StageDefinition("a", stub()), StageDefinition("b", stub(), inputs=["a"])]
+    )
+    assert pipeline.validate_pipeline() == []
+    pipeline.validate()
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    pipeline = PipelineDefinition(
+        "bad",
+        [
+            StageDefinition("a", stub()),
+            StageDefinition("a", stub()),
+            StageDefinition("render", stub(), inputs=["lyrics"]),
+            StageDefinition("self", stub(), inputs=["self"]),
+            StageDefinition("x", stub(), inputs=["y"]),
+            StageDefinition("y", stub(), inputs=["x"]),
+        ],
+    )
+    expected = [
+        "stage id 'a' is declared 2 times",
+        "stage 'render' depends on unknown stage 'lyrics'",
+        "stage 'self' depends on itself",
+        "dependency cycle: x -> y -> x",
+    ]
+    assert pipeline.validate_pipeline() == expected
+    with pytest.raises(PipelineValidationError) as caught:
+        pipeline.validate()
+    assert caught.value.problems == tuple(expected)
+    assert caught.value.pipeline == "bad"
+    assert str(caught.value).startswith("pipeline 'bad' is invalid (4 problems):\n  - stage id")
+
+
+def test_a_longer_cycle_is_spelled_out() -> None:
+    problems = problems_of(
+        StageDefinition("entry", stub()),
+        StageDefinition("a", stub(), inputs=["entry", "c"]),
+        StageDefinition("b", stub(), inputs=["a"]),
+        StageDefinition("c", stub(), inputs=["b"]),
+    )
+    assert problems == ["dependency cycle: a -> c -> b -> a"]
+
+
+def test_no_entry_point_and_no_stages() -> None:
+    assert PipelineDefinition("empty", []).validate_pipeline() == ["pipeline 'empty' has no stages"]
+    problems = problems_of(
+        StageDefinition("a", stub(), inputs=["b"]), StageDefinition("b", stub(), inputs=["a"])
+    )
+    assert problems == [
+        "pipeline 'p' has no entry stage (every stage has inputs)",
+        "dependency cycle: a -> b -> a",
+    ]
+
+
+def test_fan_out_misconfigurations() -> None:
+    fan = ExecutionPattern.FAN_OUT
+    problems = problems_of(
+        StageDefinition("a", stub()),
+        StageDefinition("b", stub()),
+        StageDefinition("no_input", stub(), pattern=fan),
+        StageDefinition("two", stub(), pattern=fan, inputs=["a", "b"]),
+        StageDefinition("wrong", stub(), pattern=fan, inputs=["a", "b"], fan_out_over="c"),
+        StageDefinition("plain", stub(), inputs=["a"], fan_out_over="a"),
+        StageDefinition("limit", stub(), inputs=["a"], max_concurrent_fan_out=2),
+        StageDefinition("zero", stub(), pattern=fan, inputs=["a"], max_concurrent_fan_out=0),
+    )
+    assert problems == [
+        "fan-out stage 'no_input' has no input to fan out over",
+        "fan-out stage 'two' has 2 inputs ('a', 'b'); set fan_out_over to the one holding the list",
+        "stage 'wrong': fan_out_over 'c' is not one of its inputs",
+        "stage 'plain' sets fan_out_over but its pattern is not FAN_OUT",
+        "stage 'limit' sets max_concurrent_fan_out but its pattern is not FAN_OUT",
+        "stage 'zero': max_concurrent_fan_out must be an int >= 1, got 0",
+    ]
+
+
+class NoName:
+    async def execute(self, input: Any, context: Any) -> Any:
+        return None
+
+
+class SyncExecute:
+    name = "sync"
+
+    def execute(self, input: Any, context: Any) -> Any:
+        return None
+
+
+def test_stage_field_problems_name_the_stage_and_value() -> None:
+    problems = problems_of(
+        StageDefinition("a", stub()),
+        StageDefinition("", stub(), inputs=["a"]),
+        StageDefinition("cond", stub(), pattern=ExecutionPattern.CONDITIONAL, inputs=["a"]),
+        StageDefinition("notcall", stub(), inputs=["a"], condition=True),  # type: ignore[arg-type]
+        StageDefinition("timeout", stub(), inputs=["a"], timeout_ms=0),
+        StageDefinition("retry", stub(), inputs=["a"], retry_config=3),  # type: ignore[arg-type]
+        StageDefinition("pattern", stub(), inputs=["a"], pattern="fan_out"),  # type: ignore[arg-type]
+        StageDefinition("twice", stub(), inputs=["a", "a"]),
+        StageDefinition("noname", NoName(), inputs=["a"]),
+        StageDefinition("sync", SyncExecute(), inputs=["a"]),
+        StageDefinition("int", 42, inputs=["a"]),
+    )
+    assert problems == [
+        "stage #1 has an invalid id '' (expected a non-empty string)",
+        "conditional stage 'cond' has no condition",
+        "stage 'notcall': condition must be callable, got True",
+        "stage 'timeout': timeout_ms must be a number > 0, got 0",
+        "stage 'retry': retry_config must be a RetryConfig, got int",
+        "stage 'pattern': pattern must be an ExecutionPattern, got 'fan_out'",
+        "stage 'twice' lists input 'a' 2 times",
+        "stage 'noname': NoName object has no 'name' (a PipelineStage needs a name and an async "
+        "execute)",
+        "stage 'sync': SyncExecute.execute is not an async function (write 'async def execute')",
+        "stage 'int': int object has no 'name' (a PipelineStage needs a name and an async execute)",
+    ]
+
+
+def test_sub_pipeline_problems_are_reported_with_their_stage() -> None:
+    inner = PipelineDefinition("inner", [StageDefinition("x", stub(), inputs=["nope"])])
+    problems = problems_of(StageDefinition("sub", inner))
+    assert problems == [
+        "stage 'sub' (sub-pipeline 'inner'): stage 'x' depends on unknown stage 'nope'",
+        "stage 'sub' (sub-pipeline 'inner'): pipeline 'inner' has no entry stage "
+        "(every stage has inputs)",
+    ]
+
+
+def test_a_bad_pipeline_name() -> None:
+    assert PipelineDefinition("", [StageDefinition("a", stub())]).validate_pipeline() == [
+        "pipeline name must be a non-empty string, got ''"
+    ]
+
+
+def test_large_definitions_validate_without_recursion() -> None:
+    # 100,000 stages: a chain declared backwards, so the fast path does not apply.
+    n = 100_000
+    stage = stub()
+    stages = [StageDefinition(f"s{i}", stage, inputs=[f"s{i - 1}"] if i else []) for i in range(n)]
+    pipeline = PipelineDefinition("big", stages[::-1])
+    plan = pipeline.plan()
+    assert plan.order[0] == n - 1
+    looped = [StageDefinition("s0", stage, inputs=["s99999"]), *stages[1:]]
+    problems = PipelineDefinition("loop", looped).validate_pipeline()
+    assert problems[-1].startswith("dependency cycle: s0 -> s99999 -> s99998 -> ")
+    assert problems[-1].endswith(" -> s1 -> s0")
