@@ -6,8 +6,8 @@ from typing import Any
 
 import trio
 import trio.testing
-from conftest import stub
 
+from conftest import stub
 from twinklr.core.pipeline import (
     ConditionError,
     ExecutionPattern,
@@ -102,7 +102,7 @@ async def test_a_skipped_fan_out_stage_is_not_run() -> None:
                 never,
                 pattern=ExecutionPattern.FAN_OUT,
                 inputs=["a"],
-                condition=lambda ctx: False,
+                condition=lambda _ctx: False,
             ),
         ],
     )

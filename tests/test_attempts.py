@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from conftest import stub
 
+from conftest import stub
 from twinklr.core.pipeline import (
     PipelineContext,
     StageDefinition,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import stub
 
+from conftest import stub
 from twinklr.core.pipeline import (
     ExecutionPattern,
     PipelineDefinition,
@@ -234,8 +234,10 @@ def test_stage_field_problems_name_the_stage_and_value() -> None:
         "stage 'retry': retry_config must be a RetryConfig, got int",
         "stage 'pattern': pattern must be an ExecutionPattern, got 'fan_out'",
         "stage 'twice' lists input 'a' 2 times",
-        "stage 'noname': NoName object has no 'name' (a PipelineStage needs a name and an async "
-        "execute)",
+        (
+            "stage 'noname': NoName object has no 'name' "
+            "(a PipelineStage needs a name and an async execute)"
+        ),
         "stage 'sync': SyncExecute.execute is not an async function (write 'async def execute')",
         "stage 'int': int object has no 'name' (a PipelineStage needs a name and an async execute)",
     ]
@@ -246,8 +248,10 @@ def test_sub_pipeline_problems_are_reported_with_their_stage() -> None:
     problems = problems_of(StageDefinition("sub", inner))
     assert problems == [
         "stage 'sub' (sub-pipeline 'inner'): stage 'x' depends on unknown stage 'nope'",
-        "stage 'sub' (sub-pipeline 'inner'): pipeline 'inner' has no entry stage "
-        "(every stage has inputs)",
+        (
+            "stage 'sub' (sub-pipeline 'inner'): pipeline 'inner' has no entry stage "
+            "(every stage has inputs)"
+        ),
     ]
 
 

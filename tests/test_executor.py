@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import structlog
+import structlog.testing
 import trio
 import trio.testing
 from hypothesis import given, settings
@@ -22,6 +24,7 @@ from twinklr.core.pipeline import (
     StageTimeoutError,
     run_pipeline,
 )
+from twinklr.core.pipeline.definition import RetryConfig
 
 
 def chain(*stages: StageDefinition, name: str = "p", fail_fast: bool = True) -> PipelineDefinition:
@@ -284,3 +287,29 @@ def test_random_dags_run_in_dataflow_order(
         assert all(s.calls[0][0] <= failed_at for s in stubs if s.calls)
         assert all(s.cancelled == [failed_at] for s in stubs if s.calls and not s.finished)
         assert set(result.cancelled_stages) == {str(i) for i, s in enumerate(stubs) if s.cancelled}
+
+
+async def test_transitions_are_logged_with_bound_context(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    pipeline = chain(
+        StageDefinition(
+            "flaky",
+            stub(fail_times=1, error="rate_limit"),
+            retry_config=RetryConfig(max_attempts=2, initial_delay_ms=10),
+        ),
+        StageDefinition("bad", stub(fail_times=1, error="nope"), inputs=["flaky"]),
+        name="logged",
+    )
+    with structlog.testing.capture_logs() as logs:
+        result = await PipelineExecutor().execute(pipeline)
+    events = [(log["event"], log.get("stage")) for log in logs]
+    assert events == [
+        ("run_started", None),
+        ("stage_retrying", "flaky"),
+        ("stage_failed", "bad"),
+        ("run_failed", None),
+    ]
+    assert all(log["pipeline"] == "logged" and log["run_id"] == result.run_id for log in logs)
+    retry = logs[1]
+    assert (retry["attempt"], retry["delay_ms"], retry["error"]) == (1, 10, "rate_limit")

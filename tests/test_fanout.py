@@ -6,8 +6,8 @@ from typing import Any
 
 import trio
 import trio.testing
-from conftest import stub
 
+from conftest import stub
 from twinklr.core.pipeline import (
     ExecutionPattern,
     FanOutInputError,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -11,7 +12,10 @@ from twinklr.core.pipeline import _graph
 @st.composite
 def graphs(draw: st.DrawFn) -> list[list[int]]:
     size = draw(st.integers(0, 30))
-    return [draw(st.lists(st.integers(0, max(size - 1, 0)), max_size=3)) if size else [] for _ in range(size)]
+    return [
+        draw(st.lists(st.integers(0, max(size - 1, 0)), max_size=3)) if size else []
+        for _ in range(size)
+    ]
 
 
 def has_cycle(deps: list[list[int]]) -> bool:
@@ -79,7 +83,5 @@ def test_dependents_invert_dependencies() -> None:
 
 
 def test_cycle_through_refuses_a_node_on_no_cycle() -> None:
-    import pytest
-
     with pytest.raises(ValueError, match="node 0 is on no cycle"):
         _graph.cycle_through(0, {0, 1}, [[1], []])

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from conftest import stub
-
 from twinklr.core.pipeline import PipelineStage
 from twinklr.core.pipeline._protocol import stage_problem
 

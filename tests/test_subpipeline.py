@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import trio
 import trio.testing
-from conftest import stub
 
+from conftest import stub
 from twinklr.core.pipeline import (
     ExecutionPattern,
     PipelineDefinition,
@@ -31,7 +31,10 @@ def inner(delay: float = 0, fail: bool = False) -> PipelineDefinition:  # noqa: 
 async def test_a_sub_pipeline_outputs_its_outputs() -> None:
     outer = PipelineDefinition(
         "outer",
-        [StageDefinition("group", stub("roof")), StageDefinition("plan", inner(), inputs=["group"])],
+        [
+            StageDefinition("group", stub("roof")),
+            StageDefinition("plan", inner(), inputs=["group"]),
+        ],
     )
     result = await PipelineExecutor().execute(outer)
     assert result.outputs["plan"] == {"draft": "draft-roof", "polish": "polished-draft-roof"}
@@ -58,7 +61,10 @@ async def test_sub_pipelines_under_fan_out(autojump_clock: trio.testing.MockCloc
 async def test_an_inner_failure_fails_the_stage() -> None:
     outer = PipelineDefinition(
         "outer",
-        [StageDefinition("group", stub("roof")), StageDefinition("plan", inner(fail=True), inputs=["group"])],
+        [
+            StageDefinition("group", stub("roof")),
+            StageDefinition("plan", inner(fail=True), inputs=["group"]),
+        ],
     )
     result = await PipelineExecutor().execute(outer)
     assert not result.success

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import trio
 import trio.testing
-from conftest import stub
 
+from conftest import stub
 from twinklr.core.pipeline import PipelineDefinition, PipelineExecutor, StageDefinition
 from twinklr.core.pipeline._wiring import Wiring
 

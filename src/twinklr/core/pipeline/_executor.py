@@ -189,9 +189,9 @@ class Run:
             timeline[stage_id] = StageTiming(
                 stage=stage_id,
                 status=status,
-                queued_ms=(self.queued[index] - t0) * 1000,
-                started_ms=((started if started is not None else t0) - t0) * 1000,
-                finished_ms=(self.finished[index] - t0) * 1000,
+                queued_ms=_ms(self.queued[index] - t0),
+                started_ms=_ms((started if started is not None else t0) - t0),
+                finished_ms=_ms(self.finished[index] - t0),
                 attempts=result.metadata.get("attempts", 0),
             )
         success = self.error is None
@@ -207,12 +207,17 @@ class Run:
             not_started_stages=tuple(
                 ids[i] for i, result in enumerate(self.results) if result is None
             ),
-            total_duration_ms=(self.now() - t0) * 1000,
+            total_duration_ms=_ms(self.now() - t0),
             metrics=self.context.metrics,
             context=self.context.snapshot(),
             timeline=timeline,
             error=self.error,
         )
+
+
+def _ms(seconds: float) -> float:
+    # Rounded to the nanosecond: float noise below that would make equal times unequal.
+    return round(seconds * 1000, 6)
 
 
 class PipelineExecutor:

@@ -1,0 +1,46 @@
+"""The compiled plan: index form of a validated definition."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conftest import stub
+from twinklr.core.pipeline import ExecutionPattern, PipelineDefinition, StageDefinition
+
+
+class Streams:
+    name = "streams"
+
+    async def execute(self, input: Any, context: Any) -> Any:
+        yield input
+
+
+def test_plan_indexes_the_definition() -> None:
+    pipeline = PipelineDefinition(
+        "p",
+        [
+            StageDefinition("a", stub()),
+            StageDefinition("b", Streams(), inputs=["a"]),
+            StageDefinition(
+                "c",
+                stub(),
+                pattern=ExecutionPattern.FAN_OUT,
+                inputs=["a", "b"],
+                fan_out_over="b",
+            ),
+        ],
+    )
+    plan = pipeline.plan()
+    assert plan.ids == ("a", "b", "c")
+    assert plan.deps == ((), (0,), (0, 1))
+    assert plan.dependents == ((1, 2), (2,), ())
+    assert plan.fan_out_slot == (-1, -1, 1)
+    assert plan.streaming == (False, True, False)
+    assert plan.waves() == [["a"], ["b"], ["c"]]
+
+
+def test_declaration_order_need_not_be_topological() -> None:
+    pipeline = PipelineDefinition(
+        "p", [StageDefinition("b", stub(), inputs=["a"]), StageDefinition("a", stub())]
+    )
+    assert pipeline.plan().order == (1, 0)
