@@ -40,7 +40,8 @@ from twinklr.core.pipeline import (
 )
 
 Deps = list[list[int]]
-COLD_RUNS = 12  # enough fresh definitions for every timed and traced cold run
+Runner = Callable[[], Awaitable[float]]
+ROUNDS_CAP = 11  # --repeat at most this
 
 
 async def work(value: Any) -> Any:
@@ -178,17 +179,20 @@ def definition(shape: Shape) -> PipelineDefinition:
     )
 
 
-def executor_runner(shape: Shape, *, cold: bool = False) -> Callable[[], Awaitable[None]]:
+def executor_runner(shape: Shape, *, cold: bool = False) -> Callable[[], Awaitable[float]]:
     """The executor on ``shape``: warm reruns one definition, as a service would (the
     plan and the channels are reused); cold runs a definition never run before (built
     outside the timing), so validation and channel setup are paid every run."""
     pipeline = definition(shape)
-    fresh = [definition(shape) for _ in range(COLD_RUNS)] if cold else []
     executor = PipelineExecutor()
 
-    async def run() -> None:
-        result = await executor.execute(fresh.pop() if cold else pipeline)
+    async def run() -> float:
+        target = definition(shape) if cold else pipeline  # built before the timer starts
+        start = time.perf_counter()
+        result = await executor.execute(target)
+        elapsed = time.perf_counter() - start
         assert result.success  # noqa: S101
+        return elapsed
 
     return run
 
@@ -196,17 +200,23 @@ def executor_runner(shape: Shape, *, cold: bool = False) -> Callable[[], Awaitab
 # -- measurement ------------------------------------------------------------------------
 
 
-def best_time(run: Callable[[], Awaitable[None]], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        gc.collect()
+def baseline(contender: Callable[[Shape], Awaitable[None]], shape: Shape) -> Runner:
+    """A baseline timed inside its Trio loop, as the executor is."""
+
+    async def run() -> float:
         start = time.perf_counter()
-        trio.run(run)
-        best = min(best, time.perf_counter() - start)
-    return best
+        await contender(shape)
+        return time.perf_counter() - start
+
+    return run
 
 
-def peak_memory(run: Callable[[], Awaitable[None]]) -> int:
+def timed(run: Runner) -> float:
+    gc.collect()
+    return trio.run(run)
+
+
+def peak_memory(run: Runner) -> int:
     gc.collect()
     tracemalloc.start()
     trio.run(run)
@@ -216,13 +226,18 @@ def peak_memory(run: Callable[[], Awaitable[None]]) -> int:
 
 
 def measure(shape: Shape, repeat: int) -> dict[str, Any]:
-    contenders: dict[str, Callable[[], Awaitable[None]]] = {
-        "floor": lambda: floor(shape),
-        "parked": lambda: parked(shape),
+    contenders: dict[str, Runner] = {
+        "floor": baseline(floor, shape),
+        "parked": baseline(parked, shape),
         "executor": executor_runner(shape),
         "cold": executor_runner(shape, cold=True),
     }
-    times = {name: best_time(run, repeat) for name, run in contenders.items()}
+    # Interleaved rounds, best of each: machine noise hits every contender alike.
+    times = dict.fromkeys(contenders, float("inf"))
+    rounds = repeat * max(1, 2000 // shape.stages)  # small shapes get more rounds
+    for _ in range(rounds):
+        for name, run in contenders.items():
+            times[name] = min(times[name], timed(run))
     memory = {name: peak_memory(run) for name, run in contenders.items()}
     n = shape.stages
     return {
@@ -246,7 +261,7 @@ def validation_time(n: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, choices=range(1, COLD_RUNS))
+    parser.add_argument("--repeat", type=int, default=5, choices=range(1, ROUNDS_CAP + 1))
     parser.add_argument("--quick", action="store_true", help="smaller shapes, one repeat")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._attempts import run_unit
+from ._attempts import run_unit, settle, settle_error
 from ._fanout import run_fan_out
 from ._results import StageResult
 from .definition import ExecutionPattern
@@ -28,11 +28,28 @@ async def stage_actor(run: Run, index: int) -> None:
     sdef = plan.stages[index]
     run.started[index] = run.now()
     try:
-        value = run.receive_inputs(index)
+        # Every input has landed before the task starts: the reads never park.
+        receivers = run.inbox[index]
+        if not receivers:
+            value = run.initial_input
+        elif len(receivers) == 1:
+            value = receivers[0].receive_nowait()
+        else:
+            value = {
+                name: r.receive_nowait() for name, r in zip(sdef.inputs, receivers, strict=True)
+            }
         result = None
         if sdef.condition is not None:
             result = _check_condition(sdef.condition, sdef.id, run.context)
-        if result is None:
+        if result is None and plan.plain[index]:
+            # The hot path: await the stage itself, no wrapper coroutine in between.
+            try:
+                returned = await sdef.stage.execute(value, run.context)
+            except Exception as exc:  # noqa: BLE001 - errors are results, by contract
+                result = settle_error(sdef, exc)
+            else:
+                result = settle(sdef, returned)
+        elif result is None:
             if sdef.pattern is ExecutionPattern.FAN_OUT:
                 result = await run_fan_out(
                     sdef,

@@ -68,6 +68,34 @@ def _checked(sdef: StageDefinition, result: object) -> StageResult[Any]:
     return result
 
 
+def is_plain(sdef: StageDefinition, *, streaming: bool) -> bool:
+    """Whether ``sdef`` runs as one plain call: no retry, no timeout, not streaming."""
+    config = sdef.retry_config
+    return (
+        (config is None or config.max_attempts == 1) and sdef.timeout_ms is None and (not streaming)
+    )
+
+
+def settle(sdef: StageDefinition, returned: object) -> StageResult[Any]:
+    """The result of a plain call that returned ``returned``."""
+    try:
+        result = _checked(sdef, returned)
+    except Exception as exc:  # noqa: BLE001 - a wrong return or a failure result
+        return settle_error(sdef, exc)
+    return _with_attempts(sdef, result, [])
+
+
+def settle_error(
+    sdef: StageDefinition, exc: Exception, errors: list[str] | None = None
+) -> StageResult[Any]:
+    """The failed result of the last attempt, which raised ``exc``."""
+    errors = [] if errors is None else errors
+    errors.append(error_text(exc))
+    if isinstance(exc, _FailedAttemptError):
+        return _failed(sdef.id, exc.result.exception or exc, exc.result, errors)
+    return _failed(sdef.id, exc, None, errors)
+
+
 async def run_unit(
     sdef: StageDefinition,
     value: Any,
@@ -82,17 +110,16 @@ async def run_unit(
     The result's metadata gains ``attempts`` and, when any attempt failed,
     ``attempt_errors`` (one message per failed attempt, in order).
     """
+    if is_plain(sdef, streaming=streaming):
+        try:
+            returned = await sdef.stage.execute(value, context)
+        except Exception as exc:  # noqa: BLE001 - errors are results, by contract
+            return settle_error(sdef, exc)
+        return settle(sdef, returned)
     config = sdef.retry_config
     errors: list[str] = []
     try:
-        if (
-            (config is None or config.max_attempts == 1)
-            and sdef.timeout_ms is None
-            and not streaming
-        ):
-            # The hot path: one plain call, no wrapper coroutines.
-            result = _checked(sdef, await sdef.stage.execute(value, context))
-        elif config is None or config.max_attempts == 1:
+        if config is None or config.max_attempts == 1:
             result = await _attempt_once(sdef, value, context, item, streaming)
         else:
 
@@ -103,12 +130,14 @@ async def run_unit(
 
             controller = retrying(config, record)
             result = await controller(_attempt_once, sdef, value, context, item, streaming)
-    except _FailedAttemptError as failed:
-        errors.append(error_text(failed))
-        return _failed(sdef.id, failed.result.exception or failed, failed.result, errors)
     except Exception as exc:  # noqa: BLE001 - errors are results, by contract
-        errors.append(error_text(exc))
-        return _failed(sdef.id, exc, None, errors)
+        return settle_error(sdef, exc, errors)
+    return _with_attempts(sdef, result, errors)
+
+
+def _with_attempts(
+    sdef: StageDefinition, result: StageResult[Any], errors: list[str]
+) -> StageResult[Any]:
     if not errors and not result.metadata:
         metadata: Mapping[str, Any] = _ONE_ATTEMPT  # the common case: nothing to copy
     else:

@@ -13,8 +13,9 @@ import trio
 from . import _wiring
 from ._actor import is_cancellation, stage_actor
 from ._context import PipelineContext
-from ._results import PipelineResult, StageResult, StageStatus, StageTiming
+from ._results import PipelineResult, StageResult, StageStatus
 from ._retry import error_text
+from ._timeline import Timeline, to_ms
 
 if TYPE_CHECKING:
     from ._plan import Plan
@@ -81,18 +82,6 @@ class Run:
         assert self.nursery is not None  # noqa: S101 (set by start)
         self.queued[index] = self.now()
         self.nursery.start_soon(stage_actor, self, index, name=self.plan.ids[index])
-
-    def receive_inputs(self, index: int) -> Any:
-        """The stage's input: the initial input, its one input, or ``{id: output}``."""
-        receivers = self.inbox[index]
-        if not receivers:
-            return self.initial_input
-        if len(receivers) == 1:
-            return receivers[0].receive_nowait()
-        names = self.plan.stages[index].inputs
-        return {
-            name: receive.receive_nowait() for name, receive in zip(names, receivers, strict=True)
-        }
 
     def stage_finished(self, index: int, result: StageResult[Any]) -> None:
         """Record ``result``; hand the output on, or fail the run."""
@@ -173,7 +162,6 @@ class Run:
         t0 = self.start_time
         outputs: dict[str, Any] = {}
         stage_results: dict[str, StageResult[Any]] = {}
-        timeline: dict[str, StageTiming] = {}
         skipped: list[str] = []
         for index, result in enumerate(self.results):
             if result is None:
@@ -185,15 +173,6 @@ class Run:
                 outputs[stage_id] = result.output
             if status is StageStatus.SKIPPED:
                 skipped.append(stage_id)
-            started = self.started[index]
-            timeline[stage_id] = StageTiming(
-                stage=stage_id,
-                status=status,
-                queued_ms=_ms(self.queued[index] - t0),
-                started_ms=_ms((started if started is not None else t0) - t0),
-                finished_ms=_ms(self.finished[index] - t0),
-                attempts=result.metadata.get("attempts", 0),
-            )
         success = self.error is None
         return PipelineResult(
             pipeline_name=plan.name,
@@ -207,17 +186,19 @@ class Run:
             not_started_stages=tuple(
                 ids[i] for i, result in enumerate(self.results) if result is None
             ),
-            total_duration_ms=_ms(self.now() - t0),
+            total_duration_ms=to_ms(self.now() - t0),
             metrics=self.context.metrics,
             context=self.context.snapshot(),
-            timeline=timeline,
+            timeline=Timeline(
+                ids=ids,
+                results=self.results,
+                queued=self.queued,
+                started=self.started,
+                finished=self.finished,
+                start=t0,
+            ),
             error=self.error,
         )
-
-
-def _ms(seconds: float) -> float:
-    # Rounded to the nanosecond: float noise below that would make equal times unequal.
-    return round(seconds * 1000, 6)
 
 
 class PipelineExecutor:

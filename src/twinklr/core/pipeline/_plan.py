@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from . import _graph
+from ._attempts import is_plain
 from ._protocol import stage_problem
 from ._subpipeline import SubPipelineStage
 from .definition import ExecutionPattern, RetryConfig
@@ -43,6 +44,9 @@ class Plan:
     """For each fan-out stage, which of its inputs holds the list (-1 for others)."""
     streaming: tuple[bool, ...]
     """For each stage, whether its execute is an async generator."""
+    plain: tuple[bool, ...]
+    """For each stage, whether it runs as one plain call (not fan-out, no retry, no
+    timeout, not streaming): the executor's fast path."""
     spare_wiring: list[Wiring] = attrs.field(factory=list, eq=False, repr=False)
     """Emptied channels of an earlier run, reused by the next (see ``_wiring``)."""
 
@@ -73,6 +77,7 @@ def compile_plan(pipeline: PipelineDefinition) -> Plan:
         else:
             slots.append(-1)
     frozen_deps = tuple(map(tuple, deps))
+    streaming = tuple(inspect.isasyncgenfunction(stage.stage.execute) for stage in stages)
     return Plan(
         name=pipeline.name,
         ids=tuple(stage.id for stage in stages),
@@ -81,7 +86,11 @@ def compile_plan(pipeline: PipelineDefinition) -> Plan:
         dependents=tuple(map(tuple, _graph.dependents_of(frozen_deps))),
         order=tuple(order),
         fan_out_slot=tuple(slots),
-        streaming=tuple(inspect.isasyncgenfunction(stage.stage.execute) for stage in stages),
+        streaming=streaming,
+        plain=tuple(
+            stage.pattern is not ExecutionPattern.FAN_OUT and is_plain(stage, streaming=streams)
+            for stage, streams in zip(stages, streaming, strict=True)
+        ),
     )
 
 

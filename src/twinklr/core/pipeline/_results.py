@@ -20,10 +20,16 @@ _T = TypeVar("_T")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
+class _ReadOnly(Mapping[str, Any]):
+    """Base of read-only mappings that results keep as they are (no copy)."""
+
+    __slots__ = ()
+
+
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if not value:
         return _EMPTY
-    if isinstance(value, MappingProxyType):
+    if isinstance(value, MappingProxyType | _ReadOnly):
         return value
     return MappingProxyType(dict(value))
 
