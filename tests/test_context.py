@@ -39,3 +39,8 @@ def test_snapshot_is_a_frozen_copy() -> None:
     assert snapshot.metrics == {"m": 2}
     with pytest.raises(TypeError):
         snapshot.state["k"] = 3  # type: ignore[index]
+
+
+def test_services_may_be_given_positionally() -> None:
+    context = PipelineContext("llm", {"c": 1}, {"j": 2})
+    assert (context.provider, context.config, context.job_config) == ("llm", {"c": 1}, {"j": 2})

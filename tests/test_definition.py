@@ -273,3 +273,10 @@ def test_large_definitions_validate_without_recursion() -> None:
     problems = PipelineDefinition("loop", looped).validate_pipeline()
     assert problems[-1].startswith("dependency cycle: s0 -> s99999 -> s99998 -> ")
     assert problems[-1].endswith(" -> s1 -> s0")
+
+
+def test_constructors_take_the_spec_order_positionally() -> None:
+    stages = [StageDefinition("a", stub())]
+    pipeline = PipelineDefinition("p", stages, "about p", False)  # noqa: FBT003
+    assert (pipeline.description, pipeline.fail_fast) == ("about p", False)
+    assert RetryConfig(3, 10).delay_ms(1) == 10

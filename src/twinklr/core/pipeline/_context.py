@@ -19,7 +19,7 @@ class ContextSnapshot:
     """Metric names and values (a shallow copy)."""
 
 
-@attrs.define(kw_only=True)
+@attrs.define
 class PipelineContext:
     """Services and shared state for one run (or several, if you pass it again).
 

@@ -61,7 +61,7 @@ def _to_error_patterns(value: Iterable[str] | None) -> tuple[str, ...] | None:
     return tuple(value)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class RetryConfig:
     """Exponential-backoff retry for a stage (per item for fan-out), backed by tenacity.
 
@@ -159,9 +159,9 @@ class PipelineDefinition:
     """The pipeline's name (also used in cache keys and logs)."""
     stages: tuple[StageDefinition, ...] = attrs.field(converter=_to_stages)
     """The stages, in any order consistent with your reading; execution follows data."""
-    description: str | None = attrs.field(default=None, kw_only=True)
+    description: str | None = None
     """Free text for people and graphs."""
-    fail_fast: bool = attrs.field(default=True, kw_only=True)
+    fail_fast: bool = True
     """Cancel everything on the first critical failure (the seed's required behaviour).
     With False, independent branches run on and only dependents of the failure are
     cancelled (never started)."""
