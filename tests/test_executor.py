@@ -289,6 +289,58 @@ def test_random_dags_run_in_dataflow_order(
         assert set(result.cancelled_stages) == {str(i) for i, s in enumerate(stubs) if s.cancelled}
 
 
+KINDS = ("ok", "non_critical_failure", "skipped")
+
+
+@st.composite
+def random_mixed_dags(draw: st.DrawFn) -> tuple[list[list[int]], list[int], list[str], list[int]]:
+    deps, durations, _ = draw(random_dags())
+    kinds = [draw(st.sampled_from(KINDS)) for _ in deps]
+    order = draw(st.permutations(range(len(deps))))
+    return deps, durations, kinds, list(order)
+
+
+@settings(max_examples=60, deadline=None)
+@given(random_mixed_dags())
+def test_random_dags_pass_none_for_skipped_and_non_critical_stages(
+    dag: tuple[list[list[int]], list[int], list[str], list[int]],
+) -> None:
+    deps, durations, kinds, order = dag
+    stubs = [
+        Stub(output=i, delay=durations[i], fail_times=int(kinds[i] == "non_critical_failure"))
+        for i in range(len(deps))
+    ]
+    definitions = {
+        i: StageDefinition(
+            str(i),
+            stubs[i],
+            inputs=[str(d) for d in deps[i]],
+            critical=kinds[i] != "non_critical_failure",
+            condition=(lambda _ctx: False) if kinds[i] == "skipped" else None,
+        )
+        for i in range(len(deps))
+    }
+    result = run_virtual(PipelineDefinition("mixed", [definitions[i] for i in order]))
+    assert result.success
+    produced = {i: i if kinds[i] == "ok" else None for i in range(len(deps))}
+    for i, s in enumerate(stubs):
+        if kinds[i] == "skipped":
+            assert not s.calls
+            continue
+        assert len(s.calls) == 1
+        expected: object = None
+        if len(deps[i]) == 1:
+            expected = produced[deps[i][0]]
+        elif deps[i]:
+            expected = {str(d): produced[d] for d in deps[i]}
+        assert s.calls[0][1] == expected
+    assert set(result.skipped_stages) == {str(i) for i, k in enumerate(kinds) if k == "skipped"}
+    assert set(result.failed_stages) == {
+        str(i) for i, k in enumerate(kinds) if k == "non_critical_failure"
+    }
+    assert result.outputs == {str(i): produced[i] for i, k in enumerate(kinds) if k != KINDS[1]}
+
+
 async def test_transitions_are_logged_with_bound_context(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -313,3 +365,26 @@ async def test_transitions_are_logged_with_bound_context(
     assert all(log["pipeline"] == "logged" and log["run_id"] == result.run_id for log in logs)
     retry = logs[1]
     assert (retry["attempt"], retry["delay_ms"], retry["error"]) == (1, 10, "rate_limit")
+
+
+class Interrupts:
+    name = "interrupts"
+
+    async def execute(self, input: Any, context: PipelineContext) -> StageResult[Any]:
+        raise KeyboardInterrupt
+
+
+async def test_keyboard_interrupt_reaches_the_caller_as_itself() -> None:
+    pipeline = chain(StageDefinition("a", Interrupts()))
+    with pytest.raises(KeyboardInterrupt):
+        await PipelineExecutor().execute(pipeline)
+
+
+def test_keyboard_interrupt_from_run_pipeline() -> None:
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(chain(StageDefinition("a", Interrupts())))
+
+
+async def test_execute_refuses_what_is_not_a_definition() -> None:
+    with pytest.raises(TypeError, match="execute\\(\\) needs a PipelineDefinition, got list"):
+        await PipelineExecutor().execute([StageDefinition("a", stub())])  # type: ignore[arg-type]

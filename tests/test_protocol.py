@@ -28,6 +28,9 @@ def test_problems_name_what_is_missing() -> None:
     assert stage_problem(NoExecute()) == (
         "NoExecute object has no execute() method (a PipelineStage needs one)"
     )
+    assert (
+        stage_problem(NoExecute) == "got the class NoExecute, not an instance (write NoExecute())"
+    )
     assert stage_problem(NotCallable()) == (
         "NotCallable object has no execute() method (a PipelineStage needs one)"
     )

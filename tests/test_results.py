@@ -97,3 +97,13 @@ def test_timing_duration() -> None:
         attempts=1,
     )
     assert timing.duration_ms == 5
+
+
+def test_the_plain_constructor_takes_success_or_status() -> None:
+    assert StageResult(success=True, output=1).status is StageStatus.SUCCEEDED
+    assert StageResult(success=False, error="bad").status is StageStatus.FAILED
+    assert StageResult(output=1).success
+    assert StageResult(error="bad").status is StageStatus.FAILED
+    assert StageResult(status=StageStatus.SKIPPED, success=True).success
+    with pytest.raises(ValueError, match="contradicts status='failed'"):
+        StageResult(status=StageStatus.FAILED, success=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import trio
 
-from ._results import StageResult, StageStatus
+from ._results import StageResult, StageStatus, make_result
 from ._retry import error_text, retrying
 from .definition import StageDefinition
 from .errors import StageFailedError, StageOutputError, StageTimeoutError
@@ -144,12 +144,8 @@ def _with_attempts(
         metadata = {**result.metadata, "attempts": len(errors) + 1}
         if errors:
             metadata["attempt_errors"] = tuple(errors)
-    return StageResult(
-        status=result.status,
-        output=result.output,
-        error=result.error,
-        stage_name=result.stage_name or sdef.id,
-        metadata=metadata,
+    return make_result(
+        result.status, result.output, result.error, result.stage_name or sdef.id, metadata
     )
 
 

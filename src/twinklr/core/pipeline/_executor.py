@@ -16,10 +16,10 @@ from ._context import PipelineContext
 from ._results import PipelineResult, StageResult, StageStatus
 from ._retry import error_text
 from ._timeline import Timeline, to_ms
+from .definition import PipelineDefinition
 
 if TYPE_CHECKING:
     from ._plan import Plan
-    from .definition import PipelineDefinition
 
 logger = structlog.get_logger(__name__)
 
@@ -216,6 +216,10 @@ class PipelineExecutor:
         :class:`PipelineValidationError` for an invalid definition (before any stage
         runs); cancellation of the caller's scope cancels every stage and propagates.
         """
+        given: object = pipeline  # checked at run time, whatever the annotation says
+        if not isinstance(given, PipelineDefinition):
+            msg = f"execute() needs a PipelineDefinition, got {type(given).__name__}"
+            raise TypeError(msg)
         plan = pipeline.plan()
         run = Run(
             plan,
@@ -231,6 +235,11 @@ class PipelineExecutor:
         except BaseException as exc:
             if is_cancellation(exc):
                 run.log.info("run_cancelled", cancelled=[plan.ids[i] for i in run.cancelled])
+            lone = _lone_exception(exc)
+            if lone is not exc:
+                # Our nursery is an implementation detail: a KeyboardInterrupt from a
+                # stage reaches the caller as itself, not wrapped in a group.
+                raise lone from None
             raise
         run.release()
         result = run.build_result()
@@ -239,6 +248,13 @@ class PipelineExecutor:
         else:
             run.log.warning("run_failed", error=result.error, duration_ms=result.total_duration_ms)
         return result
+
+
+def _lone_exception(exc: BaseException) -> BaseException:
+    """The single exception inside (nested) one-member groups, else ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def run_pipeline(

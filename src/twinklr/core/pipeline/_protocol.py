@@ -29,6 +29,8 @@ class PipelineStage(Protocol[T]):
 def stage_problem(stage: object) -> str | None:
     """Why ``stage`` cannot serve as a stage, or None when it can."""
     kind = type(stage).__name__
+    if isinstance(stage, type):
+        return f"got the class {stage.__name__}, not an instance (write {stage.__name__}())"
     if not hasattr(stage, "name"):
         return f"{kind} object has no 'name' (a PipelineStage needs a name and an async execute)"
     execute = getattr(stage, "execute", None)

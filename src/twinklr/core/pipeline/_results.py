@@ -62,9 +62,23 @@ class _SuccessConstructor(Protocol):
 def _construct_success(
     output: _T, *, stage_name: str = "", metadata: Mapping[str, Any] | None = None
 ) -> StageResult[_T]:
-    return StageResult(
-        status=StageStatus.SUCCEEDED, output=output, stage_name=stage_name, metadata=metadata
+    return make_result(StageStatus.SUCCEEDED, output, None, stage_name, metadata)
+
+
+def make_result(
+    status: StageStatus,
+    output: _T | None,
+    error: str | None,
+    stage_name: str,
+    metadata: Mapping[str, Any] | None,
+) -> StageResult[_T]:
+    """A result straight from its fields, skipping the friendly constructor's checks
+    (the executor's hot path makes one per stage)."""
+    result: StageResult[_T] = object.__new__(StageResult)
+    result.__attrs_init__(
+        status=status, output=output, error=error, stage_name=stage_name, metadata=metadata
     )
+    return result
 
 
 class _SuccessDescriptor:
@@ -86,12 +100,14 @@ class _SuccessDescriptor:
         return instance.status in SUCCESS_STATUSES
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, init=False)
 class StageResult(Generic[T]):
     """What one stage produced: an output, or an error, and how it ended.
 
     Build one with ``StageResult.success(output)``, ``StageResult.failure(error)``,
-    ``StageResult.skipped()`` or ``StageResult.soft_failure(output, error)``.
+    ``StageResult.skipped()`` or ``StageResult.soft_failure(output, error)``. The plain
+    constructor also takes ``success=True/False`` instead of a ``status`` (without
+    either, a result with an ``error`` is a failure).
     """
 
     status: StageStatus
@@ -108,6 +124,32 @@ class StageResult(Generic[T]):
     """The exception behind a failure, when there was one."""
 
     success = _SuccessDescriptor()
+
+    def __init__(
+        self,
+        *,
+        status: StageStatus | None = None,
+        output: T | None = None,
+        error: str | None = None,
+        stage_name: str = "",
+        metadata: Mapping[str, Any] | None = None,
+        exception: BaseException | None = None,
+        success: bool | None = None,
+    ) -> None:
+        if status is None:
+            failed = error is not None if success is None else not success
+            status = StageStatus.FAILED if failed else StageStatus.SUCCEEDED
+        elif success is not None and success != (status in SUCCESS_STATUSES):
+            msg = f"StageResult(success={success}) contradicts status={status.value!r}"
+            raise ValueError(msg)
+        self.__attrs_init__(
+            status=status,
+            output=output,
+            error=error,
+            stage_name=stage_name,
+            metadata=metadata,
+            exception=exception,
+        )
 
     @classmethod
     def failure(
