@@ -15,6 +15,7 @@ import trio
 from ._attempts import run_unit, settle, settle_error
 from ._fanout import run_fan_out
 from ._results import StageResult
+from ._wiring import receive_and_recycle
 from .definition import ExecutionPattern
 from .errors import ConditionError
 
@@ -29,15 +30,19 @@ async def stage_actor(run: Run, index: int) -> None:
     run.started[index] = run.now()
     try:
         # Every input has landed before the task starts: the reads never park.
-        receivers = run.inbox[index]
-        if not receivers:
+        inputs = sdef.inputs
+        if not inputs:
             value = run.initial_input
-        elif len(receivers) == 1:
-            value = receivers[0].receive_nowait()
         else:
-            value = {
-                name: r.receive_nowait() for name, r in zip(sdef.inputs, receivers, strict=True)
-            }
+            edges = run.edges
+            first = plan.edge_start[index]
+            if len(inputs) == 1:
+                value = receive_and_recycle(edges[first])
+            else:
+                value = {
+                    name: receive_and_recycle(edges[first + slot])
+                    for slot, name in enumerate(inputs)
+                }
         result = None
         if sdef.condition is not None:
             result = _check_condition(sdef.condition, sdef.id, run.context)

@@ -31,6 +31,10 @@ _PRODUCES_OUTPUT = frozenset(
 class Run:
     """The state of one run, shared by the supervisor and the stage tasks.
 
+    A finished stage's output travels to each dependent on a memory channel of its own
+    (one per edge, see ``_wiring``); a dependent's task is started when its last input
+    has been sent, so it reads its channels without parking.
+
     All of it lives on one Trio thread: stage tasks call back into it synchronously, so
     no locking is needed and a decision (fail-fast, starting a dependent) is atomic.
     """
@@ -52,9 +56,8 @@ class Run:
         self.log = logger.bind(pipeline=plan.name, run_id=run_id)
         count = len(plan.ids)
         self.remaining = [len(deps) for deps in plan.deps]
-        self.wiring = _wiring.acquire(plan)
-        self.inbox = self.wiring.inbox
-        self.outbox = self.wiring.outbox
+        # edge id -> the channel its value waits on, until the consumer takes it
+        self.edges: list[_wiring.Channel | None] = [None] * plan.edge_count
         self.results: list[StageResult[Any] | None] = [None] * count
         self.queued: list[float] = [0.0] * count
         self.started: list[float | None] = [None] * count
@@ -94,15 +97,15 @@ class Run:
             output = None
         else:
             output = result.output
-        for send in self.outbox[index]:
-            send.send_nowait(output)
         if self.stopped:
             return
         remaining = self.remaining
-        for dependent in self.plan.dependents[index]:
-            remaining[dependent] -= 1
-            if remaining[dependent] == 0:
-                self._spawn(dependent)
+        edges = self.edges
+        for consumer, edge in self.plan.out_edges[index]:
+            edges[edge] = _wiring.send_on_new_channel(output)
+            remaining[consumer] -= 1
+            if remaining[consumer] == 0:
+                self._spawn(consumer)
 
     def _stage_failed(self, index: int, result: StageResult[Any]) -> None:
         stage_id = self.plan.ids[index]
@@ -147,11 +150,6 @@ class Run:
             error=error_text(error),
             delay_ms=delay_s * 1000,
         )
-
-    def release(self) -> None:
-        """Hand the channels back for the next run, emptied (call once the run is over)."""
-        unread = [i for i, started in enumerate(self.started) if started is None]
-        _wiring.release(self.plan, self.wiring, unread)
 
     # -- the result ------------------------------------------------------------------------
 
@@ -241,7 +239,6 @@ class PipelineExecutor:
                 # stage reaches the caller as itself, not wrapped in a group.
                 raise lone from None
             raise
-        run.release()
         result = run.build_result()
         if result.success:
             run.log.info("run_succeeded", duration_ms=result.total_duration_ms)

@@ -20,7 +20,6 @@ from .definition import ExecutionPattern, RetryConfig
 from .errors import PipelineValidationError
 
 if TYPE_CHECKING:
-    from ._wiring import Wiring
     from .definition import PipelineDefinition, StageDefinition
 
 
@@ -36,8 +35,6 @@ class Plan:
     """Stage definitions, by index."""
     deps: tuple[tuple[int, ...], ...]
     """For each stage, the indices of its inputs, in declared order."""
-    dependents: tuple[tuple[int, ...], ...]
-    """For each stage, the indices of the stages that take its output."""
     order: tuple[int, ...]
     """A topological order (for displays and analyses; execution follows data)."""
     fan_out_slot: tuple[int, ...]
@@ -47,8 +44,13 @@ class Plan:
     plain: tuple[bool, ...]
     """For each stage, whether it runs as one plain call (not fan-out, no retry, no
     timeout, not streaming): the executor's fast path."""
-    spare_wiring: list[Wiring] = attrs.field(factory=list, eq=False, repr=False)
-    """Emptied channels of an earlier run, reused by the next (see ``_wiring``)."""
+    edge_start: tuple[int, ...]
+    """For each stage, the id of its first input edge; its inputs are the edges
+    ``edge_start[i]`` to ``edge_start[i] + len(deps[i]) - 1``, in input order."""
+    out_edges: tuple[tuple[tuple[int, int], ...], ...]
+    """For each stage, its outgoing edges as ``(consumer, edge id)``."""
+    edge_count: int
+    """How many edges the DAG has."""
 
     def waves(self) -> list[list[str]]:
         """Stage ids grouped by depth (a display of the plan, never a schedule)."""
@@ -77,16 +79,26 @@ def compile_plan(pipeline: PipelineDefinition) -> Plan:
         else:
             slots.append(-1)
     frozen_deps = tuple(map(tuple, deps))
+    edge_start = []
+    out_edges: list[list[tuple[int, int]]] = [[] for _ in stages]
+    edge = 0
+    for consumer, inputs in enumerate(frozen_deps):
+        edge_start.append(edge)
+        for producer in inputs:
+            out_edges[producer].append((consumer, edge))
+            edge += 1
     streaming = tuple(inspect.isasyncgenfunction(stage.stage.execute) for stage in stages)
     return Plan(
         name=pipeline.name,
         ids=tuple(stage.id for stage in stages),
         stages=stages,
         deps=frozen_deps,
-        dependents=tuple(map(tuple, _graph.dependents_of(frozen_deps))),
         order=tuple(order),
         fan_out_slot=tuple(slots),
         streaming=streaming,
+        edge_start=tuple(edge_start),
+        out_edges=tuple(map(tuple, out_edges)),
+        edge_count=edge,
         plain=tuple(
             stage.pattern is not ExecutionPattern.FAN_OUT and is_plain(stage, streaming=streams)
             for stage, streams in zip(stages, streaming, strict=True)

@@ -1,55 +1,51 @@
-"""The channels of a run: one memory channel per dependency edge.
+"""The channels between stages: each dependency edge carries its value on its own Trio
+memory channel.
 
-Creating a Trio memory channel costs more than running a trivial stage, so a run's
-channels are handed back to its plan when the run ends and reused by the next run of the
-same definition. A run hands them back only once every channel is empty again, so a
-value can never leak from one run into another.
+Creating a memory channel costs more than running a trivial stage (about 5 µs and 2 KB),
+and a channel is only busy between its producer finishing and its consumer starting. So
+channels come from a pool: the producer takes an empty one per outgoing edge and sends
+its output on it; the consumer receives from it and gives it back, empty. A channel whose
+consumer never starts (the run stopped first) is dropped, never pooled, so a value can
+never cross from one run into another. The pool only holds empty channels, up to
+``POOL_LIMIT``; it is shared by every run in the process (list ``append``/``pop`` are
+atomic, so runs on several threads may share it too).
 """
 
 from __future__ import annotations
 
-import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
+#: At most this many idle channels are kept.
+POOL_LIMIT = 4096
 
-    from ._plan import Plan
+Channel = tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]]
 
-
-class Wiring:
-    """``inbox[c]``: receive ends of stage ``c``'s input edges, in input order;
-    ``outbox[p]``: send ends of stage ``p``'s output edges."""
-
-    __slots__ = ("inbox", "outbox")
-
-    def __init__(self, deps: Sequence[Sequence[int]]) -> None:
-        self.inbox: list[list[trio.MemoryReceiveChannel[Any]]] = []
-        self.outbox: list[list[trio.MemorySendChannel[Any]]] = [[] for _ in deps]
-        open_channel = trio.open_memory_channel  # (un-subscripted: cheaper per call)
-        for inputs in deps:
-            receivers: list[trio.MemoryReceiveChannel[Any]] = []
-            for producer in inputs:
-                send, receive = open_channel(1)
-                self.outbox[producer].append(send)
-                receivers.append(receive)
-            self.inbox.append(receivers)
+_pool: list[Channel] = []
 
 
-def acquire(plan: Plan) -> Wiring:
-    """Channels for a new run of ``plan``: a spare set, or a new one."""
-    spares = plan.spare_wiring
-    return spares.pop() if spares else Wiring(plan.deps)
+def send_on_new_channel(value: Any) -> Channel:
+    """An empty channel from the pool (or a new one) with ``value`` sent on it."""
+    try:
+        channel = _pool.pop()
+    except IndexError:
+        channel = trio.open_memory_channel(1)  # (un-subscripted: cheaper per call)
+    channel[0].send_nowait(value)
+    return channel
 
 
-def release(plan: Plan, wiring: Wiring, unread: Sequence[int]) -> None:
-    """Empty the inboxes of the ``unread`` stages (those that never started), then keep
-    ``wiring`` for the next run (one spare set per plan)."""
-    for stage in unread:
-        for receive in wiring.inbox[stage]:
-            with contextlib.suppress(trio.WouldBlock):
-                receive.receive_nowait()
-    if not plan.spare_wiring:
-        plan.spare_wiring.append(wiring)
+def receive_and_recycle(channel: Channel | None) -> Any:
+    """The value waiting on ``channel``; the emptied channel goes back to the pool."""
+    if channel is None:  # pragma: no cover - a stage starts only once all inputs are sent
+        msg = "an input edge has no channel: the stage started before its input was sent"
+        raise RuntimeError(msg)
+    value = channel[1].receive_nowait()
+    if len(_pool) < POOL_LIMIT:
+        _pool.append(channel)
+    return value
+
+
+def idle_channels() -> int:
+    """How many empty channels the pool holds (for tests and diagnostics)."""
+    return len(_pool)
