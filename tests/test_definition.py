@@ -244,8 +244,11 @@ def test_stage_field_problems_name_the_stage_and_value() -> None:
 
 
 def test_sub_pipeline_problems_are_reported_with_their_stage() -> None:
+    good = PipelineDefinition("good", [StageDefinition("x", stub())])
     inner = PipelineDefinition("inner", [StageDefinition("x", stub(), inputs=["nope"])])
-    problems = problems_of(StageDefinition("sub", inner))
+    problems = problems_of(
+        StageDefinition("ok", good), StageDefinition("sub", inner, inputs=["ok"])
+    )
     assert problems == [
         "stage 'sub' (sub-pipeline 'inner'): stage 'x' depends on unknown stage 'nope'",
         (

@@ -122,14 +122,16 @@ def _analyse(pipeline: PipelineDefinition) -> tuple[list[str], list[list[int]], 
         return [*problems, f"pipeline '{name}' has no stages"], [], None
 
     ids = [stage.id for stage in stages]
-    index: dict[str, int] = {}
-    for position, stage_id in enumerate(ids):
-        if not isinstance(stage_id, str) or not stage_id:
-            problems.append(
-                f"stage #{position} has an invalid id {stage_id!r} (expected a non-empty string)"
-            )
-        index.setdefault(stage_id, position)
-    if len(index) != len(ids):
+    index = {stage_id: position for position, stage_id in enumerate(ids)}
+    if len(index) != len(ids) or not all(isinstance(s, str) and s for s in ids):
+        index = {}
+        for position, stage_id in enumerate(ids):
+            if not isinstance(stage_id, str) or not stage_id:
+                problems.append(
+                    f"stage #{position} has an invalid id {stage_id!r} "
+                    "(expected a non-empty string)"
+                )
+            index.setdefault(stage_id, position)  # the first declaration wins
         problems.extend(
             f"stage id '{stage_id}' is declared {count} times"
             for stage_id, count in Counter(ids).items()
@@ -141,18 +143,38 @@ def _analyse(pipeline: PipelineDefinition) -> tuple[list[str], list[list[int]], 
     has_entry = False
     for stage in stages:
         inputs = stage.inputs
-        has_entry = has_entry or not inputs
-        try:
-            stage_deps = [index[d] for d in inputs]
-            suspect = len(set(stage_deps)) != len(stage_deps) or stage.id in inputs
-        except KeyError:  # an unknown input: reported below; keep the known ones
-            stage_deps = [index[d] for d in inputs if d in index]
-            suspect = True
-        if suspect:
-            own = index.get(stage.id, -1)
-            stage_deps = [d for d in dict.fromkeys(stage_deps) if d != own]
-        problems.extend(_stage_problems(stage, index, checked, check_inputs=suspect))
+        suspect = False
+        if not inputs:
+            has_entry = True
+            stage_deps: list[int] = []
+        else:
+            try:
+                stage_deps = [index[d] for d in inputs]
+            except KeyError:  # an unknown input: reported below; keep the known ones
+                stage_deps = [index[d] for d in inputs if d in index]
+                suspect = True
+            else:
+                suspect = stage.id in inputs or (
+                    len(inputs) > 1 and len(set(inputs)) != len(inputs)
+                )
+            if suspect:
+                own = index.get(stage.id, -1)
+                stage_deps = [d for d in dict.fromkeys(stage_deps) if d != own]
         deps.append(stage_deps)
+        if (  # the plain stage, checked cheaply: most stages of a large pipeline look so
+            not suspect
+            and checked.get(type(stage.stage), "unchecked") is None
+            and type(stage.stage) is not SubPipelineStage
+            and stage.pattern in _PLAIN
+            and stage.condition is None
+            and stage.timeout_ms is None
+            and stage.retry_config is None
+            and stage.fan_out_over is None
+            and stage.max_concurrent_fan_out is None
+            and "execute" not in getattr(stage.stage, "__dict__", ())
+        ):
+            continue
+        problems.extend(_stage_problems(stage, index, checked, check_inputs=suspect))
 
     if not has_entry:
         problems.append(f"pipeline '{name}' has no entry stage (every stage has inputs)")
@@ -178,18 +200,6 @@ def _stage_problems(
         bad_stage = checked[kind]
     else:
         bad_stage = checked[kind] = stage_problem(stage.stage)
-    if (  # the plain stage, checked cheaply: most stages of a large pipeline look so
-        bad_stage is None
-        and not check_inputs
-        and stage.pattern in _PLAIN
-        and stage.condition is None
-        and stage.timeout_ms is None
-        and stage.retry_config is None
-        and stage.fan_out_over is None
-        and stage.max_concurrent_fan_out is None
-        and not isinstance(stage.stage, SubPipelineStage)
-    ):
-        return []
     where = f"stage '{stage.id}'"
     problems: list[str] = []
     if bad_stage is not None:
