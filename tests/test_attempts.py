@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -179,3 +180,22 @@ async def test_a_failure_result_keeps_its_metadata() -> None:
     assert result.metadata["why"] == "because"
     assert result.metadata["attempt_errors"] == ("nope",)
     assert result.stage_name == "x"
+
+
+class SwallowsCancel:
+    name = "swallows"
+
+    async def execute(self, input: Any, context: PipelineContext) -> StageResult[Any]:
+        # A misbehaving stage that swallows its cancellation; the timeout must still count.
+        with contextlib.suppress(trio.Cancelled):
+            await trio.sleep(10)
+        return StageResult.success("late")
+
+
+async def test_a_stage_that_swallows_its_timeout_still_timed_out(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sdef = StageDefinition("x", SwallowsCancel(), timeout_ms=100)
+    result = await run_unit(sdef, None, PipelineContext())
+    assert result.error == "stage 'x' timed out after 100 ms (timeout)"
+    assert trio.current_time() == 0.1

@@ -54,7 +54,9 @@ async def _attempt_once(
     else:
         with trio.move_on_after(timeout_ms / 1000) as scope:
             result = await _invoke(sdef.stage, value, context, streaming=streaming)
-        if scope.cancelled_caught:
+        # cancel_called, not cancelled_caught: a stage that swallowed the cancellation
+        # and returned late has still run past its deadline.
+        if scope.cancel_called:
             raise StageTimeoutError(sdef.id, timeout_ms, item=item)
     return _checked(sdef, result)
 
