@@ -283,3 +283,16 @@ def test_constructors_take_the_spec_order_positionally() -> None:
     pipeline = PipelineDefinition("p", stages, "about p", False)  # noqa: FBT003
     assert (pipeline.description, pipeline.fail_fast) == ("about p", False)
     assert RetryConfig(3, 10).delay_ms(1) == 10
+
+
+def test_things_that_are_not_stage_definitions_are_reported() -> None:
+    assert PipelineDefinition("p", None).validate_pipeline() == ["pipeline 'p' has no stages"]
+    mixed: list[Any] = [stub(), StageDefinition("a", stub())]
+    problems = PipelineDefinition("p", mixed).validate_pipeline()
+    assert len(problems) == 1
+    assert problems[0].startswith("pipeline 'p': stages must be StageDefinition objects, got Stub ")
+    lone = PipelineDefinition("p", StageDefinition("a", stub()))  # type: ignore[arg-type]
+    assert lone.validate_pipeline() == []  # one stage, given bare, is taken as one
+    assert PipelineDefinition("p", 5).validate_pipeline() == [  # type: ignore[arg-type]
+        "pipeline 'p': stages must be StageDefinition objects, got int 5"
+    ]

@@ -16,11 +16,11 @@ from . import _graph
 from ._attempts import is_plain
 from ._protocol import stage_problem
 from ._subpipeline import SubPipelineStage
-from .definition import ExecutionPattern, RetryConfig
+from .definition import ExecutionPattern, RetryConfig, StageDefinition
 from .errors import PipelineValidationError
 
 if TYPE_CHECKING:
-    from .definition import PipelineDefinition, StageDefinition
+    from .definition import PipelineDefinition
 
 
 @attrs.frozen(kw_only=True)
@@ -120,6 +120,14 @@ def _analyse(pipeline: PipelineDefinition) -> tuple[list[str], list[list[int]], 
     stages = pipeline.stages
     if not stages:
         return [*problems, f"pipeline '{name}' has no stages"], [], None
+    strays: list[object] = [s for s in stages if not isinstance(s, StageDefinition)]
+    if strays:  # the graph cannot be read without them: report them alone
+        problems.extend(
+            f"pipeline '{name}': stages must be StageDefinition objects, "
+            f"got {type(stray).__name__} {stray!r:.60}"
+            for stray in strays
+        )
+        return problems, [], None
 
     ids = [stage.id for stage in stages]
     index = {stage_id: position for position, stage_id in enumerate(ids)}

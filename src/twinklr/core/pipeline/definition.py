@@ -105,8 +105,14 @@ def _to_inputs(value: Iterable[str] | str | None) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _to_stages(value: Iterable[StageDefinition]) -> tuple[StageDefinition, ...]:
-    return tuple(value)
+def _to_stages(value: Iterable[StageDefinition] | None) -> tuple[Any, ...]:
+    # Never raises: what is wrong with the stages is validation's to report.
+    given: object = value
+    if given is None:
+        return ()
+    if isinstance(given, Iterable):
+        return tuple(given)
+    return (given,)
 
 
 def _to_stage(value: Any) -> Any:
