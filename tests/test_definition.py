@@ -296,3 +296,15 @@ def test_things_that_are_not_stage_definitions_are_reported() -> None:
     assert PipelineDefinition("p", 5).validate_pipeline() == [  # type: ignore[arg-type]
         "pipeline 'p': stages must be StageDefinition objects, got int 5"
     ]
+
+
+def test_inputs_that_are_not_ids_are_reported() -> None:
+    problems = problems_of(
+        StageDefinition("a", stub()),
+        StageDefinition("b", stub(), inputs=5),  # type: ignore[arg-type]
+        StageDefinition("c", stub(), inputs=["a", None]),  # type: ignore[list-item]
+    )
+    assert problems == [
+        "stage 'b': inputs must be stage ids (strings), got 5",
+        "stage 'c': inputs must be stage ids (strings), got None",
+    ]

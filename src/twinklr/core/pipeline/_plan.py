@@ -219,19 +219,46 @@ def _stage_problems(
         )
 
     if check_inputs:
-        for name, count in Counter(stage.inputs).items():
-            if name == stage.id:
-                problems.append(f"{where} depends on itself")
-            elif name not in index:
-                problems.append(f"{where} depends on unknown stage '{name}'")
-            if count > 1:
-                problems.append(f"{where} lists input '{name}' {count} times")
-
+        problems.extend(_input_problems(stage, index, where))
     # Typed as object: users' values are checked here, whatever the annotations promise.
     pattern: object = stage.pattern
     if not isinstance(pattern, ExecutionPattern):
         problems.append(f"{where}: pattern must be an ExecutionPattern, got {pattern!r}")
-    fan_out = pattern is ExecutionPattern.FAN_OUT
+    problems.extend(_fan_out_problems(stage, where))
+    if pattern is ExecutionPattern.CONDITIONAL and stage.condition is None:
+        problems.append(f"conditional {where} has no condition")
+    condition: object = stage.condition
+    if condition is not None and not callable(condition):
+        problems.append(f"{where}: condition must be callable, got {condition!r}")
+    timeout: object = stage.timeout_ms
+    if timeout is not None and (
+        not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0
+    ):
+        problems.append(f"{where}: timeout_ms must be a number > 0, got {timeout!r}")
+    retry: object = stage.retry_config
+    if retry is not None and not isinstance(retry, RetryConfig):
+        problems.append(f"{where}: retry_config must be a RetryConfig, got {type(retry).__name__}")
+    return problems
+
+
+def _input_problems(stage: StageDefinition, index: dict[str, int], where: str) -> list[str]:
+    problems = []
+    named: Counter[object] = Counter(stage.inputs)
+    for name, count in named.items():
+        if not isinstance(name, str):
+            problems.append(f"{where}: inputs must be stage ids (strings), got {name!r}")
+        elif name == stage.id:
+            problems.append(f"{where} depends on itself")
+        elif name not in index:
+            problems.append(f"{where} depends on unknown stage '{name}'")
+        if count > 1:
+            problems.append(f"{where} lists input '{name}' {count} times")
+    return problems
+
+
+def _fan_out_problems(stage: StageDefinition, where: str) -> list[str]:
+    problems = []
+    fan_out = stage.pattern is ExecutionPattern.FAN_OUT
     if fan_out and not stage.inputs:
         problems.append(f"fan-out {where} has no input to fan out over")
     if fan_out and len(stage.inputs) > 1 and stage.fan_out_over is None:
@@ -249,18 +276,4 @@ def _stage_problems(
         problems.append(f"{where} sets max_concurrent_fan_out but its pattern is not FAN_OUT")
     elif limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         problems.append(f"{where}: max_concurrent_fan_out must be an int >= 1, got {limit!r}")
-
-    if pattern is ExecutionPattern.CONDITIONAL and stage.condition is None:
-        problems.append(f"conditional {where} has no condition")
-    condition: object = stage.condition
-    if condition is not None and not callable(condition):
-        problems.append(f"{where}: condition must be callable, got {condition!r}")
-    timeout: object = stage.timeout_ms
-    if timeout is not None and (
-        not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0
-    ):
-        problems.append(f"{where}: timeout_ms must be a number > 0, got {timeout!r}")
-    retry: object = stage.retry_config
-    if retry is not None and not isinstance(retry, RetryConfig):
-        problems.append(f"{where}: retry_config must be a RetryConfig, got {type(retry).__name__}")
     return problems

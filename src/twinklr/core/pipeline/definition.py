@@ -97,12 +97,14 @@ class RetryConfig:
         return any(pattern in error_text for pattern in self.retryable_errors)
 
 
-def _to_inputs(value: Iterable[str] | str | None) -> tuple[str, ...]:
-    if value is None:
+def _to_inputs(value: Iterable[str] | str | None) -> tuple[Any, ...]:
+    # Never raises: a bad input is validation's to report, naming the stage.
+    given: object = value
+    if given is None:
         return ()
-    if isinstance(value, str):
-        return (value,)
-    return tuple(value)
+    if isinstance(given, str) or not isinstance(given, Iterable):
+        return (given,)
+    return tuple(given)
 
 
 def _to_stages(value: Iterable[StageDefinition] | None) -> tuple[Any, ...]:
