@@ -388,3 +388,15 @@ def test_keyboard_interrupt_from_run_pipeline() -> None:
 async def test_execute_refuses_what_is_not_a_definition() -> None:
     with pytest.raises(TypeError, match="execute\\(\\) needs a PipelineDefinition, got list"):
         await PipelineExecutor().execute([StageDefinition("a", stub())])  # type: ignore[arg-type]
+
+
+async def test_a_failure_log_names_the_stage_and_last_attempt() -> None:
+    pipeline = chain(StageDefinition("x", stub(fail_times=1, error="nope")), name="one")
+    with structlog.testing.capture_logs() as logs:
+        await PipelineExecutor().execute(pipeline)
+    failed = next(log for log in logs if log["event"] == "stage_failed")
+    assert failed["stage"] == "x"
+    assert failed["attempt"] == 1
+    assert failed["error"] == "nope"
+    assert failed["critical"] is True
+    assert failed["log_level"] == "warning"

@@ -115,7 +115,7 @@ class Run:
             "stage_failed",
             stage=stage_id,
             error=result.error,
-            attempts=result.metadata.get("attempts"),
+            attempt=result.metadata.get("attempts"),
             critical=critical,
         )
         if not critical:
