@@ -81,6 +81,7 @@ def test_stage_definition_takes_id_and_stage_positionally() -> None:
 
 def test_a_single_string_input_is_one_input() -> None:
     assert StageDefinition("b", stub(), inputs="a").inputs == ("a",)
+    assert StageDefinition("b", stub(), inputs=None).inputs == ()
 
 
 def test_a_pipeline_used_as_a_stage_is_wrapped() -> None:

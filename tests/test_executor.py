@@ -400,3 +400,18 @@ async def test_a_failure_log_names_the_stage_and_last_attempt() -> None:
     assert failed["error"] == "nope"
     assert failed["critical"] is True
     assert failed["log_level"] == "warning"
+
+
+async def test_without_fail_fast_the_first_critical_failure_is_the_error() -> None:
+    pipeline = chain(
+        StageDefinition("a", stub(fail_times=1, error="first")),
+        StageDefinition("b", stub(fail_times=1, error="second")),
+        fail_fast=False,
+    )
+    result = await PipelineExecutor().execute(pipeline)
+    assert set(result.failed_stages) == {"a", "b"}
+    assert result.error in {"stage 'a' failed: first", "stage 'b' failed: second"}
+    assert result.error == f"stage '{result.failed_stages[0]}' failed: " + (
+        "first" if result.failed_stages[0] == "a" else "second"
+    )
+    assert "Timeline(" in repr(result.timeline)

@@ -217,3 +217,11 @@ async def test_fail_fast_elsewhere_cancels_every_item(
     assert sorted(stage.cancelled) == [0, 1, 2]
     assert stage.running == 0
     assert result.total_duration_ms == 2000
+
+
+async def test_a_raising_item_names_its_exception() -> None:
+    raising = stub(fail_times=1, raises=ValueError, error="bad group")
+    result = await PipelineExecutor().execute(fan_pipeline(["only"], raising))
+    assert result.stage_results["groups"].error == (
+        "stage 'groups' item 0 failed: ValueError: bad group"
+    )

@@ -65,9 +65,9 @@ async def run_fan_out(
     async with trio.open_nursery() as nursery:
         for index, item in enumerate(items):
             if slots is not None:
+                # After a failure this raises Cancelled (the item cancels the nursery
+                # before it frees its slot), so no item starts after the failure.
                 await slots.acquire()
-                if first_failure:  # woken by the failed item's slot: start nothing more
-                    break
             item_value = item if source is None else {**value, source: item}
             nursery.start_soon(run_item, index, item_value, nursery)
 
