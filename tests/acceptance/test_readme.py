@@ -1,19 +1,29 @@
-"""The README's Python examples run as written."""
+"""The Python examples of the README and of docs/ run as written."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+def examples() -> list[tuple[str, int, str]]:
+    found = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for number, block in enumerate(re.findall(r"```python\n(.*?)```", text, re.DOTALL)):
+            found.append((page.name, number, block))
+    return found
 
 
-def test_every_python_example_runs() -> None:
-    blocks = python_blocks()
-    assert blocks
-    for block in blocks:
-        exec(compile(block, str(README), "exec"), {})  # noqa: S102 (our own README)
+@pytest.mark.parametrize(("page", "number", "code"), examples())
+def test_example_runs(page: str, number: int, code: str) -> None:
+    exec(compile(code, f"{page} example {number}", "exec"), {})  # noqa: S102 (our own docs)
+
+
+def test_the_pages_have_examples() -> None:
+    assert {page for page, _, _ in examples()} >= {"README.md", "guide.md"}
