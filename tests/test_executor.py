@@ -415,3 +415,25 @@ async def test_without_fail_fast_the_first_critical_failure_is_the_error() -> No
         "first" if result.failed_stages[0] == "a" else "second"
     )
     assert "Timeline(" in repr(result.timeline)
+
+
+class SoftFails:
+    name = "judge"
+
+    async def execute(self, input: Any, context: PipelineContext) -> StageResult[Any]:
+        return StageResult.soft_failure("best so far", "iteration ceiling reached")
+
+
+async def test_a_soft_failure_hands_its_output_on_and_the_run_goes_on() -> None:
+    downstream = stub(lambda x: x)
+    pipeline = chain(
+        StageDefinition("plan", SoftFails()),
+        StageDefinition("render", downstream, inputs=["plan"]),
+    )
+    result = await PipelineExecutor().execute(pipeline)
+    assert result.success
+    assert result.soft_failed_stages == ("plan",)
+    assert result.failed_stages == ()
+    assert downstream.calls[0][1] == "best so far"
+    assert result.stage_results["plan"].status is StageStatus.SOFT_FAILED
+    assert result.stage_results["plan"].error == "iteration ceiling reached"

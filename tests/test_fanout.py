@@ -198,6 +198,7 @@ async def test_soft_failed_items_make_a_soft_failed_stage() -> None:
     assert groups.status is StageStatus.SOFT_FAILED
     assert groups.output == [0, "best"]
     assert groups.error == "items [1] soft-failed"
+    assert result.soft_failed_stages == ("groups",)
 
 
 async def test_fail_fast_elsewhere_cancels_every_item(

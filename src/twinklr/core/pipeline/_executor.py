@@ -161,6 +161,7 @@ class Run:
         outputs: dict[str, Any] = {}
         stage_results: dict[str, StageResult[Any]] = {}
         skipped: list[str] = []
+        soft_failed: list[str] = []
         for index, result in enumerate(self.results):
             if result is None:
                 continue
@@ -171,6 +172,8 @@ class Run:
                 outputs[stage_id] = result.output
             if status is StageStatus.SKIPPED:
                 skipped.append(stage_id)
+            elif status is StageStatus.SOFT_FAILED:
+                soft_failed.append(stage_id)
         success = self.error is None
         return PipelineResult(
             pipeline_name=plan.name,
@@ -180,6 +183,7 @@ class Run:
             stage_results=stage_results,
             failed_stages=tuple(ids[i] for i in self.failed),
             skipped_stages=tuple(skipped),
+            soft_failed_stages=tuple(soft_failed),
             cancelled_stages=tuple(ids[i] for i in self.cancelled),
             not_started_stages=tuple(
                 ids[i] for i, result in enumerate(self.results) if result is None

@@ -274,6 +274,8 @@ class PipelineResult:
     """Stages that failed, critical or not, in the order they failed."""
     skipped_stages: tuple[str, ...] = ()
     """Stages whose condition said no."""
+    soft_failed_stages: tuple[str, ...] = ()
+    """Stages that stopped short but handed a best-effort output on (the run went on)."""
     cancelled_stages: tuple[str, ...] = ()
     """Stages that were running when fail-fast (or the caller) cancelled them."""
     not_started_stages: tuple[str, ...] = ()
