@@ -9,6 +9,11 @@ from twinklr.core import pipeline
 from twinklr.core.pipeline import definition, errors
 
 PUBLIC = {
+    "CacheEntry",
+    "CacheRecord",
+    "CacheStore",
+    "MemoryCacheStore",
+    "SQLiteCacheStore",
     "ConditionError",
     "ContextSnapshot",
     "ExecutionPattern",

@@ -5,6 +5,11 @@ Declare stages and their inputs with :class:`PipelineDefinition` and
 the moment its inputs arrive.
 """
 
+from ._cache import CacheEntry as CacheEntry
+from ._cache import CacheRecord as CacheRecord
+from ._cache import CacheStore as CacheStore
+from ._cache import MemoryCacheStore as MemoryCacheStore
+from ._cache_sqlite import SQLiteCacheStore as SQLiteCacheStore
 from ._context import ContextSnapshot as ContextSnapshot
 from ._context import PipelineContext as PipelineContext
 from ._executor import PipelineExecutor as PipelineExecutor
@@ -33,11 +38,15 @@ from .errors import StageOutputError as StageOutputError
 from .errors import StageTimeoutError as StageTimeoutError
 
 __all__ = [
+    "CacheEntry",
+    "CacheRecord",
+    "CacheStore",
     "ConditionError",
     "ContextSnapshot",
     "ExecutionPattern",
     "FanOutInputError",
     "FanOutItemError",
+    "MemoryCacheStore",
     "PipelineContext",
     "PipelineDefinition",
     "PipelineError",
@@ -46,6 +55,7 @@ __all__ = [
     "PipelineStage",
     "PipelineValidationError",
     "RetryConfig",
+    "SQLiteCacheStore",
     "StageDefinition",
     "StageExecutionError",
     "StageFailedError",

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._attempts import run_unit, settle, settle_error
+from ._context import record_writes, stop_recording
 from ._fanout import run_fan_out
-from ._results import StageResult
+from ._results import StageResult, StageStatus
 from ._wiring import receive_and_recycle
 from .definition import ExecutionPattern
 from .errors import ConditionError
@@ -46,6 +47,14 @@ async def stage_actor(run: Run, index: int) -> None:
         result = None
         if sdef.condition is not None:
             result = _check_condition(sdef.condition, sdef.id, run.context)
+        cache = run.cache if plan.cacheable[index] else None
+        key = writes = None
+        if result is None and cache is not None and sdef.pattern is not ExecutionPattern.FAN_OUT:
+            key = cache.key(sdef, value)
+            if key is not None:
+                result = cache.serve(sdef, key, run.context)
+                if result is None:
+                    writes = record_writes()
         if result is None and plan.plain[index]:
             # The hot path: await the stage itself, no wrapper coroutine in between.
             try:
@@ -62,6 +71,7 @@ async def stage_actor(run: Run, index: int) -> None:
                     run.context,
                     streaming=plan.streaming[index],
                     on_retry=run.on_retry,
+                    cache=cache,
                 )
             else:
                 result = await run_unit(
@@ -71,11 +81,18 @@ async def stage_actor(run: Run, index: int) -> None:
                     streaming=plan.streaming[index],
                     on_retry=run.on_retry,
                 )
+        if writes is not None:
+            stop_recording()
     except BaseException as exc:
         if is_cancellation(exc):
             run.stage_cancelled(index)
         raise
     run.stage_finished(index, result)
+    # Success only, and after the output went downstream: the write is queued for the
+    # run's writer, off this stage's path.
+    succeeded = result.status is StageStatus.SUCCEEDED
+    if writes is not None and key is not None and cache is not None and succeeded:
+        cache.offer(sdef, key, result.output, writes)
 
 
 def is_cancellation(exc: BaseException) -> bool:

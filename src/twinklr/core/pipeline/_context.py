@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any
 
 import attrs
+
+#: A write a stage made through the context: ``(operation, name, value)``.
+Write = tuple[str, str, Any]
+
+#: The writes of the stage (or fan-out item) running in this task, when its output
+#: will be cached: they are stored with the output and replayed on a cache hit.
+_recording: ContextVar[list[Write] | None] = ContextVar("twinklr_recording", default=None)
+
+
+def record_writes() -> list[Write]:
+    """Start recording this task's context writes; returns the list they go into."""
+    writes: list[Write] = []
+    _recording.set(writes)
+    return writes
+
+
+def stop_recording() -> None:
+    """Stop recording this task's context writes."""
+    _recording.set(None)
 
 
 @attrs.frozen(kw_only=True)
@@ -26,6 +46,10 @@ class PipelineContext:
     Stages get services through it (dependency injection) and talk to each other through
     ``state``; ``metrics`` collects numbers for the run's result. All stages run on one
     Trio thread, so reads and writes need no locking.
+
+    Write through ``set_state``, ``add_metric`` and ``increment_metric``: those writes are
+    stored with a cached stage's output and replayed when the cache serves it, so stages
+    downstream see the same state as in the first run.
     """
 
     provider: Any = None
@@ -46,14 +70,33 @@ class PipelineContext:
     def set_state(self, key: str, value: Any) -> None:
         """Store ``value`` under ``key`` for downstream stages."""
         self.state[key] = value
+        writes = _recording.get()
+        if writes is not None:
+            writes.append(("set_state", key, value))
 
     def add_metric(self, name: str, value: Any) -> None:
         """Record ``value`` as metric ``name`` (replacing any earlier value)."""
         self.metrics[name] = value
+        writes = _recording.get()
+        if writes is not None:
+            writes.append(("add_metric", name, value))
 
     def increment_metric(self, name: str, amount: float = 1) -> None:
         """Add ``amount`` to metric ``name`` (starting from 0)."""
         self.metrics[name] = self.metrics.get(name, 0) + amount
+        writes = _recording.get()
+        if writes is not None:
+            writes.append(("increment_metric", name, amount))
+
+    def replay(self, writes: list[Write]) -> None:
+        """Apply writes recorded from a stage (a cache hit stands in for the stage)."""
+        for operation, name, value in writes:
+            if operation == "set_state":
+                self.set_state(name, value)
+            elif operation == "add_metric":
+                self.add_metric(name, value)
+            elif operation == "increment_metric":
+                self.increment_metric(name, value)
 
     def get_metric(self, name: str, default: Any = None) -> Any:
         """The value of metric ``name``, or ``default``."""

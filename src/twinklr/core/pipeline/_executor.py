@@ -12,9 +12,12 @@ import trio
 
 from . import _wiring
 from ._actor import is_cancellation, stage_actor
+from ._cache import CacheStore
+from ._cache_run import RunCache
 from ._context import PipelineContext
 from ._results import PipelineResult, StageResult, StageStatus
 from ._retry import error_text
+from ._subpipeline import current_executor
 from ._timeline import Timeline, to_ms
 from .definition import PipelineDefinition
 
@@ -67,6 +70,7 @@ class Run:
         self.error: str | None = None
         self.stopped = False
         self.nursery: trio.Nursery | None = None
+        self.cache: RunCache | None = None
         self.start_time = 0.0
         # The run's clock, read directly: stage tasks read it three times each.
         self.now = trio.lowlevel.current_clock().current_time
@@ -162,6 +166,7 @@ class Run:
         stage_results: dict[str, StageResult[Any]] = {}
         skipped: list[str] = []
         soft_failed: list[str] = []
+        cached: list[str] = []
         for index, result in enumerate(self.results):
             if result is None:
                 continue
@@ -174,6 +179,8 @@ class Run:
                 skipped.append(stage_id)
             elif status is StageStatus.SOFT_FAILED:
                 soft_failed.append(stage_id)
+            elif status is StageStatus.CACHED:
+                cached.append(stage_id)
         success = self.error is None
         return PipelineResult(
             pipeline_name=plan.name,
@@ -184,6 +191,7 @@ class Run:
             failed_stages=tuple(ids[i] for i in self.failed),
             skipped_stages=tuple(skipped),
             soft_failed_stages=tuple(soft_failed),
+            cached_stages=tuple(cached),
             cancelled_stages=tuple(ids[i] for i in self.cancelled),
             not_started_stages=tuple(
                 ids[i] for i, result in enumerate(self.results) if result is None
@@ -204,7 +212,14 @@ class Run:
 
 
 class PipelineExecutor:
-    """Runs pipeline definitions on Trio: each stage a task, data on memory channels."""
+    """Runs pipeline definitions on Trio: each stage a task, data on memory channels.
+
+    With a ``cache`` store, successful stage outputs are kept and a later run of the
+    same input serves them instead of running the stage (see ``docs/caching.md``).
+    """
+
+    def __init__(self, *, cache: CacheStore | None = None) -> None:
+        self.cache = cache
 
     async def execute(
         self,
@@ -230,10 +245,12 @@ class PipelineExecutor:
             fail_fast=pipeline.fail_fast,
             run_id=uuid.uuid4().hex[:12],
         )
+        if self.cache is not None:
+            run.cache = RunCache(self.cache, plan.name, initial_input, run.log)
         run.log.info("run_started", stages=len(plan.ids))
+        token = current_executor.set(self)  # sub-pipelines run with this executor
         try:
-            async with trio.open_nursery() as nursery:
-                run.start(nursery)
+            await _supervise(run)
         except BaseException as exc:
             if is_cancellation(exc):
                 run.log.info("run_cancelled", cancelled=[plan.ids[i] for i in run.cancelled])
@@ -243,12 +260,32 @@ class PipelineExecutor:
                 # stage reaches the caller as itself, not wrapped in a group.
                 raise lone from None
             raise
+        finally:
+            current_executor.reset(token)
         result = run.build_result()
         if result.success:
             run.log.info("run_succeeded", duration_ms=result.total_duration_ms)
         else:
             run.log.warning("run_failed", error=result.error, duration_ms=result.total_duration_ms)
         return result
+
+
+async def _supervise(run: Run) -> None:
+    """Run every stage in a supervisor nursery; with a cache, load it first and keep its
+    writer going beside (not inside) the supervisor, so fail-fast never drops a write."""
+    cache = run.cache
+    if cache is None:
+        async with trio.open_nursery() as supervisor:
+            run.start(supervisor)
+        return
+    await cache.load()
+    async with trio.open_nursery() as beside:
+        beside.start_soon(cache.write_behind)
+        try:
+            async with trio.open_nursery() as supervisor:
+                run.start(supervisor)
+        finally:
+            cache.close()
 
 
 def _lone_exception(exc: BaseException) -> BaseException:

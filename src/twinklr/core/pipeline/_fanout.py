@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._attempts import RetryHook, run_unit
+from ._context import record_writes, stop_recording
 from ._results import StageResult, StageStatus
 from .errors import FanOutInputError, FanOutItemError
 
 if TYPE_CHECKING:
+    from ._cache_run import RunCache
     from .definition import StageDefinition
 
 
@@ -36,8 +38,13 @@ async def run_fan_out(
     *,
     streaming: bool,
     on_retry: RetryHook | None,
+    cache: RunCache | None = None,
 ) -> StageResult[Any]:
-    """Run ``sdef`` once per item; the first failed item cancels its siblings."""
+    """Run ``sdef`` once per item; the first failed item cancels its siblings.
+
+    With a ``cache``, each item is looked up and written on its own, so a rerun redoes
+    only the items that did not succeed.
+    """
     try:
         items, source = fan_out_items(sdef, value)
     except FanOutInputError as exc:
@@ -48,11 +55,29 @@ async def run_fan_out(
     limit = sdef.max_concurrent_fan_out
     slots = trio.Semaphore(limit) if limit is not None else None
 
-    async def run_item(index: int, item_value: Any, nursery: trio.Nursery) -> None:
+    async def attempt_item(index: int, item_value: Any) -> StageResult[Any]:
+        key = None if cache is None else cache.key(sdef, item_value, item=True)
+        if cache is None or key is None:
+            return await run_unit(
+                sdef, item_value, context, item=index, streaming=streaming, on_retry=on_retry
+            )
+        cached = cache.serve(sdef, key, context)
+        if cached is not None:
+            return cached
+        writes = record_writes()
         try:
             result = await run_unit(
                 sdef, item_value, context, item=index, streaming=streaming, on_retry=on_retry
             )
+        finally:
+            stop_recording()
+        if result.status is StageStatus.SUCCEEDED:
+            cache.offer(sdef, key, result.output, writes, item=index)
+        return result
+
+    async def run_item(index: int, item_value: Any, nursery: trio.Nursery) -> None:
+        try:
+            result = await attempt_item(index, item_value)
             results[index] = result
             if result.status is StageStatus.FAILED and not first_failure:
                 first_failure.append(index)
@@ -71,9 +96,17 @@ async def run_fan_out(
             item_value = item if source is None else {**value, source: item}
             nursery.start_soon(run_item, index, item_value, nursery)
 
+    return _stage_result(sdef, results, first_failure[0] if first_failure else None)
+
+
+def _stage_result(
+    sdef: StageDefinition, results: list[StageResult[Any] | None], failed_item: int | None
+) -> StageResult[Any]:
+    """The fan-out stage's result from its items' results."""
+    count = len(results)
     attempts = tuple(r.metadata.get("attempts", 1) if r is not None else 0 for r in results)
-    if first_failure:
-        index = first_failure[0]
+    if failed_item is not None:
+        index = failed_item
         failed = results[index]
         assert failed is not None  # noqa: S101 (recorded before the cancel)
         error = FanOutItemError(sdef.id, index, failed.error or "failed")
@@ -93,13 +126,20 @@ async def run_fan_out(
         )
     done = [r for r in results if r is not None]
     soft = [i for i, r in enumerate(done) if r.status is StageStatus.SOFT_FAILED]
+    cached = sum(r.status is StageStatus.CACHED for r in done)
+    status = StageStatus.SUCCEEDED
+    if soft:
+        status = StageStatus.SOFT_FAILED
+    elif count and cached == count:
+        status = StageStatus.CACHED
     return StageResult(
-        status=StageStatus.SOFT_FAILED if soft else StageStatus.SUCCEEDED,
+        status=status,
         output=[r.output for r in done],
         error=f"items {soft} soft-failed" if soft else None,
         stage_name=sdef.id,
         metadata={
             "items": count,
+            "cached_items": cached,
             "attempts": max(attempts, default=1),
             "item_attempts": attempts,
         },

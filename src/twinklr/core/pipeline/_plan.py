@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import inspect
 from collections import Counter
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import attrs
 
 from . import _graph
 from ._attempts import is_plain
+from ._cache_run import is_cacheable
 from ._protocol import stage_problem
 from ._subpipeline import SubPipelineStage
 from .definition import ExecutionPattern, RetryConfig, StageDefinition
@@ -41,6 +43,9 @@ class Plan:
     """For each fan-out stage, which of its inputs holds the list (-1 for others)."""
     streaming: tuple[bool, ...]
     """For each stage, whether its execute is an async generator."""
+    cacheable: tuple[bool, ...]
+    """For each stage, whether its output may be cached (``cache=True``, not a
+    sub-pipeline, whose own stages are cached instead)."""
     plain: tuple[bool, ...]
     """For each stage, whether it runs as one plain call (not fan-out, no retry, no
     timeout, not streaming): the executor's fast path."""
@@ -99,6 +104,7 @@ def compile_plan(pipeline: PipelineDefinition) -> Plan:
         edge_start=tuple(edge_start),
         out_edges=tuple(map(tuple, out_edges)),
         edge_count=edge,
+        cacheable=tuple(is_cacheable(stage) for stage in stages),
         plain=tuple(
             stage.pattern is not ExecutionPattern.FAN_OUT and is_plain(stage, streaming=streams)
             for stage, streams in zip(stages, streaming, strict=True)
@@ -179,6 +185,8 @@ def _analyse(pipeline: PipelineDefinition) -> tuple[list[str], list[list[int]], 
             and stage.retry_config is None
             and stage.fan_out_over is None
             and stage.max_concurrent_fan_out is None
+            and stage.version == "1"
+            and stage.cache_ttl is None
             and "execute" not in getattr(stage.stage, "__dict__", ())
         ):
             continue
@@ -238,6 +246,21 @@ def _stage_problems(
     retry: object = stage.retry_config
     if retry is not None and not isinstance(retry, RetryConfig):
         problems.append(f"{where}: retry_config must be a RetryConfig, got {type(retry).__name__}")
+    problems.extend(_cache_problems(stage, where))
+    return problems
+
+
+def _cache_problems(stage: StageDefinition, where: str) -> list[str]:
+    problems = []
+    version: object = stage.version
+    if not isinstance(version, str) or not version:
+        problems.append(f"{where}: version must be a non-empty string, got {version!r}")
+    ttl: object = stage.cache_ttl
+    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
+    if ttl is not None and (
+        not isinstance(seconds, int | float) or isinstance(seconds, bool) or not seconds > 0
+    ):
+        problems.append(f"{where}: cache_ttl must be > 0 seconds (or a timedelta), got {ttl!r}")
     return problems
 
 

@@ -255,6 +255,11 @@ class StageTiming:
         """Time from start to finish."""
         return self.finished_ms - self.started_ms
 
+    @property
+    def cached(self) -> bool:
+        """Whether the cache served this stage instead of running it."""
+        return self.status is StageStatus.CACHED
+
 
 @attrs.frozen(kw_only=True)
 class PipelineResult:
@@ -276,6 +281,8 @@ class PipelineResult:
     """Stages whose condition said no."""
     soft_failed_stages: tuple[str, ...] = ()
     """Stages that stopped short but handed a best-effort output on (the run went on)."""
+    cached_stages: tuple[str, ...] = ()
+    """Stages served from the cache instead of running (all items, for fan-out)."""
     cancelled_stages: tuple[str, ...] = ()
     """Stages that were running when fail-fast (or the caller) cancelled them."""
     not_started_stages: tuple[str, ...] = ()

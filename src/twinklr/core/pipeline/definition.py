@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -157,6 +158,15 @@ class StageDefinition:
     """For a fan-out stage with several inputs: the input holding the list."""
     description: str | None = attrs.field(default=None, kw_only=True)
     """Free text for people and graphs."""
+    version: str = attrs.field(default="1", kw_only=True)
+    """Part of the cache key: bump it to invalidate cached outputs of this stage."""
+    cache: bool = attrs.field(default=True, kw_only=True)
+    """Whether successful outputs are cached (when the executor has a cache store)."""
+    cache_ttl: float | timedelta | None = attrs.field(default=None, kw_only=True)
+    """How long a cached output is served (seconds, or a timedelta); None: no expiry."""
+    output_type: Any = attrs.field(default=None, kw_only=True)
+    """The type cached outputs are read back as; by default the ``T`` of execute's
+    ``StageResult[T]`` return annotation."""
 
 
 @attrs.frozen
