@@ -1,0 +1,47 @@
+"""The store protocol and the in-memory store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twinklr.core.pipeline import CacheRecord, CacheStore, MemoryCacheStore, SQLiteCacheStore
+
+
+def rec(
+    key: str, *, pipeline: str = "p", stage: str = "s", expires: float | None = None
+) -> CacheRecord:
+    return CacheRecord(
+        key=key,
+        pipeline=pipeline,
+        stage=stage,
+        group="g",
+        payload="{}",
+        created_at=float(ord(key[0])),
+        expires_at=expires,
+    )
+
+
+def test_both_stores_follow_the_protocol(tmp_path: Path) -> None:
+    assert isinstance(MemoryCacheStore(), CacheStore)
+    assert isinstance(SQLiteCacheStore(tmp_path), CacheStore)
+
+
+async def test_memory_store_loads_by_group_and_skips_expired() -> None:
+    now = [10.0]
+    store = MemoryCacheStore(clock=lambda: now[0])
+    await store.save([rec("a"), rec("b", expires=5), rec("c", pipeline="q"), rec("d", expires=50)])
+    assert set(await store.load("p", "g")) == {"a", "d"}
+    assert await store.load("p", "nope") == {}
+    assert len(store) == 4
+
+
+async def test_memory_store_lists_and_clears() -> None:
+    store = MemoryCacheStore(clock=lambda: 10.0)
+    await store.save([rec("b", stage="t"), rec("a"), rec("c", pipeline="q", expires=1)])
+    assert [e.key for e in await store.entries()] == ["a", "b", "c"]
+    assert [e.key for e in await store.entries("q")] == ["c"]
+    assert (await store.entries("q"))[0].size == 2
+    assert await store.clear(expired_only=True) == 1
+    assert await store.clear(stage="t") == 1
+    assert await store.clear() == 1
+    assert len(store) == 0
