@@ -30,7 +30,10 @@ COMMANDS: dict[str, list[list[str]]] = {
         ["ruff", "format", "--check", "."],
         ["mypy"],
     ],
-    "bench": [["python", "benchmarks/bench_executor.py"]],
+    "bench": [
+        ["python", "benchmarks/bench_executor.py"],
+        ["python", "benchmarks/bench_cache.py"],
+    ],
 }
 
 
