@@ -408,3 +408,79 @@ async def test_sub_pipelines_cache_their_own_stages(store: CacheStore) -> None:
     second = await executor.execute(outer, "show")
     assert first.outputs == second.outputs
     assert inner_stage.calls == 2  # once per group, then served from the cache
+
+
+class SlowStore(MemoryCacheStore):
+    """Saves take a second (of virtual time), like a busy disk."""
+
+    async def save(self, records: Any) -> None:
+        await trio.sleep(1)
+        await super().save(records)
+
+
+async def test_outer_cancellation_lets_queued_writes_reach_the_store(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = SlowStore()
+    slow = SleepFor(10)
+    pipeline = PipelineDefinition(
+        "p",
+        [
+            StageDefinition("a", SleepFor(1)),
+            StageDefinition("b", SleepFor(1.2)),
+            StageDefinition("c", slow, inputs=["a"]),
+        ],
+    )
+    with trio.move_on_after(1.5) as scope:
+        await PipelineExecutor(cache=store).execute(pipeline, "x")
+    assert scope.cancelled_caught
+    # "a" was being saved (t=1..2) and "b" queued (t=1.2) when the caller cancelled at 1.5
+    assert sorted(entry.stage for entry in await store.entries()) == ["a", "b"]
+    assert trio.current_time() == 3
+    assert slow.calls == 1
+
+
+async def test_an_input_with_no_fingerprint_turns_the_cache_off_for_the_run(
+    store: CacheStore,
+) -> None:
+    stage = Counted()
+    pipeline = PipelineDefinition("p", [StageDefinition("a", stage)])
+    executor = PipelineExecutor(cache=store)
+    with structlog.testing.capture_logs() as logs:
+        await executor.execute(pipeline, Opaque(1))
+        await executor.execute(pipeline, Opaque(1))
+    assert stage.calls == 2
+    assert [log["event"] for log in logs].count("cache_disabled") == 2
+    assert await store.entries() == []
+
+
+async def test_an_explicit_output_type_reads_outputs_back(store: CacheStore) -> None:
+    make = Counted(lambda _: (1, 2, 3))  # a tuple: needs a type to come back a tuple
+    pipeline = PipelineDefinition("p", [StageDefinition("a", make, output_type=tuple[int, ...])])
+    executor = PipelineExecutor(cache=store)
+    await executor.execute(pipeline, 0)
+    again = await executor.execute(pipeline, 0)
+    assert again.outputs["a"] == (1, 2, 3)
+    assert again.cached_stages == ("a",)
+
+
+class Metrics:
+    name = "metrics"
+
+    async def execute(self, input: Any, context: PipelineContext) -> StageResult[int]:
+        context.add_metric("duration_ms", 1234)
+        context.increment_metric("calls", 2)
+        context.set_state("ready", value=True)
+        return StageResult.success(1)
+
+
+async def test_every_kind_of_write_is_replayed(store: CacheStore) -> None:
+    pipeline = PipelineDefinition("p", [StageDefinition("a", Metrics())])
+    executor = PipelineExecutor(cache=store)
+    first_context, second_context = PipelineContext(), PipelineContext()
+    await executor.execute(pipeline, 0, first_context)
+    await executor.execute(pipeline, 0, second_context)
+    written = {"duration_ms": 1234, "calls": 2}
+    assert first_context.metrics == {**written, "cache_misses": 1}
+    assert second_context.metrics == {**written, "cache_hits": 1}
+    assert second_context.state == first_context.state == {"ready": True}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -308,4 +309,21 @@ def test_inputs_that_are_not_ids_are_reported() -> None:
     assert problems == [
         "stage 'b': inputs must be stage ids (strings), got 5",
         "stage 'c': inputs must be stage ids (strings), got None",
+    ]
+
+
+def test_cache_settings_are_validated() -> None:
+    problems = problems_of(
+        StageDefinition("a", stub(), version=""),
+        StageDefinition("b", stub(), cache_ttl=0),
+        StageDefinition("c", stub(), cache_ttl=dt.timedelta(seconds=-1)),
+        StageDefinition("d", stub(), cache_ttl=dt.timedelta(hours=1), version="2"),
+    )
+    assert problems == [
+        "stage 'a': version must be a non-empty string, got ''",
+        "stage 'b': cache_ttl must be > 0 seconds (or a timedelta), got 0",
+        (
+            "stage 'c': cache_ttl must be > 0 seconds (or a timedelta), got "
+            "datetime.timedelta(days=-1, seconds=86399)"
+        ),
     ]

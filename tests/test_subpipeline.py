@@ -8,9 +8,11 @@ import trio.testing
 from conftest import stub
 from twinklr.core.pipeline import (
     ExecutionPattern,
+    PipelineContext,
     PipelineDefinition,
     PipelineExecutor,
     StageDefinition,
+    SubPipelineStage,
 )
 
 
@@ -91,3 +93,8 @@ async def test_fail_fast_crosses_into_the_sub_pipeline(
     assert result.cancelled_stages == ("plan",)
     assert draft.cancelled == [1]
     assert result.total_duration_ms == 1000
+
+
+async def test_a_sub_pipeline_stage_runs_on_its_own_too() -> None:
+    result = await SubPipelineStage(inner()).execute("roof", PipelineContext())
+    assert result.output == {"draft": "draft-roof", "polish": "polished-draft-roof"}

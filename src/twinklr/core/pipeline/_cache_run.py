@@ -10,7 +10,8 @@ To invalidate by hand: bump ``version``, or clear the store (all, a pipeline, a 
 
 A run reads its *group* (the pipeline and its initial input) once, when it starts, so
 lookups need no I/O; writes are queued and saved in batches by a writer task that outlives
-fail-fast cancellation, so every stage that succeeded is kept for the rerun.
+fail-fast cancellation and finishes its saves when the run is cancelled from outside, so
+every stage that succeeded is kept for the rerun.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ if TYPE_CHECKING:
 logger = structlog.get_logger(__name__)
 
 KEY_FORMAT = 1
-#: How long queued writes may take to save once the run is cancelled from outside.
-FLUSH_TIMEOUT_S = 5.0
+#: How long one save may take; it is shielded from the run's cancellation meanwhile.
+SAVE_TIMEOUT_S = 30.0
 
 _source_hashes: dict[type, str] = {}
 _output_types: dict[type, Any] = {}
@@ -225,16 +226,19 @@ class RunCache:
         self._send.send_nowait(record)
 
     async def write_behind(self) -> None:
-        """Save queued records in batches until :meth:`close`; on outer cancellation,
-        save what is queued (shielded, at most ``FLUSH_TIMEOUT_S``), then re-raise."""
+        """Save queued records in batches until :meth:`close`.
+
+        Each save is shielded (for at most ``SAVE_TIMEOUT_S``): cancelling the run from
+        outside lets the batch in hand, and then what is still queued, reach the store
+        before the cancellation goes on.
+        """
         try:
             async for record in self._receive:
-                await self._save([record, *self._drain()])
+                await self._save_shielded([record, *self._drain()])
         finally:
             leftover = self._drain()
             if leftover:
-                with trio.CancelScope(shield=True), trio.move_on_after(FLUSH_TIMEOUT_S):
-                    await self._save(leftover)
+                await self._save_shielded(leftover)
 
     def close(self) -> None:
         """No more writes: the writer saves what is queued and ends."""
@@ -248,11 +252,15 @@ class RunCache:
             except (trio.WouldBlock, trio.EndOfChannel):
                 return batch
 
-    async def _save(self, batch: list[CacheRecord]) -> None:
-        try:
-            await self.store.save(batch)
-        except Exception as exc:  # noqa: BLE001 - a full or read-only disk: run on uncached
-            self._warn_once("", "cache_write_failed", error=_describe(exc), lost=len(batch))
+    async def _save_shielded(self, batch: list[CacheRecord]) -> None:
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + SAVE_TIMEOUT_S
+            try:
+                await self.store.save(batch)
+            except Exception as exc:  # noqa: BLE001 - a full or read-only disk: run uncached
+                self._warn_once("", "cache_write_failed", error=_describe(exc), lost=len(batch))
+        if scope.cancelled_caught:
+            self._warn_once("", "cache_write_timed_out", lost=len(batch))
 
 
 def _describe(exc: BaseException) -> str:

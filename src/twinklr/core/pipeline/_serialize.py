@@ -80,11 +80,6 @@ def structure(data: Any, kind: Any) -> Any:
         raise NotSerializableError(msg) from exc
 
 
-def unstructure(value: Any) -> Any:
-    """``value`` as plain JSON-ready data."""
-    return _converter.unstructure(value)
-
-
 def check_round_trip(value: Any, kind: Any) -> Any:
     """The unstructured form of ``value``, once it is known to come back equal.
 
