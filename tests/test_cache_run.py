@@ -24,6 +24,7 @@ from twinklr.core.pipeline import (
     StageDefinition,
     StageResult,
     StageStatus,
+    _cache_run,
     _serialize,
 )
 from twinklr.core.pipeline._cache import CacheRecord, CacheStore
@@ -484,3 +485,19 @@ async def test_every_kind_of_write_is_replayed(store: CacheStore) -> None:
     assert first_context.metrics == {**written, "cache_misses": 1}
     assert second_context.metrics == {**written, "cache_hits": 1}
     assert second_context.state == first_context.state == {"ready": True}
+
+
+class HangingStore(MemoryCacheStore):
+    """A store whose saves never finish (a wedged network disk)."""
+
+    async def save(self, records: Any) -> None:
+        await trio.sleep_forever()
+
+
+async def test_a_wedged_store_cannot_hang_the_run(autojump_clock: trio.testing.MockClock) -> None:
+    pipeline = PipelineDefinition("p", [StageDefinition("a", Counted())])
+    with structlog.testing.capture_logs() as logs:
+        result = await PipelineExecutor(cache=HangingStore()).execute(pipeline, 0)
+    assert result.success
+    assert trio.current_time() == _cache_run.SAVE_TIMEOUT_S
+    assert any(log["event"] == "cache_write_timed_out" for log in logs)
