@@ -106,12 +106,14 @@ def main() -> None:
         f"{'lookup us':>10}{'fill us':>9}"
     )
     for shape in (chain(1000), random_dag(1000)):
-        for name, make in stores(tempfile.mkdtemp(prefix="twinklr-bench-")).items():
-            row = measure(shape, make(), args.repeat)
-            print(
-                f"{shape.name:<20}{name:<8}{row['uncached_us']:>12.1f}{row['cached_us']:>10.1f}"
-                f"{row['ratio']:>7.2f}{row['lookup_us']:>10.1f}{row['fill_us']:>9.1f}"
-            )
+        with tempfile.TemporaryDirectory(prefix="twinklr-bench-") as directory:
+            for name, make in stores(directory).items():
+                row = measure(shape, make(), args.repeat)
+                print(
+                    f"{shape.name:<20}{name:<8}{row['uncached_us']:>12.1f}"
+                    f"{row['cached_us']:>10.1f}{row['ratio']:>7.2f}{row['lookup_us']:>10.1f}"
+                    f"{row['fill_us']:>9.1f}"
+                )
 
 
 if __name__ == "__main__":
