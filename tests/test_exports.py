@@ -9,6 +9,8 @@ from twinklr.core import pipeline
 from twinklr.core.pipeline import definition, errors
 
 PUBLIC = {
+    "RateLimiter",
+    "RateLimiterStatistics",
     "CacheEntry",
     "CacheRecord",
     "CacheStore",

@@ -15,6 +15,8 @@ from ._context import PipelineContext as PipelineContext
 from ._executor import PipelineExecutor as PipelineExecutor
 from ._executor import run_pipeline as run_pipeline
 from ._protocol import PipelineStage as PipelineStage
+from ._ratelimit import RateLimiter as RateLimiter
+from ._ratelimit import RateLimiterStatistics as RateLimiterStatistics
 from ._results import PipelineResult as PipelineResult
 from ._results import StageResult as StageResult
 from ._results import StageStatus as StageStatus
@@ -54,6 +56,8 @@ __all__ = [
     "PipelineResult",
     "PipelineStage",
     "PipelineValidationError",
+    "RateLimiter",
+    "RateLimiterStatistics",
     "RetryConfig",
     "SQLiteCacheStore",
     "StageDefinition",

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
+
+if TYPE_CHECKING:
+    from ._ratelimit import RateLimiter
 
 #: A write a stage made through the context: ``(operation, name, value)``.
 Write = tuple[str, str, Any]
@@ -62,6 +65,16 @@ class PipelineContext:
     """Mutable state shared between stages."""
     metrics: dict[str, Any] = attrs.field(factory=dict)
     """Metrics recorded by stages and by the executor."""
+    rate_limiter: RateLimiter | None = None
+    """The process's rate limiter for LLM calls, shared by every stage and run."""
+    rate_limiters: dict[str, RateLimiter] = attrs.field(factory=dict)
+    """More limiters by name (one per model or provider), besides the default one."""
+
+    def limiter(self, name: str | None = None) -> RateLimiter | None:
+        """The limiter called ``name`` (the default ``rate_limiter`` for None)."""
+        if name is None:
+            return self.rate_limiter
+        return self.rate_limiters.get(name)
 
     def get_state(self, key: str, default: Any = None) -> Any:
         """The value stored under ``key``, or ``default``."""

@@ -15,6 +15,7 @@ from ._actor import is_cancellation, stage_actor
 from ._cache import CacheStore
 from ._cache_run import RunCache
 from ._context import PipelineContext
+from ._ratelimit import current_context
 from ._results import PipelineResult, StageResult, StageStatus
 from ._retry import error_text
 from ._subpipeline import current_executor
@@ -248,7 +249,10 @@ class PipelineExecutor:
         if self.cache is not None:
             run.cache = RunCache(self.cache, plan.name, initial_input, run.log)
         run.log.info("run_started", stages=len(plan.ids))
-        token = current_executor.set(self)  # sub-pipelines run with this executor
+        # Stage tasks inherit these: sub-pipelines run with this executor, and rate
+        # limiters record their waits in this run's metrics.
+        executor_token = current_executor.set(self)
+        context_token = current_context.set(run.context)
         try:
             await _supervise(run)
         except BaseException as exc:
@@ -261,7 +265,8 @@ class PipelineExecutor:
                 raise lone from None
             raise
         finally:
-            current_executor.reset(token)
+            current_context.reset(context_token)
+            current_executor.reset(executor_token)
         result = run.build_result()
         if result.success:
             run.log.info("run_succeeded", duration_ms=result.total_duration_ms)
