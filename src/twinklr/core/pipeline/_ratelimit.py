@@ -91,7 +91,10 @@ class RateLimiter:
             or isinstance(requests_per_minute, bool)
             or requests_per_minute < 1
         ):
-            msg = f"RateLimiter requests_per_minute must be an int >= 1 or None, got {requests_per_minute!r}"
+            msg = (
+                "RateLimiter requests_per_minute must be an int >= 1 or None, "
+                f"got {requests_per_minute!r}"
+            )
             raise ValueError(msg)
         _check_limit("tokens_per_minute", tokens_per_minute)
         _check_limit("window_s", window_s)
