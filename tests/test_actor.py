@@ -59,7 +59,9 @@ async def test_condition_reads_state_written_upstream(
     assert macro.calls == [(1, {"audio": "bundle", "lyrics": "words"})]
 
 
-async def test_a_skipped_stage_counts_as_success_and_passes_none() -> None:
+async def test_a_skipped_stage_counts_as_success_and_passes_none(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     macro = stub(lambda x: x)
     result = await PipelineExecutor().execute(lyrics_pipeline(False, macro))  # noqa: FBT003
     assert result.success

@@ -43,13 +43,13 @@ async def test_the_demo_runs_every_pattern_on_time(autojump_clock: trio.testing.
     assert result.metrics["llm_calls"] == 7
 
 
-async def test_an_instrumental_skips_lyrics() -> None:
+async def test_an_instrumental_skips_lyrics(autojump_clock: trio.testing.MockClock) -> None:
     result = await run_demo("Instrumental", with_lyrics=False)
     assert result.success
     assert result.stage_results["lyrics"].status is StageStatus.SKIPPED
 
 
-async def test_the_demo_is_deterministic() -> None:
+async def test_the_demo_is_deterministic(autojump_clock: trio.testing.MockClock) -> None:
     first, second = await run_demo("Jingle"), await run_demo("Jingle")
     assert first.outputs == second.outputs
 
@@ -78,7 +78,7 @@ def test_main_prints_a_summary(capsys: pytest.CaptureFixture[str], restore_struc
     assert "render: sequence with 6 groups" in out
 
 
-async def test_a_failed_run_summary_names_the_error() -> None:
+async def test_a_failed_run_summary_names_the_error(autojump_clock: trio.testing.MockClock) -> None:
     result = await run_demo("x")
     text = summarize(result)
     assert "succeeded" in text

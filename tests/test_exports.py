@@ -9,6 +9,15 @@ from twinklr.core import pipeline
 from twinklr.core.pipeline import definition, errors
 
 PUBLIC = {
+    "Completion",
+    "FakeLLMProvider",
+    "Judge",
+    "LLMProvider",
+    "Planner",
+    "Proposal",
+    "ProviderError",
+    "RefineStage",
+    "Verdict",
     "RateLimiter",
     "RateLimiterStatistics",
     "CacheEntry",

@@ -15,8 +15,16 @@ from ._context import PipelineContext as PipelineContext
 from ._executor import PipelineExecutor as PipelineExecutor
 from ._executor import run_pipeline as run_pipeline
 from ._protocol import PipelineStage as PipelineStage
+from ._provider import Completion as Completion
+from ._provider import FakeLLMProvider as FakeLLMProvider
+from ._provider import LLMProvider as LLMProvider
 from ._ratelimit import RateLimiter as RateLimiter
 from ._ratelimit import RateLimiterStatistics as RateLimiterStatistics
+from ._refine import Judge as Judge
+from ._refine import Planner as Planner
+from ._refine import Proposal as Proposal
+from ._refine import RefineStage as RefineStage
+from ._refine import Verdict as Verdict
 from ._results import PipelineResult as PipelineResult
 from ._results import StageResult as StageResult
 from ._results import StageStatus as StageStatus
@@ -34,6 +42,7 @@ from .errors import FanOutInputError as FanOutInputError
 from .errors import FanOutItemError as FanOutItemError
 from .errors import PipelineError as PipelineError
 from .errors import PipelineValidationError as PipelineValidationError
+from .errors import ProviderError as ProviderError
 from .errors import StageExecutionError as StageExecutionError
 from .errors import StageFailedError as StageFailedError
 from .errors import StageOutputError as StageOutputError
@@ -43,11 +52,15 @@ __all__ = [
     "CacheEntry",
     "CacheRecord",
     "CacheStore",
+    "Completion",
     "ConditionError",
     "ContextSnapshot",
     "ExecutionPattern",
+    "FakeLLMProvider",
     "FanOutInputError",
     "FanOutItemError",
+    "Judge",
+    "LLMProvider",
     "MemoryCacheStore",
     "PipelineContext",
     "PipelineDefinition",
@@ -56,8 +69,12 @@ __all__ = [
     "PipelineResult",
     "PipelineStage",
     "PipelineValidationError",
+    "Planner",
+    "Proposal",
+    "ProviderError",
     "RateLimiter",
     "RateLimiterStatistics",
+    "RefineStage",
     "RetryConfig",
     "SQLiteCacheStore",
     "StageDefinition",
@@ -69,6 +86,7 @@ __all__ = [
     "StageTimeoutError",
     "StageTiming",
     "SubPipelineStage",
+    "Verdict",
     "failure_result",
     "run_pipeline",
     "skipped_result",

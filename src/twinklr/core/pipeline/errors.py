@@ -99,3 +99,7 @@ class StageFailedError(StageExecutionError):
     def __init__(self, stage: str, error: str) -> None:
         self.error = error
         super().__init__(stage, error)
+
+
+class ProviderError(PipelineError, RuntimeError):
+    """An LLM provider could not answer (the fake provider raises it when told to)."""
