@@ -57,3 +57,11 @@ async def test_it_paces_itself_with_the_contexts_limiter_and_reports_usage(
     assert (
         context.metrics["llm_tokens"] == limiter.statistics().tokens_admitted + answer.tokens_used
     )
+
+
+async def test_fail_once_on_fails_the_first_matching_prompt_only() -> None:
+    provider = FakeLLMProvider(fail_once_on=("theme",))
+    await provider.complete("plan")
+    with pytest.raises(ProviderError):
+        await provider.complete("theme for x")
+    await provider.complete("theme for x")

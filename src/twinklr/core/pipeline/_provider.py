@@ -57,8 +57,8 @@ class FakeLLMProvider:
 
     It waits for the context's rate limiter (``limiter`` names one of
     ``context.rate_limiters``; None: the default), sleeps ``latency_s``, and raises
-    :class:`ProviderError` for its first ``fail_times`` calls and for prompts containing
-    any of ``fail_on``. ``calls`` records every prompt.
+    :class:`ProviderError` for its first ``fail_times`` calls, for prompts containing any
+    of ``fail_on``, and once for each of ``fail_once_on``. ``calls`` records every prompt.
     """
 
     seed: int = 0
@@ -71,12 +71,15 @@ class FakeLLMProvider:
     """The first this many calls fail."""
     fail_on: tuple[str, ...] = ()
     """Prompts containing any of these fail, every time."""
+    fail_once_on: tuple[str, ...] = ()
+    """The first prompt containing each of these fails (a transient error to retry)."""
     error: str = "rate_limit: the fake provider was told to fail"
     """The failures' message."""
     limiter: str | None = None
     """Which of the context's limiters to wait for (None: ``context.rate_limiter``)."""
     calls: list[str] = attrs.field(factory=list)
     """Every prompt received, in order."""
+    _failed_once: set[str] = attrs.field(factory=set, alias="_failed_once")
 
     async def complete(self, prompt: str, context: PipelineContext | None = None) -> Completion:
         """A deterministic completion of ``prompt``."""
@@ -91,9 +94,18 @@ class FakeLLMProvider:
         if limiter is not None:
             await limiter.wait_for_capacity(completion.tokens_used)
         await trio.sleep(self.latency_s)
-        if len(self.calls) <= self.fail_times or any(bad in prompt for bad in self.fail_on):
+        if self._should_fail(prompt):
             raise ProviderError(self.error)
         if context is not None:
             context.increment_metric("llm_requests")
             context.increment_metric("llm_tokens", completion.tokens_used)
         return completion
+
+    def _should_fail(self, prompt: str) -> bool:
+        if len(self.calls) <= self.fail_times or any(bad in prompt for bad in self.fail_on):
+            return True
+        for transient in self.fail_once_on:
+            if transient in prompt and transient not in self._failed_once:
+                self._failed_once.add(transient)
+                return True
+        return False

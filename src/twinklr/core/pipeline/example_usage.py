@@ -1,10 +1,11 @@
 """The Twinklr sequencer pipeline, offline and deterministic.
 
-audio -> profile + lyrics (conditional) -> macro plan -> group contexts
-      -> per-group plans (fan-out) -> render
+audio -> profile + lyrics (conditional) -> macro plan (judge/refine loop)
+      -> group contexts -> per-group plans (fan-out) -> render
 
 Every stage is a small fake that sleeps a little and derives its output from its input,
-so the run shows real concurrency and gives the same answer every time. Run it with::
+and the LLM is :class:`FakeLLMProvider` behind a shared :class:`RateLimiter`, so the run
+shows real concurrency and gives the same answer every time. Run it with::
 
     python -m twinklr.core.pipeline.example_usage [--song NAME] [--no-lyrics]
 """
@@ -22,16 +23,22 @@ import trio
 
 from . import (
     ExecutionPattern,
+    FakeLLMProvider,
     PipelineContext,
     PipelineDefinition,
     PipelineExecutor,
     PipelineResult,
+    Proposal,
+    RateLimiter,
+    RefineStage,
     StageDefinition,
     StageResult,
+    Verdict,
 )
 from .definition import RetryConfig
 
 HIGH_ENERGY_BPM = 120
+ACCEPT_SCORE = 0.8
 GROUPS = ("roofline", "windows", "trees", "arches", "matrix", "yard")
 
 
@@ -58,6 +65,7 @@ class MacroPlan:
     theme: str
     energy: str
     briefs: tuple[tuple[str, str], ...]
+    revision: int = 0
 
 
 @attrs.frozen
@@ -66,32 +74,6 @@ class GroupPlan:
 
     group: str
     effects: tuple[str, ...]
-
-
-@attrs.define
-class FakeLLM:
-    """A deterministic stand-in for an LLM provider: same prompt, same answer.
-
-    The first prompt starting with one of ``flaky_prefixes`` raises a transient
-    rate-limit error, to show retries; ``calls`` counts requests.
-    """
-
-    latency_s: float = 0.02
-    flaky_prefixes: tuple[str, ...] = ()
-    calls: int = 0
-    _failed: set[str] = attrs.field(factory=set)
-
-    async def complete(self, prompt: str) -> str:
-        self.calls += 1
-        await trio.sleep(self.latency_s)
-        for prefix in self.flaky_prefixes:
-            if prompt.startswith(prefix) and prefix not in self._failed:
-                self._failed.add(prefix)
-                msg = "rate_limit: too many requests, try again"
-                raise RuntimeError(msg)
-        words = ("sparkle", "chase", "wave", "twinkle", "fade", "strobe", "shimmer", "pulse")
-        seed = _seed(prompt)
-        return " ".join(words[(seed >> (4 * i)) % len(words)] for i in range(3))
 
 
 class AudioAnalysisStage:
@@ -140,24 +122,43 @@ class LyricsStage:
     async def execute(self, input: AudioBundle, context: PipelineContext) -> StageResult[list[str]]:
         if not context.get_state("has_lyrics"):
             return StageResult.failure("No lyrics available", stage_name=self.name)
-        themes = await context.provider.complete(f"themes of {input.lyrics}")
-        return StageResult.success(themes.split(), stage_name=self.name)
+        themes = await context.provider.complete(f"themes of {input.lyrics}", context)
+        return StageResult.success(themes.text.split(), stage_name=self.name)
 
 
-class MacroPlannerStage:
-    """Plans the whole show from the profile and (maybe) the lyric themes."""
+class MacroPlanner:
+    """Proposes the show's plan from the profile and (maybe) the lyric themes; revises it
+    with the judge's feedback (a refine-loop planner)."""
 
-    name = "macro_planner"
-
-    async def execute(
-        self, input: dict[str, Any], context: PipelineContext
-    ) -> StageResult[MacroPlan]:
+    async def propose(
+        self, input: dict[str, Any], feedback: str | None, context: PipelineContext
+    ) -> Proposal[MacroPlan]:
         profile, themes = input["profile"], input["lyrics"]
-        theme = await context.provider.complete(f"theme for {profile} {themes}")
-        context.increment_metric("llm_calls")
-        briefs = tuple((group, f"{theme} ({profile['energy']})") for group in GROUPS)
-        return StageResult.success(
-            MacroPlan(theme=theme, energy=profile["energy"], briefs=briefs), stage_name=self.name
+        prompt = f"theme for a {profile['energy']} song about {themes}"
+        if feedback is not None:
+            prompt += f"; revise: {feedback}"
+        answer = await context.provider.complete(prompt, context)
+        briefs = tuple((group, f"{answer.text} ({profile['energy']})") for group in GROUPS)
+        plan = MacroPlan(
+            theme=answer.text,
+            energy=profile["energy"],
+            briefs=briefs,
+            revision=0 if feedback is None else 1,
+        )
+        return Proposal(plan, tokens_used=answer.tokens_used)
+
+
+class MacroJudge:
+    """Critiques a plan; a revised plan is good enough (a refine-loop judge)."""
+
+    async def evaluate(self, candidate: MacroPlan, context: PipelineContext) -> Verdict:
+        critique = await context.provider.complete(f"critique {candidate.theme}", context)
+        score = 0.6 + 0.25 * candidate.revision
+        return Verdict(
+            accepted=score >= ACCEPT_SCORE,
+            score=score,
+            feedback=f"more contrast: {critique.text}",
+            tokens_used=critique.tokens_used,
         )
 
 
@@ -182,10 +183,11 @@ class GroupPlannerStage:
     async def execute(
         self, input: dict[str, str], context: PipelineContext
     ) -> StageResult[GroupPlan]:
-        answer = await context.provider.complete(f"effects for {input['group']}: {input['brief']}")
-        context.increment_metric("llm_calls")
+        prompt = f"effects for {input['group']}: {input['brief']}"
+        answer = await context.provider.complete(prompt, context)
         return StageResult.success(
-            GroupPlan(group=input["group"], effects=tuple(answer.split())), stage_name=self.name
+            GroupPlan(group=input["group"], effects=tuple(answer.text.split())),
+            stage_name=self.name,
         )
 
 
@@ -229,7 +231,9 @@ def build_pipeline(*, with_lyrics: bool = True) -> PipelineDefinition:
             ),
             StageDefinition(
                 "macro",
-                MacroPlannerStage(),
+                RefineStage(
+                    MacroPlanner(), MacroJudge(), max_iterations=3, token_budget=400, name="macro"
+                ),
                 inputs=["profile", "lyrics"],
                 retry_config=llm_retry,
                 timeout_ms=2000,
@@ -260,7 +264,13 @@ def summarize(result: PipelineResult) -> str:
             f"{stage_id:<16}{timing.status.value:<12}{timing.started_ms:>10.0f}"
             f"{timing.duration_ms:>10.0f}{timing.attempts:>10}"
         )
-    lines.append(f"total {result.total_duration_ms:.0f} ms; metrics {dict(result.metrics)}")
+    metrics = result.metrics
+    lines.append(
+        f"total {result.total_duration_ms:.0f} ms; LLM: {metrics.get('llm_requests', 0)} "
+        f"requests, {metrics.get('llm_tokens', 0)} tokens, "
+        f"{metrics.get('rate_limit_wait_ms', 0):.0f} ms waiting for the rate limiter; "
+        f"macro plan accepted after {metrics.get('macro_iterations', 0)} iterations"
+    )
     if result.success:
         lines.append(f"render: {result.outputs['render']}")
     else:
@@ -268,12 +278,18 @@ def summarize(result: PipelineResult) -> str:
     return "\n".join(lines)
 
 
+def demo_context(song: str) -> PipelineContext:
+    """A fake LLM (its first macro-planning call fails, so the run shows a retry) behind a
+    shared rate limiter."""
+    llm = FakeLLMProvider(latency_s=0.02, fail_once_on=("theme for",))
+    limiter = RateLimiter(requests_per_minute=600, tokens_per_minute=100_000, name="fake-llm")
+    return PipelineContext(provider=llm, config={"song": song}, rate_limiter=limiter)
+
+
 async def run_demo(song: str = "Carol of the Bells", *, with_lyrics: bool = True) -> PipelineResult:
-    """Run the sequencer pipeline once with a fake LLM that rate-limits the macro planner
-    once (so the run shows a retry)."""
-    llm = FakeLLM(flaky_prefixes=("theme for",))
-    context = PipelineContext(provider=llm, config={"song": song})
-    return await PipelineExecutor().execute(build_pipeline(with_lyrics=with_lyrics), song, context)
+    """Run the sequencer pipeline once."""
+    pipeline = build_pipeline(with_lyrics=with_lyrics)
+    return await PipelineExecutor().execute(pipeline, song, demo_context(song))
 
 
 def main(argv: list[str] | None = None) -> int:
