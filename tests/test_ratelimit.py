@@ -191,3 +191,10 @@ async def test_waits_appear_in_the_run_metrics(autojump_clock: trio.testing.Mock
     assert context.rate_limiter is limiter
     assert context.limiter("gpt") is limiter
     assert context.limiter("other") is None
+
+
+def test_statistics_can_be_read_outside_trio() -> None:
+    limiter = RateLimiter(requests_per_minute=5)
+    trio.run(limiter.wait_for_capacity)
+    stats = limiter.statistics()
+    assert (stats.admitted, stats.requests_in_window) == (1, 1)

@@ -167,8 +167,14 @@ class RateLimiter:
         return waited
 
     def statistics(self) -> RateLimiterStatistics:
-        """The limiter's state and history now."""
-        self._expire(trio.current_time())
+        """The limiter's state and history now (callable outside Trio too: then the
+        window is as of the last request)."""
+        try:
+            now = trio.current_time()
+        except RuntimeError:  # not inside a Trio run
+            pass
+        else:
+            self._expire(now)
         return RateLimiterStatistics(
             name=self.name,
             requests_per_minute=self.requests_per_minute,
