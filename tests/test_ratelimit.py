@@ -198,3 +198,38 @@ def test_statistics_can_be_read_outside_trio() -> None:
     trio.run(limiter.wait_for_capacity)
     stats = limiter.statistics()
     assert (stats.admitted, stats.requests_in_window) == (1, 1)
+
+
+async def test_one_limiter_paces_several_concurrent_runs(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    limiter = RateLimiter(requests_per_minute=2)
+    admitted: list[tuple[str, float]] = []
+
+    class Call:
+        name = "call"
+
+        async def execute(self, input: str, context: PipelineContext) -> StageResult[str]:
+            async with context.rate_limiter.acquire():  # type: ignore[union-attr]
+                admitted.append((input, trio.current_time()))
+            return StageResult.success(input)
+
+    pipeline = PipelineDefinition(
+        "p", [StageDefinition("a", Call()), StageDefinition("b", Call(), inputs=["a"])]
+    )
+    results = {}
+
+    async def run(name: str) -> None:
+        context = PipelineContext(rate_limiter=limiter)
+        results[name] = await PipelineExecutor().execute(pipeline, name, context)
+
+    async with trio.open_nursery() as nursery:
+        for name in ("x", "y", "z"):
+            nursery.start_soon(run, name)
+    assert sorted(t for _, t in admitted) == [0, 0, 60, 60, 120, 120]
+    assert all(result.success for result in results.values())
+    assert windows_hold_at_most([t for _, t in admitted], [1] * 6, 2)
+    # two runs start at once; the third's first call waits a minute, and everyone's second
+    # call queues behind it, first come, first served
+    waits = sorted(result.metrics["rate_limit_wait_ms"] for result in results.values())
+    assert waits == [60_000, 120_000, 120_000]
