@@ -9,6 +9,10 @@ from twinklr.core import pipeline
 from twinklr.core.pipeline import definition, errors
 
 PUBLIC = {
+    "GraphvizNotFoundError",
+    "render_graph",
+    "to_dot",
+    "to_mermaid",
     "Completion",
     "FakeLLMProvider",
     "Judge",

@@ -33,6 +33,9 @@ from ._results import failure_result as failure_result
 from ._results import skipped_result as skipped_result
 from ._results import success_result as success_result
 from ._subpipeline import SubPipelineStage as SubPipelineStage
+from ._viz import render_graph as render_graph
+from ._viz import to_dot as to_dot
+from ._viz import to_mermaid as to_mermaid
 from .definition import ExecutionPattern as ExecutionPattern
 from .definition import PipelineDefinition as PipelineDefinition
 from .definition import RetryConfig as RetryConfig
@@ -40,6 +43,7 @@ from .definition import StageDefinition as StageDefinition
 from .errors import ConditionError as ConditionError
 from .errors import FanOutInputError as FanOutInputError
 from .errors import FanOutItemError as FanOutItemError
+from .errors import GraphvizNotFoundError as GraphvizNotFoundError
 from .errors import PipelineError as PipelineError
 from .errors import PipelineValidationError as PipelineValidationError
 from .errors import ProviderError as ProviderError
@@ -59,6 +63,7 @@ __all__ = [
     "FakeLLMProvider",
     "FanOutInputError",
     "FanOutItemError",
+    "GraphvizNotFoundError",
     "Judge",
     "LLMProvider",
     "MemoryCacheStore",
@@ -88,9 +93,12 @@ __all__ = [
     "SubPipelineStage",
     "Verdict",
     "failure_result",
+    "render_graph",
     "run_pipeline",
     "skipped_result",
     "success_result",
+    "to_dot",
+    "to_mermaid",
 ]
 
 # Present public names as living here (as trio does), so reprs and docs show the

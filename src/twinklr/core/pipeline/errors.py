@@ -103,3 +103,7 @@ class StageFailedError(StageExecutionError):
 
 class ProviderError(PipelineError, RuntimeError):
     """An LLM provider could not answer (the fake provider raises it when told to)."""
+
+
+class GraphvizNotFoundError(PipelineError, RuntimeError):
+    """Rendering a graph needs the Graphviz ``dot`` program, which is not installed."""
