@@ -9,6 +9,12 @@ from twinklr.core import pipeline
 from twinklr.core.pipeline import definition, errors
 
 PUBLIC = {
+    "critical_path",
+    "timeline_report",
+    "to_chrome_trace",
+    "to_mermaid_gantt",
+    "CriticalStep",
+    "ItemTiming",
     "GraphvizNotFoundError",
     "render_graph",
     "to_dot",

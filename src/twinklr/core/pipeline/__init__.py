@@ -28,11 +28,17 @@ from ._refine import Verdict as Verdict
 from ._results import PipelineResult as PipelineResult
 from ._results import StageResult as StageResult
 from ._results import StageStatus as StageStatus
-from ._results import StageTiming as StageTiming
 from ._results import failure_result as failure_result
 from ._results import skipped_result as skipped_result
 from ._results import success_result as success_result
 from ._subpipeline import SubPipelineStage as SubPipelineStage
+from ._timeline import CriticalStep as CriticalStep
+from ._timeline import ItemTiming as ItemTiming
+from ._timeline import StageTiming as StageTiming
+from ._trace import critical_path as critical_path
+from ._trace import timeline_report as timeline_report
+from ._trace import to_chrome_trace as to_chrome_trace
+from ._trace import to_mermaid_gantt as to_mermaid_gantt
 from ._viz import render_graph as render_graph
 from ._viz import to_dot as to_dot
 from ._viz import to_mermaid as to_mermaid
@@ -59,11 +65,13 @@ __all__ = [
     "Completion",
     "ConditionError",
     "ContextSnapshot",
+    "CriticalStep",
     "ExecutionPattern",
     "FakeLLMProvider",
     "FanOutInputError",
     "FanOutItemError",
     "GraphvizNotFoundError",
+    "ItemTiming",
     "Judge",
     "LLMProvider",
     "MemoryCacheStore",
@@ -92,13 +100,17 @@ __all__ = [
     "StageTiming",
     "SubPipelineStage",
     "Verdict",
+    "critical_path",
     "failure_result",
     "render_graph",
     "run_pipeline",
     "skipped_result",
     "success_result",
+    "timeline_report",
+    "to_chrome_trace",
     "to_dot",
     "to_mermaid",
+    "to_mermaid_gantt",
 ]
 
 # Present public names as living here (as trio does), so reprs and docs show the

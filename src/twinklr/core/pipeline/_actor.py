@@ -8,6 +8,7 @@ ready.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -72,6 +73,7 @@ async def stage_actor(run: Run, index: int) -> None:
                     streaming=plan.streaming[index],
                     on_retry=run.on_retry,
                     cache=cache,
+                    on_item=functools.partial(run.item_finished, index),
                 )
             else:
                 result = await run_unit(

@@ -19,7 +19,7 @@ from ._ratelimit import current_context
 from ._results import PipelineResult, StageResult, StageStatus
 from ._retry import error_text
 from ._subpipeline import current_executor
-from ._timeline import Timeline, to_ms
+from ._timeline import RunRecords, Timeline, to_ms
 from .definition import PipelineDefinition
 
 if TYPE_CHECKING:
@@ -63,9 +63,11 @@ class Run:
         # edge id -> the channel its value waits on, until the consumer takes it
         self.edges: list[_wiring.Channel | None] = [None] * plan.edge_count
         self.results: list[StageResult[Any] | None] = [None] * count
-        self.queued: list[float] = [0.0] * count
-        self.started: list[float | None] = [None] * count
-        self.finished: list[float] = [0.0] * count
+        self.records = RunRecords.for_stages(count)
+        # the records' lists, for the hot path
+        self.queued = self.records.queued
+        self.started = self.records.started
+        self.finished = self.records.finished
         self.failed: list[int] = []
         self.cancelled: list[int] = []
         self.error: str | None = None
@@ -146,7 +148,10 @@ class Run:
     def on_retry(
         self, stage_id: str, item: int | None, attempt: int, error: BaseException, delay_s: float
     ) -> None:
-        """Log a retry (the hook the attempt runner calls before sleeping)."""
+        """Log a retry and count its backoff (the hook the attempt runner calls before
+        sleeping)."""
+        index = self.plan.index_of[stage_id]
+        self.records.retry_s[index] = self.records.retry_s.get(index, 0.0) + delay_s
         self.log.info(
             "stage_retrying",
             stage=stage_id,
@@ -154,6 +159,16 @@ class Run:
             attempt=attempt,
             error=error_text(error),
             delay_ms=delay_s * 1000,
+        )
+
+    def item_finished(
+        self, index: int, item: int, started: float, result: StageResult[Any] | None
+    ) -> None:
+        """Record fan-out item ``item`` of stage ``index`` (None: it was cancelled)."""
+        status = result.status if result is not None else StageStatus.CANCELLED
+        attempts = result.metadata.get("attempts", 0) if result is not None else 0
+        self.records.items.setdefault(index, []).append(
+            (item, started, self.now(), status, attempts)
         )
 
     # -- the result ------------------------------------------------------------------------
@@ -201,12 +216,7 @@ class Run:
             metrics=self.context.metrics,
             context=self.context.snapshot(),
             timeline=Timeline(
-                ids=ids,
-                results=self.results,
-                queued=self.queued,
-                started=self.started,
-                finished=self.finished,
-                start=t0,
+                ids=ids, deps=plan.deps, results=self.results, records=self.records, start=t0
             ),
             error=self.error,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -10,6 +11,9 @@ from ._attempts import RetryHook, run_unit
 from ._context import record_writes, stop_recording
 from ._results import StageResult, StageStatus
 from .errors import FanOutInputError, FanOutItemError
+
+#: Told of each fan-out item that ends: ``(item index, started at, result or None)``.
+ItemHook = Callable[[int, float, "StageResult[Any] | None"], None]
 
 if TYPE_CHECKING:
     from ._cache_run import RunCache
@@ -39,11 +43,13 @@ async def run_fan_out(
     streaming: bool,
     on_retry: RetryHook | None,
     cache: RunCache | None = None,
+    on_item: ItemHook | None = None,
 ) -> StageResult[Any]:
     """Run ``sdef`` once per item; the first failed item cancels its siblings.
 
     With a ``cache``, each item is looked up and written on its own, so a rerun redoes
-    only the items that did not succeed.
+    only the items that did not succeed. ``on_item(index, started, result)`` is told of
+    every item that ends (``result`` None: it was cancelled).
     """
     try:
         items, source = fan_out_items(sdef, value)
@@ -76,6 +82,8 @@ async def run_fan_out(
         return result
 
     async def run_item(index: int, item_value: Any, nursery: trio.Nursery) -> None:
+        started = trio.current_time()
+        result = None
         try:
             result = await attempt_item(index, item_value)
             results[index] = result
@@ -83,6 +91,8 @@ async def run_fan_out(
                 first_failure.append(index)
                 nursery.cancel_scope.cancel()
         finally:
+            if on_item is not None:
+                on_item(index, started, result)
             # Released after a failure is recorded, so no waiting item starts after it.
             if slots is not None:
                 slots.release()

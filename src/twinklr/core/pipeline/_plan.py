@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections import Counter
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,8 @@ class Plan:
     """The pipeline's name."""
     ids: tuple[str, ...]
     """Stage ids; a stage's index is its position here."""
+    index_of: Mapping[str, int]
+    """Stage id -> index."""
     stages: tuple[StageDefinition, ...]
     """Stage definitions, by index."""
     deps: tuple[tuple[int, ...], ...]
@@ -96,6 +99,7 @@ def compile_plan(pipeline: PipelineDefinition) -> Plan:
     return Plan(
         name=pipeline.name,
         ids=tuple(stage.id for stage in stages),
+        index_of={stage.id: index for index, stage in enumerate(stages)},
         stages=stages,
         deps=frozen_deps,
         order=tuple(order),

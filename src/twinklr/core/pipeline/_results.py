@@ -13,6 +13,7 @@ from .errors import StageExecutionError
 
 if TYPE_CHECKING:
     from ._context import ContextSnapshot
+    from ._timeline import StageTiming
 
 T = TypeVar("T")
 _T = TypeVar("_T")
@@ -231,34 +232,6 @@ def skipped_result(
 ) -> StageResult[Any]:
     """Module-level spelling of ``StageResult.skipped(...)``."""
     return StageResult.skipped(stage_name=stage_name, reason=reason)
-
-
-@attrs.frozen(kw_only=True)
-class StageTiming:
-    """When a stage was queued, started and finished, in ms since the run started."""
-
-    stage: str
-    """The stage id."""
-    status: StageStatus
-    """How the stage ended."""
-    queued_ms: float
-    """When its last input arrived (it became ready)."""
-    started_ms: float
-    """When its task began work (after the condition, before the first attempt)."""
-    finished_ms: float
-    """When it ended, whatever the outcome."""
-    attempts: int
-    """Attempts made (for fan-out: the most any single item needed)."""
-
-    @property
-    def duration_ms(self) -> float:
-        """Time from start to finish."""
-        return self.finished_ms - self.started_ms
-
-    @property
-    def cached(self) -> bool:
-        """Whether the cache served this stage instead of running it."""
-        return self.status is StageStatus.CACHED
 
 
 @attrs.frozen(kw_only=True)
