@@ -355,16 +355,24 @@ async def test_transitions_are_logged_with_bound_context(
     )
     with structlog.testing.capture_logs() as logs:
         result = await PipelineExecutor().execute(pipeline)
-    events = [(log["event"], log.get("stage")) for log in logs]
+    events = [(log["event"], log.get("stage"), log["log_level"]) for log in logs]
     assert events == [
-        ("run_started", None),
-        ("stage_retrying", "flaky"),
-        ("stage_failed", "bad"),
-        ("run_failed", None),
+        ("run_started", None, "info"),
+        ("stage_queued", "flaky", "debug"),
+        ("stage_started", "flaky", "debug"),
+        ("attempt_failed", "flaky", "info"),
+        ("stage_retrying", "flaky", "info"),
+        ("stage_succeeded", "flaky", "debug"),
+        ("stage_queued", "bad", "debug"),
+        ("stage_started", "bad", "debug"),
+        ("stage_failed", "bad", "warning"),
+        ("run_finished", None, "info"),
     ]
     assert all(log["pipeline"] == "logged" and log["run_id"] == result.run_id for log in logs)
-    retry = logs[1]
+    retry = logs[4]
     assert (retry["attempt"], retry["delay_ms"], retry["error"]) == (1, 10, "rate_limit")
+    assert logs[5]["attempt"] == 2
+    assert logs[-1]["success"] is False
 
 
 class Interrupts:
@@ -398,7 +406,6 @@ async def test_a_failure_log_names_the_stage_and_last_attempt() -> None:
     assert failed["stage"] == "x"
     assert failed["attempt"] == 1
     assert failed["error"] == "nope"
-    assert failed["critical"] is True
     assert failed["log_level"] == "warning"
 
 

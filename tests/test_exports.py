@@ -9,6 +9,8 @@ from twinklr.core import pipeline
 from twinklr.core.pipeline import definition, errors
 
 PUBLIC = {
+    "EventKind",
+    "PipelineEvent",
     "critical_path",
     "timeline_report",
     "to_chrome_trace",

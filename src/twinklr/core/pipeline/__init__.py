@@ -12,6 +12,8 @@ from ._cache import MemoryCacheStore as MemoryCacheStore
 from ._cache_sqlite import SQLiteCacheStore as SQLiteCacheStore
 from ._context import ContextSnapshot as ContextSnapshot
 from ._context import PipelineContext as PipelineContext
+from ._events import EventKind as EventKind
+from ._events import PipelineEvent as PipelineEvent
 from ._executor import PipelineExecutor as PipelineExecutor
 from ._executor import run_pipeline as run_pipeline
 from ._protocol import PipelineStage as PipelineStage
@@ -66,6 +68,7 @@ __all__ = [
     "ConditionError",
     "ContextSnapshot",
     "CriticalStep",
+    "EventKind",
     "ExecutionPattern",
     "FakeLLMProvider",
     "FanOutInputError",
@@ -78,6 +81,7 @@ __all__ = [
     "PipelineContext",
     "PipelineDefinition",
     "PipelineError",
+    "PipelineEvent",
     "PipelineExecutor",
     "PipelineResult",
     "PipelineStage",

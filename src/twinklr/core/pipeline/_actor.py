@@ -29,7 +29,7 @@ async def stage_actor(run: Run, index: int) -> None:
     """The task of stage ``index`` in ``run``; never raises except for cancellation."""
     plan = run.plan
     sdef = plan.stages[index]
-    run.started[index] = run.now()
+    run.stage_started(index)
     try:
         # Every input has landed before the task starts: the reads never park.
         inputs = sdef.inputs

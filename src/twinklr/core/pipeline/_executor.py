@@ -15,6 +15,7 @@ from ._actor import is_cancellation, stage_actor
 from ._cache import CacheStore
 from ._cache_run import RunCache
 from ._context import PipelineContext
+from ._events import EventKind, EventRelay, PipelineEvent
 from ._ratelimit import current_context
 from ._results import PipelineResult, StageResult, StageStatus
 from ._retry import error_text
@@ -26,6 +27,22 @@ if TYPE_CHECKING:
     from ._plan import Plan
 
 logger = structlog.get_logger(__name__)
+
+#: Transitions logged above debug level (the rest are debug: one per stage transition).
+_LOG_LEVELS = {
+    EventKind.RUN_STARTED: "info",
+    EventKind.RUN_FINISHED: "info",
+    EventKind.ATTEMPT_FAILED: "info",
+    EventKind.STAGE_RETRYING: "info",
+    EventKind.STAGE_FAILED: "warning",
+}
+_TERMINAL = {
+    StageStatus.SUCCEEDED: EventKind.STAGE_SUCCEEDED,
+    StageStatus.SKIPPED: EventKind.STAGE_SKIPPED,
+    StageStatus.SOFT_FAILED: EventKind.STAGE_SOFT_FAILED,
+    StageStatus.CACHED: EventKind.STAGE_CACHE_HIT,
+    StageStatus.CANCELLED: EventKind.STAGE_CANCELLED,
+}
 
 _PRODUCES_OUTPUT = frozenset(
     {StageStatus.SUCCEEDED, StageStatus.SKIPPED, StageStatus.CACHED, StageStatus.SOFT_FAILED}
@@ -58,6 +75,10 @@ class Run:
         self.fail_fast = fail_fast
         self.run_id = run_id
         self.log = logger.bind(pipeline=plan.name, run_id=run_id)
+        self._log_at = {
+            kind: getattr(self.log, _LOG_LEVELS.get(kind, "debug")) for kind in EventKind
+        }
+        self.events: EventRelay | None = None
         count = len(plan.ids)
         self.remaining = [len(deps) for deps in plan.deps]
         # edge id -> the channel its value waits on, until the consumer takes it
@@ -74,16 +95,31 @@ class Run:
         self.stopped = False
         self.nursery: trio.Nursery | None = None
         self.cache: RunCache | None = None
-        self.start_time = 0.0
         # The run's clock, read directly: stage tasks read it three times each.
         self.now = trio.lowlevel.current_clock().current_time
+        self.start_time = self.end_time = self.now()
 
     # -- supervision -------------------------------------------------------------------
+
+    def transition(self, kind: EventKind, index: int | None = None, **fields: Any) -> None:
+        """Log a transition (and hand it to the live event consumer, if any)."""
+        stage = None if index is None else self.plan.ids[index]
+        self._log_at[kind](kind.value, stage=stage, **fields)
+        if self.events is not None:
+            self.events.emit(
+                PipelineEvent(
+                    kind=kind,
+                    pipeline=self.plan.name,
+                    run_id=self.run_id,
+                    time_ms=to_ms(self.now() - self.start_time),
+                    stage=stage,
+                    **fields,
+                )
+            )
 
     def start(self, nursery: trio.Nursery) -> None:
         """Start every entry stage in the supervisor ``nursery``."""
         self.nursery = nursery
-        self.start_time = self.now()
         for index, deps in enumerate(self.plan.deps):
             if not deps:
                 self._spawn(index)
@@ -91,7 +127,20 @@ class Run:
     def _spawn(self, index: int) -> None:
         assert self.nursery is not None  # noqa: S101 (set by start)
         self.queued[index] = self.now()
+        self.transition(EventKind.STAGE_QUEUED, index)
         self.nursery.start_soon(stage_actor, self, index, name=self.plan.ids[index])
+
+    def end(self) -> None:
+        """The last stage task has ended: note the time, say the run finished."""
+        self.end_time = self.now()
+        dropped = self.events.dropped if self.events is not None else None
+        success = self.error is None and not self.cancelled  # cancelled from outside: no
+        self.transition(EventKind.RUN_FINISHED, success=success, dropped=dropped)
+
+    def stage_started(self, index: int) -> None:
+        """Record that stage ``index``'s task began."""
+        self.started[index] = self.now()
+        self.transition(EventKind.STAGE_STARTED, index)
 
     def stage_finished(self, index: int, result: StageResult[Any]) -> None:
         """Record ``result``; hand the output on, or fail the run."""
@@ -103,6 +152,8 @@ class Run:
                 return
             output = None
         else:
+            attempt = result.metadata.get("attempts")
+            self.transition(_TERMINAL[result.status], index, attempt=attempt, error=result.error)
             output = result.output
         if self.stopped:
             return
@@ -118,13 +169,8 @@ class Run:
         stage_id = self.plan.ids[index]
         critical = self.plan.stages[index].critical
         self.failed.append(index)
-        self.log.warning(
-            "stage_failed",
-            stage=stage_id,
-            error=result.error,
-            attempt=result.metadata.get("attempts"),
-            critical=critical,
-        )
+        attempt = result.metadata.get("attempts")
+        self.transition(EventKind.STAGE_FAILED, index, attempt=attempt, error=result.error)
         if not critical:
             return
         if self.error is None:
@@ -144,6 +190,7 @@ class Run:
             error=f"cancelled: {reason}",
             stage_name=self.plan.ids[index],
         )
+        self.transition(EventKind.STAGE_CANCELLED, index, error=reason)
 
     def on_retry(
         self, stage_id: str, item: int | None, attempt: int, error: BaseException, delay_s: float
@@ -152,23 +199,33 @@ class Run:
         sleeping)."""
         index = self.plan.index_of[stage_id]
         self.records.retry_s[index] = self.records.retry_s.get(index, 0.0) + delay_s
-        self.log.info(
-            "stage_retrying",
-            stage=stage_id,
-            item=item,
+        text = error_text(error)
+        self.transition(EventKind.ATTEMPT_FAILED, index, attempt=attempt, item=item, error=text)
+        self.transition(
+            EventKind.STAGE_RETRYING,
+            index,
             attempt=attempt,
-            error=error_text(error),
-            delay_ms=delay_s * 1000,
+            item=item,
+            error=text,
+            delay_ms=to_ms(delay_s),
         )
 
     def item_finished(
-        self, index: int, item: int, started: float, result: StageResult[Any] | None
+        self, index: int, item: int, total: int, started: float, result: StageResult[Any] | None
     ) -> None:
         """Record fan-out item ``item`` of stage ``index`` (None: it was cancelled)."""
         status = result.status if result is not None else StageStatus.CANCELLED
         attempts = result.metadata.get("attempts", 0) if result is not None else 0
-        self.records.items.setdefault(index, []).append(
-            (item, started, self.now(), status, attempts)
+        items = self.records.items.setdefault(index, [])
+        items.append((item, started, self.now(), status, attempts))
+        self.transition(
+            EventKind.ITEM_FINISHED,
+            index,
+            item=item,
+            attempt=attempts,
+            error=None if result is None else result.error,
+            done=len(items),
+            total=total,
         )
 
     # -- the result ------------------------------------------------------------------------
@@ -212,7 +269,7 @@ class Run:
             not_started_stages=tuple(
                 ids[i] for i, result in enumerate(self.results) if result is None
             ),
-            total_duration_ms=to_ms(self.now() - t0),
+            total_duration_ms=to_ms(self.end_time - t0),
             metrics=self.context.metrics,
             context=self.context.snapshot(),
             timeline=Timeline(
@@ -237,12 +294,18 @@ class PipelineExecutor:
         pipeline: PipelineDefinition,
         initial_input: Any = None,
         context: PipelineContext | None = None,
+        *,
+        events: trio.MemorySendChannel[PipelineEvent] | None = None,
     ) -> PipelineResult:
         """Run ``pipeline`` to completion and return its result.
 
         Stage failures are reported in the result, never raised. Raises
         :class:`PipelineValidationError` for an invalid definition (before any stage
         runs); cancellation of the caller's scope cancels every stage and propagates.
+
+        With ``events``, every transition is also sent there as a :class:`PipelineEvent`
+        (the caller owns the channel; it is never closed here). A slow consumer never
+        slows the run: see ``_events`` for the buffer policy.
         """
         given: object = pipeline  # checked at run time, whatever the annotation says
         if not isinstance(given, PipelineDefinition):
@@ -258,7 +321,9 @@ class PipelineExecutor:
         )
         if self.cache is not None:
             run.cache = RunCache(self.cache, plan.name, initial_input, run.log)
-        run.log.info("run_started", stages=len(plan.ids))
+        if events is not None:
+            run.events = EventRelay(events)
+        run.transition(EventKind.RUN_STARTED)
         # Stage tasks inherit these: sub-pipelines run with this executor, and rate
         # limiters record their waits in this run's metrics.
         executor_token = current_executor.set(self)
@@ -277,30 +342,36 @@ class PipelineExecutor:
         finally:
             current_context.reset(context_token)
             current_executor.reset(executor_token)
-        result = run.build_result()
-        if result.success:
-            run.log.info("run_succeeded", duration_ms=result.total_duration_ms)
-        else:
-            run.log.warning("run_failed", error=result.error, duration_ms=result.total_duration_ms)
-        return result
+        return run.build_result()
 
 
 async def _supervise(run: Run) -> None:
-    """Run every stage in a supervisor nursery; with a cache, load it first and keep its
-    writer going beside (not inside) the supervisor, so fail-fast never drops a write."""
-    cache = run.cache
-    if cache is None:
-        async with trio.open_nursery() as supervisor:
-            run.start(supervisor)
-        return
-    await cache.load()
-    async with trio.open_nursery() as beside:
-        beside.start_soon(cache.write_behind)
+    """Run every stage in a supervisor nursery. The cache's writer and the event relay
+    run beside it (not inside), so fail-fast never drops a write or an event."""
+    cache, events = run.cache, run.events
+    if cache is None and events is None:
         try:
             async with trio.open_nursery() as supervisor:
                 run.start(supervisor)
         finally:
-            cache.close()
+            run.end()
+        return
+    if cache is not None:
+        await cache.load()
+    async with trio.open_nursery() as beside:
+        if cache is not None:
+            beside.start_soon(cache.write_behind)
+        if events is not None:
+            beside.start_soon(events.relay)
+        try:
+            async with trio.open_nursery() as supervisor:
+                run.start(supervisor)
+        finally:
+            run.end()
+            if cache is not None:
+                cache.close()
+            if events is not None:
+                events.close()
 
 
 def _lone_exception(exc: BaseException) -> BaseException:

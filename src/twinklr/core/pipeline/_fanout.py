@@ -12,8 +12,9 @@ from ._context import record_writes, stop_recording
 from ._results import StageResult, StageStatus
 from .errors import FanOutInputError, FanOutItemError
 
-#: Told of each fan-out item that ends: ``(item index, started at, result or None)``.
-ItemHook = Callable[[int, float, "StageResult[Any] | None"], None]
+#: Told of each fan-out item that ends: ``(index, items in all, started at, result)``
+#: (result None: the item was cancelled).
+ItemHook = Callable[[int, int, float, "StageResult[Any] | None"], None]
 
 if TYPE_CHECKING:
     from ._cache_run import RunCache
@@ -48,8 +49,7 @@ async def run_fan_out(
     """Run ``sdef`` once per item; the first failed item cancels its siblings.
 
     With a ``cache``, each item is looked up and written on its own, so a rerun redoes
-    only the items that did not succeed. ``on_item(index, started, result)`` is told of
-    every item that ends (``result`` None: it was cancelled).
+    only the items that did not succeed. ``on_item`` is told of every item that ends.
     """
     try:
         items, source = fan_out_items(sdef, value)
@@ -92,7 +92,7 @@ async def run_fan_out(
                 nursery.cancel_scope.cancel()
         finally:
             if on_item is not None:
-                on_item(index, started, result)
+                on_item(index, count, started, result)
             # Released after a failure is recorded, so no waiting item starts after it.
             if slots is not None:
                 slots.release()
