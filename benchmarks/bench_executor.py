@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import math
 import random
 import time
 import tracemalloc
@@ -250,6 +251,38 @@ def measure(shape: Shape, repeat: int) -> dict[str, Any]:
     }
 
 
+def event_overhead(shape: Shape, repeat: int) -> tuple[float, float]:
+    """Microseconds per stage without and with a live event consumer attached."""
+    pipeline = definition(shape)
+    executor = PipelineExecutor()
+
+    async def quiet() -> float:
+        start = time.perf_counter()
+        await executor.execute(pipeline)
+        return time.perf_counter() - start
+
+    async def watched() -> float:
+        send, receive = trio.open_memory_channel[Any](math.inf)
+
+        async def consume() -> None:
+            async for _event in receive:
+                pass
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consume)
+            start = time.perf_counter()
+            await executor.execute(pipeline, events=send)
+            elapsed = time.perf_counter() - start
+            await send.aclose()
+        return elapsed
+
+    best = {"quiet": float("inf"), "watched": float("inf")}
+    for _ in range(repeat):
+        best["quiet"] = min(best["quiet"], timed(quiet))
+        best["watched"] = min(best["watched"], timed(watched))
+    return best["quiet"] / shape.stages * 1e6, best["watched"] / shape.stages * 1e6
+
+
 def validation_time(n: int) -> float:
     pipeline = definition(random_dag(n))
     start = time.perf_counter()
@@ -286,6 +319,12 @@ def main() -> None:
             f"{us['cold']:>9.1f}{row['cold_vs_floor']:>9.2f}"
             f"{mem['floor']:>9.0f}{mem['executor']:>9.0f}{mem['cold']:>9.0f}"
         )
+    shape = random_dag(10_000 // scale)
+    quiet_us, watched_us = event_overhead(shape, repeat)
+    print(
+        f"live events on the {shape.name}: {quiet_us:.1f} us/stage without a consumer, "
+        f"{watched_us:.1f} with one (+{(watched_us / quiet_us - 1):.0%})"
+    )
     n = 100_000 // scale
     print(f"validate a {n:,}-stage random DAG: {validation_time(n) * 1000:.0f} ms")
 

@@ -131,13 +131,29 @@ class EventRelay:
         with self._scope:
             while True:
                 while self.buffer:
-                    await self._send(self.buffer.popleft())
+                    event = self.buffer.popleft()
+                    try:  # room in the caller's buffer: no task switch per event
+                        self._send_nowait(event)
+                    except trio.WouldBlock:
+                        await self._send(event)
                 if self._closed:
                     break
                 await self._wake.wait()
                 self._wake = trio.Event()
         self.dropped += len(self.buffer)
         self.buffer.clear()
+
+    def _send_nowait(self, event: PipelineEvent) -> None:
+        try:
+            self.channel.send_nowait(event)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._gone()
+
+    def _gone(self) -> None:
+        # The consumer went away (or closed our end): nobody is listening any more.
+        self.dropped += 1 + len(self.buffer)
+        self.buffer.clear()
+        self._closed = True
 
     async def _send(self, event: PipelineEvent) -> None:
         try:
@@ -146,7 +162,4 @@ class EventRelay:
             self.dropped += 1  # out of time with this one in hand
             raise
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            # The consumer went away (or closed our end): nobody is listening any more.
-            self.dropped += 1 + len(self.buffer)
-            self.buffer.clear()
-            self._closed = True
+            self._gone()
