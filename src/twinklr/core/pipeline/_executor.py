@@ -4,6 +4,7 @@ applies fail-fast, and builds the frozen result.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +80,9 @@ class Run:
             kind: getattr(self.log, _LOG_LEVELS.get(kind, "debug")) for kind in EventKind
         }
         self.events: EventRelay | None = None
+        # Per-stage transitions cost something to log or send: skip them entirely when
+        # nobody listens (no event consumer, debug logging filtered out).
+        self.logs_debug = self.watched = _logs_debug(self.log)
         count = len(plan.ids)
         self.remaining = [len(deps) for deps in plan.deps]
         # edge id -> the channel its value waits on, until the consumer takes it
@@ -104,7 +108,8 @@ class Run:
     def transition(self, kind: EventKind, index: int | None = None, **fields: Any) -> None:
         """Log a transition (and hand it to the live event consumer, if any)."""
         stage = None if index is None else self.plan.ids[index]
-        self._log_at[kind](kind.value, stage=stage, **fields)
+        if self.logs_debug or kind in _LOG_LEVELS:
+            self._log_at[kind](kind.value, stage=stage, **fields)
         if self.events is not None:
             self.events.emit(
                 PipelineEvent(
@@ -124,10 +129,16 @@ class Run:
             if not deps:
                 self._spawn(index)
 
+    def listen(self, events: EventRelay) -> None:
+        """Send this run's events to ``events`` too."""
+        self.events = events
+        self.watched = True
+
     def _spawn(self, index: int) -> None:
         assert self.nursery is not None  # noqa: S101 (set by start)
         self.queued[index] = self.now()
-        self.transition(EventKind.STAGE_QUEUED, index)
+        if self.watched:
+            self.transition(EventKind.STAGE_QUEUED, index)
         self.nursery.start_soon(stage_actor, self, index, name=self.plan.ids[index])
 
     def end(self) -> None:
@@ -140,7 +151,8 @@ class Run:
     def stage_started(self, index: int) -> None:
         """Record that stage ``index``'s task began."""
         self.started[index] = self.now()
-        self.transition(EventKind.STAGE_STARTED, index)
+        if self.watched:
+            self.transition(EventKind.STAGE_STARTED, index)
 
     def stage_finished(self, index: int, result: StageResult[Any]) -> None:
         """Record ``result``; hand the output on, or fail the run."""
@@ -152,8 +164,10 @@ class Run:
                 return
             output = None
         else:
-            attempt = result.metadata.get("attempts")
-            self.transition(_TERMINAL[result.status], index, attempt=attempt, error=result.error)
+            if self.watched:
+                attempt = result.metadata.get("attempts")
+                kind = _TERMINAL[result.status]
+                self.transition(kind, index, attempt=attempt, error=result.error)
             output = result.output
         if self.stopped:
             return
@@ -218,6 +232,8 @@ class Run:
         attempts = result.metadata.get("attempts", 0) if result is not None else 0
         items = self.records.items.setdefault(index, [])
         items.append((item, started, self.now(), status, attempts))
+        if not self.watched:
+            return
         self.transition(
             EventKind.ITEM_FINISHED,
             index,
@@ -322,7 +338,7 @@ class PipelineExecutor:
         if self.cache is not None:
             run.cache = RunCache(self.cache, plan.name, initial_input, run.log)
         if events is not None:
-            run.events = EventRelay(events)
+            run.listen(EventRelay(events))
         run.transition(EventKind.RUN_STARTED)
         # Stage tasks inherit these: sub-pipelines run with this executor, and rate
         # limiters record their waits in this run's metrics.
@@ -372,6 +388,12 @@ async def _supervise(run: Run) -> None:
                 cache.close()
             if events is not None:
                 events.close()
+
+
+def _logs_debug(log: Any) -> bool:
+    """Whether ``log`` emits debug events (a logger that cannot say is assumed to)."""
+    is_enabled_for = getattr(log, "is_enabled_for", None)
+    return True if is_enabled_for is None else bool(is_enabled_for(logging.DEBUG))
 
 
 def _lone_exception(exc: BaseException) -> BaseException:
