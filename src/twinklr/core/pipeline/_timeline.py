@@ -139,7 +139,7 @@ class Timeline(_ReadOnly):
             started_ms=to_ms((started if started is not None else start) - start),
             finished_ms=to_ms(records.finished[index] - start),
             attempts=result.metadata.get("attempts", 0),
-            wait_ms=to_ms(queued - min(inputs)) if inputs else 0.0,
+            wait_ms=to_ms(max(inputs) - min(inputs)) if inputs else 0.0,
             retry_ms=to_ms(records.retry_s.get(index, 0.0)),
             items=tuple(
                 ItemTiming(

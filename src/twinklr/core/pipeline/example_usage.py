@@ -34,6 +34,7 @@ from . import (
     StageDefinition,
     StageResult,
     Verdict,
+    timeline_report,
 )
 from .definition import RetryConfig
 
@@ -253,24 +254,15 @@ def build_pipeline(*, with_lyrics: bool = True) -> PipelineDefinition:
 
 
 def summarize(result: PipelineResult) -> str:
-    """A table a person can read: one row per stage, then the outcome."""
-    lines = [
-        f"pipeline {result.pipeline_name} (run {result.run_id}): "
-        + ("succeeded" if result.success else "FAILED"),
-        f"{'stage':<16}{'status':<12}{'start ms':>10}{'took ms':>10}{'attempts':>10}",
-    ]
-    for stage_id, timing in sorted(result.timeline.items(), key=lambda kv: kv[1].started_ms):
-        lines.append(
-            f"{stage_id:<16}{timing.status.value:<12}{timing.started_ms:>10.0f}"
-            f"{timing.duration_ms:>10.0f}{timing.attempts:>10}"
-        )
+    """What a person wants to see: the timeline and critical path, the LLM's bill, the
+    outcome."""
     metrics = result.metrics
-    lines.append(
-        f"total {result.total_duration_ms:.0f} ms; LLM: {metrics.get('llm_requests', 0)} "
-        f"requests, {metrics.get('llm_tokens', 0)} tokens, "
-        f"{metrics.get('rate_limit_wait_ms', 0):.0f} ms waiting for the rate limiter; "
-        f"macro plan accepted after {metrics.get('macro_iterations', 0)} iterations"
-    )
+    lines = [
+        timeline_report(result),
+        f"LLM: {metrics.get('llm_requests', 0)} requests, {metrics.get('llm_tokens', 0)} "
+        f"tokens, {metrics.get('rate_limit_wait_ms', 0):.0f} ms waiting for the rate "
+        f"limiter; macro plan accepted after {metrics.get('macro_iterations', 0)} iterations",
+    ]
     if result.success:
         lines.append(f"render: {result.outputs['render']}")
     else:
