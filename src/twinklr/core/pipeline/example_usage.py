@@ -259,9 +259,11 @@ def summarize(result: PipelineResult) -> str:
     metrics = result.metrics
     lines = [
         timeline_report(result),
-        f"LLM: {metrics.get('llm_requests', 0)} requests, {metrics.get('llm_tokens', 0)} "
-        f"tokens, {metrics.get('rate_limit_wait_ms', 0):.0f} ms waiting for the rate "
-        f"limiter; macro plan accepted after {metrics.get('macro_iterations', 0)} iterations",
+        (
+            f"LLM: {metrics.get('llm_requests', 0)} requests, {metrics.get('llm_tokens', 0)} "
+            f"tokens, {metrics.get('rate_limit_wait_ms', 0):.0f} ms waiting for the rate "
+            f"limiter; macro plan accepted after {metrics.get('macro_iterations', 0)} iterations"
+        ),
     ]
     if result.success:
         lines.append(f"render: {result.outputs['render']}")
