@@ -17,6 +17,7 @@ from ._cache import CacheStore
 from ._cache_run import RunCache
 from ._context import PipelineContext
 from ._events import EventKind, EventRelay, PipelineEvent
+from ._otel import SpanRecorder, find_tracer
 from ._ratelimit import current_context
 from ._results import PipelineResult, StageResult, StageStatus
 from ._retry import error_text
@@ -80,6 +81,7 @@ class Run:
             kind: getattr(self.log, _LOG_LEVELS.get(kind, "debug")) for kind in EventKind
         }
         self.events: EventRelay | None = None
+        self.spans: SpanRecorder | None = None
         # Per-stage transitions cost something to log or send: skip them entirely when
         # nobody listens (no event consumer, debug logging filtered out).
         self.logs_debug = self.watched = _logs_debug(self.log)
@@ -110,6 +112,8 @@ class Run:
         stage = None if index is None else self.plan.ids[index]
         if self.logs_debug or kind in _LOG_LEVELS:
             self._log_at[kind](kind.value, stage=stage, **fields)
+        if self.spans is not None:
+            self.spans.on(kind, stage, self.now(), fields)
         if self.events is not None:
             self.events.emit(
                 PipelineEvent(
@@ -132,6 +136,11 @@ class Run:
     def listen(self, events: EventRelay) -> None:
         """Send this run's events to ``events`` too."""
         self.events = events
+        self.watched = True
+
+    def trace(self, tracer: Any) -> None:
+        """Record this run as OpenTelemetry spans made by ``tracer``."""
+        self.spans = SpanRecorder(tracer, self.plan.name, self.run_id, self.start_time)
         self.watched = True
 
     def _spawn(self, index: int) -> None:
@@ -300,10 +309,13 @@ class PipelineExecutor:
 
     With a ``cache`` store, successful stage outputs are kept and a later run of the
     same input serves them instead of running the stage (see ``docs/caching.md``).
+    With an OpenTelemetry ``tracer`` (or an application that has set up OpenTelemetry),
+    each run is a span with a child span per stage attempt.
     """
 
-    def __init__(self, *, cache: CacheStore | None = None) -> None:
+    def __init__(self, *, cache: CacheStore | None = None, tracer: Any = None) -> None:
         self.cache = cache
+        self.tracer = tracer
 
     async def execute(
         self,
@@ -339,6 +351,9 @@ class PipelineExecutor:
             run.cache = RunCache(self.cache, plan.name, initial_input, run.log)
         if events is not None:
             run.listen(EventRelay(events))
+        tracer = find_tracer(self.tracer)
+        if tracer is not None:
+            run.trace(tracer)
         run.transition(EventKind.RUN_STARTED)
         # Stage tasks inherit these: sub-pipelines run with this executor, and rate
         # limiters record their waits in this run's metrics.
