@@ -22,7 +22,7 @@ from twinklr.core.pipeline import (
     RetryConfig,
     StageDefinition,
 )
-from twinklr.core.pipeline._events import TERMINAL_KINDS, EventRelay
+from twinklr.core.pipeline._events import TERMINAL_KINDS, EventRelay, stage_event
 
 
 async def run_collecting(
@@ -224,3 +224,17 @@ def test_each_stage_ends_once_and_starts_after_its_inputs_ended(
         begin = position[(stage, EventKind.STAGE_STARTED)]
         assert position[(stage, EventKind.STAGE_QUEUED)] < begin
         assert all(ended_at[str(d)] < begin for d in deps[int(stage)])
+
+
+def test_the_fast_stage_event_equals_the_constructed_one() -> None:
+    made = stage_event(EventKind.STAGE_STARTED, "p", "r", 1.5, "s", 2, "e")
+    assert made == PipelineEvent(
+        kind=EventKind.STAGE_STARTED, pipeline="p", run_id="r", time_ms=1.5, stage="s",
+        attempt=2, error="e",
+    )  # fmt: skip
+    assert hash(made) == hash(
+        PipelineEvent(
+            kind=EventKind.STAGE_STARTED, pipeline="p", run_id="r", time_ms=1.5, stage="s",
+            attempt=2, error="e",
+        )
+    )  # fmt: skip

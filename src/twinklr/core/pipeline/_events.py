@@ -92,6 +92,40 @@ class PipelineEvent:
         return {name: value for name, value in fields.items() if value is not None}
 
 
+_new = object.__new__
+_set = {
+    field.name: getattr(PipelineEvent, field.name).__set__ for field in attrs.fields(PipelineEvent)
+}
+
+
+def stage_event(  # noqa: PLR0917 (positional on purpose: this is the hot path)
+    kind: EventKind,
+    pipeline: str,
+    run_id: str,
+    time_ms: float,
+    stage: str,
+    attempt: int | None,
+    error: str | None,
+) -> PipelineEvent:
+    """The same frozen :class:`PipelineEvent` as the constructor makes, for the three
+    events every stage sends, built by filling its slots directly (the executor's hot
+    path: about half the constructor's cost)."""
+    event: PipelineEvent = _new(PipelineEvent)
+    _set["kind"](event, kind)
+    _set["pipeline"](event, pipeline)
+    _set["run_id"](event, run_id)
+    _set["time_ms"](event, time_ms)
+    _set["stage"](event, stage)
+    _set["attempt"](event, attempt)
+    _set["error"](event, error)
+    for name in _UNSET:
+        _set[name](event, None)
+    return event
+
+
+_UNSET = ("item", "delay_ms", "done", "total", "success", "dropped")
+
+
 class EventRelay:
     """Forwards a run's events to a caller's channel without ever slowing the run."""
 
@@ -112,7 +146,19 @@ class EventRelay:
         self._scope = trio.CancelScope()
 
     def emit(self, event: PipelineEvent) -> None:
-        """Buffer ``event`` (dropping the oldest when full); never blocks."""
+        """Hand ``event`` on, or buffer it (dropping the oldest when full); never blocks."""
+        if not self.buffer and not self._closed:
+            # Nothing queued ahead of it: straight into the caller's channel if it has
+            # room, with no relay task switch per event.
+            try:
+                self.channel.send_nowait(event)
+            except trio.WouldBlock:
+                pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._gone()
+                return
+            else:
+                return
         if len(self.buffer) >= self.buffer_size:
             self.buffer.popleft()
             self.dropped += 1

@@ -16,7 +16,7 @@ from ._actor import is_cancellation, stage_actor
 from ._cache import CacheStore
 from ._cache_run import RunCache
 from ._context import PipelineContext
-from ._events import EventKind, EventRelay, PipelineEvent
+from ._events import EventKind, EventRelay, PipelineEvent, stage_event
 from ._otel import SpanRecorder, find_tracer
 from ._ratelimit import current_context
 from ._results import PipelineResult, StageResult, StageStatus
@@ -126,6 +126,27 @@ class Run:
                 )
             )
 
+    def stage_transition(
+        self, kind: EventKind, index: int, attempt: int | None = None, error: str | None = None
+    ) -> None:
+        """:meth:`transition` for the three every stage makes (queued, started, ended),
+        without the keyword packing: with a consumer attached it runs 3 times a stage."""
+        if self.logs_debug or self.spans is not None:
+            self.transition(kind, index, attempt=attempt, error=error)
+            return
+        if self.events is not None:
+            self.events.emit(
+                stage_event(
+                    kind,
+                    self.plan.name,
+                    self.run_id,
+                    to_ms(self.now() - self.start_time),
+                    self.plan.ids[index],
+                    attempt,
+                    error,
+                )
+            )
+
     def start(self, nursery: trio.Nursery) -> None:
         """Start every entry stage in the supervisor ``nursery``."""
         self.nursery = nursery
@@ -147,7 +168,7 @@ class Run:
         assert self.nursery is not None  # noqa: S101 (set by start)
         self.queued[index] = self.now()
         if self.watched:
-            self.transition(EventKind.STAGE_QUEUED, index)
+            self.stage_transition(EventKind.STAGE_QUEUED, index)
         self.nursery.start_soon(stage_actor, self, index, name=self.plan.ids[index])
 
     def end(self) -> None:
@@ -161,7 +182,7 @@ class Run:
         """Record that stage ``index``'s task began."""
         self.started[index] = self.now()
         if self.watched:
-            self.transition(EventKind.STAGE_STARTED, index)
+            self.stage_transition(EventKind.STAGE_STARTED, index)
 
     def stage_finished(self, index: int, result: StageResult[Any]) -> None:
         """Record ``result``; hand the output on, or fail the run."""
@@ -176,7 +197,7 @@ class Run:
             if self.watched:
                 attempt = result.metadata.get("attempts")
                 kind = _TERMINAL[result.status]
-                self.transition(kind, index, attempt=attempt, error=result.error)
+                self.stage_transition(kind, index, attempt, result.error)
             output = result.output
         if self.stopped:
             return
