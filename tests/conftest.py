@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 import trio
 import trio.testing
+from hypothesis import strategies as st
 
 from twinklr.core.pipeline import (
     PipelineContext,
@@ -77,3 +78,21 @@ def run_virtual(
         context,
         clock=trio.testing.MockClock(autojump_threshold=0),
     )
+
+
+#: A random DAG: each stage's inputs (up to 3 earlier stages), durations in seconds, and
+#: which stage (if any) fails.
+RandomDag = tuple[list[list[int]], list[int], int | None]
+
+
+@st.composite
+def random_dags(draw: st.DrawFn, max_size: int = 25, max_duration: int = 5) -> RandomDag:
+    """A random DAG of 1 to ``max_size`` stages (see :data:`RandomDag`)."""
+    size = draw(st.integers(1, max_size))
+    deps = [
+        sorted(draw(st.sets(st.integers(0, i - 1), max_size=min(i, 3)))) if i else []
+        for i in range(size)
+    ]
+    durations = draw(st.lists(st.integers(0, max_duration), min_size=size, max_size=size))
+    failing = draw(st.none() | st.integers(0, size - 1))
+    return deps, durations, failing

@@ -8,9 +8,8 @@ from typing import Any
 import trio
 import trio.testing
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from conftest import Stub, stub
+from conftest import RandomDag, Stub, random_dags, stub
 from twinklr.core.pipeline import (
     EventKind,
     ExecutionPattern,
@@ -173,22 +172,10 @@ async def test_a_consumer_that_went_away_is_no_problem() -> None:
     assert result.success
 
 
-@st.composite
-def random_dags(draw: st.DrawFn) -> tuple[list[list[int]], list[int], int | None]:
-    size = draw(st.integers(1, 20))
-    deps = [
-        sorted(draw(st.sets(st.integers(0, i - 1), max_size=min(i, 3)))) if i else []
-        for i in range(size)
-    ]
-    durations = draw(st.lists(st.integers(0, 3), min_size=size, max_size=size))
-    failing = draw(st.none() | st.integers(0, size - 1))
-    return deps, durations, failing
-
-
 @settings(max_examples=50, deadline=None)
-@given(random_dags())
+@given(random_dags(max_size=20, max_duration=3))
 def test_each_stage_ends_once_and_starts_after_its_inputs_ended(
-    dag: tuple[list[list[int]], list[int], int | None],
+    dag: RandomDag,
 ) -> None:
     deps, durations, failing = dag
     pipeline = PipelineDefinition(

@@ -12,7 +12,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import Stub, const, run_virtual, stub
+from conftest import RandomDag, Stub, const, random_dags, run_virtual, stub
 from twinklr.core.pipeline import (
     PipelineContext,
     PipelineDefinition,
@@ -237,22 +237,10 @@ async def test_context_metrics_and_snapshot_are_in_the_result() -> None:
 # -- random DAGs ----------------------------------------------------------------------------
 
 
-@st.composite
-def random_dags(draw: st.DrawFn) -> tuple[list[list[int]], list[int], int | None]:
-    size = draw(st.integers(1, 25))
-    deps = [
-        sorted(draw(st.sets(st.integers(0, i - 1), max_size=min(i, 3)))) if i else []
-        for i in range(size)
-    ]
-    durations = draw(st.lists(st.integers(0, 5), min_size=size, max_size=size))
-    failing = draw(st.none() | st.integers(0, size - 1))
-    return deps, durations, failing
-
-
 @settings(max_examples=60, deadline=None)
 @given(random_dags())
 def test_random_dags_run_in_dataflow_order(
-    dag: tuple[list[list[int]], list[int], int | None],
+    dag: RandomDag,
 ) -> None:
     deps, durations, failing = dag
     stubs = [

@@ -12,19 +12,9 @@ import sys
 import time
 from typing import Any
 
-from ._events import EventKind
+from ._events import TERMINAL_KINDS, EventKind
 
 _ERROR_KINDS = frozenset({EventKind.STAGE_FAILED, EventKind.STAGE_CANCELLED})
-_END_KINDS = frozenset(
-    {
-        EventKind.STAGE_SUCCEEDED,
-        EventKind.STAGE_FAILED,
-        EventKind.STAGE_SKIPPED,
-        EventKind.STAGE_SOFT_FAILED,
-        EventKind.STAGE_CACHE_HIT,
-        EventKind.STAGE_CANCELLED,
-    }
-)
 
 
 def find_tracer(tracer: Any) -> Any:
@@ -80,7 +70,7 @@ class SpanRecorder:
         elif kind is EventKind.STAGE_RETRYING:
             delay_s = (fields.get("delay_ms") or 0) / 1000
             self._start_attempt(stage, now + delay_s, fields.get("attempt", 1) + 1)
-        elif kind in _END_KINDS:
+        elif kind in TERMINAL_KINDS:
             span = self._open.pop(stage, None)
             if span is not None:
                 span.set_attribute("twinklr.status", kind.value.removeprefix("stage_"))
