@@ -22,7 +22,7 @@ from .definition import ExecutionPattern
 from .errors import ConditionError
 
 if TYPE_CHECKING:
-    from ._executor import Run
+    from ._run import Run
 
 
 async def stage_actor(run: Run, index: int) -> None:

@@ -1,0 +1,329 @@
+"""One run's state: the supervisor's bookkeeping that stage tasks report to.
+
+It starts a stage's task when its last input has landed, sends outputs down the edges,
+applies fail-fast, tells every transition (logs, live events, spans), and builds the
+frozen result.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import structlog
+import trio
+
+from . import _wiring
+from ._actor import stage_actor
+from ._events import EventKind, EventRelay, PipelineEvent, stage_event
+from ._otel import SpanRecorder
+from ._results import PipelineResult, StageResult, StageStatus
+from ._retry import error_text
+from ._timeline import RunRecords, Timeline, to_ms
+
+if TYPE_CHECKING:
+    from ._cache_run import RunCache
+    from ._context import PipelineContext
+    from ._plan import Plan
+
+logger = structlog.get_logger(__name__)
+
+#: Transitions logged above debug level (the rest are debug: one per stage transition).
+_LOG_LEVELS = {
+    EventKind.RUN_STARTED: "info",
+    EventKind.RUN_FINISHED: "info",
+    EventKind.ATTEMPT_FAILED: "info",
+    EventKind.STAGE_RETRYING: "info",
+    EventKind.STAGE_FAILED: "warning",
+}
+_TERMINAL = {
+    StageStatus.SUCCEEDED: EventKind.STAGE_SUCCEEDED,
+    StageStatus.SKIPPED: EventKind.STAGE_SKIPPED,
+    StageStatus.SOFT_FAILED: EventKind.STAGE_SOFT_FAILED,
+    StageStatus.CACHED: EventKind.STAGE_CACHE_HIT,
+    StageStatus.CANCELLED: EventKind.STAGE_CANCELLED,
+}
+
+_PRODUCES_OUTPUT = frozenset(
+    {StageStatus.SUCCEEDED, StageStatus.SKIPPED, StageStatus.CACHED, StageStatus.SOFT_FAILED}
+)
+
+
+class Run:
+    """The state of one run, shared by the supervisor and the stage tasks.
+
+    A finished stage's output travels to each dependent on a memory channel of its own
+    (one per edge, see ``_wiring``); a dependent's task is started when its last input
+    has been sent, so it reads its channels without parking.
+
+    All of it lives on one Trio thread: stage tasks call back into it synchronously, so
+    no locking is needed and a decision (fail-fast, starting a dependent) is atomic.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        initial_input: Any,
+        context: PipelineContext,
+        *,
+        fail_fast: bool,
+        run_id: str,
+    ) -> None:
+        self.plan = plan
+        self.initial_input = initial_input
+        self.context = context
+        self.fail_fast = fail_fast
+        self.run_id = run_id
+        self.log = logger.bind(pipeline=plan.name, run_id=run_id)
+        self._log_at = {
+            kind: getattr(self.log, _LOG_LEVELS.get(kind, "debug")) for kind in EventKind
+        }
+        self.events: EventRelay | None = None
+        self.spans: SpanRecorder | None = None
+        # Per-stage transitions cost something to log or send: skip them entirely when
+        # nobody listens (no event consumer, debug logging filtered out).
+        self.logs_debug = self.watched = _logs_debug(self.log)
+        count = len(plan.ids)
+        self.remaining = [len(deps) for deps in plan.deps]
+        # edge id -> the channel its value waits on, until the consumer takes it
+        self.edges: list[_wiring.Channel | None] = [None] * plan.edge_count
+        self.results: list[StageResult[Any] | None] = [None] * count
+        self.records = RunRecords.for_stages(count)
+        # the records' lists, for the hot path
+        self.queued = self.records.queued
+        self.started = self.records.started
+        self.finished = self.records.finished
+        self.failed: list[int] = []
+        self.cancelled: list[int] = []
+        self.error: str | None = None
+        self.stopped = False
+        self.nursery: trio.Nursery | None = None
+        self.cache: RunCache | None = None
+        # The run's clock, read directly: stage tasks read it three times each.
+        self.now = trio.lowlevel.current_clock().current_time
+        self.start_time = self.end_time = self.now()
+
+    # -- supervision -------------------------------------------------------------------
+
+    def transition(self, kind: EventKind, index: int | None = None, **fields: Any) -> None:
+        """Log a transition (and hand it to the live event consumer, if any)."""
+        stage = None if index is None else self.plan.ids[index]
+        if self.logs_debug or kind in _LOG_LEVELS:
+            self._log_at[kind](kind.value, stage=stage, **fields)
+        if self.spans is not None:
+            self.spans.on(kind, stage, self.now(), fields)
+        if self.events is not None:
+            self.events.emit(
+                PipelineEvent(
+                    kind=kind,
+                    pipeline=self.plan.name,
+                    run_id=self.run_id,
+                    time_ms=to_ms(self.now() - self.start_time),
+                    stage=stage,
+                    **fields,
+                )
+            )
+
+    def stage_transition(
+        self, kind: EventKind, index: int, attempt: int | None = None, error: str | None = None
+    ) -> None:
+        """:meth:`transition` for the three every stage makes (queued, started, ended),
+        without the keyword packing: with a consumer attached it runs 3 times a stage."""
+        if self.logs_debug or self.spans is not None:
+            self.transition(kind, index, attempt=attempt, error=error)
+            return
+        if self.events is not None:
+            self.events.emit(
+                stage_event(
+                    kind,
+                    self.plan.name,
+                    self.run_id,
+                    to_ms(self.now() - self.start_time),
+                    self.plan.ids[index],
+                    attempt,
+                    error,
+                )
+            )
+
+    def start(self, nursery: trio.Nursery) -> None:
+        """Start every entry stage in the supervisor ``nursery``."""
+        self.nursery = nursery
+        for index, deps in enumerate(self.plan.deps):
+            if not deps:
+                self._spawn(index)
+
+    def listen(self, events: EventRelay) -> None:
+        """Send this run's events to ``events`` too."""
+        self.events = events
+        self.watched = True
+
+    def trace(self, tracer: Any) -> None:
+        """Record this run as OpenTelemetry spans made by ``tracer``."""
+        self.spans = SpanRecorder(tracer, self.plan.name, self.run_id, self.start_time)
+        self.watched = True
+
+    def _spawn(self, index: int) -> None:
+        assert self.nursery is not None  # noqa: S101 (set by start)
+        self.queued[index] = self.now()
+        if self.watched:
+            self.stage_transition(EventKind.STAGE_QUEUED, index)
+        self.nursery.start_soon(stage_actor, self, index, name=self.plan.ids[index])
+
+    def end(self) -> None:
+        """The last stage task has ended: note the time, say the run finished."""
+        self.end_time = self.now()
+        dropped = self.events.dropped if self.events is not None else None
+        success = self.error is None and not self.cancelled  # cancelled from outside: no
+        self.transition(EventKind.RUN_FINISHED, success=success, dropped=dropped)
+
+    def stage_started(self, index: int) -> None:
+        """Record that stage ``index``'s task began."""
+        self.started[index] = self.now()
+        if self.watched:
+            self.stage_transition(EventKind.STAGE_STARTED, index)
+
+    def stage_finished(self, index: int, result: StageResult[Any]) -> None:
+        """Record ``result``; hand the output on, or fail the run."""
+        self.finished[index] = self.now()
+        self.results[index] = result
+        if result.status is StageStatus.FAILED:
+            self._stage_failed(index, result)
+            if self.plan.stages[index].critical:
+                return
+            output = None
+        else:
+            if self.watched:
+                attempt = result.metadata.get("attempts")
+                kind = _TERMINAL[result.status]
+                self.stage_transition(kind, index, attempt, result.error)
+            output = result.output
+        if self.stopped:
+            return
+        remaining = self.remaining
+        edges = self.edges
+        for consumer, edge in self.plan.out_edges[index]:
+            edges[edge] = _wiring.send_on_new_channel(output)
+            remaining[consumer] -= 1
+            if remaining[consumer] == 0:
+                self._spawn(consumer)
+
+    def _stage_failed(self, index: int, result: StageResult[Any]) -> None:
+        stage_id = self.plan.ids[index]
+        critical = self.plan.stages[index].critical
+        self.failed.append(index)
+        attempt = result.metadata.get("attempts")
+        self.transition(EventKind.STAGE_FAILED, index, attempt=attempt, error=result.error)
+        if not critical:
+            return
+        if self.error is None:
+            self.error = f"stage '{stage_id}' failed: {result.error}"
+        if self.fail_fast and not self.stopped:
+            self.stopped = True
+            assert self.nursery is not None  # noqa: S101 (set by start)
+            self.nursery.cancel_scope.cancel()
+
+    def stage_cancelled(self, index: int) -> None:
+        """Record that stage ``index`` was cancelled while it ran."""
+        self.finished[index] = self.now()
+        self.cancelled.append(index)
+        reason = self.error or "the run was cancelled"
+        self.results[index] = StageResult(
+            status=StageStatus.CANCELLED,
+            error=f"cancelled: {reason}",
+            stage_name=self.plan.ids[index],
+        )
+        self.transition(EventKind.STAGE_CANCELLED, index, error=reason)
+
+    def on_retry(
+        self, stage_id: str, item: int | None, attempt: int, error: BaseException, delay_s: float
+    ) -> None:
+        """Log a retry and count its backoff (the hook the attempt runner calls before
+        sleeping)."""
+        index = self.plan.index_of[stage_id]
+        self.records.retry_s[index] = self.records.retry_s.get(index, 0.0) + delay_s
+        text = error_text(error)
+        self.transition(EventKind.ATTEMPT_FAILED, index, attempt=attempt, item=item, error=text)
+        self.transition(
+            EventKind.STAGE_RETRYING,
+            index,
+            attempt=attempt,
+            item=item,
+            error=text,
+            delay_ms=to_ms(delay_s),
+        )
+
+    def item_finished(
+        self, index: int, item: int, total: int, started: float, result: StageResult[Any] | None
+    ) -> None:
+        """Record fan-out item ``item`` of stage ``index`` (None: it was cancelled)."""
+        status = result.status if result is not None else StageStatus.CANCELLED
+        attempts = result.metadata.get("attempts", 0) if result is not None else 0
+        items = self.records.items.setdefault(index, [])
+        items.append((item, started, self.now(), status, attempts))
+        if not self.watched:
+            return
+        self.transition(
+            EventKind.ITEM_FINISHED,
+            index,
+            item=item,
+            attempt=attempts,
+            error=None if result is None else result.error,
+            done=len(items),
+            total=total,
+        )
+
+    # -- the result ------------------------------------------------------------------------
+
+    def build_result(self) -> PipelineResult:
+        """The frozen result of the run as it stands."""
+        plan = self.plan
+        ids = plan.ids
+        t0 = self.start_time
+        outputs: dict[str, Any] = {}
+        stage_results: dict[str, StageResult[Any]] = {}
+        skipped: list[str] = []
+        soft_failed: list[str] = []
+        cached: list[str] = []
+        for index, result in enumerate(self.results):
+            if result is None:
+                continue
+            stage_id = ids[index]
+            stage_results[stage_id] = result
+            status = result.status
+            if status in _PRODUCES_OUTPUT:
+                outputs[stage_id] = result.output
+            if status is StageStatus.SKIPPED:
+                skipped.append(stage_id)
+            elif status is StageStatus.SOFT_FAILED:
+                soft_failed.append(stage_id)
+            elif status is StageStatus.CACHED:
+                cached.append(stage_id)
+        success = self.error is None
+        return PipelineResult(
+            pipeline_name=plan.name,
+            run_id=self.run_id,
+            success=success,
+            outputs=outputs,
+            stage_results=stage_results,
+            failed_stages=tuple(ids[i] for i in self.failed),
+            skipped_stages=tuple(skipped),
+            soft_failed_stages=tuple(soft_failed),
+            cached_stages=tuple(cached),
+            cancelled_stages=tuple(ids[i] for i in self.cancelled),
+            not_started_stages=tuple(
+                ids[i] for i, result in enumerate(self.results) if result is None
+            ),
+            total_duration_ms=to_ms(self.end_time - t0),
+            metrics=self.context.metrics,
+            context=self.context.snapshot(),
+            timeline=Timeline(
+                ids=ids, deps=plan.deps, results=self.results, records=self.records, start=t0
+            ),
+            error=self.error,
+        )
+
+
+def _logs_debug(log: Any) -> bool:
+    """Whether ``log`` emits debug events (a logger that cannot say is assumed to)."""
+    is_enabled_for = getattr(log, "is_enabled_for", None)
+    return True if is_enabled_for is None else bool(is_enabled_for(logging.DEBUG))
