@@ -1,6 +1,6 @@
 """Bootstrap and run the project with nothing but python3 on the machine.
 
-    python3 tools/dev.py demo     run the Twinklr sequencer demo
+    python3 tools/dev.py demo     run the Twinklr sequencer demo (twinklr-pipeline demo)
     python3 tools/dev.py test     run the whole test suite (extra args go to pytest)
     python3 tools/dev.py lint     ruff (lint + format check) and mypy --strict
     python3 tools/dev.py bench    run the benchmarks
@@ -23,7 +23,7 @@ TOOLS = ROOT / ".tools"
 UV_VERSION = "0.13.9"
 
 COMMANDS: dict[str, list[list[str]]] = {
-    "demo": [["python", "-m", "twinklr.core.pipeline.example_usage"]],
+    "demo": [["twinklr-pipeline", "demo"]],
     "test": [["pytest", "--cov"]],
     "lint": [
         ["ruff", "check", "."],

@@ -77,6 +77,17 @@ class GroupPlan:
     effects: tuple[str, ...]
 
 
+def inject_failure(context: PipelineContext, stage: str, item: int | None = None) -> None:
+    """Fail here if the run was told to (``config["fail_at"]`` is ``(stage, item)``), so a
+    user can watch fail-fast and then a resume from the cache."""
+    config = context.config if isinstance(context.config, dict) else {}
+    fail_at = config.get("fail_at")
+    if fail_at is not None and fail_at[0] == stage and fail_at[1] in {None, item}:
+        where = stage if item is None else f"{stage}[{item}]"
+        msg = f"injected failure at {where}"
+        raise RuntimeError(msg)
+
+
 class AudioAnalysisStage:
     """Analyses the song: tempo, duration, sections, lyrics if any."""
 
@@ -86,6 +97,7 @@ class AudioAnalysisStage:
         self.with_lyrics = with_lyrics
 
     async def execute(self, input: str, context: PipelineContext) -> StageResult[AudioBundle]:
+        inject_failure(context, "audio")
         await trio.sleep(0.05)
         seed = _seed(input)
         bundle = AudioBundle(
@@ -108,6 +120,7 @@ class AudioProfileStage:
     async def execute(
         self, input: AudioBundle, context: PipelineContext
     ) -> StageResult[dict[str, Any]]:
+        inject_failure(context, "profile")
         await trio.sleep(0.04)
         energy = "high" if input.tempo_bpm >= HIGH_ENERGY_BPM else "calm"
         return StageResult.success(
@@ -121,6 +134,7 @@ class LyricsStage:
     name = "lyrics"
 
     async def execute(self, input: AudioBundle, context: PipelineContext) -> StageResult[list[str]]:
+        inject_failure(context, "lyrics")
         if not context.get_state("has_lyrics"):
             return StageResult.failure("No lyrics available", stage_name=self.name)
         themes = await context.provider.complete(f"themes of {input.lyrics}", context)
@@ -134,6 +148,7 @@ class MacroPlanner:
     async def propose(
         self, input: dict[str, Any], feedback: str | None, context: PipelineContext
     ) -> Proposal[MacroPlan]:
+        inject_failure(context, "macro")
         profile, themes = input["profile"], input["lyrics"]
         prompt = f"theme for a {profile['energy']} song about {themes}"
         if feedback is not None:
@@ -171,6 +186,7 @@ class GroupContextsStage:
     async def execute(
         self, input: MacroPlan, context: PipelineContext
     ) -> StageResult[list[dict[str, str]]]:
+        inject_failure(context, "group_contexts")
         await trio.lowlevel.checkpoint()
         contexts = [{"group": group, "brief": brief} for group, brief in input.briefs]
         return StageResult.success(contexts, stage_name=self.name)
@@ -186,6 +202,7 @@ class GroupPlannerStage:
     ) -> StageResult[GroupPlan]:
         prompt = f"effects for {input['group']}: {input['brief']}"
         answer = await context.provider.complete(prompt, context)
+        inject_failure(context, "groups", GROUPS.index(input["group"]))
         return StageResult.success(
             GroupPlan(group=input["group"], effects=tuple(answer.text.split())),
             stage_name=self.name,
@@ -198,6 +215,7 @@ class RenderStage:
     name = "render"
 
     async def execute(self, input: list[GroupPlan], context: PipelineContext) -> StageResult[str]:
+        inject_failure(context, "render")
         await trio.sleep(0.03)
         effects = sum(len(plan.effects) for plan in input)
         return StageResult.success(
@@ -238,6 +256,7 @@ def build_pipeline(*, with_lyrics: bool = True) -> PipelineDefinition:
                 inputs=["profile", "lyrics"],
                 retry_config=llm_retry,
                 timeout_ms=2000,
+                output_type=MacroPlan,  # the refine stage's own annotation says Any
             ),
             StageDefinition("group_contexts", GroupContextsStage(), inputs=["macro"]),
             StageDefinition(
@@ -272,18 +291,26 @@ def summarize(result: PipelineResult) -> str:
     return "\n".join(lines)
 
 
-def demo_context(song: str) -> PipelineContext:
+def demo_context(song: str, fail_at: tuple[str, int | None] | None = None) -> PipelineContext:
     """A fake LLM (its first macro-planning call fails, so the run shows a retry) behind a
-    shared rate limiter."""
+    shared rate limiter; ``fail_at`` injects a failure at a stage (or one of its items)."""
     llm = FakeLLMProvider(latency_s=0.02, fail_once_on=("theme for",))
     limiter = RateLimiter(requests_per_minute=600, tokens_per_minute=100_000, name="fake-llm")
-    return PipelineContext(provider=llm, config={"song": song}, rate_limiter=limiter)
+    config = {"song": song, "fail_at": fail_at}
+    return PipelineContext(provider=llm, config=config, rate_limiter=limiter)
 
 
-async def run_demo(song: str = "Carol of the Bells", *, with_lyrics: bool = True) -> PipelineResult:
+async def run_demo(
+    song: str = "Carol of the Bells",
+    *,
+    with_lyrics: bool = True,
+    fail_at: tuple[str, int | None] | None = None,
+    executor: PipelineExecutor | None = None,
+) -> PipelineResult:
     """Run the sequencer pipeline once."""
     pipeline = build_pipeline(with_lyrics=with_lyrics)
-    return await PipelineExecutor().execute(pipeline, song, demo_context(song))
+    context = demo_context(song, fail_at)
+    return await (executor or PipelineExecutor()).execute(pipeline, song, context)
 
 
 def main(argv: list[str] | None = None) -> int:
