@@ -141,6 +141,19 @@ class Progress:
             self.show(event)
 
 
+def make_progress(out: TextIO, *, quiet: bool) -> Progress:
+    """A live, redrawn display on a terminal (with the ``cli`` extra: rich); plain lines
+    otherwise (CI logs, pipes, files)."""
+    if not quiet and out.isatty():
+        try:
+            from ._cli_live import live_progress  # noqa: PLC0415 (optional, lazily)
+        except ImportError:  # the cli extra is not installed
+            pass
+        else:
+            return live_progress(out)
+    return Progress(out, quiet=quiet)
+
+
 async def execute_with_progress(
     executor: PipelineExecutor,
     pipeline: PipelineDefinition,
@@ -224,7 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     initial_input = parse_input(args.input)
     pipeline.validate()
     executor = PipelineExecutor(cache=_store(args))
-    progress = Progress(sys.stderr, quiet=args.quiet)
+    progress = make_progress(sys.stderr, quiet=args.quiet)
     result = trio.run(execute_with_progress, executor, pipeline, initial_input, None, progress)
     return _finish(result, progress, args)
 
@@ -301,7 +314,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 what = f"with a failure injected at {args.fail_at}" if failure else "resuming"
                 print(f"== run {number}: {what}")
             pipeline = build_pipeline()
-            progress = Progress(sys.stderr, quiet=args.quiet)
+            progress = make_progress(sys.stderr, quiet=args.quiet)
             context = demo_context(song, failure)
             result = trio.run(execute_with_progress, executor, pipeline, song, context, progress)
             status = _finish(result, progress, args)
