@@ -150,6 +150,15 @@ def to_mermaid_gantt(result: PipelineResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cached(result: PipelineResult, timing: StageTiming) -> str:
+    """``yes`` for a cache hit, ``k/n`` for a fan-out stage with cached items."""
+    if timing.cached:
+        return "yes"
+    stage_result = result.get_result(timing.stage)
+    items = stage_result.metadata.get("cached_items") if stage_result is not None else None
+    return f"{items}/{stage_result.metadata['items']}" if items and stage_result else ""
+
+
 def timeline_report(result: PipelineResult) -> str:
     """A table a person can read: each stage's times, waits and attempts, then the
     critical path and each step's share of the run."""
@@ -161,13 +170,13 @@ def timeline_report(result: PipelineResult) -> str:
         ),
         (
             f"{'stage':<20}{'status':<12}{'queued':>9}{'start':>9}{'end':>9}{'took':>9}"
-            f"{'wait':>8}{'retry':>8}{'tries':>6}"
+            f"{'wait':>8}{'retry':>8}{'tries':>6}{'cached':>8}"
         ),
     ]
     lines.extend(
         f"{t.stage:<20.20}{t.status.value:<12}{t.queued_ms:>9.1f}{t.started_ms:>9.1f}"
         f"{t.finished_ms:>9.1f}{t.duration_ms:>9.1f}{t.wait_ms:>8.1f}{t.retry_ms:>8.1f}"
-        f"{t.attempts:>6}" + (f"  ({len(t.items)} items)" if t.items else "")
+        f"{t.attempts:>6}{_cached(result, t):>8}" + (f"  ({len(t.items)} items)" if t.items else "")
         for t in _by_start(result)
     )
     path = critical_path(result)

@@ -303,6 +303,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .example_usage import build_pipeline, demo_context  # noqa: PLC0415 (the demo only)
 
     fail_at = _parse_fail_at(args.fail_at)
+    if args.trace is None:  # the demo always leaves a trace to open in Perfetto
+        args.trace = str(Path(tempfile.gettempdir()) / "twinklr-demo-trace.json")
     with tempfile.TemporaryDirectory(prefix="twinklr-demo-") as scratch:
         store = SQLiteCacheStore(args.cache or scratch)
         executor = PipelineExecutor(cache=store)
