@@ -99,13 +99,15 @@ def stores(directory: str) -> dict[str, Callable[[], CacheStore]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="100-stage shapes")
     args = parser.parse_args()
+    size = 100 if args.quick else 1000
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     print(
         f"{'shape':<20}{'store':<8}{'uncached us':>12}{'cached us':>10}{'ratio':>7}"
         f"{'lookup us':>10}{'fill us':>9}"
     )
-    for shape in (chain(1000), random_dag(1000)):
+    for shape in (chain(size), random_dag(size)):
         with tempfile.TemporaryDirectory(prefix="twinklr-bench-") as directory:
             for name, make in stores(directory).items():
                 row = measure(shape, make(), args.repeat)

@@ -64,7 +64,9 @@ def main(argv: list[str]) -> int:
     subprocess.run(sync, cwd=ROOT, env=env, check=True)
     steps = COMMANDS[name]
     for index, step in enumerate(steps):
-        args = [*step, *extra] if index == len(steps) - 1 else step
+        # extra arguments go to the last step (every step, for the benchmarks)
+        last = index == len(steps) - 1
+        args = [*step, *extra] if last or name == "bench" else step
         code = subprocess.run(
             [uv, "run", "--locked", "--no-sync", *args], check=False, cwd=ROOT, env=env
         ).returncode
