@@ -12,6 +12,7 @@ from twinklr.core.pipeline import (
     ExecutionPattern,
     FanOutInputError,
     FanOutItemError,
+    MemoryCacheStore,
     PipelineContext,
     PipelineDefinition,
     PipelineExecutor,
@@ -19,6 +20,7 @@ from twinklr.core.pipeline import (
     StageResult,
     StageStatus,
 )
+from twinklr.core.pipeline._run import STREAM_BUFFER
 from twinklr.core.pipeline.definition import RetryConfig
 
 FAN = ExecutionPattern.FAN_OUT
@@ -226,3 +228,113 @@ async def test_a_raising_item_names_its_exception() -> None:
     assert result.stage_results["groups"].error == (
         "stage 'groups' item 0 failed: ValueError: bad group"
     )
+
+
+# -- pipelining: a fan-out over a streaming stage starts each item as it is yielded -------
+
+
+class Producer:
+    """Yields ``count`` items one second apart, then works ``tail`` seconds more."""
+
+    name = "producer"
+
+    def __init__(self, count: int, tail: float = 0, fail_after: int | None = None) -> None:
+        self.count, self.tail, self.fail_after = count, tail, fail_after
+        self.yielded: list[float] = []
+
+    async def execute(self, input: Any, context: PipelineContext) -> Any:
+        for item in range(self.count):
+            await trio.sleep(1)
+            if item == self.fail_after:
+                raise RuntimeError(f"producer broke at item {item}")
+            self.yielded.append(trio.current_time())
+            yield item
+        await trio.sleep(self.tail)
+
+
+def pipelined(producer: Producer, per_item: Any, **kwargs: Any) -> PipelineDefinition:
+    return PipelineDefinition(
+        "stream",
+        [
+            StageDefinition("produce", producer),
+            StageDefinition("each", per_item, pattern=FAN, inputs=["produce"], **kwargs),
+            StageDefinition("all", stub(lambda items: items), inputs=["produce"]),
+        ],
+    )
+
+
+async def test_items_start_as_they_are_yielded(autojump_clock: trio.testing.MockClock) -> None:
+    per_item = PerItem(dict.fromkeys(range(5), 2.0))
+    result = await PipelineExecutor().execute(pipelined(Producer(5, tail=3), per_item))
+    assert result.success
+    assert per_item.started == {0: 1, 1: 2, 2: 3, 3: 4, 4: 5}  # not at t=8
+    assert result.outputs["each"] == [f"plan-{i}" for i in range(5)]
+    assert result.outputs["all"] == [0, 1, 2, 3, 4]  # non-streaming consumers: the list
+    assert result.timeline["each"].started_ms == 0
+    assert result.timeline["all"].started_ms == 8000
+    assert result.total_duration_ms == 8000  # without pipelining: 8 + 2 = 10
+
+
+async def test_outputs_keep_the_yield_order(autojump_clock: trio.testing.MockClock) -> None:
+    per_item = PerItem({0: 5, 1: 1, 2: 3})
+    result = await PipelineExecutor().execute(pipelined(Producer(3), per_item))
+    assert result.outputs["each"] == ["plan-0", "plan-1", "plan-2"]
+    assert [i.index for i in result.timeline["each"].items] == [0, 1, 2]
+
+
+async def test_a_slow_consumer_holds_the_producer_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Fast(Producer):
+        async def execute(self, input: Any, context: PipelineContext) -> Any:
+            for item in range(self.count):
+                await trio.lowlevel.checkpoint()
+                self.yielded.append(trio.current_time())
+                yield item
+
+    fast = Fast(40)
+    per_item = PerItem(dict.fromkeys(range(40), 1.0))
+    result = await PipelineExecutor().execute(pipelined(fast, per_item, max_concurrent_fan_out=1))
+    assert result.success
+    # One item a second downstream: the producer may run ahead by the stream's buffer plus
+    # the item in hand on each side, never through all 40 at t=0.
+    assert fast.yielded[-1] >= 40 - (STREAM_BUFFER + 4)
+    assert fast.yielded[STREAM_BUFFER + 4] > 0
+
+
+async def test_a_producer_failure_stops_the_pipelined_fan_out(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    per_item = PerItem(dict.fromkeys(range(5), 10.0))
+    result = await PipelineExecutor().execute(pipelined(Producer(5, fail_after=2), per_item))
+    assert not result.success
+    assert result.failed_stages == ("produce",)
+    assert result.cancelled_stages == ("each",)
+    assert sorted(per_item.cancelled) == [0, 1]
+    assert result.total_duration_ms == 3000
+
+
+async def test_a_skipped_producer_fails_its_pipelined_fan_out_as_without_pipelining() -> None:
+    pipeline = PipelineDefinition(
+        "stream",
+        [
+            StageDefinition("produce", Producer(3), condition=lambda _: False),
+            StageDefinition("each", stub(), pattern=FAN, inputs=["produce"], critical=False),
+        ],
+    )
+    result = await PipelineExecutor().execute(pipeline)
+    assert result.stage_results["each"].error == (
+        "fan-out stage 'each' needs a list or tuple input, got NoneType"
+    )
+
+
+async def test_a_cached_producer_hands_its_items_on(autojump_clock: trio.testing.MockClock) -> None:
+    store = MemoryCacheStore()
+    per_item = PerItem(dict.fromkeys(range(3), 1.0))
+    executor = PipelineExecutor(cache=store)
+    producer = Producer(3)
+    await executor.execute(pipelined(producer, per_item), "x")
+    again = await executor.execute(pipelined(producer, per_item), "x")
+    assert again.outputs["each"] == ["plan-0", "plan-1", "plan-2"]
+    assert "produce" in again.cached_stages
+    assert len(producer.yielded) == 3  # the producer did not run again

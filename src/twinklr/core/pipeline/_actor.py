@@ -19,32 +19,33 @@ from ._fanout import run_fan_out
 from ._results import StageResult, StageStatus
 from ._wiring import receive_and_recycle
 from .definition import ExecutionPattern
-from .errors import ConditionError
+from .errors import ConditionError, FanOutInputError
 
 if TYPE_CHECKING:
     from ._run import Run
 
 
-async def stage_actor(run: Run, index: int) -> None:
+async def streaming_actor(run: Run, index: int) -> None:
+    """The task of a streaming stage that others are pipelined on: they start with it and
+    get each item as it is yielded."""
+    run.stage_started(index)
+    streams = run.open_streams(index)
+    try:
+        await stage_actor(run, index, streams)
+    finally:
+        for send in streams:
+            send.close()
+
+
+async def stage_actor(run: Run, index: int, streams: list[Any] | None = None) -> None:
     """The task of stage ``index`` in ``run``; never raises except for cancellation."""
     plan = run.plan
     sdef = plan.stages[index]
-    run.stage_started(index)
+    if streams is None:
+        run.stage_started(index)
+    stream = run.streams.pop(index, None) if run.streams else None
     try:
-        # Every input has landed before the task starts: the reads never park.
-        inputs = sdef.inputs
-        if not inputs:
-            value = run.initial_input
-        else:
-            edges = run.edges
-            first = plan.edge_start[index]
-            if len(inputs) == 1:
-                value = receive_and_recycle(edges[first])
-            else:
-                value = {
-                    name: receive_and_recycle(edges[first + slot])
-                    for slot, name in enumerate(inputs)
-                }
+        value = _receive_inputs(run, index) if stream is None else None
         result = None
         if sdef.condition is not None:
             result = _check_condition(sdef.condition, sdef.id, run.context)
@@ -74,7 +75,11 @@ async def stage_actor(run: Run, index: int) -> None:
                     on_retry=run.on_retry,
                     cache=cache,
                     on_item=functools.partial(run.item_finished, index),
+                    stream=stream,
                 )
+                if stream is not None:
+                    stream.close()  # the producer must not wait for a reader that left
+                    result = _after_stream(run, index, result)
             else:
                 result = await run_unit(
                     sdef,
@@ -82,6 +87,7 @@ async def stage_actor(run: Run, index: int) -> None:
                     run.context,
                     streaming=plan.streaming[index],
                     on_retry=run.on_retry,
+                    forward=None if not streams else functools.partial(_forward, streams),
                 )
         if writes is not None:
             stop_recording()
@@ -95,6 +101,48 @@ async def stage_actor(run: Run, index: int) -> None:
     succeeded = result.status is StageStatus.SUCCEEDED
     if writes is not None and key is not None and cache is not None and succeeded:
         cache.offer(sdef, key, result.output, writes)
+    if streams and result.status is StageStatus.CACHED:
+        for item in result.output or ():  # a cache hit hands its items on after the fact
+            await _forward(streams, item)
+
+
+async def _forward(streams: list[trio.MemorySendChannel[Any]], item: Any) -> None:
+    """Hand a yielded ``item`` to every stage pipelined on its producer (one that has
+    stopped reading is dropped: the producer goes on for its other consumers)."""
+    for send in list(streams):
+        try:
+            await send.send(item)
+        except trio.BrokenResourceError:
+            streams.remove(send)
+
+
+def _after_stream(run: Run, index: int, result: StageResult[Any]) -> StageResult[Any]:
+    """A pipelined fan-out whose producer did not succeed got no list to fan out over:
+    it fails as it would have without pipelining."""
+    producer = run.results[run.plan.pipelined_on[index]]
+    if result.status is StageStatus.FAILED or (
+        producer is not None and producer.status in _HANDS_ON
+    ):
+        return result
+    output = None if producer is None else producer.output
+    error = FanOutInputError(run.plan.ids[index], output)
+    return StageResult.failure(error, stage_name=run.plan.ids[index], metadata={"attempts": 0})
+
+
+_HANDS_ON = frozenset({StageStatus.SUCCEEDED, StageStatus.CACHED, StageStatus.SOFT_FAILED})
+
+
+def _receive_inputs(run: Run, index: int) -> Any:
+    """The stage's input: the initial input, its one input, or ``{input_id: output}``.
+    Every input has landed before the task starts, so the reads never park."""
+    inputs = run.plan.stages[index].inputs
+    if not inputs:
+        return run.initial_input
+    edges = run.edges
+    first = run.plan.edge_start[index]
+    if len(inputs) == 1:
+        return receive_and_recycle(edges[first])
+    return {name: receive_and_recycle(edges[first + slot]) for slot, name in enumerate(inputs)}
 
 
 def is_cancellation(exc: BaseException) -> bool:

@@ -7,7 +7,7 @@ non-``Exception`` errors (``KeyboardInterrupt``) propagate.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import aclosing
 from types import MappingProxyType
 from typing import Any
@@ -33,12 +33,24 @@ class _FailedAttemptError(StageFailedError):
         super().__init__(stage, result.error or "stage reported failure")
 
 
-async def _invoke(stage: Any, value: Any, context: Any, *, streaming: bool) -> Any:
+#: Hands each item a streaming stage yields to the stages pipelined on it.
+Forward = Callable[[Any], Awaitable[None]]
+
+
+async def _invoke(
+    stage: Any, value: Any, context: Any, *, streaming: bool, forward: Forward | None = None
+) -> Any:
     if not streaming:
         return await stage.execute(value, context)
     # An async-generator stage: its output is the list of what it yielded.
     async with aclosing(stage.execute(value, context)) as produced:
-        return StageResult.success([item async for item in produced])
+        if forward is None:
+            return StageResult.success([item async for item in produced])
+        items = []
+        async for item in produced:
+            items.append(item)
+            await forward(item)
+        return StageResult.success(items)
 
 
 async def _attempt_once(
@@ -47,13 +59,15 @@ async def _attempt_once(
     context: Any,
     item: int | None,
     streaming: bool,  # noqa: FBT001
+    *,
+    forward: Forward | None = None,
 ) -> StageResult[Any]:
     timeout_ms = sdef.timeout_ms
     if timeout_ms is None:
-        result = await _invoke(sdef.stage, value, context, streaming=streaming)
+        result = await _invoke(sdef.stage, value, context, streaming=streaming, forward=forward)
     else:
         with trio.move_on_after(timeout_ms / 1000) as scope:
-            result = await _invoke(sdef.stage, value, context, streaming=streaming)
+            result = await _invoke(sdef.stage, value, context, streaming=streaming, forward=forward)
         # cancel_called, not cancelled_caught: a stage that swallowed the cancellation
         # and returned late has still run past its deadline.
         if scope.cancel_called:
@@ -106,8 +120,12 @@ async def run_unit(
     item: int | None = None,
     streaming: bool = False,
     on_retry: RetryHook | None = None,
+    forward: Forward | None = None,
 ) -> StageResult[Any]:
     """Run ``sdef``'s stage on ``value`` with its policy; return the final result.
+
+    A streaming stage's items are also handed to ``forward`` as they are yielded (only
+    for stages that are not retried: a retry would hand them on twice).
 
     The result's metadata gains ``attempts`` and, when any attempt failed,
     ``attempt_errors`` (one message per failed attempt, in order).
@@ -122,7 +140,7 @@ async def run_unit(
     errors: list[str] = []
     try:
         if config is None or config.max_attempts == 1:
-            result = await _attempt_once(sdef, value, context, item, streaming)
+            result = await _attempt_once(sdef, value, context, item, streaming, forward=forward)
         else:
 
             def record(attempt: int, error: BaseException, delay_s: float) -> None:

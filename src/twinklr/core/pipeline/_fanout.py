@@ -45,16 +45,22 @@ async def run_fan_out(
     on_retry: RetryHook | None,
     cache: RunCache | None = None,
     on_item: ItemHook | None = None,
+    stream: trio.MemoryReceiveChannel[Any] | None = None,
 ) -> StageResult[Any]:
     """Run ``sdef`` once per item; the first failed item cancels its siblings.
 
     With a ``cache``, each item is looked up and written on its own, so a rerun redoes
     only the items that did not succeed. ``on_item`` is told of every item that ends.
+    With a ``stream`` (the stage is pipelined on a streaming stage), items are taken
+    from it as they are yielded, and each starts at once; ``value`` is not used.
     """
-    try:
-        items, source = fan_out_items(sdef, value)
-    except FanOutInputError as exc:
-        return StageResult.failure(exc, stage_name=sdef.id, metadata={"attempts": 0})
+    if stream is None:
+        try:
+            items, source = fan_out_items(sdef, value)
+        except FanOutInputError as exc:
+            return StageResult.failure(exc, stage_name=sdef.id, metadata={"attempts": 0})
+    else:
+        items, source = [], None
     count = len(items)
     results: list[StageResult[Any] | None] = [None] * count
     first_failure: list[int] = []
@@ -92,7 +98,7 @@ async def run_fan_out(
                 nursery.cancel_scope.cancel()
         finally:
             if on_item is not None:
-                on_item(index, count, started, result)
+                on_item(index, len(results), started, result)
             # Released after a failure is recorded, so no waiting item starts after it.
             if slots is not None:
                 slots.release()
@@ -105,6 +111,12 @@ async def run_fan_out(
                 await slots.acquire()
             item_value = item if source is None else {**value, source: item}
             nursery.start_soon(run_item, index, item_value, nursery)
+        if stream is not None:
+            async for item in stream:
+                if slots is not None:
+                    await slots.acquire()
+                results.append(None)
+                nursery.start_soon(run_item, len(results) - 1, item, nursery)
 
     return _stage_result(sdef, results, first_failure[0] if first_failure else None)
 

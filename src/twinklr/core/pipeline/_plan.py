@@ -46,6 +46,10 @@ class Plan:
     """For each fan-out stage, which of its inputs holds the list (-1 for others)."""
     streaming: tuple[bool, ...]
     """For each stage, whether its execute is an async generator."""
+    pipelined_on: tuple[int, ...]
+    """For each stage, the streaming stage it is pipelined on (-1: none): a FAN_OUT
+    stage whose only input is a streaming stage that is never retried, with no
+    condition, starts with its input and fans out over each item as it is yielded."""
     cacheable: tuple[bool, ...]
     """For each stage, whether its output may be cached (``cache=True``, not a
     sub-pipeline, whose own stages are cached instead)."""
@@ -56,7 +60,10 @@ class Plan:
     """For each stage, the id of its first input edge; its inputs are the edges
     ``edge_start[i]`` to ``edge_start[i] + len(deps[i]) - 1``, in input order."""
     out_edges: tuple[tuple[tuple[int, int], ...], ...]
-    """For each stage, its outgoing edges as ``(consumer, edge id)``."""
+    """For each stage, its outgoing edges as ``(consumer, edge id)`` (edges into stages
+    pipelined on it excluded: those get its items through a stream instead)."""
+    streams_to: tuple[tuple[int, ...], ...]
+    """For each streaming stage, the stages pipelined on it."""
     edge_count: int
     """How many edges the DAG has."""
 
@@ -87,15 +94,24 @@ def compile_plan(pipeline: PipelineDefinition) -> Plan:
         else:
             slots.append(-1)
     frozen_deps = tuple(map(tuple, deps))
+    streaming = tuple(inspect.isasyncgenfunction(stage.stage.execute) for stage in stages)
+    pipelined_on = tuple(
+        _pipelined_on(stage, frozen_deps[index], stages, streaming)
+        for index, stage in enumerate(stages)
+    )
+    streams_to: list[list[int]] = [[] for _ in stages]
+    for consumer, producer in enumerate(pipelined_on):
+        if producer >= 0:
+            streams_to[producer].append(consumer)
     edge_start = []
     out_edges: list[list[tuple[int, int]]] = [[] for _ in stages]
     edge = 0
     for consumer, inputs in enumerate(frozen_deps):
         edge_start.append(edge)
         for producer in inputs:
-            out_edges[producer].append((consumer, edge))
+            if pipelined_on[consumer] != producer:
+                out_edges[producer].append((consumer, edge))
             edge += 1
-    streaming = tuple(inspect.isasyncgenfunction(stage.stage.execute) for stage in stages)
     return Plan(
         name=pipeline.name,
         ids=tuple(stage.id for stage in stages),
@@ -108,12 +124,28 @@ def compile_plan(pipeline: PipelineDefinition) -> Plan:
         edge_start=tuple(edge_start),
         out_edges=tuple(map(tuple, out_edges)),
         edge_count=edge,
+        pipelined_on=pipelined_on,
+        streams_to=tuple(map(tuple, streams_to)),
         cacheable=tuple(is_cacheable(stage) for stage in stages),
         plain=tuple(
             stage.pattern is not ExecutionPattern.FAN_OUT and is_plain(stage, streaming=streams)
             for stage, streams in zip(stages, streaming, strict=True)
         ),
     )
+
+
+def _pipelined_on(
+    stage: StageDefinition,
+    deps: tuple[int, ...],
+    stages: tuple[StageDefinition, ...],
+    streaming: tuple[bool, ...],
+) -> int:
+    if stage.pattern is not ExecutionPattern.FAN_OUT or stage.condition is not None:
+        return -1
+    if len(deps) != 1 or not streaming[deps[0]]:
+        return -1
+    retry = stages[deps[0]].retry_config
+    return deps[0] if retry is None or retry.max_attempts == 1 else -1
 
 
 def find_problems(pipeline: PipelineDefinition) -> list[str]:

@@ -14,7 +14,7 @@ import structlog
 import trio
 
 from . import _wiring
-from ._actor import stage_actor
+from ._actor import stage_actor, streaming_actor
 from ._events import EventKind, EventRelay, PipelineEvent, stage_event
 from ._otel import SpanRecorder
 from ._results import PipelineResult, StageResult, StageStatus
@@ -43,6 +43,9 @@ _TERMINAL = {
     StageStatus.CACHED: EventKind.STAGE_CACHE_HIT,
     StageStatus.CANCELLED: EventKind.STAGE_CANCELLED,
 }
+
+#: Items a streaming stage may run ahead of a stage pipelined on it (back-pressure).
+STREAM_BUFFER = 16
 
 _PRODUCES_OUTPUT = frozenset(
     {StageStatus.SUCCEEDED, StageStatus.SKIPPED, StageStatus.CACHED, StageStatus.SOFT_FAILED}
@@ -99,6 +102,8 @@ class Run:
         self.stopped = False
         self.nursery: trio.Nursery | None = None
         self.cache: RunCache | None = None
+        # stage -> the channel its pipelined input's items arrive on
+        self.streams: dict[int, trio.MemoryReceiveChannel[Any]] = {}
         # The run's clock, read directly: stage tasks read it three times each.
         self.now = trio.lowlevel.current_clock().current_time
         self.start_time = self.end_time = self.now()
@@ -167,7 +172,8 @@ class Run:
         self.queued[index] = self.now()
         if self.watched:
             self.stage_transition(EventKind.STAGE_QUEUED, index)
-        self.nursery.start_soon(stage_actor, self, index, name=self.plan.ids[index])
+        actor = streaming_actor if self.plan.streams_to[index] else stage_actor
+        self.nursery.start_soon(actor, self, index, name=self.plan.ids[index])
 
     def end(self) -> None:
         """The last stage task has ended: note the time, say the run finished."""
@@ -175,6 +181,18 @@ class Run:
         dropped = self.events.dropped if self.events is not None else None
         success = self.error is None and not self.cancelled  # cancelled from outside: no
         self.transition(EventKind.RUN_FINISHED, success=success, dropped=dropped)
+
+    def open_streams(self, index: int) -> list[trio.MemorySendChannel[Any]]:
+        """Start the stages pipelined on streaming stage ``index`` now, each reading the
+        items it yields from a bounded channel; return the channels' send ends."""
+        sends = []
+        for consumer in self.plan.streams_to[index]:
+            send, receive = trio.open_memory_channel[Any](STREAM_BUFFER)
+            self.streams[consumer] = receive
+            self.remaining[consumer] -= 1
+            self._spawn(consumer)
+            sends.append(send)
+        return sends
 
     def stage_started(self, index: int) -> None:
         """Record that stage ``index``'s task began."""
