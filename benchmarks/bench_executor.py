@@ -31,6 +31,7 @@ from typing import Any
 import attrs
 import structlog
 import trio
+import trio.testing
 
 from twinklr.core.pipeline import (
     ExecutionPattern,
@@ -298,6 +299,69 @@ def event_overhead(shape: Shape, repeat: int) -> tuple[float, float, float]:
     return us["quiet"], us["batches"], us["one_by_one"]
 
 
+class Slowly:
+    """Produces ``n`` items, one every ``every_s`` (streaming: yields them as it goes)."""
+
+    name = "slowly"
+
+    def __init__(self, n: int, every_s: float) -> None:
+        self.n, self.every_s = n, every_s
+
+    async def execute(self, input: Any, context: PipelineContext) -> Any:
+        for item in range(self.n):
+            await trio.sleep(self.every_s)
+            yield item
+
+
+class SlowlyAll(Slowly):
+    """The same items, returned as one list at the end."""
+
+    async def execute(self, input: Any, context: PipelineContext) -> Any:
+        for _ in range(self.n):
+            await trio.sleep(self.every_s)
+        return StageResult.success(list(range(self.n)))
+
+
+class Work:
+    """Works ``seconds`` on an item."""
+
+    name = "work"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    async def execute(self, input: Any, context: PipelineContext) -> StageResult[Any]:
+        await trio.sleep(self.seconds)
+        return StageResult.success(input)
+
+
+def pipelining_makespans(n: int = 1000) -> tuple[float, float]:
+    """Virtual-time makespans (ms) of producer -> fan-out, streaming and not: the producer
+    makes an item a millisecond, each item takes 10 ms, ten at a time."""
+
+    def makespan(producer: Any) -> float:
+        pipeline = PipelineDefinition(
+            "pipelined",
+            [
+                StageDefinition("produce", producer),
+                StageDefinition(
+                    "work",
+                    Work(0.010),
+                    pattern=ExecutionPattern.FAN_OUT,
+                    inputs=["produce"],
+                    max_concurrent_fan_out=10,
+                ),
+            ],
+        )
+        result = trio.run(
+            PipelineExecutor().execute, pipeline, clock=trio.testing.MockClock(autojump_threshold=0)
+        )
+        assert result.success  # noqa: S101
+        return result.total_duration_ms
+
+    return makespan(Slowly(n, 0.001)), makespan(SlowlyAll(n, 0.001))
+
+
 def validation_time(n: int) -> float:
     pipeline = definition(random_dag(n))
     start = time.perf_counter()
@@ -341,6 +405,11 @@ def main() -> None:
         f"{batch_us:.1f} (+{batch_us / quiet_us - 1:.0%}) with a consumer taking them in "
         f"batches; {single_us:.1f} (+{single_us / quiet_us - 1:.0%}) with one taking them "
         "one by one"
+    )
+    streamed, batched = pipelining_makespans(1000 // scale)
+    print(
+        f"producer -> fan-out, {1000 // scale:,} items (virtual time): {streamed:.0f} ms "
+        f"streaming, {batched:.0f} ms without ({batched / streamed:.2f}x)"
     )
     n = 100_000 // scale
     print(f"validate a {n:,}-stage random DAG: {validation_time(n) * 1000:.0f} ms")
