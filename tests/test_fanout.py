@@ -338,3 +338,13 @@ async def test_a_cached_producer_hands_its_items_on(autojump_clock: trio.testing
     assert again.outputs["each"] == ["plan-0", "plan-1", "plan-2"]
     assert "produce" in again.cached_stages
     assert len(producer.yielded) == 3  # the producer did not run again
+
+
+async def test_a_failed_item_cancels_the_producer(autojump_clock: trio.testing.MockClock) -> None:
+    producer = Producer(10, tail=5)
+    per_item = PerItem(dict.fromkeys(range(10), 0.5), failing=frozenset({2}))
+    result = await PipelineExecutor().execute(pipelined(producer, per_item))
+    assert result.failed_stages == ("each",)
+    assert result.cancelled_stages == ("produce",)
+    assert len(producer.yielded) == 3  # items 0..2 yielded at 1, 2, 3 s; then it stopped
+    assert result.total_duration_ms == 3500
