@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
@@ -348,3 +349,43 @@ async def test_a_failed_item_cancels_the_producer(autojump_clock: trio.testing.M
     assert result.cancelled_stages == ("produce",)
     assert len(producer.yielded) == 3  # items 0..2 yielded at 1, 2, 3 s; then it stopped
     assert result.total_duration_ms == 3500
+
+
+async def test_a_subscriber_sees_every_item_once_as_it_is_yielded(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    send, receive = trio.open_memory_channel[Any](0)
+    seen: list[tuple[Any, float]] = []
+
+    async def subscriber() -> None:
+        async with receive:
+            seen.extend([(item, trio.current_time()) async for item in receive])
+
+    pipeline = PipelineDefinition("sub", [StageDefinition("produce", Producer(3, tail=2))])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(subscriber)
+        async with send:  # ours closed: the stream ends when the stage does
+            result = await PipelineExecutor().execute(pipeline, subscriptions={"produce": send})
+    assert seen == [(0, 1), (1, 2), (2, 3)]
+    assert result.outputs["produce"] == [0, 1, 2]
+
+
+async def test_only_streaming_stages_can_be_subscribed_to() -> None:
+    send, _receive = trio.open_memory_channel[Any](1)
+    pipeline = PipelineDefinition(
+        "sub",
+        [
+            StageDefinition("plain", stub()),
+            StageDefinition(
+                "retried", Producer(1), retry_config=RetryConfig(max_attempts=2), inputs=["plain"]
+            ),
+        ],
+    )
+    executor = PipelineExecutor()
+    for stage, message in [
+        ("ghost", "has no such stage"),
+        ("plain", "it does not stream"),
+        ("retried", "it is retried, so items could repeat"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            await executor.execute(pipeline, subscriptions={stage: send})

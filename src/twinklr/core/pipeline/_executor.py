@@ -5,7 +5,8 @@ returns the frozen result.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -19,7 +20,10 @@ from ._ratelimit import current_context
 from ._results import PipelineResult
 from ._run import Run
 from ._subpipeline import current_executor
-from .definition import PipelineDefinition
+from .definition import ExecutionPattern, PipelineDefinition
+
+if TYPE_CHECKING:
+    from ._plan import Plan
 
 
 class PipelineExecutor:
@@ -42,6 +46,7 @@ class PipelineExecutor:
         context: PipelineContext | None = None,
         *,
         events: trio.MemorySendChannel[PipelineEvent] | None = None,
+        subscriptions: Mapping[str, trio.MemorySendChannel[Any]] | None = None,
     ) -> PipelineResult:
         """Run ``pipeline`` to completion and return its result.
 
@@ -52,6 +57,11 @@ class PipelineExecutor:
         With ``events``, every transition is also sent there as a :class:`PipelineEvent`
         (the caller owns the channel; it is never closed here). A slow consumer never
         slows the run: see ``_events`` for the buffer policy.
+
+        ``subscriptions`` maps streaming stages to channels that receive each item the
+        stage yields, once, as it is yielded (a slow subscriber holds the stage back).
+        The executor sends on a clone of each channel and closes the clone when the stage
+        ends: close yours after the call starts, and the stream ends with the stage.
         """
         given: object = pipeline  # checked at run time, whatever the annotation says
         if not isinstance(given, PipelineDefinition):
@@ -69,6 +79,8 @@ class PipelineExecutor:
             run.cache = RunCache(self.cache, plan.name, initial_input, run.log)
         if events is not None:
             run.listen(EventRelay(events))
+        if subscriptions:
+            run.subscribers = _subscribers(plan, subscriptions)
         tracer = find_tracer(self.tracer)
         if tracer is not None:
             run.trace(tracer)
@@ -92,6 +104,33 @@ class PipelineExecutor:
             current_context.reset(context_token)
             current_executor.reset(executor_token)
         return run.build_result()
+
+
+def _subscribers(
+    plan: Plan, subscriptions: Mapping[str, trio.MemorySendChannel[Any]]
+) -> dict[int, list[trio.MemorySendChannel[Any]]]:
+    """Subscriptions by stage index; a stage that cannot stream its items is refused."""
+    subscribers: dict[int, list[trio.MemorySendChannel[Any]]] = {}
+    for stage_id, channel in subscriptions.items():
+        index = plan.index_of.get(stage_id)
+        if index is None:
+            msg = (
+                f"cannot subscribe to stage '{stage_id}': pipeline '{plan.name}' has no such stage"
+            )
+            raise ValueError(msg)
+        stage = plan.stages[index]
+        if not plan.streaming[index] or stage.pattern is ExecutionPattern.FAN_OUT:
+            msg = (
+                f"cannot subscribe to stage '{stage_id}': it does not stream "
+                "(its execute is not an async generator, or it fans out)"
+            )
+            raise ValueError(msg)
+        retry = stage.retry_config
+        if retry is not None and retry.max_attempts > 1:
+            msg = f"cannot subscribe to stage '{stage_id}': it is retried, so items could repeat"
+            raise ValueError(msg)
+        subscribers.setdefault(index, []).append(channel)
+    return subscribers
 
 
 async def _supervise(run: Run) -> None:

@@ -104,6 +104,8 @@ class Run:
         self.cache: RunCache | None = None
         # stage -> the channel its pipelined input's items arrive on
         self.streams: dict[int, trio.MemoryReceiveChannel[Any]] = {}
+        # streaming stage -> the callers' channels subscribed to the items it yields
+        self.subscribers: dict[int, list[trio.MemorySendChannel[Any]]] = {}
         # The run's clock, read directly: stage tasks read it three times each.
         self.now = trio.lowlevel.current_clock().current_time
         self.start_time = self.end_time = self.now()
@@ -172,7 +174,8 @@ class Run:
         self.queued[index] = self.now()
         if self.watched:
             self.stage_transition(EventKind.STAGE_QUEUED, index)
-        actor = streaming_actor if self.plan.streams_to[index] else stage_actor
+        streams = self.plan.streams_to[index] or index in self.subscribers
+        actor = streaming_actor if streams else stage_actor
         self.nursery.start_soon(actor, self, index, name=self.plan.ids[index])
 
     def end(self) -> None:
@@ -184,7 +187,8 @@ class Run:
 
     def open_streams(self, index: int) -> list[trio.MemorySendChannel[Any]]:
         """Start the stages pipelined on streaming stage ``index`` now, each reading the
-        items it yields from a bounded channel; return the channels' send ends."""
+        items it yields from a bounded channel; return the channels' send ends (and the
+        subscribers')."""
         sends = []
         for consumer in self.plan.streams_to[index]:
             send, receive = trio.open_memory_channel[Any](STREAM_BUFFER)
@@ -192,6 +196,9 @@ class Run:
             self.remaining[consumer] -= 1
             self._spawn(consumer)
             sends.append(send)
+        # Subscribers get their own clone of the channel they gave, closed when the stage
+        # ends, so a subscriber that closed its end sees the stream end with the stage.
+        sends.extend(subscriber.clone() for subscriber in self.subscribers.get(index, ()))
         return sends
 
     def stage_started(self, index: int) -> None:
