@@ -9,6 +9,10 @@ from twinklr.core import pipeline
 from twinklr.core.pipeline import definition, errors
 
 PUBLIC = {
+    "ProcessRunner",
+    "Runner",
+    "SyncStage",
+    "ThreadRunner",
     "EventKind",
     "PipelineEvent",
     "critical_path",

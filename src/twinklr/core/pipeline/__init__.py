@@ -16,6 +16,10 @@ from ._events import EventKind as EventKind
 from ._events import PipelineEvent as PipelineEvent
 from ._executor import PipelineExecutor as PipelineExecutor
 from ._executor import run_pipeline as run_pipeline
+from ._offload import ProcessRunner as ProcessRunner
+from ._offload import Runner as Runner
+from ._offload import SyncStage as SyncStage
+from ._offload import ThreadRunner as ThreadRunner
 from ._protocol import PipelineStage as PipelineStage
 from ._provider import Completion as Completion
 from ._provider import FakeLLMProvider as FakeLLMProvider
@@ -87,12 +91,14 @@ __all__ = [
     "PipelineStage",
     "PipelineValidationError",
     "Planner",
+    "ProcessRunner",
     "Proposal",
     "ProviderError",
     "RateLimiter",
     "RateLimiterStatistics",
     "RefineStage",
     "RetryConfig",
+    "Runner",
     "SQLiteCacheStore",
     "StageDefinition",
     "StageExecutionError",
@@ -103,6 +109,8 @@ __all__ = [
     "StageTimeoutError",
     "StageTiming",
     "SubPipelineStage",
+    "SyncStage",
+    "ThreadRunner",
     "Verdict",
     "critical_path",
     "failure_result",

@@ -32,12 +32,16 @@ class PipelineExecutor:
     With a ``cache`` store, successful stage outputs are kept and a later run of the
     same input serves them instead of running the stage (see ``docs/caching.md``).
     With an OpenTelemetry ``tracer`` (or an application that has set up OpenTelemetry),
-    each run is a span with a child span per stage attempt.
+    each run is a span with a child span per stage attempt. ``runner`` is where
+    ``SyncStage`` work runs when the stage names no runner (a thread by default).
     """
 
-    def __init__(self, *, cache: CacheStore | None = None, tracer: Any = None) -> None:
+    def __init__(
+        self, *, cache: CacheStore | None = None, tracer: Any = None, runner: Any = None
+    ) -> None:
         self.cache = cache
         self.tracer = tracer
+        self.runner = runner
 
     async def execute(
         self,
