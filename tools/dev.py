@@ -33,6 +33,7 @@ COMMANDS: dict[str, list[list[str]]] = {
     "bench": [
         ["python", "benchmarks/bench_executor.py"],
         ["python", "benchmarks/bench_cache.py"],
+        ["python", "benchmarks/bench_offload.py"],
     ],
 }
 
@@ -64,9 +65,8 @@ def main(argv: list[str]) -> int:
     subprocess.run(sync, cwd=ROOT, env=env, check=True)
     steps = COMMANDS[name]
     for index, step in enumerate(steps):
-        # extra arguments go to the last step (every step, for the benchmarks)
-        last = index == len(steps) - 1
-        args = [*step, *extra] if last or name == "bench" else step
+        # extra arguments go to the last step
+        args = [*step, *extra] if index == len(steps) - 1 else step
         code = subprocess.run(
             [uv, "run", "--locked", "--no-sync", *args], check=False, cwd=ROOT, env=env
         ).returncode

@@ -1,0 +1,83 @@
+"""A fan-out of CPU-bound items: in-process (a thread, the GIL serialises them) against
+worker processes (trio-parallel), on the same pipeline.
+
+    python benchmarks/bench_offload.py [--items 100] [--ms 80]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from typing import Any
+
+import structlog
+import trio
+
+from twinklr.core.pipeline import (
+    ExecutionPattern,
+    PipelineDefinition,
+    PipelineExecutor,
+    ProcessRunner,
+    StageDefinition,
+    SyncStage,
+    ThreadRunner,
+)
+
+
+def spin(iterations: int) -> int:
+    """A fixed amount of pure-Python CPU work (the GIL serialises it across threads)."""
+    total = 0
+    for n in range(iterations):
+        total += n % 7
+    return total
+
+
+def iterations_per_ms() -> int:
+    """How many ``spin`` iterations take a millisecond here."""
+    start = time.perf_counter()
+    spin(2_000_000)
+    return int(2_000_000 / ((time.perf_counter() - start) * 1000))
+
+
+def timed(runner: Any, items: int, iterations: int) -> float:
+    pipeline = PipelineDefinition(
+        "cpu",
+        [
+            StageDefinition("items", SyncStage(lambda _: [iterations] * items, name="items")),
+            StageDefinition(
+                "spin",
+                SyncStage(spin, runner=runner),
+                pattern=ExecutionPattern.FAN_OUT,
+                inputs=["items"],
+            ),
+        ],
+    )
+
+    async def run() -> float:
+        start = time.perf_counter()
+        result = await PipelineExecutor().execute(pipeline)
+        assert result.success  # noqa: S101
+        return time.perf_counter() - start
+
+    return trio.run(run)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=100)
+    parser.add_argument("--ms", type=float, default=80)
+    args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    iterations = int(iterations_per_ms() * args.ms)
+    timed(ProcessRunner(max_workers=2), 4, 1)  # start the workers outside the timing
+    threads = timed(ThreadRunner(), args.items, iterations)
+    processes = timed(ProcessRunner(max_workers=2), args.items, iterations)
+    print(
+        f"{args.items} items of {args.ms:g} ms CPU: {threads:.2f} s in-process (thread), "
+        f"{processes:.2f} s in 2 worker processes ({threads / processes:.2f}x faster)"
+    )
+
+
+if __name__ == "__main__":
+    main()
