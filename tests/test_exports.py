@@ -9,6 +9,7 @@ from twinklr.core import pipeline
 from twinklr.core.pipeline import definition, errors
 
 PUBLIC = {
+    "DaskRunner",
     "ProcessRunner",
     "Runner",
     "SyncStage",
@@ -98,6 +99,7 @@ def test_optional_parts_are_not_imported() -> None:
     # (rich is not listed: structlog itself imports it when it is installed)
     optional = (
         "dask",
+        "distributed",
         "opentelemetry",
         "twinklr.core.pipeline.cli",
         "twinklr.core.pipeline._cli_live",

@@ -12,6 +12,7 @@ from ._cache import MemoryCacheStore as MemoryCacheStore
 from ._cache_sqlite import SQLiteCacheStore as SQLiteCacheStore
 from ._context import ContextSnapshot as ContextSnapshot
 from ._context import PipelineContext as PipelineContext
+from ._dask import DaskRunner as DaskRunner
 from ._events import EventKind as EventKind
 from ._events import PipelineEvent as PipelineEvent
 from ._executor import PipelineExecutor as PipelineExecutor
@@ -72,6 +73,7 @@ __all__ = [
     "ConditionError",
     "ContextSnapshot",
     "CriticalStep",
+    "DaskRunner",
     "EventKind",
     "ExecutionPattern",
     "FakeLLMProvider",
