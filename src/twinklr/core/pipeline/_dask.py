@@ -42,6 +42,7 @@ class DaskRunner:
         self._client: Any = None
         self._cluster: Any = None
         self._lock = threading.Lock()
+        self._batch: list[dict[str, Any]] = []
 
     def __repr__(self) -> str:
         where = self.address or f"LocalCluster(n_workers={self.n_workers})"
@@ -99,9 +100,10 @@ class DaskRunner:
         except Exception as exc:
             msg = f"cannot send the work to the Dask cluster: {type(exc).__name__}: {exc}"
             raise TypeError(msg) from exc
-        with trio.fail_after(self.startup_timeout_s):
-            client = await trio.to_thread.run_sync(self.connect, abandon_on_cancel=True)
-        future = client.submit(call_pickled, payload, pure=False, retries=0)
+        client = self._client
+        if client is None:  # connecting blocks: in a thread, bounded
+            with trio.fail_after(self.startup_timeout_s):
+                client = await trio.to_thread.run_sync(self.connect, abandon_on_cancel=True)
         token = trio.lowlevel.current_trio_token()
         done = trio.Event()
         outcome: dict[str, Any] = {}
@@ -115,12 +117,54 @@ class DaskRunner:
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(done.set)
 
-        future.add_done_callback(finished)
+        submitted = self._submit(client, payload, finished)
         try:
             await done.wait()
         except trio.Cancelled:
-            future.cancel()
+            future = submitted.get("future")
+            if future is not None:
+                future.cancel()
+            else:
+                submitted["cancelled"] = True  # still batched: never submitted
             raise
         if "error" in outcome:
             raise outcome["error"]
         return outcome["value"]
+
+    def _submit(
+        self, client: Any, payload: bytes, finished: Callable[[Any], None]
+    ) -> dict[str, Any]:
+        """Queue one call; every call queued in the same Trio tick is submitted with one
+        ``client.map`` (one graph update for the scheduler instead of one per item)."""
+        entry: dict[str, Any] = {"payload": payload, "finished": finished}
+        if not self._batch:
+            trio.lowlevel.current_trio_token().run_sync_soon(self._flush, client)
+        self._batch.append(entry)
+        return entry
+
+    def _flush(self, client: Any) -> None:
+        batch = [entry for entry in self._batch if not entry.get("cancelled")]
+        self._batch = []
+        if not batch:
+            return
+        try:
+            futures = client.map(
+                call_pickled, [entry["payload"] for entry in batch], pure=False, retries=0
+            )
+        except Exception as exc:  # noqa: BLE001 - each waiting call gets the error
+            for entry in batch:
+                entry["finished"](_Failed(exc))
+            return
+        for entry, future in zip(batch, futures, strict=True):
+            entry["future"] = future
+            future.add_done_callback(entry["finished"])
+
+
+class _Failed:
+    """Stands in for a future whose submission failed."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def result(self) -> Any:
+        raise self.error
