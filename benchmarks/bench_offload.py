@@ -40,27 +40,31 @@ def iterations_per_ms() -> int:
     return int(2_000_000 / ((time.perf_counter() - start) * 1000))
 
 
-def timed(runner: Any, items: int, iterations: int) -> float:
-    pipeline = PipelineDefinition(
-        "cpu",
+def fan_out(fn: Any, runner: Any, values: list[Any]) -> PipelineDefinition:
+    """``fn`` over ``values`` on ``runner``, one item each."""
+    return PipelineDefinition(
+        "offload",
         [
-            StageDefinition("items", SyncStage(lambda _: [iterations] * items, name="items")),
+            StageDefinition("items", SyncStage(lambda _: values, name="items")),
             StageDefinition(
-                "spin",
-                SyncStage(spin, runner=runner),
+                "work",
+                SyncStage(fn, runner=runner),
                 pattern=ExecutionPattern.FAN_OUT,
                 inputs=["items"],
             ),
         ],
     )
 
-    async def run() -> float:
-        start = time.perf_counter()
-        result = await PipelineExecutor().execute(pipeline)
-        assert result.success  # noqa: S101
-        return time.perf_counter() - start
 
-    return trio.run(run)
+async def run_timed(pipeline: PipelineDefinition) -> float:
+    start = time.perf_counter()
+    result = await PipelineExecutor().execute(pipeline)
+    assert result.success  # noqa: S101
+    return time.perf_counter() - start
+
+
+def timed(runner: Any, items: int, iterations: int) -> float:
+    return trio.run(run_timed, fan_out(spin, runner, [iterations] * items))
 
 
 def identity(value: Any) -> Any:
@@ -79,33 +83,16 @@ def dask_overhead(items: int) -> tuple[float, float]:
         client = runner.connect()
         try:
             values = list(range(items))
-            pipeline = PipelineDefinition(
-                "dask",
-                [
-                    StageDefinition("items", SyncStage(lambda _: values, name="items")),
-                    StageDefinition(
-                        "work",
-                        SyncStage(identity, runner=runner),
-                        pattern=ExecutionPattern.FAN_OUT,
-                        inputs=["items"],
-                    ),
-                ],
-            )
-
-            async def ours() -> float:
-                start = time.perf_counter()
-                result = await PipelineExecutor().execute(pipeline)
-                assert result.success  # noqa: S101
-                return time.perf_counter() - start
+            pipeline = fan_out(identity, runner, values)
 
             def theirs() -> float:
                 start = time.perf_counter()
                 client.gather(client.map(identity, values, pure=False))
                 return time.perf_counter() - start
 
-            trio.run(ours)  # warm up both
+            trio.run(run_timed, pipeline)  # warm up both
             theirs()
-            best_ours = min(trio.run(ours) for _ in range(3))
+            best_ours = min(trio.run(run_timed, pipeline) for _ in range(3))
             best_theirs = min(theirs() for _ in range(3))
         finally:
             runner.close()

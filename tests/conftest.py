@@ -96,3 +96,11 @@ def random_dags(draw: st.DrawFn, max_size: int = 25, max_duration: int = 5) -> R
     durations = draw(st.lists(st.integers(0, max_duration), min_size=size, max_size=size))
     failing = draw(st.none() | st.integers(0, size - 1))
     return deps, durations, failing
+
+
+class Unpicklable:
+    """A value that refuses to travel to another process."""
+
+    def __reduce__(self) -> Any:
+        msg = "no pickling here"
+        raise TypeError(msg)

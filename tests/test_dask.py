@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import trio
 
+from conftest import Unpicklable
 from twinklr.core.pipeline import (
     DaskRunner,
     ExecutionPattern,
@@ -104,15 +105,10 @@ async def test_retries_happen_in_the_executor(dask: DaskRunner, tmp_path: Path) 
 
 
 async def test_an_unpicklable_argument_fails_clearly(dask: DaskRunner) -> None:
-    class Local:
-        def __reduce__(self) -> Any:
-            msg = "no pickling here"
-            raise TypeError(msg)
-
     pipeline = PipelineDefinition(
         "bad",
         [
-            StageDefinition("make", SyncStage(lambda _: Local(), name="make")),
+            StageDefinition("make", SyncStage(lambda _: Unpicklable(), name="make")),
             StageDefinition("work", SyncStage(str, runner=dask), inputs=["make"]),
         ],
     )

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import trio
 
+from conftest import Unpicklable
 from twinklr.core.pipeline import (
     ExecutionPattern,
     PipelineDefinition,
@@ -108,15 +109,10 @@ async def test_retries_of_remote_work_happen_in_the_executor() -> None:
 
 
 async def test_an_unpicklable_argument_fails_clearly() -> None:
-    class Local:
-        def __reduce__(self) -> Any:
-            msg = "no pickling here"
-            raise TypeError(msg)
-
     pipeline = PipelineDefinition(
         "bad",
         [
-            StageDefinition("make", SyncStage(lambda _: Local(), name="make")),
+            StageDefinition("make", SyncStage(lambda _: Unpicklable(), name="make")),
             StageDefinition(
                 "work", SyncStage(square, runner=ProcessRunner(max_workers=1)), inputs=["make"]
             ),

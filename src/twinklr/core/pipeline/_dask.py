@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from ._offload import call_pickled
+from ._offload import call_pickled, pickle_work
 
 
 class DaskRunner:
@@ -93,13 +93,7 @@ class DaskRunner:
 
     async def run(self, fn: Callable[[Any], Any], value: Any) -> Any:
         """``fn(value)`` on the cluster; the remote exception propagates as itself."""
-        import cloudpickle  # noqa: PLC0415 (the dask extra)
-
-        try:
-            payload = cloudpickle.dumps((fn, value))
-        except Exception as exc:
-            msg = f"cannot send the work to the Dask cluster: {type(exc).__name__}: {exc}"
-            raise TypeError(msg) from exc
+        payload = pickle_work(fn, value, "the Dask cluster")
         client = self._client
         if client is None:  # connecting blocks: in a thread, bounded
             with trio.fail_after(self.startup_timeout_s):

@@ -58,14 +58,9 @@ class ProcessRunner:
 
     async def run(self, fn: Callable[[Any], Any], value: Any) -> Any:
         """``fn(value)`` in a worker process."""
-        import cloudpickle  # noqa: PLC0415 (the processes extra, loaded lazily)
-        import trio_parallel  # noqa: PLC0415
+        import trio_parallel  # noqa: PLC0415 (the processes extra, loaded lazily)
 
-        try:
-            payload = cloudpickle.dumps((fn, value))
-        except Exception as exc:
-            msg = f"cannot send the work to a worker process: {type(exc).__name__}: {exc}"
-            raise TypeError(msg) from exc
+        payload = pickle_work(fn, value, "a worker process")
         if self._limiter is None:
             self._limiter = trio_parallel.current_default_worker_limiter()
             if self.max_workers is not None:
@@ -73,6 +68,18 @@ class ProcessRunner:
         return await trio_parallel.run_sync(
             call_pickled, payload, kill_on_cancel=True, limiter=self._limiter
         )
+
+
+def pickle_work(fn: Callable[[Any], Any], value: Any, where: str) -> bytes:
+    """``(fn, value)`` as cloudpickled bytes for ``call_pickled`` in another process;
+    what cannot travel is a TypeError saying so."""
+    import cloudpickle  # noqa: PLC0415 (the processes and dask extras, loaded lazily)
+
+    try:
+        return bytes(cloudpickle.dumps((fn, value)))
+    except Exception as exc:
+        msg = f"cannot send the work to {where}: {type(exc).__name__}: {exc}"
+        raise TypeError(msg) from exc
 
 
 def call_pickled(payload: bytes) -> Any:
