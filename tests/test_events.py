@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import pickle
 from typing import Any
 
+import attrs
+import pytest
 import trio
 import trio.testing
 from hypothesis import given, settings
@@ -225,3 +228,15 @@ def test_the_fast_stage_event_equals_the_constructed_one() -> None:
             attempt=2, error="e",
         )
     )  # fmt: skip
+    assert repr(made) == repr(
+        PipelineEvent(
+            kind=EventKind.STAGE_STARTED, pipeline="p", run_id="r", time_ms=1.5, stage="s",
+            attempt=2, error="e",
+        )
+    )  # fmt: skip
+    assert made.item is None
+    assert made.done is None
+    assert made.as_log_fields() == {"stage": "s", "attempt": 2, "error": "e"}
+    assert pickle.loads(pickle.dumps(made)) == made  # noqa: S301 (our own bytes)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        made.item = 3  # type: ignore[misc]

@@ -53,9 +53,14 @@ TERMINAL_KINDS = frozenset(
 )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class PipelineEvent:
-    """One transition of a run or of one of its stages."""
+    """One transition of a run or of one of its stages.
+
+    Frozen, compared and hashed by value. Not slotted on purpose: the fields a kind does
+    not use are None on the class, so the executor's hot path builds an event as a
+    seven-entry dict (see :func:`stage_event`).
+    """
 
     kind: EventKind
     """What happened."""
@@ -92,10 +97,14 @@ class PipelineEvent:
         return {name: value for name, value in fields.items() if value is not None}
 
 
+# The optional fields default to None on the class itself, so an event whose instance
+# dict lacks them (one made by stage_event) reads them as None, like the constructor's.
+for _field in attrs.fields(PipelineEvent):
+    if _field.default is None:
+        setattr(PipelineEvent, _field.name, None)
+
 _new = object.__new__
-_set = {
-    field.name: getattr(PipelineEvent, field.name).__set__ for field in attrs.fields(PipelineEvent)
-}
+_setattr = object.__setattr__
 
 
 def stage_event(  # noqa: PLR0917 (positional on purpose: this is the hot path)
@@ -108,22 +117,23 @@ def stage_event(  # noqa: PLR0917 (positional on purpose: this is the hot path)
     error: str | None,
 ) -> PipelineEvent:
     """The same frozen :class:`PipelineEvent` as the constructor makes, for the three
-    events every stage sends, built by filling its slots directly (the executor's hot
-    path: about half the constructor's cost)."""
+    events every stage sends, built by setting its instance dict in one go (the
+    executor's hot path: about a third of the constructor's cost)."""
     event: PipelineEvent = _new(PipelineEvent)
-    _set["kind"](event, kind)
-    _set["pipeline"](event, pipeline)
-    _set["run_id"](event, run_id)
-    _set["time_ms"](event, time_ms)
-    _set["stage"](event, stage)
-    _set["attempt"](event, attempt)
-    _set["error"](event, error)
-    for name in _UNSET:
-        _set[name](event, None)
+    _setattr(
+        event,
+        "__dict__",
+        {
+            "kind": kind,
+            "pipeline": pipeline,
+            "run_id": run_id,
+            "time_ms": time_ms,
+            "stage": stage,
+            "attempt": attempt,
+            "error": error,
+        },
+    )
     return event
-
-
-_UNSET = ("item", "delay_ms", "done", "total", "success", "dropped")
 
 
 class EventRelay:
