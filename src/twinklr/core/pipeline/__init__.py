@@ -17,6 +17,9 @@ from ._events import EventKind as EventKind
 from ._events import PipelineEvent as PipelineEvent
 from ._executor import PipelineExecutor as PipelineExecutor
 from ._executor import run_pipeline as run_pipeline
+from ._handle import RunEvents as RunEvents
+from ._handle import RunHandle as RunHandle
+from ._handle import RunStatus as RunStatus
 from ._offload import ProcessRunner as ProcessRunner
 from ._offload import Runner as Runner
 from ._offload import SyncStage as SyncStage
@@ -100,6 +103,9 @@ __all__ = [
     "RateLimiterStatistics",
     "RefineStage",
     "RetryConfig",
+    "RunEvents",
+    "RunHandle",
+    "RunStatus",
     "Runner",
     "SQLiteCacheStore",
     "StageDefinition",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -134,6 +134,23 @@ def stage_event(  # noqa: PLR0917 (positional on purpose: this is the hot path)
         },
     )
     return event
+
+
+class EventSink(Protocol):
+    """Where a run's events go: :class:`EventRelay`, or a run handle's history."""
+
+    @property
+    def dropped(self) -> int:
+        """Events lost to back-pressure so far."""
+
+    def emit(self, event: PipelineEvent) -> None:
+        """Take ``event``; never blocks."""
+
+    def close(self) -> None:
+        """The run has ended: no more events."""
+
+    async def relay(self) -> None:
+        """Forward the events, beside the run, until closed (may return at once)."""
 
 
 class EventRelay:

@@ -5,7 +5,8 @@ returns the frozen result.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -15,6 +16,7 @@ from ._cache import CacheStore
 from ._cache_run import RunCache
 from ._context import PipelineContext
 from ._events import EventKind, EventRelay, PipelineEvent
+from ._handle import EventHistory, RunHandle
 from ._otel import find_tracer
 from ._ratelimit import current_context
 from ._results import PipelineResult
@@ -67,6 +69,51 @@ class PipelineExecutor:
         The executor sends on a clone of each channel and closes the clone when the stage
         ends: close yours after the call starts, and the stream ends with the stage.
         """
+        run = self._prepare(pipeline, initial_input, context, subscriptions)
+        if events is not None:
+            run.listen(EventRelay(events))
+        await self._drive(run)
+        return run.build_result()
+
+    async def start(
+        self,
+        nursery: trio.Nursery,
+        pipeline: PipelineDefinition,
+        initial_input: Any = None,
+        context: PipelineContext | None = None,
+        *,
+        events: trio.MemorySendChannel[PipelineEvent] | None = None,
+        subscriptions: Mapping[str, trio.MemorySendChannel[Any]] | None = None,
+    ) -> RunHandle:
+        """Start ``pipeline`` as a task in ``nursery`` and return its :class:`RunHandle`
+        once the run has started (its ``RUN_STARTED`` event sent).
+
+        An invalid definition raises here, before anything starts. The run's own
+        failures and its cancellation (``handle.cancel()``) never raise into
+        ``nursery``: ``await handle.wait()`` returns the result. Cancelling ``nursery``
+        cancels the run too (its result then says cancelled). ``events`` and
+        ``subscriptions`` work as in :meth:`execute`; ``handle.events()`` follows the
+        run's events as well, from the first.
+        """
+        run = self._prepare(pipeline, initial_input, context, subscriptions)
+        history = EventHistory(EventRelay(events) if events is not None else None)
+        run.listen(history)
+        handle = RunHandle(run, history)
+        started: RunHandle = await nursery.start(
+            handle._main,  # noqa: SLF001 (the handle's own task body)
+            partial(self._drive, run),
+            name=f"twinklr run {run.run_id}",
+        )
+        return started
+
+    def _prepare(
+        self,
+        pipeline: PipelineDefinition,
+        initial_input: Any,
+        context: PipelineContext | None,
+        subscriptions: Mapping[str, trio.MemorySendChannel[Any]] | None,
+    ) -> Run:
+        """Validate (raising for an invalid definition) and set up a run."""
         given: object = pipeline  # checked at run time, whatever the annotation says
         if not isinstance(given, PipelineDefinition):
             msg = f"execute() needs a PipelineDefinition, got {type(given).__name__}"
@@ -81,14 +128,19 @@ class PipelineExecutor:
         )
         if self.cache is not None:
             run.cache = RunCache(self.cache, plan.name, initial_input, run.log)
-        if events is not None:
-            run.listen(EventRelay(events))
         if subscriptions:
             run.subscribers = _subscribers(plan, subscriptions)
         tracer = find_tracer(self.tracer)
         if tracer is not None:
             run.trace(tracer)
+        return run
+
+    async def _drive(self, run: Run, started: Callable[[], None] | None = None) -> None:
+        """Run every stage of ``run`` to the end (``started`` is called once the run has
+        begun); outer cancellation propagates."""
         run.transition(EventKind.RUN_STARTED)
+        if started is not None:
+            started()
         # Stage tasks inherit these: sub-pipelines run with this executor, and rate
         # limiters record their waits in this run's metrics.
         executor_token = current_executor.set(self)
@@ -97,7 +149,8 @@ class PipelineExecutor:
             await _supervise(run)
         except BaseException as exc:
             if is_cancellation(exc):
-                run.log.info("run_cancelled", cancelled=[plan.ids[i] for i in run.cancelled])
+                ids = run.plan.ids
+                run.log.info("run_cancelled", cancelled=[ids[i] for i in run.cancelled])
             lone = _lone_exception(exc)
             if lone is not exc:
                 # Our nursery is an implementation detail: a KeyboardInterrupt from a
@@ -107,7 +160,6 @@ class PipelineExecutor:
         finally:
             current_context.reset(context_token)
             current_executor.reset(executor_token)
-        return run.build_result()
 
 
 def _subscribers(

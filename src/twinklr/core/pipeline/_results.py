@@ -270,6 +270,10 @@ class PipelineResult:
     """Stage id -> timing, for every stage that started."""
     error: str | None = None
     """The failure that ended the run, naming the stage; None on success."""
+    cancelled: bool = False
+    """True when the run was cancelled from outside (``RunHandle.cancel()`` or the
+    nursery it ran in) before it finished; ``cancelled_stages`` names the stages that
+    were running then."""
 
     def get_output(self, stage_id: str, default: Any = None) -> Any:
         """The output of ``stage_id``, or ``default`` when it produced none."""

@@ -15,7 +15,7 @@ import trio
 
 from . import _wiring
 from ._actor import stage_actor, streaming_actor
-from ._events import EventKind, EventRelay, PipelineEvent, stage_event
+from ._events import EventKind, EventSink, PipelineEvent, stage_event
 from ._otel import SpanRecorder
 from ._results import PipelineResult, StageResult, StageStatus
 from ._retry import error_text
@@ -81,7 +81,7 @@ class Run:
         self._log_at = {
             kind: getattr(self.log, _LOG_LEVELS.get(kind, "debug")) for kind in EventKind
         }
-        self.events: EventRelay | None = None
+        self.events: EventSink | None = None
         self.spans: SpanRecorder | None = None
         # Per-stage transitions cost something to log or send: skip them entirely when
         # nobody listens (no event consumer, debug logging filtered out).
@@ -165,7 +165,7 @@ class Run:
             if not deps:
                 self._spawn(index)
 
-    def listen(self, events: EventRelay) -> None:
+    def listen(self, events: EventSink) -> None:
         """Send this run's events to ``events`` too."""
         self.events = events
         self.watched = True
@@ -305,8 +305,8 @@ class Run:
 
     # -- the result ------------------------------------------------------------------------
 
-    def build_result(self) -> PipelineResult:
-        """The frozen result of the run as it stands."""
+    def build_result(self, *, cancelled: bool = False) -> PipelineResult:
+        """The frozen result of the run as it stands (``cancelled``: from outside)."""
         plan = self.plan
         ids = plan.ids
         t0 = self.start_time
@@ -329,11 +329,13 @@ class Run:
                 soft_failed.append(stage_id)
             elif status is StageStatus.CACHED:
                 cached.append(stage_id)
-        success = self.error is None
+        error = self.error
+        if cancelled and error is None:
+            error = "the run was cancelled"
         return PipelineResult(
             pipeline_name=plan.name,
             run_id=self.run_id,
-            success=success,
+            success=error is None,
             outputs=outputs,
             stage_results=stage_results,
             failed_stages=tuple(ids[i] for i in self.failed),
@@ -350,7 +352,8 @@ class Run:
             timeline=Timeline(
                 ids=ids, deps=plan.deps, results=self.results, records=self.records, start=t0
             ),
-            error=self.error,
+            error=error,
+            cancelled=cancelled,
         )
 
 
