@@ -18,6 +18,10 @@ from twinklr.core.pipeline import (
     StageResult,
 )
 
+# Installed, the plugin loads through its pytest11 entry point; the suite turns that off
+# (see addopts) and loads it here, once coverage is measuring.
+pytest_plugins = ("twinklr.core.pipeline.pytest_plugin",)
+
 
 @attrs.define
 class Stub:
