@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -14,8 +15,10 @@ from hypothesis import strategies as st
 
 from conftest import RandomDag, Stub, const, random_dags, run_virtual, stub
 from twinklr.core.pipeline import (
+    EventKind,
     PipelineContext,
     PipelineDefinition,
+    PipelineEvent,
     PipelineExecutor,
     PipelineValidationError,
     StageDefinition,
@@ -432,3 +435,26 @@ async def test_a_soft_failure_hands_its_output_on_and_the_run_goes_on() -> None:
     assert downstream.calls[0][1] == "best so far"
     assert result.stage_results["plan"].status is StageStatus.SOFT_FAILED
     assert result.stage_results["plan"].error == "iteration ceiling reached"
+
+
+async def test_siblings_queued_with_a_failing_stage_never_start_after_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # 49 siblings become ready at the same instant as one that fails at once. Whatever
+    # order Trio runs their tasks in (it shuffles them), none starts (runs its code)
+    # after the failure: those queued behind it never start at all.
+    siblings = [stub(n, delay=1.0) for n in range(49)]
+    stages = [StageDefinition("root", stub(0))]
+    stages += [StageDefinition(f"s{n}", s, inputs=["root"]) for n, s in enumerate(siblings[:24])]
+    stages.append(StageDefinition("bad", stub(fail_times=1), inputs=["root"]))
+    stages += [
+        StageDefinition(f"s{n + 24}", s, inputs=["root"]) for n, s in enumerate(siblings[24:])
+    ]
+    send, receive = trio.open_memory_channel[PipelineEvent](math.inf)
+    result = await PipelineExecutor().execute(PipelineDefinition("p", stages), events=send)
+    events = [receive.receive_nowait() for _ in range(receive.statistics().current_buffer_used)]
+    failed_at = next(i for i, e in enumerate(events) if e.kind is EventKind.STAGE_FAILED)
+    assert not [e for e in events[failed_at:] if e.kind is EventKind.STAGE_STARTED]
+    started = [s for s in siblings if s.calls]
+    assert all(s.cancelled == [0.0] for s in started)
+    assert len(result.not_started_stages) == 49 - len(started)

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 async def streaming_actor(run: Run, index: int) -> None:
     """The task of a streaming stage that others are pipelined on: they start with it and
     get each item as it is yielded."""
+    if run.stopped:
+        return  # the run stopped between queueing this stage and its start
     run.stage_started(index)
     streams = run.open_streams(index)
     try:
@@ -39,6 +41,10 @@ async def streaming_actor(run: Run, index: int) -> None:
 
 async def stage_actor(run: Run, index: int, streams: list[Any] | None = None) -> None:
     """The task of stage ``index`` in ``run``; never raises except for cancellation."""
+    if run.stopped:
+        # Fail-fast (or a cancelled handle) came between queueing this stage and its
+        # task's first step: it never starts, so no stage code runs after the failure.
+        return
     plan = run.plan
     sdef = plan.stages[index]
     if streams is None:

@@ -138,6 +138,7 @@ class RunHandle:
     def cancel(self) -> None:
         """Cancel the run; returns at once and may be called any number of times.
         A run that has already ended is left as it ended."""
+        self._run.stopped = True  # a stage queued but not yet started never starts
         self._scope.cancel()
 
     async def wait(self) -> PipelineResult:
