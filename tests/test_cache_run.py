@@ -202,18 +202,20 @@ async def test_a_fan_out_rerun_redoes_only_the_failed_item(
     first = await executor.execute(pipeline, "show")
     assert not first.success
     assert "item 7" in (first.error or "")
-    # the other items ran to completion before the failure (they do not checkpoint)
-    assert sorted(groups.calls) == list(range(20))
+    # Items run to completion at once (they do not checkpoint); those Trio ran after
+    # item 7 (it shuffles them) never started.
+    succeeded = set(groups.calls) - {7}
+    assert groups.calls[-1] == 7
 
     groups.failing = set()
     groups.calls.clear()
     context = PipelineContext()
     second = await executor.execute(pipeline, "show", context)
     assert second.success
-    assert groups.calls == [7]
+    assert sorted(groups.calls) == sorted(set(range(20)) - succeeded)
     assert second.outputs["plans"] == [f"plan {i}" for i in range(20)]
-    assert second.stage_results["plans"].metadata["cached_items"] == 19
-    assert context.metrics["planned"] == 20  # 19 replayed, 1 live
+    assert second.stage_results["plans"].metadata["cached_items"] == len(succeeded)
+    assert context.metrics["planned"] == 20  # the cached ones replayed, the rest live
 
     third = await executor.execute(pipeline, "show")
     assert third.stage_results["plans"].status is StageStatus.CACHED
@@ -274,7 +276,7 @@ async def test_outputs_of_stages_cancelled_by_fail_fast_are_not_written(
         "p",
         [
             StageDefinition("done", Counted()),
-            StageDefinition("slow", slow, inputs=["done"]),
+            StageDefinition("slow", slow),  # running when boom (after done) fails
             StageDefinition("boom", boom, inputs=["done"]),
         ],
     )

@@ -389,3 +389,47 @@ async def test_only_streaming_stages_can_be_subscribed_to() -> None:
     ]:
         with pytest.raises(ValueError, match=message):
             await executor.execute(pipeline, subscriptions={stage: send})
+
+
+class Sequenced:
+    """Items sleep a second, except item 25, which fails at once; calls are logged."""
+
+    name = "sequenced"
+
+    def __init__(self) -> None:
+        self.log: list[int] = []
+
+    async def execute(self, input: int, context: PipelineContext) -> StageResult[int]:
+        self.log.append(input)
+        if input == 25:
+            return StageResult.failure("item 25 is bad")
+        await trio.sleep(1)
+        return StageResult.success(input)
+
+
+@pytest.mark.parametrize("limit", [None, 50])
+async def test_items_queued_with_a_failing_item_never_start_after_it(
+    autojump_clock: trio.testing.MockClock, limit: int | None
+) -> None:
+    # Fifty items start in the same instant; whatever order Trio runs them in (it
+    # shuffles them), no item's code runs after item 25 has failed.
+    stage = Sequenced()
+    pipeline = PipelineDefinition(
+        "p",
+        [
+            StageDefinition("items", stub(list(range(50)))),
+            StageDefinition(
+                "each",
+                stage,
+                inputs=["items"],
+                pattern=ExecutionPattern.FAN_OUT,
+                max_concurrent_fan_out=limit,
+            ),
+        ],
+    )
+    result = await PipelineExecutor().execute(pipeline)
+    assert stage.log[-1] == 25
+    assert result.error == "stage 'each' failed: stage 'each' item 25 failed: item 25 is bad"
+    items = result.timeline["each"].items
+    assert {item.index for item in items} == set(stage.log)  # the rest never started
+    assert trio.current_time() == 0

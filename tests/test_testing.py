@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -49,15 +50,22 @@ def test_the_demo_pipeline_runs_in_dataflow_order() -> None:
 
 
 def test_a_failure_in_the_demo_cancels_the_running_branch() -> None:
-    record = run_virtual(build_pipeline(), "Carol", demo_context("Carol", ("profile", None)))
-    record.assert_cancelled("lyrics")  # it was running beside profile when profile failed
+    # The demo with its profile stage swapped for a stub that fails 10 ms in, while the
+    # lyrics stage (a 20 ms LLM call beside it) is running.
+    demo = build_pipeline()
+    broken = raising(RuntimeError("no energy"), delay=0.01, name="profile")
+    stages = [
+        attrs.evolve(sdef, stage=broken) if sdef.id == "profile" else sdef for sdef in demo.stages
+    ]
+    pipeline = attrs.evolve(demo, stages=stages)
+    record = run_virtual(pipeline, "Carol", demo_context("Carol"))
+    record.assert_cancelled("lyrics")
     for stage in ("macro", "group_contexts", "groups", "render"):
         record.assert_never_started(stage)
     record.assert_no_task_left_running()
-    assert (
-        record.result.error == "stage 'profile' failed: RuntimeError: injected failure at profile"
-    )
-    assert record.stages["lyrics"].finished_ms == 50
+    assert record.result.error == "stage 'profile' failed: RuntimeError: no energy"
+    assert record.stages["lyrics"].finished_ms == 60
+    assert broken.calls[0].started_at == 0.05
 
 
 async def test_record_run_inside_a_trio_test(autojump_clock: trio.testing.MockClock) -> None:
@@ -109,13 +117,13 @@ def test_stub_stages_record_their_calls_on_the_virtual_clock() -> None:
 
 
 def test_a_failing_stub_stage_fails_with_a_result_or_raises() -> None:
-    quiet = flaky(5, error="not yet")
+    quiet = flaky(5, error="not yet", delay=0.5)  # the others have started by then
     loud = raising(ValueError("no"), delay=2.0)
     slow = fixed(1, delay=10.0)
     record = run_virtual(pipeline_of(quiet=(quiet, []), loud=(loud, []), slow=(slow, [])))
     assert record.result.error == "stage 'quiet' failed: not yet"
-    assert quiet.calls == [StageCall(None, 0.0, 0.0, "failed")]
-    assert loud.calls == [StageCall(None, 0.0, 0.0, "cancelled")]
+    assert quiet.calls == [StageCall(None, 0.0, 0.5, "failed")]
+    assert loud.calls == [StageCall(None, 0.0, 0.5, "cancelled")]
     assert slow.calls[0].outcome == "cancelled"
     record.assert_cancelled("loud")
     record.assert_cancelled("slow")

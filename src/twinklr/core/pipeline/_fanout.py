@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -67,27 +68,17 @@ async def run_fan_out(
     limit = sdef.max_concurrent_fan_out
     slots = trio.Semaphore(limit) if limit is not None else None
 
-    async def attempt_item(index: int, item_value: Any) -> StageResult[Any]:
-        key = None if cache is None else cache.key(sdef, item_value, item=True)
-        if cache is None or key is None:
-            return await run_unit(
-                sdef, item_value, context, item=index, streaming=streaming, on_retry=on_retry
-            )
-        cached = cache.serve(sdef, key, context)
-        if cached is not None:
-            return cached
-        writes = record_writes()
-        try:
-            result = await run_unit(
-                sdef, item_value, context, item=index, streaming=streaming, on_retry=on_retry
-            )
-        finally:
-            stop_recording()
-        if result.status is StageStatus.SUCCEEDED:
-            cache.offer(sdef, key, result.output, writes, item=index)
-        return result
+    attempt_item = functools.partial(
+        _attempt_item, sdef, context, streaming=streaming, on_retry=on_retry, cache=cache
+    )
 
     async def run_item(index: int, item_value: Any, nursery: trio.Nursery) -> None:
+        if first_failure:
+            # A sibling failed between this item's spawn and its first step: it never
+            # starts, so no item's code runs after the failure.
+            if slots is not None:
+                slots.release()
+            return
         started = trio.current_time()
         result = None
         try:
@@ -119,6 +110,37 @@ async def run_fan_out(
                 nursery.start_soon(run_item, len(results) - 1, item, nursery)
 
     return _stage_result(sdef, results, first_failure[0] if first_failure else None)
+
+
+async def _attempt_item(
+    sdef: StageDefinition,
+    context: Any,
+    index: int,
+    item_value: Any,
+    *,
+    streaming: bool,
+    on_retry: RetryHook | None,
+    cache: RunCache | None,
+) -> StageResult[Any]:
+    """One item: served from the cache, or run (and offered to the cache on success)."""
+    key = None if cache is None else cache.key(sdef, item_value, item=True)
+    if cache is None or key is None:
+        return await run_unit(
+            sdef, item_value, context, item=index, streaming=streaming, on_retry=on_retry
+        )
+    cached = cache.serve(sdef, key, context)
+    if cached is not None:
+        return cached
+    writes = record_writes()
+    try:
+        result = await run_unit(
+            sdef, item_value, context, item=index, streaming=streaming, on_retry=on_retry
+        )
+    finally:
+        stop_recording()
+    if result.status is StageStatus.SUCCEEDED:
+        cache.offer(sdef, key, result.output, writes, item=index)
+    return result
 
 
 def _stage_result(
