@@ -237,11 +237,14 @@ def test_stage_field_problems_name_the_stage_and_value() -> None:
         "stage 'pattern': pattern must be an ExecutionPattern, got 'fan_out'",
         "stage 'twice' lists input 'a' 2 times",
         (
-            "stage 'noname': NoName object has no 'name' "
+            "stage 'noname': NoName instance has no 'name' "
             "(a PipelineStage needs a name and an async execute)"
         ),
         "stage 'sync': SyncExecute.execute is not an async function (write 'async def execute')",
-        "stage 'int': int object has no 'name' (a PipelineStage needs a name and an async execute)",
+        (
+            "stage 'int': int instance has no 'name' "
+            "(a PipelineStage needs a name and an async execute)"
+        ),
     ]
 
 

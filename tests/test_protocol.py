@@ -26,13 +26,13 @@ def test_any_object_with_name_and_execute_is_a_stage() -> None:
 
 def test_problems_name_what_is_missing() -> None:
     assert stage_problem(NoExecute()) == (
-        "NoExecute object has no execute() method (a PipelineStage needs one)"
+        "NoExecute instance has no execute() method (a PipelineStage needs one)"
     )
     assert (
         stage_problem(NoExecute) == "got the class NoExecute, not an instance (write NoExecute())"
     )
     assert stage_problem(NotCallable()) == (
-        "NotCallable object has no execute() method (a PipelineStage needs one)"
+        "NotCallable instance has no execute() method (a PipelineStage needs one)"
     )
 
 

@@ -18,17 +18,34 @@ A reference model says, for each stage, how it ends when it runs to the end (its
 
 from __future__ import annotations
 
+import gc
 import json
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+import tracemalloc
 import zlib
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
+import structlog
+import structlog.testing
 import trio
+import trio.lowlevel
 import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fixtures.load import LimiterLog, load_pipeline, reference_outputs, run_batch
 from twinklr.core.pipeline import (
     CacheEntry,
     EventKind,
@@ -38,13 +55,15 @@ from twinklr.core.pipeline import (
     PipelineDefinition,
     PipelineExecutor,
     PipelineResult,
+    RateLimiter,
     RetryConfig,
+    SQLiteCacheStore,
     StageDefinition,
     StageResult,
     StageStatus,
 )
 from twinklr.core.pipeline._events import TERMINAL_KINDS
-from twinklr.core.pipeline.testing import RunRecord, run_virtual
+from twinklr.core.pipeline.testing import RunRecord, fixed, raising, record_run, run_virtual
 
 FAULTS = ("none", "result", "raise", "timeout", "flaky", "condition")
 DIGEST_BASE = 1_000_000
@@ -357,3 +376,340 @@ def _succeeded_item_values(
         values = expected[i].input
         done[i] = {values[t.index] for t in timing.items if t.status is StageStatus.SUCCEEDED}
     return done
+
+
+# -- fault injection -------------------------------------------------------------------
+
+#: A run that a test kills with SIGKILL in its middle, then reruns in a fresh process:
+#: 200 fan-out items of 20 ms (real time), four at a time, cached in SQLite; each item
+#: says when it is done; the run prints a JSON summary when it ends.
+KILLABLE = textwrap.dedent(
+    """
+    import json, sys
+    import trio
+    from twinklr.core.pipeline import (
+        ExecutionPattern, PipelineDefinition, PipelineExecutor, SQLiteCacheStore,
+        StageDefinition, StageResult,
+    )
+
+    class Item:
+        name = "item"
+        def __init__(self):
+            self.ran = 0
+        async def execute(self, input, context):
+            await trio.sleep(0.02)
+            self.ran += 1
+            print("done", input, flush=True)
+            return StageResult.success({"item": input, "square": input * input})
+
+    class Items:
+        name = "items"
+        async def execute(self, input, context):
+            return StageResult.success(list(range(input)))
+
+    class Total:
+        name = "total"
+        async def execute(self, input, context):
+            return StageResult.success(sum(part["square"] for part in input))
+
+    item = Item()
+    pipeline = PipelineDefinition("killable", [
+        StageDefinition("items", Items()),
+        StageDefinition("each", item, inputs=["items"], pattern=ExecutionPattern.FAN_OUT,
+                        max_concurrent_fan_out=4),
+        StageDefinition("total", Total(), inputs=["each"]),
+    ])
+    executor = PipelineExecutor(cache=SQLiteCacheStore(sys.argv[1]))
+    result = trio.run(executor.execute, pipeline, 200)
+    print(json.dumps({
+        "success": result.success,
+        "total": result.outputs.get("total"),
+        "ran": item.ran,
+        "cached_items": result.stage_results["each"].metadata.get("cached_items"),
+    }), flush=True)
+    """
+)
+
+
+def test_a_run_killed_mid_way_loses_nothing_committed_and_serves_nothing_partial(
+    tmp_path: Path,
+) -> None:
+    victim = subprocess.Popen(
+        [sys.executable, "-c", KILLABLE, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert victim.stdout is not None
+    done = 0
+    deadline = time.monotonic() + 60
+    while done < 100 and time.monotonic() < deadline:  # half of the items
+        done += victim.stdout.readline().startswith("done")
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.communicate(timeout=30)
+    assert done == 100
+
+    committed = trio.run(_committed_items, tmp_path)
+    assert 0 < len(committed) <= 104  # items finish four at a time; writes trail a little
+    rerun = subprocess.run(
+        [sys.executable, "-c", KILLABLE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    summary = json.loads(rerun.stdout.splitlines()[-1])
+    assert summary["success"]
+    assert summary["total"] == sum(i * i for i in range(200))  # as a clean run
+    assert summary["cached_items"] == len(committed)  # everything committed is served
+    assert summary["ran"] == 200 - len(committed)  # and only the rest runs
+
+
+async def _committed_items(path: Path) -> dict[str, str]:
+    store = SQLiteCacheStore(path)
+    items = {e.key: e for e in await store.entries() if e.stage == "each"}
+    with sqlite3.connect(store.path) as db:
+        payloads = dict(db.execute("SELECT key, payload FROM entries").fetchall())
+    for key in items:
+        json.loads(payloads[key])  # every committed row is whole
+    return {key: payloads[key] for key in items}
+
+
+class Squares:
+    name = "squares"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def execute(self, input: Any, context: PipelineContext) -> StageResult[list[int]]:
+        self.calls += 1
+        await trio.sleep(1)
+        base = input if isinstance(input, int) else input[0]
+        return StageResult.success([base + 1] * 20_000)  # about 40 KB of JSON
+
+
+def squares_chain(length: int) -> tuple[PipelineDefinition, list[Squares]]:
+    stages = [Squares() for _ in range(length)]
+    return PipelineDefinition(
+        "squares",
+        [
+            StageDefinition(f"s{i}", stage, inputs=[f"s{i - 1}"] if i else [])
+            for i, stage in enumerate(stages)
+        ],
+    ), stages
+
+
+class LimitedStore(SQLiteCacheStore):
+    """A real SQLite store whose file may not grow past ``max_pages`` pages (SQLite then
+    fails writes with SQLITE_FULL, "database or disk is full"), or that is read-only."""
+
+    def __init__(
+        self, path: Path, *, max_pages: int | None = None, read_only: bool = False
+    ) -> None:
+        super().__init__(path)
+        self.max_pages = max_pages
+        self.read_only = read_only
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = super()._connect()
+        if self.max_pages is not None:
+            connection.execute(f"PRAGMA max_page_count = {self.max_pages}")
+        if self.read_only:
+            connection.execute("PRAGMA query_only = ON")
+        return connection
+
+
+@pytest.mark.parametrize(
+    ("store_settings", "error"),
+    [
+        ({"max_pages": 8}, "database or disk is full"),  # 32 KB: the schema, no output
+        ({"read_only": True}, "attempt to write a readonly database"),
+    ],
+    ids=["disk-full", "read-only"],
+)
+async def test_a_cache_that_cannot_be_written_lets_the_run_go_on_uncached(
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    store_settings: dict[str, Any],
+    error: str,
+) -> None:
+    pipeline, stages = squares_chain(5)
+    executor = PipelineExecutor(cache=LimitedStore(tmp_path, **store_settings))
+    with structlog.testing.capture_logs() as logs:
+        first = await executor.execute(pipeline, 3)
+        second = await executor.execute(pipeline, 3)
+    assert first.success
+    assert second.success
+    assert first.outputs == second.outputs
+    assert first.total_duration_ms == 5000  # no stage waited for the failing writes
+    assert [stage.calls for stage in stages] == [2] * 5  # nothing was cached
+    warnings = [log for log in logs if log["event"] == "cache_write_failed"]
+    assert len(warnings) == 2  # once per run
+    assert error in warnings[0]["error"]
+
+
+async def test_a_disk_that_fills_mid_run_keeps_what_was_committed(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    pipeline, stages = squares_chain(6)
+    store = LimitedStore(tmp_path, max_pages=40)  # 160 KB: room for some outputs, not all
+    executor = PipelineExecutor(cache=store)
+    with structlog.testing.capture_logs() as logs:
+        first = await executor.execute(pipeline, 3)
+    assert first.success
+    assert any(log["event"] == "cache_write_failed" for log in logs)
+    kept = {entry.stage for entry in await store.entries()}
+    assert 0 < len(kept) < 6
+    second = await executor.execute(pipeline, 3)
+    assert second.outputs == first.outputs
+    assert set(second.cached_stages) == kept
+    assert sum(stage.calls == 1 for stage in stages) == len(kept)
+
+
+async def test_corrupted_rows_are_misses_that_get_rewritten(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    pipeline, stages = squares_chain(3)
+    store = SQLiteCacheStore(tmp_path)
+    executor = PipelineExecutor(cache=store)
+    first = await executor.execute(pipeline, 2)
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE entries SET payload = '{\"output\": [1, 2' WHERE stage = 's1'")
+    with structlog.testing.capture_logs() as logs:
+        second = await executor.execute(pipeline, 2)
+    assert second.outputs == first.outputs
+    assert second.cached_stages == ("s0", "s2")
+    assert [stage.calls for stage in stages] == [1, 2, 1]
+    assert any(log["event"] == "cache_entry_unreadable" for log in logs)
+    third = await executor.execute(pipeline, 2)
+    assert third.cached_stages == ("s0", "s1", "s2")  # the bad row was replaced
+
+
+class Shielded:
+    """Work that does not let itself be cancelled for ``seconds``."""
+
+    name = "shielded"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.ended_at: float | None = None
+
+    async def execute(self, input: Any, context: PipelineContext) -> StageResult[str]:
+        with trio.CancelScope(shield=True):
+            await trio.sleep(self.seconds)
+        self.ended_at = trio.current_time()
+        await trio.lowlevel.checkpoint()  # the first checkpoint after the shield: cancelled here
+        return StageResult.success("finished")
+
+
+async def test_a_stage_that_shields_its_work_holds_the_run_only_that_long(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    shielded = Shielded(5)
+    plain = fixed("never", delay=10)
+    later = fixed("later")
+    pipeline = PipelineDefinition(
+        "p",
+        [
+            StageDefinition("shielded", shielded),
+            StageDefinition("plain", plain),
+            StageDefinition("bad", raising(ValueError("no"), delay=1)),
+            StageDefinition("later", later, inputs=["bad"]),
+        ],
+    )
+    record = await record_run(pipeline)
+    # Fail-fast at 1 s cancels "plain" at once; nothing starts after; the run ends when
+    # the shielded work ends, at 5 s, and that stage counts as cancelled.
+    assert record.result.total_duration_ms == 5000
+    assert plain.calls[0].ended_at == 1.0
+    assert shielded.ended_at == 5.0
+    record.assert_cancelled("plain")
+    record.assert_cancelled("shielded")
+    record.assert_never_started("later")
+    record.assert_no_task_left_running()
+
+
+async def test_a_shielded_stage_overrunning_its_timeout_ends_when_its_shield_does(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    pipeline = PipelineDefinition("p", [StageDefinition("shielded", Shielded(5), timeout_ms=2000)])
+    record = await record_run(pipeline)
+    assert record.result.total_duration_ms == 5000
+    assert (
+        record.result.error
+        == "stage 'shielded' failed: stage 'shielded' timed out after 2000 ms (timeout)"
+    )
+
+
+# -- load --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def quiet_logs() -> Iterator[None]:
+    """Warnings only, as a service would log (debug lines for 20,000 stages are slow)."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("quiet_logs")
+def test_a_thousand_concurrent_runs_share_one_limiter_and_one_cache() -> None:
+    log = LimiterLog()
+    pipeline = load_pipeline(log)
+    store = MemoryCacheStore()
+    limiter = RateLimiter(requests_per_minute=1200)  # 2,000 requests: two windows' worth
+
+    async def main() -> tuple[list[PipelineResult], float]:
+        with trio.fail_after(600):  # virtual: a deadlock fails here, it does not hang
+            results = await run_batch(1000, pipeline=pipeline, store=store, limiter=limiter)
+        return results, trio.current_time()
+
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    results, ended = trio.run(main, clock=clock)
+    assert all(result.success for result in results)
+    for value, result in enumerate(results):  # no output lost or crossed between runs
+        assert result.outputs == reference_outputs(value)
+    # Fairness: the limiter let requests in in the order they asked, whichever run they
+    # came from; 1,200 went in at once, the other 800 a window (60 s) later.
+    admitted = [log.admitted_at[ticket] for ticket in log.asked]
+    assert len(admitted) == 2000
+    assert admitted == sorted(admitted)
+    assert admitted.count(admitted[0]) == 1000  # every run's first call, at once
+    statistics = limiter.statistics()
+    assert statistics.admitted == 2000
+    assert statistics.max_wait_s <= 60
+    # The last runs: their second call asked at 0.10 s, waited for the window to let the
+    # first calls (admitted at 0.04 s) out at 60.04 s, then 100 ms of their own path.
+    assert ended == pytest.approx(60.14)
+    assert min(result.total_duration_ms for result in results) == 200  # unhindered
+    entries = trio.run(store.entries)  # the cache holds every stage of every run
+    assert len(entries) == 1000 * 20
+
+
+@pytest.mark.usefixtures("quiet_logs")
+def test_memory_returns_to_its_baseline_after_batches_of_runs() -> None:
+    pipeline = load_pipeline()
+
+    def batch() -> None:
+        limiter = RateLimiter(requests_per_minute=100_000)
+        results = trio.run(
+            lambda: run_batch(50, pipeline=pipeline, store=MemoryCacheStore(), limiter=limiter),
+            clock=trio.testing.MockClock(autojump_threshold=0),
+        )
+        assert all(result.success for result in results)
+
+    batch()  # warm-up: imports, the plan
+    gc.collect()
+    tracemalloc.start()  # before the batches: what they leave behind is all counted
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        batch()
+        gc.collect()
+        after_one = tracemalloc.get_traced_memory()[0]
+        for _ in range(3):
+            batch()
+            gc.collect()
+        after_four = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    # What stays is the process-wide pool of empty edge channels (bounded), filled by
+    # the first batch; later batches add nothing.
+    assert after_one - baseline < 32 * 1024
+    assert after_four - after_one < 1024, f"{after_four - after_one} bytes more after 150 runs"

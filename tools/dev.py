@@ -33,6 +33,7 @@ COMMANDS: dict[str, list[list[str]]] = {
     "bench": [
         ["python", "benchmarks/bench_executor.py"],
         ["python", "benchmarks/bench_cache.py"],
+        ["python", "benchmarks/bench_load.py"],
         ["python", "benchmarks/bench_offload.py"],
     ],
 }

@@ -88,22 +88,33 @@ class MemoryCacheStore:
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._records: dict[str, CacheRecord] = {}
+        # (pipeline, group) -> key -> record: a run loads its group without a scan
+        self._groups: dict[tuple[str, str], dict[str, CacheRecord]] = {}
         self._clock = clock
 
     async def load(self, pipeline: str, group: str) -> dict[str, str]:
         """Key -> payload for every unexpired entry of ``pipeline`` in ``group``."""
         now = self._clock()
         return {
-            record.key: record.payload
-            for record in self._records.values()
-            if record.pipeline == pipeline
-            and record.group == group
-            and (record.expires_at is None or record.expires_at > now)
+            key: record.payload
+            for key, record in self._groups.get((pipeline, group), {}).items()
+            if record.expires_at is None or record.expires_at > now
         }
 
     async def save(self, records: Sequence[CacheRecord]) -> None:
         """Write ``records`` (replacing entries with the same key)."""
-        self._records.update((record.key, record) for record in records)
+        for record in records:
+            self._forget(record.key)
+            self._records[record.key] = record
+            self._groups.setdefault((record.pipeline, record.group), {})[record.key] = record
+
+    def _forget(self, key: str) -> None:
+        old = self._records.pop(key, None)
+        if old is not None:
+            group = self._groups[old.pipeline, old.group]
+            del group[key]
+            if not group:
+                del self._groups[old.pipeline, old.group]
 
     async def entries(self, pipeline: str | None = None) -> list[CacheEntry]:
         """Every entry (of ``pipeline``), expired ones included, oldest first."""
@@ -137,7 +148,7 @@ class MemoryCacheStore:
             and (not expired_only or (r.expires_at is not None and r.expires_at <= now))
         ]
         for key in doomed:
-            del self._records[key]
+            self._forget(key)
         return len(doomed)
 
     def __len__(self) -> int:

@@ -31,11 +31,13 @@ def stage_problem(stage: object) -> str | None:
     kind = type(stage).__name__
     if isinstance(stage, type):
         return f"got the class {stage.__name__}, not an instance (write {stage.__name__}())"
+    if stage is None:
+        return "got None, not a stage (a PipelineStage needs a name and an async execute)"
     if not hasattr(stage, "name"):
-        return f"{kind} object has no 'name' (a PipelineStage needs a name and an async execute)"
+        return f"{kind} instance has no 'name' (a PipelineStage needs a name and an async execute)"
     execute = getattr(stage, "execute", None)
     if execute is None or not callable(execute):
-        return f"{kind} object has no execute() method (a PipelineStage needs one)"
+        return f"{kind} instance has no execute() method (a PipelineStage needs one)"
     if not (inspect.iscoroutinefunction(execute) or inspect.isasyncgenfunction(execute)):
         return f"{kind}.execute is not an async function (write 'async def execute')"
     return None

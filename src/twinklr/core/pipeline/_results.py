@@ -101,6 +101,16 @@ class _SuccessDescriptor:
         return instance.status in SUCCESS_STATUSES
 
 
+def _status_from(value: object) -> StageStatus:
+    """A status given by its value (``"succeeded"``); anything else is refused."""
+    try:
+        return StageStatus(value)
+    except ValueError:
+        names = ", ".join(status.value for status in StageStatus)
+        msg = f"StageResult status must be a StageStatus (one of {names}), got {value!r}"
+        raise ValueError(msg) from None
+
+
 @attrs.frozen(kw_only=True, init=False)
 class StageResult(Generic[T]):
     """What one stage produced: an output, or an error, and how it ended.
@@ -129,7 +139,7 @@ class StageResult(Generic[T]):
     def __init__(
         self,
         *,
-        status: StageStatus | None = None,
+        status: StageStatus | str | None = None,
         output: T | None = None,
         error: str | None = None,
         stage_name: str = "",
@@ -140,7 +150,9 @@ class StageResult(Generic[T]):
         if status is None:
             failed = error is not None if success is None else not success
             status = StageStatus.FAILED if failed else StageStatus.SUCCEEDED
-        elif success is not None and success != (status in SUCCESS_STATUSES):
+        elif not isinstance(status, StageStatus):
+            status = _status_from(status)
+        if success is not None and success != (status in SUCCESS_STATUSES):
             msg = f"StageResult(success={success}) contradicts status={status.value!r}"
             raise ValueError(msg)
         self.__attrs_init__(
