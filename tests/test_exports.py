@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 from twinklr.core import pipeline
 from twinklr.core.pipeline import definition, errors
@@ -109,3 +111,11 @@ def test_optional_parts_are_not_imported() -> None:
     )
     for heavy in optional:
         assert f"'{heavy}'" not in loaded
+
+
+def test_the_api_reference_documents_every_public_name() -> None:
+    page = Path(__file__).resolve().parents[1] / "docs" / "reference" / "api.md"
+    documented = set(
+        re.findall(r"^::: twinklr\.core\.pipeline\.(\w+)$", page.read_text(), re.MULTILINE)
+    )
+    assert documented == set(pipeline.__all__)

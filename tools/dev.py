@@ -2,7 +2,8 @@
 
     python3 tools/dev.py demo     run the Twinklr sequencer demo (twinklr-pipeline demo)
     python3 tools/dev.py test     run the whole test suite (extra args go to pytest)
-    python3 tools/dev.py lint     ruff (lint + format check) and mypy --strict
+    python3 tools/dev.py lint     ruff (lint + format check), the docs (strict), mypy --strict
+    python3 tools/dev.py docs     build the documentation site into ./site (strict)
     python3 tools/dev.py bench    run the benchmarks
 
 It finds uv (on PATH, or in ./.tools, installing it there from PyPI the first time),
@@ -28,8 +29,10 @@ COMMANDS: dict[str, list[list[str]]] = {
     "lint": [
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
+        ["mkdocs", "build", "--strict"],  # (not --quiet: it hides the warnings strict counts)
         ["mypy"],
     ],
+    "docs": [["mkdocs", "build", "--strict"]],
     "bench": [
         ["python", "benchmarks/bench_executor.py"],
         ["python", "benchmarks/bench_cache.py"],
@@ -61,7 +64,11 @@ def main(argv: list[str]) -> int:
         return 2
     name, extra = argv[0], argv[1:]
     uv = find_uv()
-    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(ROOT / ".venv")}
+    env = {
+        **os.environ,
+        "UV_PROJECT_ENVIRONMENT": str(ROOT / ".venv"),
+        "NO_MKDOCS_2_WARNING": "1",  # mkdocs-material's banner about its successor
+    }
     sync = [uv, "sync", "--locked", "--all-extras", "--quiet"]
     subprocess.run(sync, cwd=ROOT, env=env, check=True)
     steps = COMMANDS[name]

@@ -32,7 +32,7 @@ class PipelineExecutor:
     """Runs pipeline definitions on Trio: each stage a task, data on memory channels.
 
     With a ``cache`` store, successful stage outputs are kept and a later run of the
-    same input serves them instead of running the stage (see ``docs/caching.md``).
+    same input serves them instead of running the stage (see ``docs/guides/caching.md``).
     With an OpenTelemetry ``tracer`` (or an application that has set up OpenTelemetry),
     each run is a span with a child span per stage attempt. ``runner`` is where
     ``SyncStage`` work runs when the stage names no runner (a thread by default).
