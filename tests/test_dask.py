@@ -19,6 +19,7 @@ from twinklr.core.pipeline import (
     StageDefinition,
     SyncStage,
 )
+from twinklr.core.pipeline._dask import _Call, _fetch
 from twinklr.core.pipeline.definition import RetryConfig
 
 distributed = pytest.importorskip("distributed")
@@ -132,3 +133,49 @@ async def test_cancelling_the_run_does_not_wait_for_the_cluster(dask: DaskRunner
 def test_describes_itself() -> None:
     assert repr(DaskRunner()) == "DaskRunner(LocalCluster(n_workers=2))"
     assert repr(DaskRunner("tcp://127.0.0.1:8786")) == "DaskRunner(tcp://127.0.0.1:8786)"
+
+
+class FakeFuture:
+    """A done Dask future: finished with a value, or errored."""
+
+    def __init__(self, value: Any = None, error: BaseException | None = None) -> None:
+        self.value, self.error = value, error
+        self.status = "error" if error is not None else "finished"
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class LostClient:
+    """A client whose scheduler has gone: nothing can be submitted or gathered."""
+
+    def map(self, *args: Any, **kwargs: Any) -> Any:
+        msg = "scheduler gone"
+        raise OSError(msg)
+
+    def gather(self, futures: Any) -> Any:
+        msg = "connection lost"
+        raise OSError(msg)
+
+
+async def test_a_failed_submission_fails_every_call_of_its_batch() -> None:
+    runner = DaskRunner()
+    runner._client = LostClient()
+    with pytest.raises(OSError, match="scheduler gone"):
+        await runner.run(str, 1)
+
+
+async def test_a_failed_gather_falls_back_to_one_result_at_a_time() -> None:
+    token = trio.lowlevel.current_trio_token()
+    good, bad = _Call(b"", token), _Call(b"", token)
+    good.future, bad.future = FakeFuture(7), FakeFuture(error=ValueError("remote"))
+    await trio.to_thread.run_sync(_fetch, LostClient(), [good, bad])  # a callback thread
+    await good.done.wait()
+    await bad.done.wait()
+    assert good.value == 7
+    assert isinstance(bad.error, ValueError)

@@ -1,8 +1,9 @@
 """The Dask backend (the ``dask`` extra): run ``SyncStage`` work on a Dask cluster.
 
 Futures are awaited without blocking the Trio loop and without a thread per future: a
-done-callback, in Dask's callback thread, fetches the outcome there and hands it back
-through the Trio token. Functions travel as cloudpickled bytes to a small runner of
+done-callback, in Dask's callback thread, fetches the outcome there (with those of every
+future done meanwhile, in one ``client.gather``) and hands it back through the Trio
+token. Functions travel as cloudpickled bytes to a small runner of
 ours (``call_pickled``), so functions from modules the workers cannot import still work.
 Dask never retries (``retries=0``; the executor owns retries). A cancelled call cancels
 its pending future; a task already running on a worker finishes its current call.
@@ -11,6 +12,7 @@ its pending future; a task already running on a worker finishes its current call
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -42,7 +44,10 @@ class DaskRunner:
         self._client: Any = None
         self._cluster: Any = None
         self._lock = threading.Lock()
-        self._batch: list[dict[str, Any]] = []
+        self._batch: list[_Call] = []
+        # submitted calls whose outcome has not been fetched yet (see _finished)
+        self._pending_lock = threading.Lock()
+        self._pending: set[_Call] = set()
 
     def __repr__(self) -> str:
         where = self.address or f"LocalCluster(n_workers={self.n_workers})"
@@ -98,67 +103,100 @@ class DaskRunner:
         if client is None:  # connecting blocks: in a thread, bounded
             with trio.fail_after(self.startup_timeout_s):
                 client = await trio.to_thread.run_sync(self.connect, abandon_on_cancel=True)
-        token = trio.lowlevel.current_trio_token()
-        done = trio.Event()
-        outcome: dict[str, Any] = {}
-
-        def finished(fut: Any) -> None:  # in Dask's callback thread
-            try:
-                outcome["value"] = fut.result()
-            except BaseException as exc:  # noqa: BLE001 - handed to the Trio side as is
-                outcome["error"] = exc
-            # (a finished run means nobody waits for this result any more)
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(done.set)
-
-        submitted = self._submit(client, payload, finished)
-        try:
-            await done.wait()
-        except trio.Cancelled:
-            future = submitted.get("future")
-            if future is not None:
-                future.cancel()
-            else:
-                submitted["cancelled"] = True  # still batched: never submitted
-            raise
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["value"]
-
-    def _submit(
-        self, client: Any, payload: bytes, finished: Callable[[Any], None]
-    ) -> dict[str, Any]:
-        """Queue one call; every call queued in the same Trio tick is submitted with one
-        ``client.map`` (one graph update for the scheduler instead of one per item)."""
-        entry: dict[str, Any] = {"payload": payload, "finished": finished}
+        call = _Call(payload, trio.lowlevel.current_trio_token())
         if not self._batch:
-            trio.lowlevel.current_trio_token().run_sync_soon(self._flush, client)
-        self._batch.append(entry)
-        return entry
+            call.token.run_sync_soon(self._flush, client)
+        self._batch.append(call)
+        try:
+            await call.done.wait()
+        except trio.Cancelled:
+            if call.future is not None:
+                call.future.cancel()
+            else:
+                call.cancelled = True  # still batched: never submitted
+            raise
+        if call.error is not None:
+            raise call.error
+        return call.value
 
     def _flush(self, client: Any) -> None:
-        batch = [entry for entry in self._batch if not entry.get("cancelled")]
+        """Submit every call queued in this Trio tick with one ``client.map`` (one graph
+        update for the scheduler instead of one per item)."""
+        batch = [call for call in self._batch if not call.cancelled]
         self._batch = []
         if not batch:
             return
         try:
             futures = client.map(
-                call_pickled, [entry["payload"] for entry in batch], pure=False, retries=0
+                call_pickled, [call.payload for call in batch], pure=False, retries=0
             )
         except Exception as exc:  # noqa: BLE001 - each waiting call gets the error
-            for entry in batch:
-                entry["finished"](_Failed(exc))
+            for call in batch:
+                call.error = exc
+                call.done.set()  # (we are on the Trio thread here)
             return
-        for entry, future in zip(batch, futures, strict=True):
-            entry["future"] = future
-            future.add_done_callback(entry["finished"])
+        with self._pending_lock:
+            for call, future in zip(batch, futures, strict=True):
+                call.future = future
+                self._pending.add(call)
+        for call in batch:
+            call.future.add_done_callback(functools.partial(self._finished, client, call))
+
+    def _finished(self, client: Any, call: _Call, future: Any) -> None:
+        """A future is done (in Dask's callback thread): fetch its outcome together with
+        those of every other submitted future that is done by now, in one
+        ``client.gather`` (one round trip for the batch, as ``client.map`` users do),
+        and hand each back to Trio. Their own callbacks then find nothing left to do."""
+        with self._pending_lock:
+            if call not in self._pending:
+                return  # fetched with an earlier batch
+            batch = [c for c in self._pending if c is call or c.future.done()]
+            self._pending.difference_update(batch)
+        _fetch(client, batch)
 
 
-class _Failed:
-    """Stands in for a future whose submission failed."""
+def _fetch(client: Any, batch: list[_Call]) -> None:
+    """The outcomes of ``batch``'s finished futures: values in one gather, errors (and
+    cancellations) one by one, as the exceptions the calls raise."""
+    finished = [call for call in batch if call.future.status == "finished"]
+    values: list[Any] | None = None
+    if finished:
+        try:
+            values = client.gather([call.future for call in finished])
+        except Exception:  # noqa: BLE001 - fall back to fetching one at a time
+            values = None
+    fetched = dict(zip(map(id, finished), values or (), strict=False))
+    for call in batch:
+        if id(call) in fetched:
+            call.value = fetched[id(call)]
+            continue
+        try:
+            call.value = call.future.result()
+        except BaseException as exc:  # noqa: BLE001 - handed to the Trio side as is
+            call.error = exc
+    # One hand-off per Trio run for the whole batch: wake every waiting task at once.
+    by_token: dict[trio.lowlevel.TrioToken, list[trio.Event]] = {}
+    for call in batch:
+        by_token.setdefault(call.token, []).append(call.done)
+    for token, events in by_token.items():
+        # (a finished Trio run means nobody waits for these results any more)
+        with contextlib.suppress(trio.RunFinishedError):
+            token.run_sync_soon(_set_all, events)
 
-    def __init__(self, error: Exception) -> None:
-        self.error = error
 
-    def result(self) -> Any:
-        raise self.error
+def _set_all(events: list[trio.Event]) -> None:
+    for event in events:
+        event.set()
+
+
+class _Call:
+    """One call on its way to the cluster and back."""
+
+    def __init__(self, payload: bytes, token: trio.lowlevel.TrioToken) -> None:
+        self.payload = payload
+        self.token = token
+        self.done = trio.Event()
+        self.future: Any = None
+        self.cancelled = False
+        self.value: Any = None
+        self.error: BaseException | None = None
