@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from conftest import stub
@@ -46,3 +47,26 @@ def test_declaration_order_need_not_be_topological() -> None:
         "p", [StageDefinition("b", stub(), inputs=["a"]), StageDefinition("a", stub())]
     )
     assert pipeline.plan().order == (1, 0)
+
+
+def test_streaming_is_read_from_the_instance_when_it_has_its_own_execute() -> None:
+    class Plain:
+        name = "plain"
+
+        async def execute(self, input: Any, context: Any) -> Any:
+            return None
+
+    async def items(input: Any, context: Any) -> AsyncIterator[int]:
+        yield 1
+
+    special = Plain()
+    special.execute = items  # type: ignore[method-assign,assignment]
+    pipeline = PipelineDefinition(
+        "p",
+        [
+            StageDefinition("a", Plain()),
+            StageDefinition("b", special),
+            StageDefinition("c", Plain()),
+        ],
+    )
+    assert pipeline.plan().streaming == (False, True, False)

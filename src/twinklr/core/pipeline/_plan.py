@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -80,36 +80,49 @@ _PLAIN = frozenset({ExecutionPattern.SEQUENTIAL, ExecutionPattern.PARALLEL})
 
 
 def compile_plan(pipeline: PipelineDefinition) -> Plan:
-    """Validate ``pipeline`` and compile it; raise listing every problem if invalid."""
+    """Validate ``pipeline`` and compile it; raise listing every problem if invalid.
+
+    Two passes over the stages after validation (the second needs every stage's
+    streaming flag): this is paid on a definition's first run, so it is kept lean.
+    """
     problems, deps, order = _analyse(pipeline)
     if problems:
         raise PipelineValidationError(pipeline.name, problems)
     assert order is not None  # noqa: S101 (no problems means no cycle)
     stages = pipeline.stages
-    slots = []
+    fan_out = ExecutionPattern.FAN_OUT
+    generators: dict[type, bool] = {}
+    slots: list[int] = []
+    streaming: list[bool] = []
+    cacheable: list[bool] = []
+    plain: list[bool] = []
     for stage in stages:
-        if stage.pattern is ExecutionPattern.FAN_OUT:
+        streams = _streams(stage.stage, generators)
+        streaming.append(streams)
+        cacheable.append(is_cacheable(stage))
+        if stage.pattern is fan_out:
             source = stage.fan_out_over if stage.fan_out_over is not None else stage.inputs[0]
             slots.append(stage.inputs.index(source))
+            plain.append(False)
         else:
             slots.append(-1)
+            plain.append(is_plain(stage, streaming=streams))
     frozen_deps = tuple(map(tuple, deps))
-    streaming = tuple(inspect.isasyncgenfunction(stage.stage.execute) for stage in stages)
-    pipelined_on = tuple(
-        _pipelined_on(stage, frozen_deps[index], stages, streaming)
-        for index, stage in enumerate(stages)
-    )
+    pipelined_on: list[int] = []
     streams_to: list[list[int]] = [[] for _ in stages]
-    for consumer, producer in enumerate(pipelined_on):
-        if producer >= 0:
-            streams_to[producer].append(consumer)
-    edge_start = []
+    edge_start: list[int] = []
     out_edges: list[list[tuple[int, int]]] = [[] for _ in stages]
     edge = 0
     for consumer, inputs in enumerate(frozen_deps):
+        producer_of_stream = -1
+        if slots[consumer] >= 0:
+            producer_of_stream = _pipelined_on(stages[consumer], inputs, stages, streaming)
+            if producer_of_stream >= 0:
+                streams_to[producer_of_stream].append(consumer)
+        pipelined_on.append(producer_of_stream)
         edge_start.append(edge)
         for producer in inputs:
-            if pipelined_on[consumer] != producer:
+            if producer != producer_of_stream:
                 out_edges[producer].append((consumer, edge))
             edge += 1
     return Plan(
@@ -120,25 +133,34 @@ def compile_plan(pipeline: PipelineDefinition) -> Plan:
         deps=frozen_deps,
         order=tuple(order),
         fan_out_slot=tuple(slots),
-        streaming=streaming,
+        streaming=tuple(streaming),
         edge_start=tuple(edge_start),
         out_edges=tuple(map(tuple, out_edges)),
         edge_count=edge,
-        pipelined_on=pipelined_on,
+        pipelined_on=tuple(pipelined_on),
         streams_to=tuple(map(tuple, streams_to)),
-        cacheable=tuple(is_cacheable(stage) for stage in stages),
-        plain=tuple(
-            stage.pattern is not ExecutionPattern.FAN_OUT and is_plain(stage, streaming=streams)
-            for stage, streams in zip(stages, streaming, strict=True)
-        ),
+        cacheable=tuple(cacheable),
+        plain=tuple(plain),
     )
+
+
+def _streams(stage: object, generators: dict[type, bool]) -> bool:
+    """Whether ``stage.execute`` is an async generator function, looked up once per
+    class (unless the instance has an ``execute`` of its own)."""
+    if "execute" in getattr(stage, "__dict__", ()):
+        return inspect.isasyncgenfunction(stage.execute)  # type: ignore[attr-defined]
+    kind = type(stage)
+    known = generators.get(kind)
+    if known is None:
+        known = generators[kind] = inspect.isasyncgenfunction(stage.execute)  # type: ignore[attr-defined]
+    return known
 
 
 def _pipelined_on(
     stage: StageDefinition,
     deps: tuple[int, ...],
     stages: tuple[StageDefinition, ...],
-    streaming: tuple[bool, ...],
+    streaming: Sequence[bool],
 ) -> int:
     if stage.pattern is not ExecutionPattern.FAN_OUT or stage.condition is not None:
         return -1
