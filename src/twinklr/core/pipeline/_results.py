@@ -74,11 +74,16 @@ def make_result(
     metadata: Mapping[str, Any] | None,
 ) -> StageResult[_T]:
     """A result straight from its fields, skipping the friendly constructor's checks
-    (the executor's hot path makes one per stage)."""
-    result: StageResult[_T] = object.__new__(StageResult)
-    result.__attrs_init__(
-        status=status, output=output, error=error, stage_name=stage_name, metadata=metadata
-    )
+    and filling its slots directly (the executor's hot path makes one per stage, and
+    ``StageResult.success`` is this too): the same frozen value as the constructor's."""
+    result: StageResult[_T] = _new(StageResult)
+    set_status, set_output, set_error, set_name, set_metadata, set_exception = _SLOTS
+    set_status(result, status)
+    set_output(result, output)
+    set_error(result, error)
+    set_name(result, stage_name)
+    set_metadata(result, _frozen_mapping(metadata))
+    set_exception(result, None)
     return result
 
 
@@ -220,6 +225,22 @@ def _describe(error: str | BaseException) -> str:
         text = str(error)
         return f"{type(error).__name__}: {text}" if text else type(error).__name__
     return error
+
+
+_new = object.__new__
+#: The slot setters of StageResult's fields, in make_result's order.
+_SLOTS = tuple(
+    getattr(StageResult, name).__set__
+    for name in ("status", "output", "error", "stage_name", "metadata", "exception")
+)
+assert {field.name for field in attrs.fields(StageResult)} == {  # noqa: S101 (import-time check)
+    "status",
+    "output",
+    "error",
+    "stage_name",
+    "metadata",
+    "exception",
+}
 
 
 def success_result(
