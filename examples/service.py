@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -47,8 +48,9 @@ class PipelineService:
     """An ASGI application running the ``pipelines`` it is given, by name.
 
     ``contexts`` makes the context for a run of a pipeline from its input (a fresh
-    :class:`PipelineContext` when not given). Call :meth:`open` (or use :func:`serve`)
-    before serving requests.
+    :class:`PipelineContext` when not given). A handle keeps its run's events, so the
+    service remembers only the ``keep_finished`` most recent finished runs (running ones
+    are always kept). Call :meth:`open` (or use :func:`serve`) before serving requests.
     """
 
     def __init__(
@@ -57,11 +59,14 @@ class PipelineService:
         *,
         executor: PipelineExecutor | None = None,
         contexts: Callable[[str, Any], PipelineContext] | None = None,
+        keep_finished: int = 100,
     ) -> None:
         self.pipelines = dict(pipelines)
         self.executor = executor if executor is not None else PipelineExecutor()
         self.contexts = contexts
+        self.keep_finished = keep_finished
         self.handles: dict[str, RunHandle] = {}
+        self._finished: deque[str] = deque()
         self._runs: trio.Nursery | None = None
         self._closing = False
 
@@ -130,13 +135,22 @@ class PipelineService:
                 ],
             }
         )
-        async with trio.open_nursery() as request:
-            request.start_soon(_cancel_on_disconnect, receive, handle, request.cancel_scope)
-            async for event in handle.events():
-                await _send_event(send, event.kind.value, _event_fields(event))
-            result = await handle.wait()
-            await _send_event(send, "result", _result_fields(result), last=True)
-            request.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as request:
+                request.start_soon(_cancel_on_disconnect, receive, handle, request.cancel_scope)
+                async for event in handle.events():
+                    await _send_event(send, event.kind.value, _event_fields(event))
+                result = await handle.wait()
+                await _send_event(send, "result", _result_fields(result), last=True)
+                request.cancel_scope.cancel()
+        finally:
+            self._forget_old(handle.run_id)
+
+    def _forget_old(self, run_id: str) -> None:
+        """``run_id``'s request is over: keep only the most recent finished runs."""
+        self._finished.append(run_id)
+        while len(self._finished) > self.keep_finished:
+            self.handles.pop(self._finished.popleft(), None)
 
     async def _cancel(self, run_id: str, send: Send) -> None:
         handle = self.handles.get(run_id)

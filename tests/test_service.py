@@ -293,3 +293,19 @@ async def test_over_http_with_hypercorn() -> None:
             await staying.aclose()
     assert {handle.status for handle in service.handles.values()} == {RunStatus.CANCELLED}
     assert b'"cancelled": true' in seen
+
+
+async def test_only_the_most_recent_finished_runs_are_remembered(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    service = PipelineService(pipelines(), keep_finished=2)
+    async with trio.open_nursery() as runs:
+        service.open(runs)
+        for value in range(5):
+            await Client("POST", "/runs/add", str(value).encode()).call(service)
+        follower = Client("POST", "/runs/forever")
+        runs.start_soon(follower.call, service)
+        await trio.sleep(1)
+        assert len(service.handles) == 3  # the two latest finished, and the running one
+        follower.hang_up()
+    assert [run["status"] for run in service.runs()] == ["succeeded", "cancelled"]
