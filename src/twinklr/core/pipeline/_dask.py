@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,9 @@ from typing import Any
 import trio
 
 from ._offload import call_pickled, pickle_work
+
+#: How many of the oldest pending calls a done-callback looks at for its batch.
+_SCAN_LIMIT = 512
 
 
 class DaskRunner:
@@ -47,7 +51,7 @@ class DaskRunner:
         self._batch: list[_Call] = []
         # submitted calls whose outcome has not been fetched yet (see _finished)
         self._pending_lock = threading.Lock()
-        self._pending: set[_Call] = set()
+        self._pending: dict[_Call, None] = {}  # in submission order
 
     def __repr__(self) -> str:
         where = self.address or f"LocalCluster(n_workers={self.n_workers})"
@@ -138,7 +142,7 @@ class DaskRunner:
         with self._pending_lock:
             for call, future in zip(batch, futures, strict=True):
                 call.future = future
-                self._pending.add(call)
+                self._pending[call] = None
         for call in batch:
             call.future.add_done_callback(functools.partial(self._finished, client, call))
 
@@ -150,8 +154,13 @@ class DaskRunner:
         with self._pending_lock:
             if call not in self._pending:
                 return  # fetched with an earlier batch
-            batch = [c for c in self._pending if c is call or c.future.done()]
-            self._pending.difference_update(batch)
+            # The oldest pending calls are the likeliest done (Dask runs them roughly in
+            # submission order); looking at a bounded number keeps a callback O(1) however
+            # many calls are in flight.
+            oldest = itertools.islice(self._pending, _SCAN_LIMIT)
+            batch = [call, *(c for c in oldest if c is not call and c.future.done())]
+            for done in batch:
+                del self._pending[done]
         _fetch(client, batch)
 
 

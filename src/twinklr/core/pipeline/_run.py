@@ -165,6 +165,11 @@ class Run:
             if not deps:
                 self._spawn(index)
 
+    def stop(self) -> None:
+        """Start nothing more: a stage queued but not yet begun never starts, and no
+        output is handed on (a cancel from outside is on its way)."""
+        self.stopped = True
+
     def listen(self, events: EventSink) -> None:
         """Send this run's events to ``events`` too."""
         self.events = events
