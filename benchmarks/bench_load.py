@@ -13,8 +13,7 @@ only their scheduling), so the figures are the orchestration's CPU cost:
 
 Reported: wall time, microseconds per stage, the ratio to bare Trio; peak memory per
 run; memory still held after the batch once the results are dropped (against the
-process before it: for the executor, the process-wide pool of idle edge channels,
-at most 4,096 of them), and how much more after three more batches (a leak grows it).
+process before it), and how much more after three more batches (a leak grows it).
 
     python benchmarks/bench_load.py [--runs 1000] [--repeat 3]
 """
@@ -45,7 +44,7 @@ from fixtures.load import (
     load_pipeline,
     run_batch,
 )
-from twinklr.core.pipeline import MemoryCacheStore, RateLimiter, _wiring
+from twinklr.core.pipeline import MemoryCacheStore, RateLimiter
 
 Batch = Callable[[int], Awaitable[Any]]
 
@@ -120,9 +119,6 @@ def memory(batch: Batch, runs: int) -> tuple[float, float, float]:
     so what a batch leaves behind is all counted, and what a later one reuses is not
     counted twice."""
     clock = trio.testing.MockClock(autojump_threshold=0)
-    # Empty the channel pool first: channels pooled before tracing would be swapped for
-    # traced ones batch after batch, which reads as growth.
-    _wiring._pool.clear()  # noqa: SLF001
     gc.collect()
     tracemalloc.start()
     try:

@@ -709,7 +709,7 @@ def test_memory_returns_to_its_baseline_after_batches_of_runs() -> None:
         after_four = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
-    # What stays is the process-wide pool of empty edge channels (bounded), filled by
-    # the first batch; later batches add nothing.
+    # Nothing run-sized stays (what does is interpreter caches warmed by the first
+    # batch); later batches add nothing.
     assert after_one - baseline < 32 * 1024
     assert after_four - after_one < 1024, f"{after_four - after_one} bytes more after 150 runs"

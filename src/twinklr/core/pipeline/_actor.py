@@ -17,12 +17,34 @@ from ._attempts import run_unit, settle, settle_error
 from ._context import record_writes, stop_recording
 from ._fanout import run_fan_out
 from ._results import StageResult, StageStatus
-from ._wiring import receive_and_recycle
 from .definition import ExecutionPattern
 from .errors import ConditionError, FanOutInputError
 
 if TYPE_CHECKING:
     from ._run import Run
+
+
+async def direct_actor(run: Run, index: int) -> None:
+    """The task of a plain stage (one call: no condition, retry, timeout, cache or
+    stream), the common case and the executor's hot path: no wrapper between the task
+    and the stage's own ``execute``. Never raises except for cancellation."""
+    if run.stopped:
+        return  # see stage_actor
+    run.stage_started(index)
+    sdef = run.plan.stages[index]
+    try:
+        value = _receive_inputs(run, index)
+        try:
+            returned = await sdef.stage.execute(value, run.context)
+        except Exception as exc:  # noqa: BLE001 - errors are results, by contract
+            result = settle_error(sdef, exc)
+        else:
+            result = settle(sdef, returned)
+    except BaseException as exc:
+        if is_cancellation(exc):
+            run.stage_cancelled(index)
+        raise
+    run.stage_finished(index, result)
 
 
 async def streaming_actor(run: Run, index: int) -> None:
@@ -64,7 +86,7 @@ async def stage_actor(run: Run, index: int, streams: list[Any] | None = None) ->
                 if result is None:
                     writes = record_writes()
         if result is None and plan.plain[index]:
-            # The hot path: await the stage itself, no wrapper coroutine in between.
+            # A plain stage with a condition or a cache: await the stage itself.
             try:
                 returned = await sdef.stage.execute(value, run.context)
             except Exception as exc:  # noqa: BLE001 - errors are results, by contract
@@ -141,14 +163,15 @@ _HANDS_ON = frozenset({StageStatus.SUCCEEDED, StageStatus.CACHED, StageStatus.SO
 def _receive_inputs(run: Run, index: int) -> Any:
     """The stage's input: the initial input, its one input, or ``{input_id: output}``.
     Every input has landed before the task starts, so the reads never park."""
-    inputs = run.plan.stages[index].inputs
+    plan = run.plan
+    inputs = plan.stages[index].inputs
     if not inputs:
         return run.initial_input
     edges = run.edges
-    first = run.plan.edge_start[index]
+    first = plan.edge_start[index]
     if len(inputs) == 1:
-        return receive_and_recycle(edges[first])
-    return {name: receive_and_recycle(edges[first + slot]) for slot, name in enumerate(inputs)}
+        return edges[first].receive_nowait()
+    return {name: edges[first + slot].receive_nowait() for slot, name in enumerate(inputs)}
 
 
 def is_cancellation(exc: BaseException) -> bool:

@@ -14,12 +14,13 @@ from typing import Any
 
 import trio
 
-from ._results import StageResult, StageStatus, make_result
+from ._results import NO_METADATA, StageResult, StageStatus, make_result
 from ._retry import error_text, retrying
 from .definition import StageDefinition
 from .errors import StageFailedError, StageOutputError, StageTimeoutError
 
 _ONE_ATTEMPT: Mapping[str, Any] = MappingProxyType({"attempts": 1})
+_SUCCEEDED = StageStatus.SUCCEEDED
 
 #: Called as ``on_retry(stage_id, item, attempt, error, delay_s)`` before a retry sleep.
 RetryHook = Callable[[str, "int | None", int, BaseException, float], None]
@@ -94,6 +95,13 @@ def is_plain(sdef: StageDefinition, *, streaming: bool) -> bool:
 
 def settle(sdef: StageDefinition, returned: object) -> StageResult[Any]:
     """The result of a plain call that returned ``returned``."""
+    if (
+        type(returned) is StageResult
+        and returned.status is _SUCCEEDED
+        and returned.metadata is NO_METADATA
+    ):  # the common case, straight to the result: what _with_attempts would make
+        name = returned.stage_name or sdef.id
+        return make_result(_SUCCEEDED, returned.output, returned.error, name, _ONE_ATTEMPT)
     try:
         result = _checked(sdef, returned)
     except Exception as exc:  # noqa: BLE001 - a wrong return or a failure result

@@ -39,6 +39,8 @@ class EventKind(enum.Enum):
     """A fan-out item ended: ``done`` of ``total`` items have, for progress bars."""
     RUN_FINISHED = "run_finished"
 
+    __hash__ = object.__hash__  # by identity, as members compare (Enum's is Python code)
+
 
 #: The event that ends each stage's life (exactly one per stage that started).
 TERMINAL_KINDS = frozenset(

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 _T = TypeVar("_T")
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
+#: The metadata of a result that has none (shared).
+NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 
 
 class _ReadOnly(Mapping[str, Any]):
@@ -28,10 +29,20 @@ class _ReadOnly(Mapping[str, Any]):
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    if not value:
-        return _EMPTY
-    if isinstance(value, MappingProxyType | _ReadOnly):
+    # The common cases first, by exact type: an ABC's isinstance is Python code.
+    if value is None:
+        return NO_METADATA
+    kind = type(value)
+    if kind is MappingProxyType:
         return value
+    if kind is dict:
+        return MappingProxyType(dict(value)) if value else NO_METADATA
+    # Read-only already: kept as it is (asking a lazy mapping for its length first
+    # would make it count its entries).
+    if isinstance(value, _ReadOnly):
+        return value
+    if not value:
+        return NO_METADATA
     return MappingProxyType(dict(value))
 
 
@@ -44,6 +55,10 @@ class StageStatus(enum.Enum):
     SOFT_FAILED = "soft_failed"
     CACHED = "cached"
     CANCELLED = "cancelled"
+
+    # Members are singletons compared by identity, so they may hash by identity too:
+    # Enum's own __hash__ is Python code, and statuses are looked up once per stage.
+    __hash__ = object.__hash__
 
 
 #: Statuses for which ``StageResult.success`` is True.

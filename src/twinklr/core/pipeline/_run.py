@@ -8,18 +8,20 @@ frozen result.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
 
-from . import _wiring
-from ._actor import stage_actor, streaming_actor
+from ._actor import direct_actor, stage_actor, streaming_actor
 from ._events import EventKind, EventSink, PipelineEvent, stage_event
 from ._otel import SpanRecorder
 from ._results import PipelineResult, StageResult, StageStatus
 from ._retry import error_text
 from ._timeline import RunRecords, Timeline, to_ms
+from ._wiring import NOT_SENT, OneShotChannel
 
 if TYPE_CHECKING:
     from ._cache_run import RunCache
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
     from ._plan import Plan
 
 logger = structlog.get_logger(__name__)
+
+#: A stage's task function, started as ``actor(run, index)``.
+Actor = Callable[["Run", int], Awaitable[None]]
 
 #: Transitions logged above debug level (the rest are debug: one per stage transition).
 _LOG_LEVELS = {
@@ -47,17 +52,13 @@ _TERMINAL = {
 #: Items a streaming stage may run ahead of a stage pipelined on it (back-pressure).
 STREAM_BUFFER = 16
 
-_PRODUCES_OUTPUT = frozenset(
-    {StageStatus.SUCCEEDED, StageStatus.SKIPPED, StageStatus.CACHED, StageStatus.SOFT_FAILED}
-)
-
 
 class Run:
     """The state of one run, shared by the supervisor and the stage tasks.
 
-    A finished stage's output travels to each dependent on a memory channel of its own
-    (one per edge, see ``_wiring``); a dependent's task is started when its last input
-    has been sent, so it reads its channels without parking.
+    A finished stage's output travels to each dependent on a one-shot memory channel of
+    its own (one per edge, see ``_wiring``); a dependent's task is started when its last
+    input has been sent, so it reads its channels without parking.
 
     All of it lives on one Trio thread: stage tasks call back into it synchronously, so
     no locking is needed and a decision (fail-fast, starting a dependent) is atomic.
@@ -89,7 +90,7 @@ class Run:
         count = len(plan.ids)
         self.remaining = [len(deps) for deps in plan.deps]
         # edge id -> the channel its value waits on, until the consumer takes it
-        self.edges: list[_wiring.Channel | None] = [None] * plan.edge_count
+        self.edges: list[OneShotChannel] = [NOT_SENT] * plan.edge_count
         self.results: list[StageResult[Any] | None] = [None] * count
         self.records = RunRecords.for_stages(count)
         # the records' lists, for the hot path
@@ -100,7 +101,8 @@ class Run:
         self.cancelled: list[int] = []
         self.error: str | None = None
         self.stopped = False
-        self.nursery: trio.Nursery | None = None
+        self.nursery: trio.Nursery  # the supervisor's, set by start
+        self.actors: list[Actor]  # each stage's task function, set by start
         self.cache: RunCache | None = None
         # stage -> the channel its pipelined input's items arrive on
         self.streams: dict[int, trio.MemoryReceiveChannel[Any]] = {}
@@ -161,9 +163,27 @@ class Run:
     def start(self, nursery: trio.Nursery) -> None:
         """Start every entry stage in the supervisor ``nursery``."""
         self.nursery = nursery
+        self.actors = self._actors()
         for index, deps in enumerate(self.plan.deps):
             if not deps:
                 self._spawn(index)
+
+    def _actors(self) -> list[Actor]:
+        """Each stage's task function in this run: the direct one for a plain stage with
+        no condition (and no cache in this run), the streaming one for a stage that
+        hands its items on as it yields them, the general one otherwise."""
+        plan = self.plan
+        cache = self.cache
+        actors: list[Actor] = [
+            direct_actor
+            if plain and sdef.condition is None and (cache is None or not cacheable)
+            else stage_actor
+            for plain, sdef, cacheable in zip(plan.plain, plan.stages, plan.cacheable, strict=True)
+        ]
+        for index, consumers in enumerate(plan.streams_to):
+            if consumers or index in self.subscribers:
+                actors[index] = streaming_actor
+        return actors
 
     def stop(self) -> None:
         """Start nothing more: a stage queued but not yet begun never starts, and no
@@ -181,13 +201,10 @@ class Run:
         self.watched = True
 
     def _spawn(self, index: int) -> None:
-        assert self.nursery is not None  # noqa: S101 (set by start)
         self.queued[index] = now = self.now()
         if self.watched:
             self.stage_transition(EventKind.STAGE_QUEUED, index, now)
-        streams = self.plan.streams_to[index] or index in self.subscribers
-        actor = streaming_actor if streams else stage_actor
-        self.nursery.start_soon(actor, self, index, name=self.plan.ids[index])
+        self.nursery.start_soon(self.actors[index], self, index, name=self.plan.ids[index])
 
     def end(self) -> None:
         """The last stage task has ended: note the time, say the run finished."""
@@ -238,7 +255,7 @@ class Run:
         remaining = self.remaining
         edges = self.edges
         for consumer, edge in self.plan.out_edges[index]:
-            edges[edge] = _wiring.send_on_new_channel(output)
+            edges[edge] = OneShotChannel(output)
             remaining[consumer] -= 1
             if remaining[consumer] == 0:
                 self._spawn(consumer)
@@ -255,7 +272,6 @@ class Run:
             self.error = f"stage '{stage_id}' failed: {result.error}"
         if self.fail_fast and not self.stopped:
             self.stopped = True
-            assert self.nursery is not None  # noqa: S101 (set by start)
             self.nursery.cancel_scope.cancel()
 
     def stage_cancelled(self, index: int) -> None:
@@ -315,25 +331,28 @@ class Run:
         plan = self.plan
         ids = plan.ids
         t0 = self.start_time
+        # Built here and wrapped read-only as they are (no copy): one pass over the
+        # stages, the common status first.
         outputs: dict[str, Any] = {}
         stage_results: dict[str, StageResult[Any]] = {}
-        skipped: list[str] = []
-        soft_failed: list[str] = []
-        cached: list[str] = []
-        for index, result in enumerate(self.results):
+        by_status: dict[StageStatus, list[str]] = {
+            StageStatus.SKIPPED: [],
+            StageStatus.SOFT_FAILED: [],
+            StageStatus.CACHED: [],
+        }
+        not_started: list[str] = []
+        succeeded = StageStatus.SUCCEEDED
+        for stage_id, result in zip(ids, self.results, strict=True):
             if result is None:
+                not_started.append(stage_id)
                 continue
-            stage_id = ids[index]
             stage_results[stage_id] = result
             status = result.status
-            if status in _PRODUCES_OUTPUT:
+            if status is succeeded:
                 outputs[stage_id] = result.output
-            if status is StageStatus.SKIPPED:
-                skipped.append(stage_id)
-            elif status is StageStatus.SOFT_FAILED:
-                soft_failed.append(stage_id)
-            elif status is StageStatus.CACHED:
-                cached.append(stage_id)
+            elif status in by_status:
+                outputs[stage_id] = result.output
+                by_status[status].append(stage_id)
         error = self.error
         if cancelled and error is None:
             error = "the run was cancelled"
@@ -341,16 +360,14 @@ class Run:
             pipeline_name=plan.name,
             run_id=self.run_id,
             success=error is None,
-            outputs=outputs,
-            stage_results=stage_results,
+            outputs=MappingProxyType(outputs),
+            stage_results=MappingProxyType(stage_results),
             failed_stages=tuple(ids[i] for i in self.failed),
-            skipped_stages=tuple(skipped),
-            soft_failed_stages=tuple(soft_failed),
-            cached_stages=tuple(cached),
+            skipped_stages=tuple(by_status[StageStatus.SKIPPED]),
+            soft_failed_stages=tuple(by_status[StageStatus.SOFT_FAILED]),
+            cached_stages=tuple(by_status[StageStatus.CACHED]),
             cancelled_stages=tuple(ids[i] for i in self.cancelled),
-            not_started_stages=tuple(
-                ids[i] for i, result in enumerate(self.results) if result is None
-            ),
+            not_started_stages=tuple(not_started),
             total_duration_ms=to_ms(self.end_time - t0),
             metrics=self.context.metrics,
             context=self.context.snapshot(),
