@@ -20,7 +20,8 @@ def test_a_channel_made_with_its_value_gives_it_once() -> None:
 
 
 def test_a_falsy_or_none_value_is_a_value() -> None:
-    for value in (None, 0, "", []):
+    values: tuple[object, ...] = (None, 0, "", [])
+    for value in values:
         assert OneShotChannel(value).receive_nowait() == value
 
 
