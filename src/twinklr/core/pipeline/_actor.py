@@ -15,6 +15,7 @@ import trio
 
 from ._attempts import run_unit, settle, settle_error
 from ._context import record_writes, stop_recording
+from ._events import EventKind
 from ._fanout import run_fan_out
 from ._results import StageResult, StageStatus
 from .definition import ExecutionPattern
@@ -30,10 +31,16 @@ async def direct_actor(run: Run, index: int) -> None:
     and the stage's own ``execute``. Never raises except for cancellation."""
     if run.stopped:
         return  # see stage_actor
-    run.stage_started(index)
-    sdef = run.plan.stages[index]
+    run.started[index] = now = run.now()  # run.stage_started, inlined
+    if run.watched:
+        run.stage_transition(EventKind.STAGE_STARTED, index, now)
+    plan = run.plan
+    sdef = plan.stages[index]
     try:
-        value = _receive_inputs(run, index)
+        if len(sdef.inputs) == 1:  # _receive_inputs, inlined for the common case
+            value = run.edges[plan.edge_start[index]].receive_nowait()
+        else:
+            value = _receive_inputs(run, index)
         try:
             returned = await sdef.stage.execute(value, run.context)
         except Exception as exc:  # noqa: BLE001 - errors are results, by contract

@@ -164,9 +164,10 @@ class Run:
         """Start every entry stage in the supervisor ``nursery``."""
         self.nursery = nursery
         self.actors = self._actors()
+        now = self.now()
         for index, deps in enumerate(self.plan.deps):
             if not deps:
-                self._spawn(index)
+                self._spawn(index, now)
 
     def _actors(self) -> list[Actor]:
         """Each stage's task function in this run: the direct one for a plain stage with
@@ -200,8 +201,9 @@ class Run:
         self.spans = SpanRecorder(tracer, self.plan.name, self.run_id, self.start_time)
         self.watched = True
 
-    def _spawn(self, index: int) -> None:
-        self.queued[index] = now = self.now()
+    def _spawn(self, index: int, now: float) -> None:
+        """Start stage ``index``'s task: its inputs are all in since ``now``."""
+        self.queued[index] = now
         if self.watched:
             self.stage_transition(EventKind.STAGE_QUEUED, index, now)
         self.nursery.start_soon(self.actors[index], self, index, name=self.plan.ids[index])
@@ -222,7 +224,7 @@ class Run:
             send, receive = trio.open_memory_channel[Any](STREAM_BUFFER)
             self.streams[consumer] = receive
             self.remaining[consumer] -= 1
-            self._spawn(consumer)
+            self._spawn(consumer, self.now())
             sends.append(send)
         # Subscribers get their own clone of the channel they gave, closed when the stage
         # ends, so a subscriber that closed its end sees the stream end with the stage.
@@ -258,7 +260,7 @@ class Run:
             edges[edge] = OneShotChannel(output)
             remaining[consumer] -= 1
             if remaining[consumer] == 0:
-                self._spawn(consumer)
+                self._spawn(consumer, now)  # queued the moment its last input finished
 
     def _stage_failed(self, index: int, result: StageResult[Any]) -> None:
         stage_id = self.plan.ids[index]
