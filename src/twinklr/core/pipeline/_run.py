@@ -153,7 +153,7 @@ class Run:
                     kind,
                     self.plan.name,
                     self.run_id,
-                    round((at - self.start_time) * 1000, 6),  # to_ms, inlined
+                    ((at - self.start_time) * 1e9 + 0.5) // 1 / 1e6,  # to_ms, inlined
                     self.plan.ids[index],
                     attempt,
                     error,
