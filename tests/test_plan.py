@@ -36,7 +36,8 @@ def test_plan_indexes_the_definition() -> None:
     assert plan.deps == ((), (0,), (0, 1))
     assert plan.edge_count == 3
     assert plan.edge_start == (0, 0, 1)  # c's inputs are edges 1 (from a) and 2 (from b)
-    assert plan.out_edges == (((1, 0), (2, 1)), ((2, 2),), ())
+    assert plan.out_edges == ((0, 1), (2,), ())
+    assert plan.edge_consumer == (1, 2, 2)
     assert plan.fan_out_slot == (-1, -1, 1)
     assert plan.streaming == (False, True, False)
     assert plan.waves() == [["a"], ["b"], ["c"]]

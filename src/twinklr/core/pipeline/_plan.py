@@ -59,9 +59,11 @@ class Plan:
     edge_start: tuple[int, ...]
     """For each stage, the id of its first input edge; its inputs are the edges
     ``edge_start[i]`` to ``edge_start[i] + len(deps[i]) - 1``, in input order."""
-    out_edges: tuple[tuple[tuple[int, int], ...], ...]
-    """For each stage, its outgoing edges as ``(consumer, edge id)`` (edges into stages
-    pipelined on it excluded: those get its items through a stream instead)."""
+    out_edges: tuple[tuple[int, ...], ...]
+    """For each stage, the ids of its outgoing edges (edges into stages pipelined on it
+    excluded: those get its items through a stream instead)."""
+    edge_consumer: tuple[int, ...]
+    """For each edge id, the stage it feeds."""
     streams_to: tuple[tuple[int, ...], ...]
     """For each streaming stage, the stages pipelined on it."""
     edge_count: int
@@ -107,38 +109,38 @@ def compile_plan(pipeline: PipelineDefinition) -> Plan:
         else:
             slots.append(-1)
             plain.append(is_plain(stage, streaming=streams))
-    frozen_deps = tuple(map(tuple, deps))
-    pipelined_on: list[int] = []
-    streams_to: list[list[int]] = [[] for _ in stages]
+    pipelined_on = [-1] * len(stages)
+    streams_to: list[tuple[int, ...]] = [()] * len(stages)
+    out_edges: list[tuple[int, ...]] = [()] * len(stages)
     edge_start: list[int] = []
-    out_edges: list[list[tuple[int, int]]] = [[] for _ in stages]
-    edge = 0
-    for consumer, inputs in enumerate(frozen_deps):
+    edge_consumer: list[int] = []
+    for consumer, inputs in enumerate(deps):
         producer_of_stream = -1
         if slots[consumer] >= 0:
             producer_of_stream = _pipelined_on(stages[consumer], inputs, stages, streaming)
             if producer_of_stream >= 0:
-                streams_to[producer_of_stream].append(consumer)
-        pipelined_on.append(producer_of_stream)
-        edge_start.append(edge)
+                pipelined_on[consumer] = producer_of_stream
+                streams_to[producer_of_stream] += (consumer,)
+        edge_start.append(len(edge_consumer))
         for producer in inputs:
             if producer != producer_of_stream:
-                out_edges[producer].append((consumer, edge))
-            edge += 1
+                out_edges[producer] += (len(edge_consumer),)  # a few edges each: tuples
+            edge_consumer.append(consumer)
     return Plan(
         name=pipeline.name,
         ids=tuple(stage.id for stage in stages),
         index_of={stage.id: index for index, stage in enumerate(stages)},
         stages=stages,
-        deps=frozen_deps,
+        deps=tuple(deps),
         order=tuple(order),
         fan_out_slot=tuple(slots),
         streaming=tuple(streaming),
         edge_start=tuple(edge_start),
-        out_edges=tuple(map(tuple, out_edges)),
-        edge_count=edge,
+        out_edges=tuple(out_edges),
+        edge_consumer=tuple(edge_consumer),
+        edge_count=len(edge_consumer),
         pipelined_on=tuple(pipelined_on),
-        streams_to=tuple(map(tuple, streams_to)),
+        streams_to=tuple(streams_to),
         cacheable=tuple(cacheable),
         plain=tuple(plain),
     )
@@ -175,7 +177,9 @@ def find_problems(pipeline: PipelineDefinition) -> list[str]:
     return _analyse(pipeline)[0]
 
 
-def _analyse(pipeline: PipelineDefinition) -> tuple[list[str], list[list[int]], list[int] | None]:
+def _analyse(
+    pipeline: PipelineDefinition,
+) -> tuple[list[str], list[tuple[int, ...]], list[int] | None]:
     """Problems, dependency lists (by index) and a topological order (None if cyclic)."""
     problems: list[str] = []
     name = pipeline.name
@@ -210,7 +214,8 @@ def _analyse(pipeline: PipelineDefinition) -> tuple[list[str], list[list[int]], 
             if count > 1
         )
 
-    deps: list[list[int]] = []
+    deps: list[tuple[int, ...]] = []
+    position_of = index.__getitem__
     checked: dict[type, str | None] = {}
     has_entry = False
     for stage in stages:
@@ -218,12 +223,12 @@ def _analyse(pipeline: PipelineDefinition) -> tuple[list[str], list[list[int]], 
         suspect = False
         if not inputs:
             has_entry = True
-            stage_deps: list[int] = []
+            stage_deps: tuple[int, ...] = ()
         else:
             try:
-                stage_deps = [index[d] for d in inputs]
+                stage_deps = tuple(map(position_of, inputs))
             except KeyError:  # an unknown input: reported below; keep the known ones
-                stage_deps = [index[d] for d in inputs if d in index]
+                stage_deps = tuple(index[d] for d in inputs if d in index)
                 suspect = True
             else:
                 suspect = stage.id in inputs or (
@@ -231,7 +236,7 @@ def _analyse(pipeline: PipelineDefinition) -> tuple[list[str], list[list[int]], 
                 )
             if suspect:
                 own = index.get(stage.id, -1)
-                stage_deps = [d for d in dict.fromkeys(stage_deps) if d != own]
+                stage_deps = tuple(d for d in dict.fromkeys(stage_deps) if d != own)
         deps.append(stage_deps)
         if (  # the plain stage, checked cheaply: most stages of a large pipeline look so
             not suspect

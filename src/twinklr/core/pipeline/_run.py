@@ -256,8 +256,10 @@ class Run:
             return
         remaining = self.remaining
         edges = self.edges
-        for consumer, edge in self.plan.out_edges[index]:
+        consumers = self.plan.edge_consumer
+        for edge in self.plan.out_edges[index]:
             edges[edge] = OneShotChannel(output)
+            consumer = consumers[edge]
             remaining[consumer] -= 1
             if remaining[consumer] == 0:
                 self._spawn(consumer, now)  # queued the moment its last input finished

@@ -33,6 +33,8 @@ class ExecutionPattern(enum.Enum):
     CONDITIONAL = "conditional"
     """Once, if its ``condition`` holds when its inputs are ready; else skipped."""
 
+    __hash__ = object.__hash__  # by identity, as members compare (Enum's is Python code)
+
 
 def _check_non_negative(
     _instance: RetryConfig, attribute: attrs.Attribute[Any], value: Any
