@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from pathlib import Path
 
 from twinklr.core.pipeline import CacheRecord, CacheStore, MemoryCacheStore, SQLiteCacheStore
@@ -45,3 +47,22 @@ async def test_memory_store_lists_and_clears() -> None:
     assert await store.clear(stage="t") == 1
     assert await store.clear() == 1
     assert len(store) == 0
+
+
+async def test_an_emptied_memory_store_gives_its_memory_back() -> None:
+    store = MemoryCacheStore(clock=lambda: 10.0)
+    records = [rec(f"k{i}") for i in range(20_000)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        await store.save(records)
+        assert tracemalloc.get_traced_memory()[0] - before > 500_000  # the tables
+        assert await store.clear() == 20_000
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 4_096, f"{held} bytes still held by an empty store"
+    await store.save([rec("again")])
+    assert set(await store.load("p", "g")) == {"again"}

@@ -149,6 +149,8 @@ class MemoryCacheStore:
         ]
         for key in doomed:
             self._forget(key)
+        if not self._records:  # emptied: give back the tables (a dict never shrinks)
+            self._records, self._groups = {}, {}
         return len(doomed)
 
     def __len__(self) -> int:
