@@ -12,7 +12,7 @@ to each baseline, and peak traced memory per stage in bytes (tracemalloc, a sepa
 pass). "exec" reruns one definition (its plan and channels are reused, as in a service);
 "cold" builds a new definition every run (validation and channel setup included).
 
-    python benchmarks/bench_executor.py [--repeat 5] [--quick]
+    python benchmarks/bench_executor.py [--repeat 5] [--quick] [--shape random]
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from twinklr.core.pipeline import (
 Deps = list[list[int]]
 Runner = Callable[[], Awaitable[float]]
 ROUNDS_CAP = 11  # --repeat at most this
+SHAPES = ("chain", "wide", "fan-out", "random")
 
 
 async def work(value: Any) -> Any:
@@ -375,21 +376,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, choices=range(1, ROUNDS_CAP + 1))
     parser.add_argument("--quick", action="store_true", help="smaller shapes, one repeat")
+    parser.add_argument(
+        "--shape", choices=SHAPES, help="only this shape's row (to compare one change)"
+    )
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     scale = 10 if args.quick else 1
     repeat = 1 if args.quick else args.repeat
-    shapes = [
-        chain(1000 // scale),
-        wide(1000 // scale),
-        fan_out(10_000 // scale),
-        random_dag(10_000 // scale),
-    ]
+    shapes = {
+        "chain": chain(1000 // scale),
+        "wide": wide(1000 // scale),
+        "fan-out": fan_out(10_000 // scale),
+        "random": random_dag(10_000 // scale),
+    }
     print(
         f"{'shape':<22}{'floor us':>9}{'parked us':>10}{'exec us':>9}{'x floor':>9}"
         f"{'x parked':>9}{'cold us':>9}{'x floor':>9}{'floor B':>9}{'exec B':>9}{'cold B':>9}"
     )
-    for shape in shapes:
+    for name, shape in shapes.items():
+        if args.shape not in {None, name}:
+            continue
         row = measure(shape, repeat)
         us, mem = row["us"], row["bytes"]
         print(
@@ -398,6 +404,8 @@ def main() -> None:
             f"{us['cold']:>9.1f}{row['cold_vs_floor']:>9.2f}"
             f"{mem['floor']:>9.0f}{mem['executor']:>9.0f}{mem['cold']:>9.0f}"
         )
+    if args.shape is not None:
+        return
     shape = random_dag(10_000 // scale)
     quiet_us, batch_us, single_us = event_overhead(shape, repeat)
     print(
