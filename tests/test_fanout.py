@@ -433,3 +433,32 @@ async def test_items_queued_with_a_failing_item_never_start_after_it(
     items = result.timeline["each"].items
     assert {item.index for item in items} == set(stage.log)  # the rest never started
     assert trio.current_time() == 0
+
+
+async def test_plain_items_count_one_attempt_each_whatever_they_return(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Mixed:
+        name = "mixed"
+
+        async def execute(self, input: int, context: PipelineContext) -> StageResult[int]:
+            await trio.sleep(input)
+            if input == 1:
+                return StageResult.success(10, metadata={"model": "m"})
+            if input == 2:
+                return StageResult.soft_failure(20, "partial")
+            return StageResult.success(input * 10)
+
+    result = await PipelineExecutor().execute(fan_pipeline([0, 1, 2, 3], Mixed()))
+    fanned = result.stage_results["groups"]
+    assert result.outputs["groups"] == [0, 10, 20, 30]
+    assert fanned.status is StageStatus.SOFT_FAILED
+    assert fanned.metadata["item_attempts"] == (1, 1, 1, 1)
+    assert fanned.metadata["attempts"] == 1
+    items = result.timeline["groups"].items
+    assert [(i.index, i.status, i.attempts, i.finished_ms) for i in items] == [
+        (0, StageStatus.SUCCEEDED, 1, 0.0),
+        (1, StageStatus.SUCCEEDED, 1, 1000.0),
+        (2, StageStatus.SOFT_FAILED, 1, 2000.0),
+        (3, StageStatus.SUCCEEDED, 1, 3000.0),
+    ]

@@ -111,6 +111,7 @@ async def stage_actor(run: Run, index: int, streams: list[Any] | None = None) ->
                     cache=cache,
                     on_item=functools.partial(run.item_finished, index),
                     stream=stream,
+                    now=run.now,
                 )
                 if stream is not None:
                     stream.close()  # the producer must not wait for a reader that left

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._attempts import RetryHook, is_plain, run_unit, settle, settle_error
+from ._attempts import ONE_ATTEMPT, RetryHook, is_plain, run_unit, settle_error, settle_item
 from ._context import record_writes, stop_recording
 from ._results import StageResult, StageStatus
 from .errors import FanOutInputError, FanOutItemError
@@ -47,6 +47,7 @@ async def run_fan_out(
     cache: RunCache | None = None,
     on_item: ItemHook | None = None,
     stream: trio.MemoryReceiveChannel[Any] | None = None,
+    now: Callable[[], float] = trio.current_time,
 ) -> StageResult[Any]:
     """Run ``sdef`` once per item; the first failed item cancels its siblings.
 
@@ -54,6 +55,7 @@ async def run_fan_out(
     only the items that did not succeed. ``on_item`` is told of every item that ends.
     With a ``stream`` (the stage is pipelined on a streaming stage), items are taken
     from it as they are yielded, and each starts at once; ``value`` is not used.
+    ``now`` reads the run's clock (the run's own reader is cheaper than Trio's).
     """
     if stream is None:
         try:
@@ -82,7 +84,7 @@ async def run_fan_out(
             if slots is not None:
                 slots.release()
             return
-        started = trio.current_time()
+        started = now()
         result = None
         try:
             if execute is None:
@@ -93,7 +95,7 @@ async def run_fan_out(
                 except Exception as exc:  # noqa: BLE001 - errors are results, by contract
                     result = settle_error(sdef, exc)
                 else:
-                    result = settle(sdef, returned)
+                    result = settle_item(sdef, returned)
             results[index] = result
             if result.status is StageStatus.FAILED and not first_failure:
                 first_failure.append(index)
@@ -159,7 +161,14 @@ def _stage_result(
 ) -> StageResult[Any]:
     """The fan-out stage's result from its items' results."""
     count = len(results)
-    attempts = tuple(r.metadata.get("attempts", 1) if r is not None else 0 for r in results)
+    # Comprehensions over the items (a fan-out can have tens of thousands), and the
+    # attempts of a one-attempt item read without a lookup.
+    attempts = tuple(
+        [
+            0 if r is None else 1 if r.metadata is ONE_ATTEMPT else r.metadata.get("attempts", 1)
+            for r in results
+        ]
+    )
     if failed_item is not None:
         index = failed_item
         failed = results[index]
@@ -180,8 +189,11 @@ def _stage_result(
             exception=error,
         )
     done = [r for r in results if r is not None]
-    soft = [i for i, r in enumerate(done) if r.status is StageStatus.SOFT_FAILED]
-    cached = sum(r.status is StageStatus.CACHED for r in done)
+    statuses = [r.status for r in done]
+    soft, cached = [], 0
+    if statuses.count(StageStatus.SUCCEEDED) != len(statuses):
+        soft = [i for i, status in enumerate(statuses) if status is StageStatus.SOFT_FAILED]
+        cached = statuses.count(StageStatus.CACHED)
     status = StageStatus.SUCCEEDED
     if soft:
         status = StageStatus.SOFT_FAILED

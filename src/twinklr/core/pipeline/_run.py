@@ -16,9 +16,10 @@ import structlog
 import trio
 
 from ._actor import direct_actor, stage_actor, streaming_actor
+from ._attempts import ONE_ATTEMPT
 from ._events import EventKind, EventSink, PipelineEvent, stage_event
 from ._otel import SpanRecorder
-from ._results import PipelineResult, StageResult, StageStatus
+from ._results import NO_METADATA, PipelineResult, StageResult, StageStatus
 from ._retry import error_text
 from ._timeline import RunRecords, Timeline, to_ms
 from ._wiring import NOT_SENT, OneShotChannel
@@ -312,9 +313,17 @@ class Run:
         self, index: int, item: int, total: int, started: float, result: StageResult[Any] | None
     ) -> None:
         """Record fan-out item ``item`` of stage ``index`` (None: it was cancelled)."""
-        status = result.status if result is not None else StageStatus.CANCELLED
-        attempts = result.metadata.get("attempts", 0) if result is not None else 0
-        items = self.records.items.setdefault(index, [])
+        if result is None:
+            status, attempts = StageStatus.CANCELLED, 0
+        else:  # once an item: the common metadata is told apart without a lookup
+            status, metadata = result.status, result.metadata
+            if metadata is ONE_ATTEMPT or metadata is NO_METADATA:  # see settle_item
+                attempts = 1
+            else:
+                attempts = metadata.get("attempts", 0)
+        items = self.records.items.get(index)
+        if items is None:
+            items = self.records.items[index] = []
         items.append((item, started, self.now(), status, attempts))
         if not self.watched:
             return
