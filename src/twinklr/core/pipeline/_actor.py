@@ -92,15 +92,7 @@ async def stage_actor(run: Run, index: int, streams: list[Any] | None = None) ->
                 result = cache.serve(sdef, key, run.context)
                 if result is None:
                     writes = record_writes()
-        if result is None and plan.plain[index]:
-            # A plain stage with a condition or a cache: await the stage itself.
-            try:
-                returned = await sdef.stage.execute(value, run.context)
-            except Exception as exc:  # noqa: BLE001 - errors are results, by contract
-                result = settle_error(sdef, exc)
-            else:
-                result = settle(sdef, returned)
-        elif result is None:
+        if result is None:
             if sdef.pattern is ExecutionPattern.FAN_OUT:
                 result = await run_fan_out(
                     sdef,
