@@ -184,9 +184,10 @@ def _with_attempts(
     if not errors and not result.metadata:
         metadata: Mapping[str, Any] = ONE_ATTEMPT  # the common case: nothing to copy
     else:
-        metadata = {**result.metadata, "attempts": len(errors) + 1}
+        fields = {**result.metadata, "attempts": len(errors) + 1}
         if errors:
-            metadata["attempt_errors"] = tuple(errors)
+            fields["attempt_errors"] = tuple(errors)
+        metadata = MappingProxyType(fields)
     return make_result(
         result.status, result.output, result.error, result.stage_name or sdef.id, metadata
     )

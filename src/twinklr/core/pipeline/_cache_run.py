@@ -23,6 +23,7 @@ import math
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -179,7 +180,11 @@ class RunCache:
         context.replay(writes)
         context.increment_metric("cache_hits")
         return make_result(
-            StageStatus.CACHED, output, None, sdef.id, {"attempts": 0, "cache_key": key}
+            StageStatus.CACHED,
+            output,
+            None,
+            sdef.id,
+            MappingProxyType({"attempts": 0, "cache_key": key}),
         )
 
     # -- writing ------------------------------------------------------------------------

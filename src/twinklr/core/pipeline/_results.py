@@ -78,7 +78,8 @@ class _SuccessConstructor(Protocol):
 def _construct_success(
     output: _T, *, stage_name: str = "", metadata: Mapping[str, Any] | None = None
 ) -> StageResult[_T]:
-    return make_result(StageStatus.SUCCEEDED, output, None, stage_name, metadata)
+    frozen = NO_METADATA if metadata is None else _frozen_mapping(metadata)
+    return make_result(StageStatus.SUCCEEDED, output, None, stage_name, frozen)
 
 
 def make_result(
@@ -86,19 +87,19 @@ def make_result(
     output: _T | None,
     error: str | None,
     stage_name: str,
-    metadata: Mapping[str, Any] | None,
+    metadata: Mapping[str, Any],
 ) -> StageResult[_T]:
     """A result straight from its fields, skipping the friendly constructor's checks
     and filling its slots directly (the executor's hot path makes one per stage, and
-    ``StageResult.success`` is this too): the same frozen value as the constructor's."""
+    ``StageResult.success`` is this too): the same frozen value as the constructor's.
+    ``metadata`` must be read-only already (``NO_METADATA``, a ``MappingProxyType``)."""
     result: StageResult[_T] = _new(StageResult)
-    set_status, set_output, set_error, set_name, set_metadata, set_exception = _SLOTS
-    set_status(result, status)
-    set_output(result, output)
-    set_error(result, error)
-    set_name(result, stage_name)
-    set_metadata(result, _frozen_mapping(metadata))
-    set_exception(result, None)
+    _set_status(result, status)
+    _set_output(result, output)
+    _set_error(result, error)
+    _set_name(result, stage_name)
+    _set_metadata(result, metadata)
+    _set_exception(result, None)
     return result
 
 
@@ -243,8 +244,8 @@ def _describe(error: str | BaseException) -> str:
 
 
 _new = object.__new__
-#: The slot setters of StageResult's fields, in make_result's order.
-_SLOTS = tuple(
+# The slot setters of StageResult's fields, for make_result.
+_set_status, _set_output, _set_error, _set_name, _set_metadata, _set_exception = (
     getattr(StageResult, name).__set__
     for name in ("status", "output", "error", "stage_name", "metadata", "exception")
 )
