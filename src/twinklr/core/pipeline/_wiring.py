@@ -4,9 +4,9 @@ channel of its own, a one-shot channel.
 An edge carries exactly one value in a run (its producer's output, sent once), so its
 channel is a one-shot channel: a Trio channel (``trio.abc.Channel``) with room for one
 value, sent once and received once. It is a single small object (48 bytes, about
-0.2 µs to make) where a Trio memory channel is five objects and a deque (about 1 KB and
-8 µs to open, and several cache misses per value in a large DAG), which is the largest
-cost an edge has. Nothing is pooled or shared: a channel lives as long as its value
+0.2 µs to make) where a Trio memory channel is five objects and a deque (about 1.8 KB
+and 8 µs to open, and several cache misses per value in a large DAG), which was the
+largest cost an edge had. Nothing is pooled or shared: a channel lives as long as its value
 waits, and one whose consumer never starts (the run stopped first) goes with the run.
 
 The executor only uses the non-blocking calls (a stage's task starts once every input
