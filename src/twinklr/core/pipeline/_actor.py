@@ -18,6 +18,7 @@ from ._context import record_writes, stop_recording
 from ._events import EventKind
 from ._fanout import run_fan_out
 from ._results import StageResult, StageStatus
+from ._wiring import OneShotChannel
 from .definition import ExecutionPattern
 from .errors import ConditionError, FanOutInputError
 
@@ -167,11 +168,11 @@ def _receive_inputs(run: Run, index: int) -> Any:
     inputs = plan.stages[index].inputs
     if not inputs:
         return run.initial_input
-    edges = run.edges
     first = plan.edge_start[index]
     if len(inputs) == 1:
-        return edges[first].receive_nowait()
-    return {name: edges[first + slot].receive_nowait() for slot, name in enumerate(inputs)}
+        return run.edges[first].receive_nowait()
+    channels = run.edges[first : first + len(inputs)]  # a stage's input edges are adjacent
+    return dict(zip(inputs, map(OneShotChannel.receive_nowait, channels), strict=True))
 
 
 def is_cancellation(exc: BaseException) -> bool:
