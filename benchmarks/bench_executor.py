@@ -9,8 +9,8 @@ Baselines run the same trivial async work per stage:
 
 Reported per shape: microseconds per stage (best of --repeat runs), the executor's ratio
 to each baseline, and peak traced memory per stage in bytes (tracemalloc, a separate
-pass). "exec" reruns one definition (its plan and channels are reused, as in a service);
-"cold" builds a new definition every run (validation and channel setup included).
+pass). "exec" reruns one definition (its plan is reused, as in a service); "cold" builds
+a new definition every run (validation and planning included).
 
     python benchmarks/bench_executor.py [--repeat 5] [--quick] [--shape random]
 """
@@ -185,8 +185,8 @@ def definition(shape: Shape) -> PipelineDefinition:
 
 def executor_runner(shape: Shape, *, cold: bool = False) -> Callable[[], Awaitable[float]]:
     """The executor on ``shape``: warm reruns one definition, as a service would (the
-    plan and the channels are reused); cold runs a definition never run before (built
-    outside the timing), so validation and channel setup are paid every run."""
+    plan is reused); cold runs a definition never run before (built outside the
+    timing), so validation and planning are paid every run."""
     pipeline = definition(shape)
     executor = PipelineExecutor()
 
