@@ -34,7 +34,6 @@ def test_plan_indexes_the_definition() -> None:
     plan = pipeline.plan()
     assert plan.ids == ("a", "b", "c")
     assert plan.deps == ((), (0,), (0, 1))
-    assert plan.edge_count == 3
     assert plan.edge_start == (0, 0, 1)  # c's inputs are edges 1 (from a) and 2 (from b)
     assert plan.out_edges == ((0, 1), (2,), ())
     assert plan.edge_consumer == (1, 2, 2)

@@ -63,11 +63,9 @@ class Plan:
     """For each stage, the ids of its outgoing edges (edges into stages pipelined on it
     excluded: those get its items through a stream instead)."""
     edge_consumer: tuple[int, ...]
-    """For each edge id, the stage it feeds."""
+    """For each edge id, the stage it feeds (so its length is the number of edges)."""
     streams_to: tuple[tuple[int, ...], ...]
     """For each streaming stage, the stages pipelined on it."""
-    edge_count: int
-    """How many edges the DAG has."""
 
     def waves(self) -> list[list[str]]:
         """Stage ids grouped by depth (a display of the plan, never a schedule)."""
@@ -138,7 +136,6 @@ def compile_plan(pipeline: PipelineDefinition) -> Plan:
         edge_start=tuple(edge_start),
         out_edges=tuple(out_edges),
         edge_consumer=tuple(edge_consumer),
-        edge_count=len(edge_consumer),
         pipelined_on=tuple(pipelined_on),
         streams_to=tuple(streams_to),
         cacheable=tuple(cacheable),

@@ -91,7 +91,7 @@ class Run:
         count = len(plan.ids)
         self.remaining = [len(deps) for deps in plan.deps]
         # edge id -> the channel its value waits on, until the consumer takes it
-        self.edges: list[OneShotChannel] = [NOT_SENT] * plan.edge_count
+        self.edges: list[OneShotChannel] = [NOT_SENT] * len(plan.edge_consumer)
         self.results: list[StageResult[Any] | None] = [None] * count
         self.records = RunRecords.for_stages(count)
         # the records' lists, for the hot path
