@@ -154,7 +154,7 @@ class Run:
                     kind,
                     self.plan.name,
                     self.run_id,
-                    ((at - self.start_time) * 1e9 + 0.5) // 1 / 1e6,  # to_ms, inlined
+                    to_ms(at - self.start_time),
                     self.plan.ids[index],
                     attempt,
                     error,
