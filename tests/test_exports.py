@@ -107,7 +107,7 @@ def test_optional_parts_are_not_imported() -> None:
         "distributed",
         "opentelemetry",
         "twinklr.core.pipeline.cli",
-        "twinklr.core.pipeline._cli_live",
+        "twinklr.core.pipeline._cli._live",
     )
     for heavy in optional:
         assert f"'{heavy}'" not in loaded

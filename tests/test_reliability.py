@@ -62,7 +62,7 @@ from twinklr.core.pipeline import (
     StageResult,
     StageStatus,
 )
-from twinklr.core.pipeline._events import TERMINAL_KINDS
+from twinklr.core.pipeline._observe._events import TERMINAL_KINDS
 from twinklr.core.pipeline.testing import RunRecord, fixed, raising, record_run, run_virtual
 
 FAULTS = ("none", "result", "raise", "timeout", "flaky", "condition")

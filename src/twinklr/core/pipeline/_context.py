@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 
-if TYPE_CHECKING:
-    from ._ratelimit import RateLimiter
+
+class Limiter(Protocol):
+    """What stages and providers use of a rate limiter: ``RateLimiter`` is the one
+    shipped (any object with these two methods will do)."""
+
+    def acquire(self, tokens: float = 1) -> AbstractAsyncContextManager[float]:
+        """Wait for room for a request of ``tokens`` tokens, then enter; yields the wait."""
+        ...
+
+    async def wait_for_capacity(self, tokens: float = 1) -> float:
+        """Wait for room for a request of ``tokens`` tokens and admit it; return the wait."""
+        ...
+
 
 #: A write a stage made through the context: ``(operation, name, value)``.
 Write = tuple[str, str, Any]
@@ -65,12 +77,13 @@ class PipelineContext:
     """Mutable state shared between stages."""
     metrics: dict[str, Any] = attrs.field(factory=dict)
     """Metrics recorded by stages and by the executor."""
-    rate_limiter: RateLimiter | None = None
-    """The process's rate limiter for LLM calls, shared by every stage and run."""
-    rate_limiters: dict[str, RateLimiter] = attrs.field(factory=dict)
+    rate_limiter: Limiter | None = None
+    """The process's rate limiter for LLM calls (a ``RateLimiter``), shared by every
+    stage and run."""
+    rate_limiters: dict[str, Limiter] = attrs.field(factory=dict)
     """More limiters by name (one per model or provider), besides the default one."""
 
-    def limiter(self, name: str | None = None) -> RateLimiter | None:
+    def limiter(self, name: str | None = None) -> Limiter | None:
         """The limiter called ``name`` (the default ``rate_limiter`` for None)."""
         if name is None:
             return self.rate_limiter

@@ -13,7 +13,7 @@ from .errors import StageExecutionError
 
 if TYPE_CHECKING:
     from ._context import ContextSnapshot
-    from ._timeline import StageTiming
+    from ._timing import StageTiming
 
 T = TypeVar("T")
 _T = TypeVar("_T")

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._current import executor_in_use
 from ._results import StageResult
 
 if TYPE_CHECKING:
     from ._context import PipelineContext
-    from ._executor import PipelineExecutor
     from .definition import PipelineDefinition
-
-#: The executor running the current task's pipeline: a sub-pipeline runs with it too
-#: (same cache store), so its stages are cached and resumed like the outer ones.
-current_executor: ContextVar[PipelineExecutor | None] = ContextVar(
-    "twinklr_current_executor", default=None
-)
 
 
 @attrs.frozen
@@ -39,13 +32,9 @@ class SubPipelineStage:
         return self.pipeline.name
 
     async def execute(self, input: Any, context: PipelineContext) -> StageResult[dict[str, Any]]:
-        """Run the sub-pipeline to completion."""
-        executor = current_executor.get()
-        if executor is None:
-            from ._executor import PipelineExecutor  # noqa: PLC0415 (import cycle)
-
-            executor = PipelineExecutor()
-        result = await executor.execute(self.pipeline, input, context)
+        """Run the sub-pipeline to completion, with the executor of the run this stage is
+        in (its cache, its runner); called outside any run, with a default executor."""
+        result = await executor_in_use().execute(self.pipeline, input, context)
         metadata = {"run_id": result.run_id, "failed_stages": result.failed_stages}
         if not result.success:
             error = f"sub-pipeline '{self.pipeline.name}': {result.error}"

@@ -2,425 +2,60 @@
 
 Exit status: 0 on success, 1 when a run failed, 2 for a usage or validation error (one
 line on stderr, no traceback), 130 when interrupted (Ctrl-C cancels the run cleanly and
-names the stages it cancelled).
+names the stages it cancelled). The entry point of the console script and of
+``python -m twinklr.core.pipeline.cli``; the command lives in ``_cli``.
 """
 
-from __future__ import annotations
-
-import argparse
-import importlib
-import json
-import logging
-import math
-import signal
 import sys
-import tempfile
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, ClassVar, TextIO
 
-import structlog
-import trio
-import trio.lowlevel
-
-from ._cache_sqlite import SQLiteCacheStore
-from ._events import EventKind, PipelineEvent
-from ._executor import PipelineExecutor
-from ._results import PipelineResult
-from ._trace import timeline_report, to_chrome_trace, to_mermaid_gantt
-from ._viz import render_graph, to_dot, to_mermaid
-from .definition import PipelineDefinition
-from .errors import GraphvizNotFoundError, PipelineValidationError
-
-DEFAULT_CACHE = ".twinklr"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-class UsageError(Exception):
-    """A mistake in what the user asked for: one line on stderr, exit status 2."""
-
-
-# -- loading --------------------------------------------------------------------------
-
-
-def load_pipeline(target: str) -> PipelineDefinition:
-    """The definition at ``MODULE:ATTR`` (or returned by the factory found there)."""
-    module_name, _, attribute = target.partition(":")
-    if not module_name or not attribute:
-        msg = f"expected MODULE:ATTR, got {target!r}"
-        raise UsageError(msg)
-    if "" not in sys.path:
-        sys.path.insert(0, "")  # like `python -m`: modules in the current directory
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        msg = f"cannot import {module_name!r}: {exc}"
-        raise UsageError(msg) from exc
-    try:
-        found = getattr(module, attribute)
-    except AttributeError as exc:
-        msg = f"module {module_name!r} has no attribute {attribute!r}"
-        raise UsageError(msg) from exc
-    if not isinstance(found, PipelineDefinition) and callable(found):
-        found = found()
-    if not isinstance(found, PipelineDefinition):
-        msg = f"{target} is a {type(found).__name__}, not a PipelineDefinition (or a factory)"
-        raise UsageError(msg)
-    return found
-
-
-def parse_input(text: str | None) -> Any:
-    """``--input``: JSON text, or ``@file.json``."""
-    if text is None:
-        return None
-    source = "--input"
-    if text.startswith("@"):
-        source = text[1:]
-        try:
-            text = Path(source).read_text(encoding="utf-8")
-        except OSError as exc:
-            msg = f"cannot read {source}: {exc.strerror}"
-            raise UsageError(msg) from exc
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        msg = f"{source} is not valid JSON: {exc}"
-        raise UsageError(msg) from exc
-
-
-# -- running ----------------------------------------------------------------------------
-
-
-class Progress:
-    """Prints a run's events as plain lines (one per stage transition worth seeing)."""
-
-    _SHOWN: ClassVar[dict[EventKind, str]] = {
-        EventKind.STAGE_STARTED: "started",
-        EventKind.STAGE_RETRYING: "retrying",
-        EventKind.STAGE_SUCCEEDED: "done",
-        EventKind.STAGE_FAILED: "FAILED",
-        EventKind.STAGE_SKIPPED: "skipped",
-        EventKind.STAGE_SOFT_FAILED: "soft-failed",
-        EventKind.STAGE_CACHE_HIT: "cached",
-        EventKind.STAGE_CANCELLED: "cancelled",
-    }
-
-    def __init__(self, out: TextIO, *, quiet: bool) -> None:
-        self.out = out
-        self.quiet = quiet
-        self.running: dict[str, None] = {}
-        self.cancelled: dict[str, None] = {}
-
-    def show(self, event: PipelineEvent) -> None:
-        if event.stage is not None:
-            if event.kind is EventKind.STAGE_STARTED:
-                self.running[event.stage] = None
-            elif event.kind is EventKind.STAGE_CANCELLED:
-                self.cancelled[event.stage] = None
-            if event.kind in self._SHOWN and event.kind is not EventKind.STAGE_STARTED:
-                self.running.pop(event.stage, None)
-        if self.quiet:
-            return
-        line = self._line(event)
-        if line is not None:
-            print(f"[{event.time_ms:9.1f} ms] {line}", file=self.out, flush=True)
-
-    def _line(self, event: PipelineEvent) -> str | None:
-        if event.kind is EventKind.ITEM_FINISHED:
-            return f"{event.stage}: {event.done}/{event.total} items"
-        word = self._SHOWN.get(event.kind)
-        if word is None or event.stage is None:
-            return None
-        detail = f" ({event.error})" if event.error else ""
-        if event.kind is EventKind.STAGE_RETRYING:
-            detail = f" (attempt {event.attempt}: {event.error}; next in {event.delay_ms:g} ms)"
-        return f"{event.stage}: {word}{detail}"
-
-    async def consume(self, events: trio.MemoryReceiveChannel[PipelineEvent]) -> None:
-        async for event in events:
-            self.show(event)
-
-
-def make_progress(out: TextIO, *, quiet: bool) -> Progress:
-    """A live, redrawn display on a terminal (with the ``cli`` extra: rich); plain lines
-    otherwise (CI logs, pipes, files)."""
-    if not quiet and out.isatty():
-        try:
-            from ._cli_live import live_progress  # noqa: PLC0415 (optional, lazily)
-        except ImportError:  # the cli extra is not installed
-            pass
-        else:
-            return live_progress(out)
-    return Progress(out, quiet=quiet)
-
-
-async def execute_with_progress(
-    executor: PipelineExecutor,
-    pipeline: PipelineDefinition,
-    initial_input: Any,
-    context: Any,
-    progress: Progress,
-) -> PipelineResult | None:
-    """Run with live progress; Ctrl-C cancels the run (returns None)."""
-    send, receive = trio.open_memory_channel[PipelineEvent](math.inf)
-    result = None
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(progress.consume, receive)
-        with trio.CancelScope() as run_scope:
-            nursery.start_soon(_cancel_on_interrupt, run_scope)
-            result = await executor.execute(pipeline, initial_input, context, events=send)
-        send.close()
-        nursery.cancel_scope.deadline = trio.current_time() + 1  # let progress catch up
-        if result is not None:
-            await _drained(receive)
-        nursery.cancel_scope.cancel()
-    return result
-
-
-async def _drained(receive: trio.MemoryReceiveChannel[PipelineEvent]) -> None:
-    while receive.statistics().current_buffer_used:
-        await trio.lowlevel.checkpoint()
-
-
-async def _cancel_on_interrupt(scope: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGINT) as signals:
-        async for _ in signals:
-            scope.cancel()
-            return
-
-
-def _configure_logging(log_format: str, *, quiet: bool) -> None:
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.ERROR if quiet else logging.WARNING
-        ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
-
-
-def _finish(result: PipelineResult | None, progress: Progress, args: argparse.Namespace) -> int:
-    if result is None:
-        # stages whose cancellation was seen, and any still running when events stopped
-        cancelled = ", ".join(sorted({*progress.cancelled, *progress.running})) or "no stage"
-        print(f"interrupted: cancelled {cancelled}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if not args.quiet:
-        print(timeline_report(result))
-    if args.trace:
-        Path(args.trace).write_text(json.dumps(to_chrome_trace(result)), encoding="utf-8")
-        print(f"trace written to {args.trace} (open it in https://ui.perfetto.dev)")
-    if args.gantt:
-        Path(args.gantt).write_text(to_mermaid_gantt(result), encoding="utf-8")
-        print(f"gantt chart written to {args.gantt}")
-    if not result.success:
-        print(f"run failed: {result.error}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
-
-
-def _store(args: argparse.Namespace) -> SQLiteCacheStore | None:
-    return SQLiteCacheStore(args.cache) if args.cache else None
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    pipeline = load_pipeline(args.target)
-    initial_input = parse_input(args.input)
-    pipeline.validate()
-    executor = PipelineExecutor(cache=_store(args))
-    progress = make_progress(sys.stderr, quiet=args.quiet)
-    result = trio.run(execute_with_progress, executor, pipeline, initial_input, None, progress)
-    return _finish(result, progress, args)
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    pipeline = load_pipeline(args.target)
-    problems = pipeline.validate_pipeline()
-    if problems:
-        for problem in problems:
-            print(f"  - {problem}", file=sys.stderr)
-        print(f"pipeline '{pipeline.name}' is invalid: {len(problems)} problems", file=sys.stderr)
-        return EXIT_USAGE
-    print(f"pipeline '{pipeline.name}' is valid: {len(pipeline.stages)} stages")
-    return EXIT_OK
-
-
-def cmd_graph(args: argparse.Namespace) -> int:
-    pipeline = load_pipeline(args.target)
-    if args.format in {"svg", "png"}:
-        output = args.output or f"{pipeline.name}.{args.format}"
-        try:
-            render_graph(pipeline, output, output_format=args.format)
-        except GraphvizNotFoundError as exc:
-            raise UsageError(str(exc)) from exc
-        print(f"graph written to {output}")
-        return EXIT_OK
-    text = to_mermaid(pipeline) if args.format == "mermaid" else to_dot(pipeline)
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-    else:
-        print(text, end="")
-    return EXIT_OK
-
-
-def cmd_cache(args: argparse.Namespace) -> int:
-    store = SQLiteCacheStore(args.cache)
-
-    async def act() -> int:
-        if args.action == "clear":
-            removed = await store.clear(args.pipeline, stage=args.stage)
-            print(f"removed {removed} entries from {store.path}")
-            return EXIT_OK
-        entries = await store.entries(args.pipeline)
-        if args.action == "stats":
-            size = sum(entry.size for entry in entries)
-            pipelines = sorted({entry.pipeline for entry in entries})
-            print(f"{len(entries)} entries, {size} bytes, pipelines: {', '.join(pipelines) or '-'}")
-            return EXIT_OK
-        for entry in entries:
-            item = "" if entry.item is None else f"[{entry.item}]"
-            print(
-                f"{entry.pipeline:<24}{entry.stage + item:<24}{entry.size:>10} B  {entry.key[:12]}"
-            )
-        return EXIT_OK
-
-    if not store.path.exists():
-        msg = f"no cache at {store.path}"
-        raise UsageError(msg)
-    return trio.run(act)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from .example_usage import build_pipeline, demo_context  # noqa: PLC0415 (the demo only)
-
-    fail_at = _parse_fail_at(args.fail_at)
-    if args.trace is None:  # the demo always leaves a trace to open in Perfetto
-        args.trace = str(Path(tempfile.gettempdir()) / "twinklr-demo-trace.json")
-    with tempfile.TemporaryDirectory(prefix="twinklr-demo-") as scratch:
-        store = SQLiteCacheStore(args.cache or scratch)
-        executor = PipelineExecutor(cache=store)
-        song = args.song
-        runs = [fail_at, None] if fail_at is not None else [None]
-        status = EXIT_OK
-        for number, failure in enumerate(runs, start=1):
-            if len(runs) > 1:
-                what = f"with a failure injected at {args.fail_at}" if failure else "resuming"
-                print(f"== run {number}: {what}")
-            pipeline = build_pipeline()
-            progress = make_progress(sys.stderr, quiet=args.quiet)
-            context = demo_context(song, failure)
-            result = trio.run(execute_with_progress, executor, pipeline, song, context, progress)
-            status = _finish(result, progress, args)
-            if result is not None and len(runs) > 1:
-                print(f"cached: {', '.join(result.cached_stages) or 'none'}{_items(result)}")
-            if status == EXIT_INTERRUPTED:
-                return status
-        return status
-
-
-def _items(result: PipelineResult) -> str:
-    parts = []
-    for stage, stage_result in result.stage_results.items():
-        cached = stage_result.metadata.get("cached_items")
-        if cached and stage not in result.cached_stages:
-            parts.append(f"{stage}: {cached} of {stage_result.metadata['items']} items")
-    return f" ({'; '.join(parts)})" if parts else ""
-
-
-def _parse_fail_at(text: str | None) -> tuple[str, int | None] | None:
-    if text is None:
-        return None
-    stage, _, item = text.partition(":")
-    if not item:
-        return stage, None
-    if not item.isdigit():
-        msg = f"--fail-at expects STAGE or STAGE:ITEM (an item number), got {text!r}"
-        raise UsageError(msg)
-    return stage, int(item)
-
-
-# -- the parser ---------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command line."""
-    parser = argparse.ArgumentParser(
-        prog="twinklr-pipeline", description="Run and inspect twinklr pipelines."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    def with_output_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--trace", help="write a Chrome trace (JSON) of the run here")
-        command.add_argument("--gantt", help="write a Mermaid gantt chart of the run here")
-        command.add_argument("--log-format", choices=["console", "json"], default="console")
-        command.add_argument("--quiet", action="store_true", help="no progress or summary")
-
-    run = commands.add_parser("run", help="run a pipeline definition")
-    run.add_argument("target", help="MODULE:ATTR of a PipelineDefinition or a factory")
-    run.add_argument("--input", help="the initial input: JSON text, or @file.json")
-    run.add_argument(
-        "--cache",
-        nargs="?",
-        const=DEFAULT_CACHE,
-        help=f"cache successful stages in this directory (default {DEFAULT_CACHE})",
-    )
-    with_output_options(run)
-    run.set_defaults(handler=cmd_run)
-
-    validate = commands.add_parser("validate", help="list every problem of a definition")
-    validate.add_argument("target")
-    validate.set_defaults(handler=cmd_validate)
-
-    graph = commands.add_parser("graph", help="draw a definition")
-    graph.add_argument("target")
-    graph.add_argument("--format", choices=["mermaid", "dot", "svg", "png"], default="mermaid")
-    graph.add_argument("--output", help="file to write (svg/png: default NAME.FORMAT)")
-    graph.set_defaults(handler=cmd_graph)
-
-    cache = commands.add_parser("cache", help="list, clear or count cached entries")
-    cache.add_argument("action", choices=["list", "clear", "stats"])
-    cache.add_argument("--cache", default=DEFAULT_CACHE, help="the cache directory or file")
-    cache.add_argument("--pipeline", help="only this pipeline's entries")
-    cache.add_argument("--stage", help="only this stage's entries (clear)")
-    cache.set_defaults(handler=cmd_cache)
-
-    demo = commands.add_parser("demo", help="the Twinklr sequencer, offline")
-    demo.add_argument("--song", default="Carol of the Bells")
-    demo.add_argument(
-        "--fail-at",
-        metavar="STAGE[:ITEM]",
-        help="inject a failure there, then resume the run from the cache",
-    )
-    demo.add_argument("--cache", help="cache directory (default: a temporary one)")
-    with_output_options(demo)
-    demo.set_defaults(handler=cmd_demo)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; return its exit status."""
-    args = build_parser().parse_args(argv)
-    _configure_logging(getattr(args, "log_format", "console"), quiet=getattr(args, "quiet", False))
-    try:
-        return int(args.handler(args))
-    except UsageError as exc:
-        print(f"twinklr-pipeline: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except PipelineValidationError as exc:
-        print(f"twinklr-pipeline: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    finally:
-        structlog.reset_defaults()
-
+from ._cli._commands import (
+    DEFAULT_CACHE,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    build_parser,
+    cmd_cache,
+    cmd_demo,
+    cmd_graph,
+    cmd_run,
+    cmd_validate,
+    load_pipeline,
+    main,
+    make_progress,
+    parse_input,
+)
+from ._cli._progress import Progress, execute_with_progress
+
+__all__ = [
+    "DEFAULT_CACHE",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "Progress",
+    "UsageError",
+    "build_parser",
+    "cmd_cache",
+    "cmd_demo",
+    "cmd_graph",
+    "cmd_run",
+    "cmd_validate",
+    "execute_with_progress",
+    "load_pipeline",
+    "main",
+    "make_progress",
+    "parse_input",
+]
+
+# Present the command's names as living here, where they always were (as the package
+# does for its own exports).
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("twinklr.core.pipeline._cli."):
+        _obj.__module__ = "twinklr.core.pipeline.cli"  # (also when run with -m)
+del _name, _obj
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,97 +7,25 @@ raises :class:`~twinklr.core.pipeline.errors.PipelineValidationError` before any
 
 from __future__ import annotations
 
-import enum
-import math
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._plan import Plan, compile_plan
+from ._policy import ExecutionPattern, RetryConfig
+from ._subpipeline import SubPipelineStage
+from ._validation import find_problems
+
 if TYPE_CHECKING:
     from ._context import PipelineContext
-    from ._plan import Plan
 
+__all__ = ["ExecutionPattern", "PipelineDefinition", "RetryConfig", "StageDefinition"]
 
-class ExecutionPattern(enum.Enum):
-    """How a stage runs. Dataflow decides *when*; the pattern decides *how*."""
-
-    SEQUENTIAL = "sequential"
-    """Once, when its inputs are ready."""
-    PARALLEL = "parallel"
-    """Once, when its inputs are ready (same as SEQUENTIAL: independent stages always
-    run concurrently; the name documents intent)."""
-    FAN_OUT = "fan_out"
-    """Once per item of its (list) input, concurrently; the output is the list of outputs."""
-    CONDITIONAL = "conditional"
-    """Once, if its ``condition`` holds when its inputs are ready; else skipped."""
-
-    __hash__ = object.__hash__  # by identity, as members compare (Enum's is Python code)
-
-
-def _check_non_negative(
-    _instance: RetryConfig, attribute: attrs.Attribute[Any], value: Any
-) -> None:
-    if not isinstance(value, int | float) or math.isnan(value) or value < 0:
-        msg = f"RetryConfig.{attribute.name} must be a number >= 0, got {value!r}"
-        raise ValueError(msg)
-
-
-def _check_attempts(_instance: RetryConfig, _attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        msg = f"RetryConfig.max_attempts must be an int >= 1, got {value!r}"
-        raise ValueError(msg)
-
-
-def _check_multiplier(_instance: RetryConfig, _attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, int | float) or math.isnan(value) or value < 1:
-        msg = f"RetryConfig.backoff_multiplier must be a number >= 1, got {value!r}"
-        raise ValueError(msg)
-
-
-def _to_error_patterns(value: Iterable[str] | None) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return (value,)
-    return tuple(value)
-
-
-@attrs.frozen
-class RetryConfig:
-    """Exponential-backoff retry for a stage (per item for fan-out), backed by tenacity.
-
-    The delay before attempt ``n + 1`` is
-    ``min(initial_delay_ms * backoff_multiplier ** (n - 1), max_delay_ms)``. Bad values
-    raise ``ValueError`` naming the field at construction.
-    """
-
-    max_attempts: int = attrs.field(default=1, validator=_check_attempts)
-    """Attempts in all, the first included (1 means no retry)."""
-    initial_delay_ms: float = attrs.field(default=1000, validator=_check_non_negative)
-    """Delay before the second attempt."""
-    backoff_multiplier: float = attrs.field(default=2.0, validator=_check_multiplier)
-    """Factor applied to the delay after each failed attempt."""
-    max_delay_ms: float = attrs.field(default=60000, validator=_check_non_negative)
-    """Ceiling on any single delay."""
-    retryable_errors: tuple[str, ...] | None = attrs.field(
-        default=None, converter=_to_error_patterns
-    )
-    """Retry only failures whose ``ExceptionType: message`` contains one of these strings
-    (a timeout contains "timeout"); None retries every failure."""
-
-    def delay_ms(self, attempt: int) -> float:
-        """The delay after failed attempt number ``attempt`` (1-based)."""
-        return min(
-            self.initial_delay_ms * self.backoff_multiplier ** (attempt - 1), self.max_delay_ms
-        )
-
-    def is_retryable(self, error_text: str) -> bool:
-        """Whether a failure described by ``error_text`` may be retried."""
-        if self.retryable_errors is None:
-            return True
-        return any(pattern in error_text for pattern in self.retryable_errors)
+# The policy values are defined beside the plan (which reads them) but are the
+# definition's vocabulary: users import, see and pickle them from here.
+ExecutionPattern.__module__ = RetryConfig.__module__ = __name__
 
 
 def _to_inputs(value: Iterable[str] | str | None) -> tuple[Any, ...]:
@@ -123,8 +51,6 @@ def _to_stages(value: Iterable[StageDefinition] | None) -> tuple[Any, ...]:
 def _to_stage(value: Any) -> Any:
     # A whole pipeline may be used as a stage: wrap it so the executor sees a stage.
     if isinstance(value, PipelineDefinition):
-        from ._subpipeline import SubPipelineStage  # noqa: PLC0415 (import cycle)
-
         return SubPipelineStage(value)
     return value
 
@@ -189,9 +115,7 @@ class PipelineDefinition:
 
     def validate_pipeline(self) -> list[str]:
         """Every problem with this definition, as messages; empty when valid."""
-        from ._plan import find_problems  # noqa: PLC0415 (import cycle)
-
-        return find_problems(self)
+        return find_problems(self, self._strays())
 
     def validate(self) -> None:
         """Raise :class:`PipelineValidationError` listing every problem, if there is any."""
@@ -201,9 +125,7 @@ class PipelineDefinition:
         """The compiled execution plan (validated once, then reused)."""
         plan = self._plan
         if plan is None:
-            from ._plan import compile_plan  # noqa: PLC0415 (import cycle)
-
-            plan = compile_plan(self)
+            plan = compile_plan(self, self._strays())
             # A cache on a frozen value: the plan is derived from the fields, never changes it.
             object.__setattr__(self, "_plan", plan)
         return plan
@@ -211,6 +133,11 @@ class PipelineDefinition:
     def execution_waves(self) -> list[list[str]]:
         """Stage ids grouped by depth, for display: the executor never waits for a wave."""
         return self.plan().waves()
+
+    def _strays(self) -> list[object]:
+        """The stages that are not :class:`StageDefinition` objects (validation reports
+        them; only this module knows the class)."""
+        return [stage for stage in self.stages if not isinstance(stage, StageDefinition)]
 
     def get_stage(self, stage_id: str) -> StageDefinition:
         """The stage definition with ``stage_id``; KeyError names the id if absent."""

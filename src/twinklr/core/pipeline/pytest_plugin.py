@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ._executor import PipelineExecutor
+from ._engine._executor import PipelineExecutor
 from .testing import RunRecord, record_run, run_virtual
 
 

@@ -26,15 +26,15 @@ import attrs
 import trio
 import trio.testing
 
-from ._events import TERMINAL_KINDS, EventKind
-from ._executor import PipelineExecutor
+from ._engine._executor import PipelineExecutor
+from ._observe._events import TERMINAL_KINDS, EventKind
 from ._results import StageResult, StageStatus
 
 if TYPE_CHECKING:
     from ._context import PipelineContext
-    from ._events import PipelineEvent
+    from ._observe._events import PipelineEvent
     from ._results import PipelineResult
-    from ._timeline import StageTiming
+    from ._timing import StageTiming
     from .definition import PipelineDefinition
 
 __all__ = [

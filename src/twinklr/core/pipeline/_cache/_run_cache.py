@@ -1,0 +1,266 @@
+"""One run's use of a cache store: keys, lookups, replay, success-only write-behind.
+
+What goes into a key (SHA-256 of the canonical JSON of):
+  the key format version, the pipeline name, the stage id, the stage's ``version``, the
+  stage class's module and qualified name, a SHA-256 of the class's source code, whether
+  it is a whole stage or one fan-out item, and the fingerprint (canonical JSON, SHA-256)
+  of the stage's input (of the item's input, for fan-out).
+So an edited stage, a bumped ``version`` or a different input never hits an old entry.
+To invalidate by hand: bump ``version``, or clear the store (all, a pipeline, a stage).
+
+A run reads its *group* (the pipeline and its initial input) once, when it starts, so
+lookups need no I/O; writes are queued and saved in batches by a writer task that outlives
+fail-fast cancellation and finishes its saves when the run is cancelled from outside, so
+every stage that succeeded is kept for the rerun.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import structlog
+import trio
+
+from .._results import StageResult, StageStatus, make_result
+from . import _serialize
+from ._store import CacheRecord, CacheStore
+
+if TYPE_CHECKING:
+    from .._context import PipelineContext, Write
+    from ..definition import StageDefinition
+
+logger = structlog.get_logger(__name__)
+
+KEY_FORMAT = 1
+#: How long one save may take; it is shielded from the run's cancellation meanwhile.
+SAVE_TIMEOUT_S = 30.0
+
+_source_hashes: dict[type, str] = {}
+_output_types: dict[type, Any] = {}
+
+
+def source_hash(stage: object) -> str:
+    """SHA-256 of the stage class's source (its qualified name when the source is not
+    available, e.g. a class typed into a REPL)."""
+    kind = type(stage)
+    known = _source_hashes.get(kind)
+    if known is None:
+        try:
+            text = inspect.getsource(kind)
+        except (OSError, TypeError):
+            text = f"{kind.__module__}.{kind.__qualname__}"
+        known = _source_hashes[kind] = hashlib.sha256(text.encode()).hexdigest()
+    return known
+
+
+def output_type(sdef: StageDefinition) -> Any:
+    """The type a cached output is read back as."""
+    if sdef.output_type is not None:
+        return sdef.output_type
+    kind = type(sdef.stage)
+    if kind not in _output_types:
+        _output_types[kind] = _serialize.declared_output_type(sdef.stage)
+    return _output_types[kind]
+
+
+def ttl_seconds(ttl: float | timedelta | None) -> float | None:
+    """A stage's ``cache_ttl`` in seconds."""
+    if isinstance(ttl, timedelta):
+        return ttl.total_seconds()
+    return ttl
+
+
+class RunCache:
+    """The cache as one run sees it."""
+
+    def __init__(
+        self,
+        store: CacheStore,
+        pipeline: str,
+        initial_input: Any,
+        log: Any,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.pipeline = pipeline
+        self.log = log
+        self.clock = clock
+        self.entries: dict[str, str] = {}
+        self.enabled = True
+        self._warned: set[tuple[str, str]] = set()
+        try:
+            self.group = _serialize.fingerprint([pipeline, initial_input])
+        except _serialize.NotSerializableError as exc:
+            self.group = ""
+            self.enabled = False
+            self._warn_once("", "cache_disabled", reason=f"initial input: {exc}")
+        send, receive = trio.open_memory_channel[CacheRecord](math.inf)
+        self._send, self._receive = send, receive
+
+    def _warn_once(self, stage: str, event: str, **fields: Any) -> None:
+        if (stage, event) not in self._warned:
+            self._warned.add((stage, event))
+            self.log.warning(event, stage=stage or None, **fields)
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Read the entries earlier runs of this input left (a failure: none, warned)."""
+        if not self.enabled:
+            return
+        try:
+            self.entries = await self.store.load(self.pipeline, self.group)
+        except Exception as exc:  # noqa: BLE001 - an unreadable store means no hits
+            self._warn_once("", "cache_unreadable", error=_describe(exc))
+
+    def key(self, sdef: StageDefinition, value: Any, *, item: bool = False) -> str | None:
+        """The key for running ``sdef`` on ``value``; None when the input has no
+        fingerprint (then the stage runs uncached, warned once)."""
+        if not self.enabled:
+            return None
+        try:
+            input_print = _serialize.fingerprint(value)
+        except _serialize.NotSerializableError as exc:
+            self._warn_once(sdef.id, "cache_input_not_serializable", error=str(exc))
+            return None
+        stage = sdef.stage
+        kind = type(stage)
+        parts = [
+            KEY_FORMAT,
+            self.pipeline,
+            sdef.id,
+            sdef.version,
+            f"{kind.__module__}.{kind.__qualname__}",
+            source_hash(stage),
+            "item" if item else "stage",
+            input_print,
+        ]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+    def lookup(self, sdef: StageDefinition, key: str) -> tuple[Any, list[Write]] | None:
+        """The cached output and writes for ``key``; None on a miss (a corrupt entry is a
+        miss, warned once)."""
+        payload = self.entries.get(key)
+        if payload is None:
+            return None
+        try:
+            data = json.loads(payload)
+            output = _serialize.structure(data["output"], output_type(sdef))
+            writes = [(str(op), str(name), value) for op, name, value in data["writes"]]
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong, it is a miss
+            self._warn_once(sdef.id, "cache_entry_unreadable", key=key, error=_describe(exc))
+            return None
+        return output, writes
+
+    def serve(
+        self, sdef: StageDefinition, key: str, context: PipelineContext
+    ) -> StageResult[Any] | None:
+        """The cached result for ``key``, its writes replayed into ``context``; None on a
+        miss. Counts ``cache_hits`` and ``cache_misses`` in the context's metrics."""
+        hit = self.lookup(sdef, key)
+        if hit is None:
+            context.increment_metric("cache_misses")
+            return None
+        output, writes = hit
+        context.replay(writes)
+        context.increment_metric("cache_hits")
+        return make_result(
+            StageStatus.CACHED,
+            output,
+            None,
+            sdef.id,
+            MappingProxyType({"attempts": 0, "cache_key": key}),
+        )
+
+    # -- writing ------------------------------------------------------------------------
+
+    def offer(
+        self,
+        sdef: StageDefinition,
+        key: str,
+        output: Any,
+        writes: list[Write],
+        *,
+        item: int | None = None,
+    ) -> None:
+        """Queue a successful output (with its writes) for saving; an output or a write
+        that cannot come back from JSON equal is not cached (warned once)."""
+        try:
+            payload = json.dumps(
+                {
+                    "output": _serialize.check_round_trip(output, output_type(sdef)),
+                    "writes": [
+                        [op, name, _serialize.check_round_trip(value, Any)]
+                        for op, name, value in writes
+                    ],
+                },
+                separators=(",", ":"),
+                ensure_ascii=False,
+            )
+        except _serialize.NotSerializableError as exc:
+            self._warn_once(sdef.id, "cache_output_not_serializable", error=str(exc))
+            return
+        now = self.clock()
+        ttl = ttl_seconds(sdef.cache_ttl)
+        record = CacheRecord(
+            key=key,
+            pipeline=self.pipeline,
+            stage=sdef.id,
+            item=item,
+            group=self.group,
+            payload=payload,
+            created_at=now,
+            expires_at=None if ttl is None else now + ttl,
+        )
+        self.entries[key] = payload
+        self._send.send_nowait(record)
+
+    async def write_behind(self) -> None:
+        """Save queued records in batches until :meth:`close`.
+
+        Each save is shielded (for at most ``SAVE_TIMEOUT_S``): cancelling the run from
+        outside lets the batch in hand, and then what is still queued, reach the store
+        before the cancellation goes on.
+        """
+        try:
+            async for record in self._receive:
+                await self._save_shielded([record, *self._drain()])
+        finally:
+            leftover = self._drain()
+            if leftover:
+                await self._save_shielded(leftover)
+
+    def close(self) -> None:
+        """No more writes: the writer saves what is queued and ends."""
+        self._send.close()
+
+    def _drain(self) -> list[CacheRecord]:
+        batch = []
+        while True:
+            try:
+                batch.append(self._receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return batch
+
+    async def _save_shielded(self, batch: list[CacheRecord]) -> None:
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + SAVE_TIMEOUT_S
+            try:
+                await self.store.save(batch)
+            except Exception as exc:  # noqa: BLE001 - a full or read-only disk: run uncached
+                self._warn_once("", "cache_write_failed", error=_describe(exc), lost=len(batch))
+        if scope.cancelled_caught:
+            self._warn_once("", "cache_write_timed_out", lost=len(batch))
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,117 @@
+"""Values to JSON and back with cattrs, and canonical fingerprints. Never pickle.
+
+Only data comes back from a cache entry: JSON is parsed and structured into the type the
+stage declares, so a tampered entry can at worst fail to load (a miss), never run code.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import hashlib
+import inspect
+import json
+import typing
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from typing import Any
+
+import cattrs
+from cattrs.preconf.json import make_converter
+
+from .._results import StageResult
+
+_converter = make_converter()
+
+
+def _sorted_set(value: set[Any] | frozenset[Any]) -> list[Any]:
+    # Sets have no order (and str hashing differs between processes): sort the
+    # unstructured members by their JSON text so fingerprints are canonical.
+    members = [_converter.unstructure(member) for member in value]
+    return sorted(members, key=lambda member: json.dumps(member, sort_keys=True))
+
+
+_SET_TYPES = (set, frozenset, collections.abc.Set, collections.abc.MutableSet)
+
+
+def _is_set_type(kind: Any) -> bool:
+    origin: object = typing.get_origin(kind)
+    return (origin if origin is not None else kind) in _SET_TYPES
+
+
+_converter.register_unstructure_hook_func(_is_set_type, _sorted_set)
+
+
+class NotSerializableError(TypeError):
+    """A value cannot be turned into JSON and back into an equal value."""
+
+
+def to_json(value: Any) -> str:
+    """Canonical JSON text of ``value`` (sorted keys, no spaces, no NaN)."""
+    try:
+        return json.dumps(
+            _converter.unstructure(value),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        )
+    except (TypeError, ValueError) as exc:
+        msg = f"{type(value).__name__} value is not JSON-serializable: {exc}"
+        raise NotSerializableError(msg) from exc
+
+
+def fingerprint(value: Any) -> str:
+    """A SHA-256 of the canonical JSON of ``value``; equal values, equal fingerprints."""
+    return hashlib.sha256(to_json(value).encode()).hexdigest()
+
+
+def from_json(text: str, kind: Any) -> Any:
+    """Parse ``text`` and structure it as ``kind`` (``Any``: plain JSON values)."""
+    return structure(json.loads(text), kind)
+
+
+def structure(data: Any, kind: Any) -> Any:
+    """Structure already-parsed JSON ``data`` as ``kind``."""
+    if kind is Any:
+        return data
+    try:
+        return _converter.structure(data, kind)
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
+        msg = f"cannot read the stored value as {kind!r}: {exc}"
+        raise NotSerializableError(msg) from exc
+
+
+def check_round_trip(value: Any, kind: Any) -> Any:
+    """The unstructured form of ``value``, once it is known to come back equal.
+
+    Raises :class:`NotSerializableError` when it would not (an object with no value
+    equality, a tuple where only ``Any`` is known, a set of unhashable things, ...).
+    """
+    text = to_json(value)
+    data = json.loads(text)
+    if structure(data, kind) != value:
+        msg = f"{type(value).__name__} value does not come back equal from JSON as {kind!r}"
+        raise NotSerializableError(msg)
+    return data
+
+
+_STREAM_ORIGINS = (AsyncGenerator, AsyncIterator, AsyncIterable)
+
+
+def declared_output_type(stage: Any) -> Any:
+    """The ``T`` of ``execute``'s ``StageResult[T]`` annotation (``list[T]`` for an async
+    generator of ``T``); ``Any`` when it is not declared or cannot be resolved."""
+    execute = getattr(stage, "execute", None)
+    if execute is None:
+        return Any
+    try:
+        hints = typing.get_type_hints(execute)
+    except Exception:  # noqa: BLE001 - unresolved annotations: fall back to Any
+        return Any
+    returned = hints.get("return", Any)
+    origin = typing.get_origin(returned)
+    args = typing.get_args(returned)
+    if origin is StageResult and args:
+        return args[0]
+    if inspect.isasyncgenfunction(execute) and origin in _STREAM_ORIGINS and args:
+        return list[args[0]]  # type: ignore[valid-type]
+    return Any

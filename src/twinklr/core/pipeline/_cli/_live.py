@@ -1,0 +1,85 @@
+"""The live progress display for terminals (the ``cli`` extra: rich).
+
+One row per running stage, redrawn as events arrive: a bar for a fan-out stage's items
+(done/total) and its retries; a stage leaves the table when it ends, and a failure is
+printed above it. Only imported when standard error is a terminal and rich is installed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TextIO
+
+from rich.console import Console
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+
+from .._observe._events import EventKind, PipelineEvent
+from ._progress import Progress
+
+if TYPE_CHECKING:
+    import trio
+
+
+class LiveProgress(Progress):
+    """A redrawn table of running stages instead of one line per event."""
+
+    def __init__(self, out: TextIO, *, console: Console | None = None) -> None:
+        super().__init__(out, quiet=False)
+        self.console = console or Console(file=out)
+        self.items: dict[str, tuple[int, int]] = {}
+        self.retries: dict[str, int] = {}
+        self.finished = 0
+        self.cached = 0
+
+    def show(self, event: PipelineEvent) -> None:
+        """Update the state from ``event`` (the table is redrawn by :meth:`consume`)."""
+        kind, stage = event.kind, event.stage
+        if stage is None:
+            return
+        if kind is EventKind.STAGE_STARTED:
+            self.running[stage] = None
+        elif kind is EventKind.ITEM_FINISHED and event.done is not None and event.total:
+            self.items[stage] = (event.done, event.total)
+        elif kind is EventKind.STAGE_RETRYING:
+            self.retries[stage] = self.retries.get(stage, 0) + 1
+        elif kind in self._SHOWN:
+            self.running.pop(stage, None)
+            self.finished += 1
+            self.cached += kind is EventKind.STAGE_CACHE_HIT
+            if kind is EventKind.STAGE_CANCELLED:
+                self.cancelled[stage] = None
+            elif kind is EventKind.STAGE_FAILED:
+                self.console.print(f"{stage} failed: {event.error}", markup=False)
+
+    def render(self) -> Table:
+        """The table as it stands."""
+        table = Table(
+            title=f"{self.finished} stages ended ({self.cached} from the cache)",
+            title_justify="left",
+        )
+        table.add_column("running")
+        table.add_column("items", width=26)
+        table.add_column("done", justify="right")
+        table.add_column("retries", justify="right")
+        for stage in self.running:
+            done, total = self.items.get(stage, (0, 0))
+            bar: Any = ProgressBar(total=total, completed=done, width=24) if total else ""
+            table.add_row(
+                stage, bar, f"{done}/{total}" if total else "", str(self.retries.get(stage, ""))
+            )
+        return table
+
+    async def consume(self, events: trio.MemoryReceiveChannel[PipelineEvent]) -> None:
+        """Redraw the table as events arrive, until the channel closes."""
+        with Live(
+            self.render(), console=self.console, refresh_per_second=8, transient=True
+        ) as live:
+            async for event in events:
+                self.show(event)
+                live.update(self.render())
+
+
+def live_progress(out: TextIO) -> Progress:
+    """A :class:`LiveProgress` on ``out``."""
+    return LiveProgress(out)

@@ -1,0 +1,103 @@
+"""Following a run as it goes: plain lines for logs and pipes, a redrawn table on a
+terminal (``_live``, with the ``cli`` extra), and Ctrl-C cancelling the run cleanly."""
+
+from __future__ import annotations
+
+import math
+import signal
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
+
+import trio
+import trio.lowlevel
+
+from .._observe._events import EventKind, PipelineEvent
+
+if TYPE_CHECKING:
+    from .._engine._executor import PipelineExecutor
+    from .._results import PipelineResult
+    from ..definition import PipelineDefinition
+
+
+class Progress:
+    """Prints a run's events as plain lines (one per stage transition worth seeing)."""
+
+    _SHOWN: ClassVar[dict[EventKind, str]] = {
+        EventKind.STAGE_STARTED: "started",
+        EventKind.STAGE_RETRYING: "retrying",
+        EventKind.STAGE_SUCCEEDED: "done",
+        EventKind.STAGE_FAILED: "FAILED",
+        EventKind.STAGE_SKIPPED: "skipped",
+        EventKind.STAGE_SOFT_FAILED: "soft-failed",
+        EventKind.STAGE_CACHE_HIT: "cached",
+        EventKind.STAGE_CANCELLED: "cancelled",
+    }
+
+    def __init__(self, out: TextIO, *, quiet: bool) -> None:
+        self.out = out
+        self.quiet = quiet
+        self.running: dict[str, None] = {}
+        self.cancelled: dict[str, None] = {}
+
+    def show(self, event: PipelineEvent) -> None:
+        if event.stage is not None:
+            if event.kind is EventKind.STAGE_STARTED:
+                self.running[event.stage] = None
+            elif event.kind is EventKind.STAGE_CANCELLED:
+                self.cancelled[event.stage] = None
+            if event.kind in self._SHOWN and event.kind is not EventKind.STAGE_STARTED:
+                self.running.pop(event.stage, None)
+        if self.quiet:
+            return
+        line = self._line(event)
+        if line is not None:
+            print(f"[{event.time_ms:9.1f} ms] {line}", file=self.out, flush=True)
+
+    def _line(self, event: PipelineEvent) -> str | None:
+        if event.kind is EventKind.ITEM_FINISHED:
+            return f"{event.stage}: {event.done}/{event.total} items"
+        word = self._SHOWN.get(event.kind)
+        if word is None or event.stage is None:
+            return None
+        detail = f" ({event.error})" if event.error else ""
+        if event.kind is EventKind.STAGE_RETRYING:
+            detail = f" (attempt {event.attempt}: {event.error}; next in {event.delay_ms:g} ms)"
+        return f"{event.stage}: {word}{detail}"
+
+    async def consume(self, events: trio.MemoryReceiveChannel[PipelineEvent]) -> None:
+        async for event in events:
+            self.show(event)
+
+
+async def execute_with_progress(
+    executor: PipelineExecutor,
+    pipeline: PipelineDefinition,
+    initial_input: Any,
+    context: Any,
+    progress: Progress,
+) -> PipelineResult | None:
+    """Run with live progress; Ctrl-C cancels the run (returns None)."""
+    send, receive = trio.open_memory_channel[PipelineEvent](math.inf)
+    result = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(progress.consume, receive)
+        with trio.CancelScope() as run_scope:
+            nursery.start_soon(_cancel_on_interrupt, run_scope)
+            result = await executor.execute(pipeline, initial_input, context, events=send)
+        send.close()
+        nursery.cancel_scope.deadline = trio.current_time() + 1  # let progress catch up
+        if result is not None:
+            await _drained(receive)
+        nursery.cancel_scope.cancel()
+    return result
+
+
+async def _drained(receive: trio.MemoryReceiveChannel[PipelineEvent]) -> None:
+    while receive.statistics().current_buffer_used:
+        await trio.lowlevel.checkpoint()
+
+
+async def _cancel_on_interrupt(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return

@@ -1,0 +1,195 @@
+"""One stage's life: receive its inputs -> condition -> run under policy -> hand on.
+
+The supervisor starts a stage's task when its last input lands, so reading the inbox
+never parks; the task then runs the stage and reports back to the supervisor, which sends
+the output down the stage's outgoing channels and starts whichever dependents became
+ready.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .._context import record_writes, stop_recording
+from .._observe._events import EventKind
+from .._results import StageResult, StageStatus
+from ..definition import ExecutionPattern
+from ..errors import ConditionError, FanOutInputError
+from ._attempts import run_unit, settle, settle_error
+from ._fanout import run_fan_out
+from ._wiring import OneShotChannel
+
+if TYPE_CHECKING:
+    from ._run import Run
+
+
+async def direct_actor(run: Run, index: int) -> None:
+    """The task of a plain stage (one call: no condition, retry, timeout, cache or
+    stream), the common case and the executor's hot path: no wrapper between the task
+    and the stage's own ``execute``. Never raises except for cancellation."""
+    if run.stopped:
+        return  # see stage_actor
+    run.started[index] = now = run.now()  # run.stage_started, inlined
+    if run.watched:
+        run.stage_transition(EventKind.STAGE_STARTED, index, now)
+    plan = run.plan
+    sdef = plan.stages[index]
+    try:
+        if len(sdef.inputs) == 1:  # _receive_inputs, inlined for the common case
+            value = run.edges[plan.edge_start[index]].receive_nowait()
+        else:
+            value = _receive_inputs(run, index)
+        try:
+            returned = await sdef.stage.execute(value, run.context)
+        except Exception as exc:  # noqa: BLE001 - errors are results, by contract
+            result = settle_error(sdef, exc)
+        else:
+            result = settle(sdef, returned)
+    except BaseException as exc:
+        if is_cancellation(exc):
+            run.stage_cancelled(index)
+        raise
+    run.stage_finished(index, result)
+
+
+async def streaming_actor(run: Run, index: int) -> None:
+    """The task of a streaming stage that others are pipelined on: they start with it and
+    get each item as it is yielded."""
+    if run.stopped:
+        return  # the run stopped between queueing this stage and its start
+    run.stage_started(index)
+    streams = run.open_streams(index)
+    try:
+        await stage_actor(run, index, streams)
+    finally:
+        for send in streams:
+            send.close()
+
+
+async def stage_actor(run: Run, index: int, streams: list[Any] | None = None) -> None:
+    """The task of stage ``index`` in ``run``; never raises except for cancellation."""
+    if run.stopped:
+        # Fail-fast (or a cancelled handle) came between queueing this stage and its
+        # task's first step: it never starts, so no stage code runs after the failure.
+        return
+    plan = run.plan
+    sdef = plan.stages[index]
+    if streams is None:
+        run.stage_started(index)
+    stream = run.streams.pop(index, None) if run.streams else None
+    try:
+        value = _receive_inputs(run, index) if stream is None else None
+        result = None
+        if sdef.condition is not None:
+            result = _check_condition(sdef.condition, sdef.id, run.context)
+        cache = run.cache if plan.cacheable[index] else None
+        key = writes = None
+        if result is None and cache is not None and sdef.pattern is not ExecutionPattern.FAN_OUT:
+            key = cache.key(sdef, value)
+            if key is not None:
+                result = cache.serve(sdef, key, run.context)
+                if result is None:
+                    writes = record_writes()
+        if result is None:
+            if sdef.pattern is ExecutionPattern.FAN_OUT:
+                result = await run_fan_out(
+                    sdef,
+                    value,
+                    run.context,
+                    streaming=plan.streaming[index],
+                    on_retry=run.on_retry,
+                    cache=cache,
+                    on_item=functools.partial(run.item_finished, index),
+                    stream=stream,
+                    now=run.now,
+                )
+                if stream is not None:
+                    stream.close()  # the producer must not wait for a reader that left
+                    result = _after_stream(run, index, result)
+            else:
+                result = await run_unit(
+                    sdef,
+                    value,
+                    run.context,
+                    streaming=plan.streaming[index],
+                    on_retry=run.on_retry,
+                    forward=None if not streams else functools.partial(_forward, streams),
+                )
+        if writes is not None:
+            stop_recording()
+    except BaseException as exc:
+        if is_cancellation(exc):
+            run.stage_cancelled(index)
+        raise
+    run.stage_finished(index, result)
+    # Success only, and after the output went downstream: the write is queued for the
+    # run's writer, off this stage's path.
+    succeeded = result.status is StageStatus.SUCCEEDED
+    if writes is not None and key is not None and cache is not None and succeeded:
+        cache.offer(sdef, key, result.output, writes)
+    if streams and result.status is StageStatus.CACHED:
+        for item in result.output or ():  # a cache hit hands its items on after the fact
+            await _forward(streams, item)
+
+
+async def _forward(streams: list[trio.MemorySendChannel[Any]], item: Any) -> None:
+    """Hand a yielded ``item`` to every stage pipelined on its producer (one that has
+    stopped reading is dropped: the producer goes on for its other consumers)."""
+    for send in list(streams):
+        try:
+            await send.send(item)
+        except trio.BrokenResourceError:
+            streams.remove(send)
+
+
+def _after_stream(run: Run, index: int, result: StageResult[Any]) -> StageResult[Any]:
+    """A pipelined fan-out whose producer did not succeed got no list to fan out over:
+    it fails as it would have without pipelining."""
+    producer = run.results[run.plan.pipelined_on[index]]
+    if result.status is StageStatus.FAILED or (
+        producer is not None and producer.status in _HANDS_ON
+    ):
+        return result
+    output = None if producer is None else producer.output
+    error = FanOutInputError(run.plan.ids[index], output)
+    return StageResult.failure(error, stage_name=run.plan.ids[index], metadata={"attempts": 0})
+
+
+_HANDS_ON = frozenset({StageStatus.SUCCEEDED, StageStatus.CACHED, StageStatus.SOFT_FAILED})
+
+
+def _receive_inputs(run: Run, index: int) -> Any:
+    """The stage's input: the initial input, its one input, or ``{input_id: output}``.
+    Every input has landed before the task starts, so the reads never park."""
+    plan = run.plan
+    inputs = plan.stages[index].inputs
+    if not inputs:
+        return run.initial_input
+    first = plan.edge_start[index]
+    if len(inputs) == 1:
+        return run.edges[first].receive_nowait()
+    channels = run.edges[first : first + len(inputs)]  # a stage's input edges are adjacent
+    return dict(zip(inputs, map(OneShotChannel.receive_nowait, channels), strict=True))
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """Whether ``exc`` is Trio cancelling us: ``Cancelled`` itself, or a group from a
+    nested nursery (fan-out, sub-pipeline) holding one."""
+    if isinstance(exc, trio.Cancelled):
+        return True
+    return isinstance(exc, BaseExceptionGroup) and exc.subgroup(trio.Cancelled) is not None
+
+
+def _check_condition(condition: Any, stage_id: str, context: Any) -> StageResult[Any] | None:
+    """A skipped or failed result when the condition says so; None to go ahead."""
+    try:
+        go_ahead = bool(condition(context))
+    except Exception as exc:  # noqa: BLE001 - a raising condition fails its stage
+        error = ConditionError(stage_id, exc)
+        return StageResult.failure(error, stage_name=stage_id, metadata={"attempts": 0})
+    if go_ahead:
+        return None
+    return StageResult.skipped(stage_name=stage_id)

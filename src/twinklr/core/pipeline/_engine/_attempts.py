@@ -1,0 +1,202 @@
+"""One unit of work (a stage, or one fan-out item) under its timeout and retry policy.
+
+Whatever happens inside, the caller gets a :class:`StageResult`: exceptions, failure
+results, wrong return types and timeouts all become failed results. Only cancellation and
+non-``Exception`` errors (``KeyboardInterrupt``) propagate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import aclosing
+from types import MappingProxyType
+from typing import Any
+
+import trio
+
+from .._plan import is_plain
+from .._results import NO_METADATA, StageResult, StageStatus, make_result
+from ..definition import StageDefinition
+from ..errors import StageFailedError, StageOutputError, StageTimeoutError
+from ._retry import error_text, retrying
+
+#: The metadata of a result that succeeded at its first attempt (shared).
+ONE_ATTEMPT: Mapping[str, Any] = MappingProxyType({"attempts": 1})
+_SUCCEEDED = StageStatus.SUCCEEDED
+
+#: Called as ``on_retry(stage_id, item, attempt, error, delay_s)`` before a retry sleep.
+RetryHook = Callable[[str, "int | None", int, BaseException, float], None]
+
+
+class _FailedAttemptError(StageFailedError):
+    """A ``StageResult.failure`` turned into an exception so tenacity can retry it."""
+
+    def __init__(self, stage: str, result: StageResult[Any]) -> None:
+        self.result = result
+        super().__init__(stage, result.error or "stage reported failure")
+
+
+#: Hands each item a streaming stage yields to the stages pipelined on it.
+Forward = Callable[[Any], Awaitable[None]]
+
+
+async def _invoke(
+    stage: Any, value: Any, context: Any, *, streaming: bool, forward: Forward | None = None
+) -> Any:
+    if not streaming:
+        return await stage.execute(value, context)
+    # An async-generator stage: its output is the list of what it yielded.
+    async with aclosing(stage.execute(value, context)) as produced:
+        if forward is None:
+            return StageResult.success([item async for item in produced])
+        items = []
+        async for item in produced:
+            items.append(item)
+            await forward(item)
+        return StageResult.success(items)
+
+
+async def _attempt_once(
+    sdef: StageDefinition,
+    value: Any,
+    context: Any,
+    item: int | None,
+    streaming: bool,  # noqa: FBT001
+    *,
+    forward: Forward | None = None,
+) -> StageResult[Any]:
+    timeout_ms = sdef.timeout_ms
+    if timeout_ms is None:
+        result = await _invoke(sdef.stage, value, context, streaming=streaming, forward=forward)
+    else:
+        with trio.move_on_after(timeout_ms / 1000) as scope:
+            result = await _invoke(sdef.stage, value, context, streaming=streaming, forward=forward)
+        # cancel_called, not cancelled_caught: a stage that swallowed the cancellation
+        # and returned late has still run past its deadline.
+        if scope.cancel_called:
+            raise StageTimeoutError(sdef.id, timeout_ms, item=item)
+    return _checked(sdef, result)
+
+
+def _checked(sdef: StageDefinition, result: object) -> StageResult[Any]:
+    """``result`` if it is a successful StageResult; else raise what went wrong."""
+    if not isinstance(result, StageResult):
+        raise StageOutputError(sdef.id, result)
+    if result.status is StageStatus.FAILED:
+        raise _FailedAttemptError(sdef.id, result)
+    return result
+
+
+def settle(sdef: StageDefinition, returned: object) -> StageResult[Any]:
+    """The result of a plain call that returned ``returned``."""
+    if (
+        type(returned) is StageResult
+        and returned.status is _SUCCEEDED
+        and returned.metadata is NO_METADATA
+    ):  # the common case, straight to the result: what _with_attempts would make
+        name = returned.stage_name or sdef.id
+        return make_result(_SUCCEEDED, returned.output, returned.error, name, ONE_ATTEMPT)
+    try:
+        result = _checked(sdef, returned)
+    except Exception as exc:  # noqa: BLE001 - a wrong return or a failure result
+        return settle_error(sdef, exc)
+    return _with_attempts(sdef, result, [])
+
+
+def settle_item(sdef: StageDefinition, returned: object) -> StageResult[Any]:
+    """:func:`settle` for a fan-out item of a plain stage. A plain success is kept as it
+    is, without the copy that adds ``attempts``: an item's result stays inside its
+    stage, which reads missing attempts as one (a copy per item is a third of an
+    item's cost)."""
+    if (
+        type(returned) is StageResult
+        and returned.status is _SUCCEEDED
+        and returned.metadata is NO_METADATA
+    ):
+        return returned
+    return settle(sdef, returned)
+
+
+def settle_error(
+    sdef: StageDefinition, exc: Exception, errors: list[str] | None = None
+) -> StageResult[Any]:
+    """The failed result of the last attempt, which raised ``exc``."""
+    errors = [] if errors is None else errors
+    errors.append(error_text(exc))
+    if isinstance(exc, _FailedAttemptError):
+        return _failed(sdef.id, exc.result.exception or exc, exc.result, errors)
+    return _failed(sdef.id, exc, None, errors)
+
+
+async def run_unit(
+    sdef: StageDefinition,
+    value: Any,
+    context: Any,
+    *,
+    item: int | None = None,
+    streaming: bool = False,
+    on_retry: RetryHook | None = None,
+    forward: Forward | None = None,
+) -> StageResult[Any]:
+    """Run ``sdef``'s stage on ``value`` with its policy; return the final result.
+
+    A streaming stage's items are also handed to ``forward`` as they are yielded (only
+    for stages that are not retried: a retry would hand them on twice).
+
+    The result's metadata gains ``attempts`` and, when any attempt failed,
+    ``attempt_errors`` (one message per failed attempt, in order).
+    """
+    if is_plain(sdef, streaming=streaming):
+        try:
+            returned = await sdef.stage.execute(value, context)
+        except Exception as exc:  # noqa: BLE001 - errors are results, by contract
+            return settle_error(sdef, exc)
+        return settle(sdef, returned)
+    config = sdef.retry_config
+    errors: list[str] = []
+    try:
+        if config is None or config.max_attempts == 1:
+            result = await _attempt_once(sdef, value, context, item, streaming, forward=forward)
+        else:
+
+            def record(attempt: int, error: BaseException, delay_s: float) -> None:
+                errors.append(error_text(error))
+                if on_retry is not None:
+                    on_retry(sdef.id, item, attempt, error, delay_s)
+
+            controller = retrying(config, record)
+            result = await controller(_attempt_once, sdef, value, context, item, streaming)
+    except Exception as exc:  # noqa: BLE001 - errors are results, by contract
+        return settle_error(sdef, exc, errors)
+    return _with_attempts(sdef, result, errors)
+
+
+def _with_attempts(
+    sdef: StageDefinition, result: StageResult[Any], errors: list[str]
+) -> StageResult[Any]:
+    if not errors and not result.metadata:
+        metadata: Mapping[str, Any] = ONE_ATTEMPT  # the common case: nothing to copy
+    else:
+        fields = {**result.metadata, "attempts": len(errors) + 1}
+        if errors:
+            fields["attempt_errors"] = tuple(errors)
+        metadata = MappingProxyType(fields)
+    return make_result(
+        result.status, result.output, result.error, result.stage_name or sdef.id, metadata
+    )
+
+
+def _failed(
+    stage_id: str, exc: BaseException, reported: StageResult[Any] | None, errors: list[str]
+) -> StageResult[Any]:
+    metadata: dict[str, Any] = dict(reported.metadata) if reported is not None else {}
+    metadata["attempts"] = len(errors)
+    metadata["attempt_errors"] = tuple(errors)
+    metadata["error_type"] = type(exc).__name__
+    return StageResult(
+        status=StageStatus.FAILED,
+        error=errors[-1],
+        stage_name=(reported.stage_name if reported is not None else "") or stage_id,
+        metadata=metadata,
+        exception=exc,
+    )

@@ -1,0 +1,238 @@
+"""The executor: validates, sets up a run, supervises its stage tasks in a nursery, and
+returns the frozen result.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .._cache._run_cache import RunCache
+from .._cache._store import CacheStore
+from .._context import PipelineContext
+from .._current import current_context, current_executor, install_default_executor
+from .._observe._events import EventKind, EventRelay, PipelineEvent
+from .._observe._otel import find_tracer
+from .._results import PipelineResult
+from ..definition import ExecutionPattern, PipelineDefinition
+from ._actor import is_cancellation
+from ._handle import EventHistory, RunHandle
+from ._run import Run
+
+if TYPE_CHECKING:
+    from .._plan import Plan
+
+
+class PipelineExecutor:
+    """Runs pipeline definitions on Trio: each stage a task, data on memory channels.
+
+    With a ``cache`` store, successful stage outputs are kept and a later run of the
+    same input serves them instead of running the stage (see ``docs/guides/caching.md``).
+    With an OpenTelemetry ``tracer`` (or an application that has set up OpenTelemetry),
+    each run is a span with a child span per stage attempt. ``runner`` is where
+    ``SyncStage`` work runs when the stage names no runner (a thread by default).
+    """
+
+    def __init__(
+        self, *, cache: CacheStore | None = None, tracer: Any = None, runner: Any = None
+    ) -> None:
+        self.cache = cache
+        self.tracer = tracer
+        self.runner = runner
+
+    async def execute(
+        self,
+        pipeline: PipelineDefinition,
+        initial_input: Any = None,
+        context: PipelineContext | None = None,
+        *,
+        events: trio.MemorySendChannel[PipelineEvent] | None = None,
+        subscriptions: Mapping[str, trio.MemorySendChannel[Any]] | None = None,
+    ) -> PipelineResult:
+        """Run ``pipeline`` to completion and return its result.
+
+        Stage failures are reported in the result, never raised. Raises
+        :class:`PipelineValidationError` for an invalid definition (before any stage
+        runs); cancellation of the caller's scope cancels every stage and propagates.
+
+        With ``events``, every transition is also sent there as a :class:`PipelineEvent`
+        (the caller owns the channel; it is never closed here). A slow consumer never
+        slows the run: see ``_observe._events`` for the buffer policy.
+
+        ``subscriptions`` maps streaming stages to channels that receive each item the
+        stage yields, once, as it is yielded (a slow subscriber holds the stage back).
+        The executor sends on a clone of each channel and closes the clone when the stage
+        ends: close yours after the call starts, and the stream ends with the stage.
+        """
+        run = self._prepare(pipeline, initial_input, context, subscriptions)
+        if events is not None:
+            run.listen(EventRelay(events))
+        await self._drive(run)
+        return run.build_result()
+
+    async def start(
+        self,
+        nursery: trio.Nursery,
+        pipeline: PipelineDefinition,
+        initial_input: Any = None,
+        context: PipelineContext | None = None,
+        *,
+        events: trio.MemorySendChannel[PipelineEvent] | None = None,
+        subscriptions: Mapping[str, trio.MemorySendChannel[Any]] | None = None,
+    ) -> RunHandle:
+        """Start ``pipeline`` as a task in ``nursery`` and return its :class:`RunHandle`
+        once the run has started (its ``RUN_STARTED`` event sent).
+
+        An invalid definition raises here, before anything starts. The run's own
+        failures and its cancellation (``handle.cancel()``) never raise into
+        ``nursery``: ``await handle.wait()`` returns the result. Cancelling ``nursery``
+        cancels the run too (its result then says cancelled). ``events`` and
+        ``subscriptions`` work as in :meth:`execute`; ``handle.events()`` follows the
+        run's events as well, from the first.
+        """
+        run = self._prepare(pipeline, initial_input, context, subscriptions)
+        history = EventHistory(EventRelay(events) if events is not None else None)
+        run.listen(history)
+        handle = RunHandle(run, history)
+        started: RunHandle = await nursery.start(
+            handle._main,  # noqa: SLF001 (the handle's own task body)
+            partial(self._drive, run),
+            name=f"twinklr run {run.run_id}",
+        )
+        return started
+
+    def _prepare(
+        self,
+        pipeline: PipelineDefinition,
+        initial_input: Any,
+        context: PipelineContext | None,
+        subscriptions: Mapping[str, trio.MemorySendChannel[Any]] | None,
+    ) -> Run:
+        """Validate (raising for an invalid definition) and set up a run."""
+        given: object = pipeline  # checked at run time, whatever the annotation says
+        if not isinstance(given, PipelineDefinition):
+            msg = f"execute() needs a PipelineDefinition, got {type(given).__name__}"
+            raise TypeError(msg)
+        plan = pipeline.plan()
+        run = Run(
+            plan,
+            initial_input,
+            context if context is not None else PipelineContext(),
+            fail_fast=pipeline.fail_fast,
+            run_id=uuid.uuid4().hex[:12],
+        )
+        if self.cache is not None:
+            run.cache = RunCache(self.cache, plan.name, initial_input, run.log)
+        if subscriptions:
+            run.subscribers = _subscribers(plan, subscriptions)
+        tracer = find_tracer(self.tracer)
+        if tracer is not None:
+            run.trace(tracer)
+        return run
+
+    async def _drive(self, run: Run, started: Callable[[], None] | None = None) -> None:
+        """Run every stage of ``run`` to the end (``started`` is called once the run has
+        begun); outer cancellation propagates."""
+        run.transition(EventKind.RUN_STARTED)
+        if started is not None:
+            started()
+        # Stage tasks inherit these: sub-pipelines run with this executor, and rate
+        # limiters record their waits in this run's metrics.
+        executor_token = current_executor.set(self)
+        context_token = current_context.set(run.context)
+        try:
+            await _supervise(run)
+        except BaseException as exc:
+            if is_cancellation(exc):
+                ids = run.plan.ids
+                run.log.info("run_cancelled", cancelled=[ids[i] for i in run.cancelled])
+            lone = _lone_exception(exc)
+            if lone is not exc:
+                # Our nursery is an implementation detail: a KeyboardInterrupt from a
+                # stage reaches the caller as itself, not wrapped in a group.
+                raise lone from None
+            raise
+        finally:
+            current_context.reset(context_token)
+            current_executor.reset(executor_token)
+
+
+def _subscribers(
+    plan: Plan, subscriptions: Mapping[str, trio.MemorySendChannel[Any]]
+) -> dict[int, list[trio.MemorySendChannel[Any]]]:
+    """Subscriptions by stage index; a stage that cannot stream its items is refused."""
+    subscribers: dict[int, list[trio.MemorySendChannel[Any]]] = {}
+    for stage_id, channel in subscriptions.items():
+        index = plan.index_of.get(stage_id)
+        if index is None:
+            msg = (
+                f"cannot subscribe to stage '{stage_id}': pipeline '{plan.name}' has no such stage"
+            )
+            raise ValueError(msg)
+        stage = plan.stages[index]
+        if not plan.streaming[index] or stage.pattern is ExecutionPattern.FAN_OUT:
+            msg = (
+                f"cannot subscribe to stage '{stage_id}': it does not stream "
+                "(its execute is not an async generator, or it fans out)"
+            )
+            raise ValueError(msg)
+        retry = stage.retry_config
+        if retry is not None and retry.max_attempts > 1:
+            msg = f"cannot subscribe to stage '{stage_id}': it is retried, so items could repeat"
+            raise ValueError(msg)
+        subscribers.setdefault(index, []).append(channel)
+    return subscribers
+
+
+async def _supervise(run: Run) -> None:
+    """Run every stage in a supervisor nursery. The cache's writer and the event relay
+    run beside it (not inside), so fail-fast never drops a write or an event."""
+    cache, events = run.cache, run.events
+    if cache is None and events is None:
+        try:
+            async with trio.open_nursery() as supervisor:
+                run.start(supervisor)
+        finally:
+            run.end()
+        return
+    if cache is not None:
+        await cache.load()
+    async with trio.open_nursery() as beside:
+        if cache is not None:
+            beside.start_soon(cache.write_behind)
+        if events is not None:
+            beside.start_soon(events.relay)
+        try:
+            async with trio.open_nursery() as supervisor:
+                run.start(supervisor)
+        finally:
+            run.end()
+            if cache is not None:
+                cache.close()
+            if events is not None:
+                events.close()
+
+
+def _lone_exception(exc: BaseException) -> BaseException:
+    """The single exception inside (nested) one-member groups, else ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def run_pipeline(
+    pipeline: PipelineDefinition,
+    initial_input: Any = None,
+    context: PipelineContext | None = None,
+) -> PipelineResult:
+    """Run ``pipeline`` from synchronous code (starts its own Trio loop)."""
+    return trio.run(PipelineExecutor().execute, pipeline, initial_input, context)
+
+
+# Code that runs a pipeline outside any run (a SubPipelineStage called on its own) uses
+# this executor: the vocabulary asks for "an executor" without naming the engine.
+install_default_executor(PipelineExecutor)

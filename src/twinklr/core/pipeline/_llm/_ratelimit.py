@@ -1,0 +1,222 @@
+"""A process-wide rate limiter for LLM calls: requests and tokens per minute.
+
+Exact sliding window: a request admitted at time ``t`` occupies the window ``[t, t +
+60 s)``, and no such window ever holds more than the limits. Waiters are served strictly
+first come, first served (a big request is never overtaken by small ones), and a
+cancelled waiter gives its place back. Time is Trio's clock, so limits are exact under
+``autojump_clock``. A limiter belongs to one Trio run (one event loop), shared by every
+stage and every pipeline run inside it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import trio
+
+from .._current import current_context
+
+
+@attrs.frozen(kw_only=True)
+class RateLimiterStatistics:
+    """A limiter's state and history at one moment."""
+
+    name: str
+    """The limiter's name."""
+    requests_per_minute: int | None
+    """The request limit (None: none)."""
+    tokens_per_minute: float | None
+    """The token limit (None: none)."""
+    requests_in_window: int
+    """Requests admitted in the last minute."""
+    tokens_in_window: float
+    """Tokens admitted in the last minute."""
+    waiting: int
+    """Requests waiting for their turn now."""
+    admitted: int
+    """Requests admitted since the limiter was made."""
+    tokens_admitted: float
+    """Tokens admitted since the limiter was made."""
+    total_wait_s: float
+    """Time all admitted requests spent waiting, summed."""
+    max_wait_s: float
+    """The longest any admitted request waited."""
+
+
+class _Waiter:
+    __slots__ = ("tokens", "turn")
+
+    def __init__(self, tokens: float) -> None:
+        self.tokens = tokens
+        self.turn = trio.Event()
+
+
+def _check_limit(name: str, value: float | None) -> None:
+    if value is not None and (
+        not isinstance(value, int | float) or isinstance(value, bool) or not value > 0
+    ):
+        msg = f"RateLimiter {name} must be a number > 0 or None, got {value!r}"
+        raise ValueError(msg)
+
+
+class RateLimiter:
+    """Limits requests and tokens per minute; ``async with limiter.acquire(tokens=n)``
+    waits for capacity, in arrival order.
+
+    Either limit may be None (not limited). ``window_s`` is the window's length (60 s:
+    "per minute").
+    """
+
+    def __init__(
+        self,
+        requests_per_minute: int | None = None,
+        tokens_per_minute: float | None = None,
+        *,
+        name: str = "default",
+        window_s: float = 60.0,
+    ) -> None:
+        if requests_per_minute is not None and (
+            not isinstance(requests_per_minute, int)
+            or isinstance(requests_per_minute, bool)
+            or requests_per_minute < 1
+        ):
+            msg = (
+                "RateLimiter requests_per_minute must be an int >= 1 or None, "
+                f"got {requests_per_minute!r}"
+            )
+            raise ValueError(msg)
+        _check_limit("tokens_per_minute", tokens_per_minute)
+        _check_limit("window_s", window_s)
+        self.name = name
+        self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
+        self.window_s = window_s
+        self._log: deque[tuple[float, float]] = deque()  # (admitted at, tokens)
+        self._tokens_in_window = 0.0
+        self._queue: deque[_Waiter] = deque()
+        self._admitted = 0
+        self._tokens_admitted = 0.0
+        self._total_wait = 0.0
+        self._max_wait = 0.0
+
+    def __repr__(self) -> str:
+        return (
+            f"RateLimiter(requests_per_minute={self.requests_per_minute!r}, "
+            f"tokens_per_minute={self.tokens_per_minute!r}, name={self.name!r})"
+        )
+
+    @asynccontextmanager
+    async def acquire(self, tokens: float = 1) -> AsyncIterator[float]:
+        """Wait until a request of ``tokens`` tokens fits, then enter; yields the time
+        waited in seconds. The request counts from the moment it is admitted."""
+        yield await self.wait_for_capacity(tokens)
+
+    async def wait_for_capacity(self, tokens: float = 1) -> float:
+        """Wait until a request of ``tokens`` tokens fits and admit it; return the time
+        waited in seconds.
+
+        Raises ``ValueError`` for a request bigger than ``tokens_per_minute`` (it could
+        never fit). Cancellation while waiting admits nothing and frees the place.
+        """
+        if not isinstance(tokens, int | float) or isinstance(tokens, bool) or tokens < 0:
+            msg = f"RateLimiter {self.name!r}: tokens must be a number >= 0, got {tokens!r}"
+            raise ValueError(msg)
+        if self.tokens_per_minute is not None and tokens > self.tokens_per_minute:
+            msg = (
+                f"RateLimiter {self.name!r}: a request of {tokens} tokens can never fit "
+                f"in tokens_per_minute={self.tokens_per_minute}"
+            )
+            raise ValueError(msg)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        start = trio.current_time()
+        waiter = _Waiter(tokens)
+        self._queue.append(waiter)
+        try:
+            if self._queue[0] is not waiter:
+                await waiter.turn.wait()  # the waiter before us was admitted or left
+            while True:
+                now = trio.current_time()
+                ready_at = self._ready_at(tokens, now)
+                if ready_at <= now:
+                    break
+                await trio.sleep_until(ready_at)
+        except BaseException:
+            self._leave(waiter)  # cancelled: give the place back, wake the next
+            raise
+        self._admit(now, tokens)
+        self._leave(waiter)
+        waited = now - start
+        self._total_wait += waited
+        self._max_wait = max(self._max_wait, waited)
+        context = current_context.get()
+        if context is not None:
+            context.increment_metric("rate_limit_requests")
+            context.increment_metric("rate_limit_wait_ms", waited * 1000)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return waited
+
+    def statistics(self) -> RateLimiterStatistics:
+        """The limiter's state and history now (callable outside Trio too: then the
+        window is as of the last request)."""
+        try:
+            now = trio.current_time()
+        except RuntimeError:  # not inside a Trio run
+            pass
+        else:
+            self._expire(now)
+        return RateLimiterStatistics(
+            name=self.name,
+            requests_per_minute=self.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute,
+            requests_in_window=len(self._log),
+            tokens_in_window=self._tokens_in_window,
+            waiting=len(self._queue),
+            admitted=self._admitted,
+            tokens_admitted=self._tokens_admitted,
+            total_wait_s=self._total_wait,
+            max_wait_s=self._max_wait,
+        )
+
+    # -- the window ---------------------------------------------------------------------
+
+    def _expire(self, now: float) -> None:
+        log, window = self._log, self.window_s
+        while log and log[0][0] + window <= now:
+            self._tokens_in_window -= log.popleft()[1]
+        if not log:
+            self._tokens_in_window = 0.0  # no float drift left behind
+
+    def _ready_at(self, tokens: float, now: float) -> float:
+        """The earliest time a request of ``tokens`` fits (``now`` if it fits now)."""
+        self._expire(now)
+        log, window = self._log, self.window_s
+        ready = now
+        rpm = self.requests_per_minute
+        if rpm is not None and len(log) + 1 > rpm:
+            # the oldest entries must leave the window until one more request fits
+            must_leave = len(log) + 1 - rpm
+            ready = max(ready, log[must_leave - 1][0] + window)
+        tpm = self.tokens_per_minute
+        if tpm is not None and self._tokens_in_window + tokens > tpm:
+            excess = self._tokens_in_window + tokens - tpm
+            for admitted_at, used in log:
+                excess -= used
+                if excess <= 0:
+                    ready = max(ready, admitted_at + window)
+                    break
+        return ready
+
+    def _admit(self, now: float, tokens: float) -> None:
+        self._log.append((now, tokens))
+        self._tokens_in_window += tokens
+        self._admitted += 1
+        self._tokens_admitted += tokens
+
+    def _leave(self, waiter: _Waiter) -> None:
+        was_first = self._queue[0] is waiter
+        self._queue.remove(waiter)
+        if was_first and self._queue:
+            self._queue[0].turn.set()

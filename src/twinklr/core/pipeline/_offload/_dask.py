@@ -1,0 +1,211 @@
+"""The Dask backend (the ``dask`` extra): run ``SyncStage`` work on a Dask cluster.
+
+Futures are awaited without blocking the Trio loop and without a thread per future: a
+done-callback, in Dask's callback thread, fetches the outcome there (with those of every
+future done meanwhile, in one ``client.gather``) and hands it back through the Trio
+token. Functions travel as cloudpickled bytes to a small runner of
+ours (``call_pickled``), so functions from modules the workers cannot import still work.
+Dask never retries (``retries=0``; the executor owns retries). A cancelled call cancels
+its pending future; a task already running on a worker finishes its current call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from ._runners import call_pickled, pickle_work
+
+#: How many of the oldest pending calls a done-callback looks at for its batch.
+_SCAN_LIMIT = 512
+
+
+class DaskRunner:
+    """Runs work on a Dask cluster: the scheduler at ``address``, or a ``LocalCluster``
+    of ``n_workers`` worker processes started on first use (its scratch files under
+    ``local_directory``). Startup and shutdown are bounded by their timeouts."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        n_workers: int = 2,
+        *,
+        local_directory: str | None = None,
+        startup_timeout_s: float = 60.0,
+        shutdown_timeout_s: float = 30.0,
+    ) -> None:
+        self.address = address
+        self.n_workers = n_workers
+        self.local_directory = local_directory
+        self.startup_timeout_s = startup_timeout_s
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self._client: Any = None
+        self._cluster: Any = None
+        self._lock = threading.Lock()
+        self._batch: list[_Call] = []
+        # submitted calls whose outcome has not been fetched yet (see _finished)
+        self._pending_lock = threading.Lock()
+        self._pending: dict[_Call, None] = {}  # in submission order
+
+    def __repr__(self) -> str:
+        where = self.address or f"LocalCluster(n_workers={self.n_workers})"
+        return f"DaskRunner({where})"
+
+    def connect(self) -> Any:
+        """The client, connecting (or starting the local cluster) first if needed.
+        Blocking: the executor calls it in a worker thread."""
+        with self._lock:
+            if self._client is None:
+                import dask  # noqa: PLC0415 (the dask extra)
+                from distributed import Client, LocalCluster  # noqa: PLC0415
+
+                if self.address is None:
+                    # Every scratch file (the scheduler's too) under local_directory.
+                    scratch = {"temporary-directory": self.local_directory}
+                    with dask.config.set(scratch if self.local_directory else {}):
+                        self._cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                            n_workers=self.n_workers,
+                            threads_per_worker=1,
+                            processes=True,
+                            dashboard_address=None,
+                            local_directory=self.local_directory,
+                        )
+                    self._client = Client(  # type: ignore[no-untyped-call]
+                        self._cluster, timeout=self.startup_timeout_s
+                    )
+                else:
+                    self._client = Client(  # type: ignore[no-untyped-call]
+                        self.address, timeout=self.startup_timeout_s
+                    )
+            return self._client
+
+    def close(self) -> None:
+        """Close the client (and the local cluster, if we started one). Blocking."""
+        with self._lock:
+            client, cluster = self._client, self._cluster
+            self._client = self._cluster = None
+        if client is not None:
+            client.close(timeout=self.shutdown_timeout_s)
+        if cluster is not None:
+            cluster.close(timeout=self.shutdown_timeout_s)
+
+    async def aclose(self) -> None:
+        """:meth:`close`, off the Trio loop, bounded by ``shutdown_timeout_s``."""
+        with trio.move_on_after(self.shutdown_timeout_s * 2):
+            await trio.to_thread.run_sync(self.close, abandon_on_cancel=True)
+
+    async def run(self, fn: Callable[[Any], Any], value: Any) -> Any:
+        """``fn(value)`` on the cluster; the remote exception propagates as itself."""
+        payload = pickle_work(fn, value, "the Dask cluster")
+        client = self._client
+        if client is None:  # connecting blocks: in a thread, bounded
+            with trio.fail_after(self.startup_timeout_s):
+                client = await trio.to_thread.run_sync(self.connect, abandon_on_cancel=True)
+        call = _Call(payload, trio.lowlevel.current_trio_token())
+        if not self._batch:
+            call.token.run_sync_soon(self._flush, client)
+        self._batch.append(call)
+        try:
+            await call.done.wait()
+        except trio.Cancelled:
+            if call.future is not None:
+                call.future.cancel()
+            else:
+                call.cancelled = True  # still batched: never submitted
+            raise
+        if call.error is not None:
+            raise call.error
+        return call.value
+
+    def _flush(self, client: Any) -> None:
+        """Submit every call queued in this Trio tick with one ``client.map`` (one graph
+        update for the scheduler instead of one per item)."""
+        batch = [call for call in self._batch if not call.cancelled]
+        self._batch = []
+        if not batch:
+            return
+        try:
+            futures = client.map(
+                call_pickled, [call.payload for call in batch], pure=False, retries=0
+            )
+        except Exception as exc:  # noqa: BLE001 - each waiting call gets the error
+            for call in batch:
+                call.error = exc
+                call.done.set()  # (we are on the Trio thread here)
+            return
+        with self._pending_lock:
+            for call, future in zip(batch, futures, strict=True):
+                call.future = future
+                self._pending[call] = None
+        for call in batch:
+            call.future.add_done_callback(functools.partial(self._finished, client, call))
+
+    def _finished(self, client: Any, call: _Call, future: Any) -> None:
+        """A future is done (in Dask's callback thread): fetch its outcome together with
+        those of every other submitted future that is done by now, in one
+        ``client.gather`` (one round trip for the batch, as ``client.map`` users do),
+        and hand each back to Trio. Their own callbacks then find nothing left to do."""
+        with self._pending_lock:
+            if call not in self._pending:
+                return  # fetched with an earlier batch
+            # The oldest pending calls are the likeliest done (Dask runs them roughly in
+            # submission order); looking at a bounded number keeps a callback O(1) however
+            # many calls are in flight.
+            oldest = itertools.islice(self._pending, _SCAN_LIMIT)
+            batch = [call, *(c for c in oldest if c is not call and c.future.done())]
+            for done in batch:
+                del self._pending[done]
+        _fetch(client, batch)
+
+
+def _fetch(client: Any, batch: list[_Call]) -> None:
+    """The outcomes of ``batch``'s finished futures: values in one gather, errors (and
+    cancellations) one by one, as the exceptions the calls raise."""
+    finished = [call for call in batch if call.future.status == "finished"]
+    values: list[Any] | None = None
+    if finished:
+        try:
+            values = client.gather([call.future for call in finished])
+        except Exception:  # noqa: BLE001 - fall back to fetching one at a time
+            values = None
+    fetched = dict(zip(map(id, finished), values or (), strict=False))
+    for call in batch:
+        if id(call) in fetched:
+            call.value = fetched[id(call)]
+            continue
+        try:
+            call.value = call.future.result()
+        except BaseException as exc:  # noqa: BLE001 - handed to the Trio side as is
+            call.error = exc
+    # One hand-off per Trio run for the whole batch: wake every waiting task at once.
+    by_token: dict[trio.lowlevel.TrioToken, list[trio.Event]] = {}
+    for call in batch:
+        by_token.setdefault(call.token, []).append(call.done)
+    for token, events in by_token.items():
+        # (a finished Trio run means nobody waits for these results any more)
+        with contextlib.suppress(trio.RunFinishedError):
+            token.run_sync_soon(_set_all, events)
+
+
+def _set_all(events: list[trio.Event]) -> None:
+    for event in events:
+        event.set()
+
+
+class _Call:
+    """One call on its way to the cluster and back."""
+
+    def __init__(self, payload: bytes, token: trio.lowlevel.TrioToken) -> None:
+        self.payload = payload
+        self.token = token
+        self.done = trio.Event()
+        self.future: Any = None
+        self.cancelled = False
+        self.value: Any = None
+        self.error: BaseException | None = None

@@ -1,0 +1,129 @@
+"""Offloading a stage's synchronous work off the Trio thread: to a thread, or to worker
+processes (the ``processes`` extra: trio-parallel and cloudpickle).
+
+The executor keeps the orchestration (dependencies, fail-fast, retries, cache, events);
+only ``fn(input)`` runs elsewhere. A cancelled run abandons a thread (its call finishes in
+the background) and kills a worker process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import trio
+
+from .._current import current_executor
+from .._results import StageResult
+
+if TYPE_CHECKING:
+    from .._context import PipelineContext
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """Runs a synchronous function somewhere and awaits its result."""
+
+    async def run(self, fn: Callable[[Any], Any], value: Any) -> Any:
+        """``fn(value)``, off the Trio thread; its exception propagates."""
+        ...
+
+
+class ThreadRunner:
+    """Runs the work in a worker thread (cancellation abandons the thread)."""
+
+    def __repr__(self) -> str:
+        return "ThreadRunner()"
+
+    async def run(self, fn: Callable[[Any], Any], value: Any) -> Any:
+        """``fn(value)`` in a thread."""
+        return await trio.to_thread.run_sync(fn, value, abandon_on_cancel=True)
+
+
+class ProcessRunner:
+    """Runs the work in worker processes (trio-parallel; functions and values travel
+    with cloudpickle, so lambdas and closures work). Cancellation kills the worker."""
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        if max_workers is not None and (
+            not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1
+        ):
+            msg = f"ProcessRunner max_workers must be an int >= 1 or None, got {max_workers!r}"
+            raise ValueError(msg)
+        self.max_workers = max_workers
+        self._limiter: trio.CapacityLimiter | None = None
+
+    def __repr__(self) -> str:
+        return f"ProcessRunner(max_workers={self.max_workers!r})"
+
+    async def run(self, fn: Callable[[Any], Any], value: Any) -> Any:
+        """``fn(value)`` in a worker process."""
+        import trio_parallel  # noqa: PLC0415 (the processes extra, loaded lazily)
+
+        payload = pickle_work(fn, value, "a worker process")
+        if self._limiter is None:
+            self._limiter = trio_parallel.current_default_worker_limiter()
+            if self.max_workers is not None:
+                self._limiter = trio.CapacityLimiter(self.max_workers)
+        return await trio_parallel.run_sync(
+            call_pickled, payload, kill_on_cancel=True, limiter=self._limiter
+        )
+
+
+def pickle_work(fn: Callable[[Any], Any], value: Any, where: str) -> bytes:
+    """``(fn, value)`` as cloudpickled bytes for ``call_pickled`` in another process;
+    what cannot travel is a TypeError saying so."""
+    import cloudpickle  # noqa: PLC0415 (the processes and dask extras, loaded lazily)
+
+    try:
+        return bytes(cloudpickle.dumps((fn, value)))
+    except Exception as exc:
+        msg = f"cannot send the work to {where}: {type(exc).__name__}: {exc}"
+        raise TypeError(msg) from exc
+
+
+def call_pickled(payload: bytes) -> Any:
+    """In the worker: unpack ``(fn, value)`` and call ``fn(value)``."""
+    import cloudpickle  # noqa: PLC0415 (runs in the worker process)
+
+    fn, value = cloudpickle.loads(payload)
+    return fn(value)
+
+
+class SyncStage:
+    """A stage whose work is a plain synchronous ``fn(input) -> output`` run off the
+    Trio thread by ``runner`` (else the executor's ``runner``, else a thread).
+
+    The output is ``fn``'s return value; an exception is a failure (retried by the
+    executor like any other, if the stage has a retry policy).
+    """
+
+    def __init__(
+        self, fn: Callable[[Any], Any], *, name: str | None = None, runner: Runner | None = None
+    ) -> None:
+        given: object = fn
+        if not callable(given):
+            msg = f"SyncStage needs a callable, got {type(given).__name__}"
+            raise TypeError(msg)
+        self.fn = fn
+        self.runner = runner
+        self._name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
+
+    @property
+    def name(self) -> str:
+        """The stage's name (the function's, by default)."""
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"SyncStage({self._name}, runner={self.runner!r})"
+
+    async def execute(self, input: Any, context: PipelineContext) -> StageResult[Any]:
+        """Run ``fn(input)`` on the chosen runner."""
+        runner = self.runner
+        if runner is None:
+            executor = current_executor.get()
+            runner = getattr(executor, "runner", None) or _THREADS
+        return StageResult.success(await runner.run(self.fn, input), stage_name=self._name)
+
+
+_THREADS = ThreadRunner()

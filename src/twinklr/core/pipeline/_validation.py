@@ -1,0 +1,216 @@
+"""What makes a definition valid: every problem at once, in O(V + E).
+
+Duplicate or invalid ids, unknown, repeated or self inputs, cycles spelled out, objects
+that are not stages, fan-out and policy misconfigurations, sub-pipelines' own problems.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from . import _graph
+from ._policy import ExecutionPattern, RetryConfig
+from ._protocol import stage_problem
+from ._subpipeline import SubPipelineStage
+
+if TYPE_CHECKING:
+    from .definition import PipelineDefinition, StageDefinition
+
+_PLAIN = frozenset({ExecutionPattern.SEQUENTIAL, ExecutionPattern.PARALLEL})
+
+
+def find_problems(pipeline: PipelineDefinition, strays: Sequence[object]) -> list[str]:
+    """Every problem with ``pipeline``, in declaration order, then cycles (``strays``:
+    its stages that are not ``StageDefinition`` objects, which the definition knows)."""
+    return analyse(pipeline, strays)[0]
+
+
+def analyse(
+    pipeline: PipelineDefinition, strays: Sequence[object]
+) -> tuple[list[str], list[tuple[int, ...]], list[int] | None]:
+    """Problems, dependency lists (by index) and a topological order (None if cyclic)."""
+    problems: list[str] = []
+    name = pipeline.name
+    if not isinstance(name, str) or not name:
+        problems.append(f"pipeline name must be a non-empty string, got {name!r}")
+    stages = pipeline.stages
+    if not stages:
+        return [*problems, f"pipeline '{name}' has no stages"], [], None
+    if strays:  # the graph cannot be read without them: report them alone
+        problems.extend(
+            f"pipeline '{name}': stages must be StageDefinition objects, "
+            f"got {type(stray).__name__} {stray!r:.60}"
+            for stray in strays
+        )
+        return problems, [], None
+
+    ids = [stage.id for stage in stages]
+    index = {stage_id: position for position, stage_id in enumerate(ids)}
+    if len(index) != len(ids) or not all(isinstance(s, str) and s for s in ids):
+        index = {}
+        for position, stage_id in enumerate(ids):
+            if not isinstance(stage_id, str) or not stage_id:
+                problems.append(
+                    f"stage #{position} has an invalid id {stage_id!r} "
+                    "(expected a non-empty string)"
+                )
+            index.setdefault(stage_id, position)  # the first declaration wins
+        problems.extend(
+            f"stage id '{stage_id}' is declared {count} times"
+            for stage_id, count in Counter(ids).items()
+            if count > 1
+        )
+
+    deps: list[tuple[int, ...]] = []
+    position_of = index.__getitem__
+    checked: dict[type, str | None] = {}
+    has_entry = False
+    for stage in stages:
+        inputs = stage.inputs
+        suspect = False
+        if not inputs:
+            has_entry = True
+            stage_deps: tuple[int, ...] = ()
+        else:
+            try:
+                stage_deps = tuple(map(position_of, inputs))
+            except KeyError:  # an unknown input: reported below; keep the known ones
+                stage_deps = tuple(index[d] for d in inputs if d in index)
+                suspect = True
+            else:
+                suspect = stage.id in inputs or (
+                    len(inputs) > 1 and len(set(inputs)) != len(inputs)
+                )
+            if suspect:
+                own = index.get(stage.id, -1)
+                stage_deps = tuple(d for d in dict.fromkeys(stage_deps) if d != own)
+        deps.append(stage_deps)
+        if (  # the plain stage, checked cheaply: most stages of a large pipeline look so
+            not suspect
+            and checked.get(type(stage.stage), "unchecked") is None
+            and type(stage.stage) is not SubPipelineStage
+            and stage.pattern in _PLAIN
+            and stage.condition is None
+            and stage.timeout_ms is None
+            and stage.retry_config is None
+            and stage.fan_out_over is None
+            and stage.max_concurrent_fan_out is None
+            and stage.version == "1"
+            and stage.cache_ttl is None
+            and "execute" not in getattr(stage.stage, "__dict__", ())
+        ):
+            continue
+        problems.extend(_stage_problems(stage, index, checked, check_inputs=suspect))
+
+    if not has_entry:
+        problems.append(f"pipeline '{name}' has no entry stage (every stage has inputs)")
+    order = _graph.topological_order(deps)
+    if order is None:
+        problems.extend(
+            "dependency cycle: " + " -> ".join(ids[node] for node in cycle)
+            for cycle in _graph.find_cycles(deps)
+        )
+    return problems, deps, order
+
+
+def _stage_problems(
+    stage: StageDefinition,
+    index: dict[str, int],
+    checked: dict[type, str | None],
+    *,
+    check_inputs: bool,
+) -> list[str]:
+    # Stages of one class are checked once (execute is normally a method of the class).
+    kind = type(stage.stage)
+    if kind in checked and "execute" not in getattr(stage.stage, "__dict__", ()):
+        bad_stage = checked[kind]
+    else:
+        bad_stage = checked[kind] = stage_problem(stage.stage)
+    where = f"stage '{stage.id}'"
+    problems: list[str] = []
+    if bad_stage is not None:
+        problems.append(f"{where}: {bad_stage}")
+    elif isinstance(stage.stage, SubPipelineStage):
+        inner = stage.stage.pipeline
+        problems.extend(
+            f"{where} (sub-pipeline '{inner.name}'): {problem}"
+            for problem in inner.validate_pipeline()
+        )
+
+    if check_inputs:
+        problems.extend(_input_problems(stage, index, where))
+    # Typed as object: users' values are checked here, whatever the annotations promise.
+    pattern: object = stage.pattern
+    if not isinstance(pattern, ExecutionPattern):
+        problems.append(f"{where}: pattern must be an ExecutionPattern, got {pattern!r}")
+    problems.extend(_fan_out_problems(stage, where))
+    if pattern is ExecutionPattern.CONDITIONAL and stage.condition is None:
+        problems.append(f"conditional {where} has no condition")
+    condition: object = stage.condition
+    if condition is not None and not callable(condition):
+        problems.append(f"{where}: condition must be callable, got {condition!r}")
+    timeout: object = stage.timeout_ms
+    if timeout is not None and (
+        not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0
+    ):
+        problems.append(f"{where}: timeout_ms must be a number > 0, got {timeout!r}")
+    retry: object = stage.retry_config
+    if retry is not None and not isinstance(retry, RetryConfig):
+        problems.append(f"{where}: retry_config must be a RetryConfig, got {type(retry).__name__}")
+    problems.extend(_cache_problems(stage, where))
+    return problems
+
+
+def _cache_problems(stage: StageDefinition, where: str) -> list[str]:
+    problems = []
+    version: object = stage.version
+    if not isinstance(version, str) or not version:
+        problems.append(f"{where}: version must be a non-empty string, got {version!r}")
+    ttl: object = stage.cache_ttl
+    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
+    if ttl is not None and (
+        not isinstance(seconds, int | float) or isinstance(seconds, bool) or not seconds > 0
+    ):
+        problems.append(f"{where}: cache_ttl must be > 0 seconds (or a timedelta), got {ttl!r}")
+    return problems
+
+
+def _input_problems(stage: StageDefinition, index: dict[str, int], where: str) -> list[str]:
+    problems = []
+    named: Counter[object] = Counter(stage.inputs)
+    for name, count in named.items():
+        if not isinstance(name, str):
+            problems.append(f"{where}: inputs must be stage ids (strings), got {name!r}")
+        elif name == stage.id:
+            problems.append(f"{where} depends on itself")
+        elif name not in index:
+            problems.append(f"{where} depends on unknown stage '{name}'")
+        if count > 1:
+            problems.append(f"{where} lists input '{name}' {count} times")
+    return problems
+
+
+def _fan_out_problems(stage: StageDefinition, where: str) -> list[str]:
+    problems = []
+    fan_out = stage.pattern is ExecutionPattern.FAN_OUT
+    if fan_out and not stage.inputs:
+        problems.append(f"fan-out {where} has no input to fan out over")
+    if fan_out and len(stage.inputs) > 1 and stage.fan_out_over is None:
+        listed = ", ".join(f"'{name}'" for name in stage.inputs)
+        problems.append(
+            f"fan-out {where} has {len(stage.inputs)} inputs ({listed}); "
+            "set fan_out_over to the one holding the list"
+        )
+    if stage.fan_out_over is not None and not fan_out:
+        problems.append(f"{where} sets fan_out_over but its pattern is not FAN_OUT")
+    elif stage.fan_out_over is not None and stage.fan_out_over not in stage.inputs:
+        problems.append(f"{where}: fan_out_over '{stage.fan_out_over}' is not one of its inputs")
+    limit = stage.max_concurrent_fan_out
+    if limit is not None and not fan_out:
+        problems.append(f"{where} sets max_concurrent_fan_out but its pattern is not FAN_OUT")
+    elif limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        problems.append(f"{where}: max_concurrent_fan_out must be an int >= 1, got {limit!r}")
+    return problems

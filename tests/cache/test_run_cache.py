@@ -1,0 +1,504 @@
+"""A failed run resumes where it stopped: keys, hits, replay, success-only writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import structlog
+import structlog.testing
+import trio
+import trio.testing
+
+from twinklr.core.pipeline import (
+    ExecutionPattern,
+    MemoryCacheStore,
+    PipelineContext,
+    PipelineDefinition,
+    PipelineExecutor,
+    SQLiteCacheStore,
+    StageDefinition,
+    StageResult,
+    StageStatus,
+)
+from twinklr.core.pipeline._cache import _run_cache, _serialize
+from twinklr.core.pipeline._cache._store import CacheRecord, CacheStore
+
+
+class Mood(enum.Enum):
+    CALM = "calm"
+    WILD = "wild"
+
+
+@attrs.frozen
+class Bundle:
+    song: str
+    tempo: int
+    mood: Mood
+    analysed_at: dt.datetime
+    sections: tuple[str, ...]
+
+
+class Counted:
+    """A stage that counts its calls; fails while ``broken`` is set."""
+
+    name = "counted"
+
+    def __init__(self, transform: Any = None) -> None:
+        self.calls = 0
+        self.broken = False
+        self.transform = transform or (lambda value: value)
+
+    async def execute(self, input: Any, context: PipelineContext) -> StageResult[Any]:
+        self.calls += 1
+        if self.broken:
+            return StageResult.failure("broken")
+        return StageResult.success(self.transform(input))
+
+
+class Analyse:
+    """Writes state a downstream condition reads, and typed output."""
+
+    name = "analyse"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def execute(self, input: str, context: PipelineContext) -> StageResult[Bundle]:
+        self.calls += 1
+        context.set_state("has_lyrics", value=True)
+        context.increment_metric("analysed")
+        bundle = Bundle(
+            song=input,
+            tempo=120,
+            mood=Mood.WILD,
+            analysed_at=dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC),
+            sections=("intro", "chorus"),
+        )
+        return StageResult.success(bundle)
+
+
+def five_stages(stages: dict[str, Any]) -> PipelineDefinition:
+    return PipelineDefinition(
+        "five",
+        [
+            StageDefinition("audio", stages["audio"]),
+            StageDefinition(
+                "lyrics",
+                stages["lyrics"],
+                pattern=ExecutionPattern.CONDITIONAL,
+                inputs=["audio"],
+                condition=lambda ctx: ctx.get_state("has_lyrics", False),  # noqa: FBT003
+            ),
+            StageDefinition("profile", stages["profile"], inputs=["audio"]),
+            StageDefinition("macro", stages["macro"], inputs=["lyrics", "profile"]),
+            StageDefinition("render", stages["render"], inputs=["macro"]),
+        ],
+    )
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> CacheStore:
+    if request.param == "memory":
+        return MemoryCacheStore()
+    return SQLiteCacheStore(tmp_path)
+
+
+async def test_a_failed_run_resumes_from_the_failed_stage(store: CacheStore) -> None:
+    stages: dict[str, Any] = {
+        "audio": Analyse(),
+        "lyrics": Counted(lambda bundle: f"words of {bundle.song}"),
+        "profile": Counted(lambda bundle: {"tempo": bundle.tempo, "mood": bundle.mood.value}),
+        "macro": Counted(lambda inputs: f"{inputs['lyrics']} at {inputs['profile']['tempo']}"),
+        "render": Counted(lambda plan: f"sequence: {plan}"),
+    }
+    stages["macro"].broken = True
+    pipeline = five_stages(stages)
+    executor = PipelineExecutor(cache=store)
+
+    first = await executor.execute(pipeline, "carol", PipelineContext())
+    assert not first.success
+    assert first.failed_stages == ("macro",)
+    assert first.metrics["cache_misses"] == 4  # audio, lyrics, profile, macro
+
+    stages["macro"].broken = False  # the fix
+    context = PipelineContext()
+    second = await executor.execute(pipeline, "carol", context)
+    assert second.success
+    # only macro and render ran again; the rest came from the cache
+    assert {k: s.calls for k, s in stages.items()} == {
+        "audio": 1,
+        "lyrics": 1,
+        "profile": 1,
+        "macro": 2,
+        "render": 1,
+    }
+    assert set(second.cached_stages) == {"audio", "lyrics", "profile"}
+    assert second.stage_results["audio"].status is StageStatus.CACHED
+    assert second.timeline["audio"].cached
+    assert not second.timeline["macro"].cached
+    # replayed state kept the condition true, and the typed output came back typed
+    assert context.state == {"has_lyrics": True}
+    assert context.metrics["analysed"] == 1
+    assert second.metrics["cache_hits"] == 3
+    assert second.metrics["cache_misses"] == 2
+    bundle = second.outputs["audio"]
+    assert isinstance(bundle, Bundle)
+    assert bundle.mood is Mood.WILD
+    assert bundle.sections == ("intro", "chorus")
+    assert second.outputs["render"] == "sequence: words of carol at 120"
+
+    third = await executor.execute(pipeline, "carol", PipelineContext())
+    assert set(third.cached_stages) == {"audio", "lyrics", "profile", "macro", "render"}
+    assert sum(s.calls for s in stages.values()) == 6
+
+
+async def test_a_different_input_misses(store: CacheStore) -> None:
+    stage = Counted(lambda x: x * 2)
+    pipeline = PipelineDefinition("p", [StageDefinition("double", stage)])
+    executor = PipelineExecutor(cache=store)
+    await executor.execute(pipeline, 1)
+    again = await executor.execute(pipeline, 1)
+    other = await executor.execute(pipeline, 2)
+    assert again.cached_stages == ("double",)
+    assert other.cached_stages == ()
+    assert other.outputs["double"] == 4
+    assert stage.calls == 2
+
+
+class Groups:
+    name = "groups"
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.failing: set[int] = set()
+
+    async def execute(self, input: int, context: PipelineContext) -> StageResult[str]:
+        self.calls.append(input)
+        if input in self.failing:
+            raise RuntimeError(f"group {input} exploded")
+        context.increment_metric("planned")
+        return StageResult.success(f"plan {input}")
+
+
+async def test_a_fan_out_rerun_redoes_only_the_failed_item(
+    store: CacheStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    groups = Groups()
+    groups.failing = {7}
+    pipeline = PipelineDefinition(
+        "fan",
+        [
+            StageDefinition("items", Counted(lambda _: list(range(20)))),
+            StageDefinition("plans", groups, pattern=ExecutionPattern.FAN_OUT, inputs=["items"]),
+        ],
+    )
+    executor = PipelineExecutor(cache=store)
+    first = await executor.execute(pipeline, "show")
+    assert not first.success
+    assert "item 7" in (first.error or "")
+    # Items run to completion at once (they do not checkpoint); those Trio ran after
+    # item 7 (it shuffles them) never started.
+    succeeded = set(groups.calls) - {7}
+    assert groups.calls[-1] == 7
+
+    groups.failing = set()
+    groups.calls.clear()
+    context = PipelineContext()
+    second = await executor.execute(pipeline, "show", context)
+    assert second.success
+    assert sorted(groups.calls) == sorted(set(range(20)) - succeeded)
+    assert second.outputs["plans"] == [f"plan {i}" for i in range(20)]
+    assert second.stage_results["plans"].metadata["cached_items"] == len(succeeded)
+    assert context.metrics["planned"] == 20  # the cached ones replayed, the rest live
+
+    third = await executor.execute(pipeline, "show")
+    assert third.stage_results["plans"].status is StageStatus.CACHED
+
+
+class Soft:
+    name = "soft"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def execute(self, input: Any, context: PipelineContext) -> StageResult[str]:
+        self.calls += 1
+        await trio.sleep(1)
+        return StageResult.soft_failure("best", "budget reached")
+
+
+async def test_only_successes_are_written(
+    store: CacheStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    soft, failing = Soft(), Counted()
+    failing.broken = True
+    pipeline = PipelineDefinition(
+        "mixed",
+        [
+            StageDefinition("soft", soft),
+            StageDefinition("skipped", Counted(), condition=lambda _: False),
+            StageDefinition("fails", failing, inputs=["soft"]),
+            StageDefinition("timeout", SleepFor(10), timeout_ms=500),
+        ],
+    )
+    executor = PipelineExecutor(cache=store)
+    await executor.execute(pipeline, "x")
+    assert await store.entries() == []
+    await executor.execute(pipeline, "x")
+    assert soft.calls == 2
+
+
+class SleepFor:
+    name = "sleep_for"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.calls = 0
+
+    async def execute(self, input: Any, context: PipelineContext) -> StageResult[str]:
+        self.calls += 1
+        await trio.sleep(self.seconds)
+        return StageResult.success("done")
+
+
+async def test_outputs_of_stages_cancelled_by_fail_fast_are_not_written(
+    store: CacheStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    slow, boom = SleepFor(10), Counted()
+    boom.broken = True
+    pipeline = PipelineDefinition(
+        "p",
+        [
+            StageDefinition("done", Counted()),
+            StageDefinition("slow", slow),  # running when boom (after done) fails
+            StageDefinition("boom", boom, inputs=["done"]),
+        ],
+    )
+    result = await PipelineExecutor(cache=store).execute(pipeline, "x")
+    assert result.cancelled_stages == ("slow",)
+    assert [entry.stage for entry in await store.entries()] == ["done"]
+
+
+async def test_cache_false_opts_a_stage_out(store: CacheStore) -> None:
+    stage = Counted()
+    pipeline = PipelineDefinition("p", [StageDefinition("a", stage, cache=False)])
+    executor = PipelineExecutor(cache=store)
+    await executor.execute(pipeline, 1)
+    await executor.execute(pipeline, 1)
+    assert stage.calls == 2
+    assert await store.entries() == []
+
+
+async def test_bumping_the_version_invalidates(store: CacheStore) -> None:
+    stage = Counted()
+    executor = PipelineExecutor(cache=store)
+    await executor.execute(PipelineDefinition("p", [StageDefinition("a", stage)]), 1)
+    await executor.execute(PipelineDefinition("p", [StageDefinition("a", stage)]), 1)
+    assert stage.calls == 1
+    bumped = PipelineDefinition("p", [StageDefinition("a", stage, version="2")])
+    await executor.execute(bumped, 1)
+    assert stage.calls == 2
+
+
+async def test_entries_expire_after_their_ttl(tmp_path: Path) -> None:
+    now = [1000.0]
+    clock = now.__getitem__
+    for store in (
+        MemoryCacheStore(clock=lambda: clock(0)),
+        SQLiteCacheStore(tmp_path, clock=lambda: clock(0)),
+    ):
+        stage = Counted()
+        pipeline = PipelineDefinition(
+            "p", [StageDefinition("a", stage, cache_ttl=dt.timedelta(minutes=1))]
+        )
+        executor = PipelineExecutor(cache=store)
+        await executor.execute(pipeline, 1)
+        (entry,) = await store.entries()
+        assert entry.expires_at is not None
+        assert entry.expires_at - entry.created_at == 60
+        now[0] = entry.expires_at + 1
+        await executor.execute(pipeline, 1)
+        assert stage.calls == 2
+        now[0] = 0
+
+
+class Opaque:
+    """No value equality: cannot come back from JSON equal."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+async def test_an_output_that_cannot_be_serialized_runs_and_warns_once(
+    store: CacheStore,
+) -> None:
+    stage = Counted(Opaque)
+    pipeline = PipelineDefinition(
+        "p",
+        [
+            StageDefinition("items", Counted(lambda _: [1, 2, 3])),
+            StageDefinition("opaque", stage, pattern=ExecutionPattern.FAN_OUT, inputs=["items"]),
+        ],
+    )
+    executor = PipelineExecutor(cache=store)
+    with structlog.testing.capture_logs() as logs:
+        result = await executor.execute(pipeline, 1)
+    assert result.success
+    warnings = [log for log in logs if log["event"] == "cache_output_not_serializable"]
+    assert len(warnings) == 1
+    assert warnings[0]["stage"] == "opaque"
+    assert [entry.stage for entry in await store.entries()] == ["items"]
+
+
+async def test_an_input_without_a_fingerprint_runs_uncached(store: CacheStore) -> None:
+    stage = Counted()
+    pipeline = PipelineDefinition(
+        "p",
+        [
+            StageDefinition("make", Counted(lambda _: Opaque(1)), cache=False),
+            StageDefinition("use", stage, inputs=["make"]),
+        ],
+    )
+    executor = PipelineExecutor(cache=store)
+    with structlog.testing.capture_logs() as logs:
+        await executor.execute(pipeline, 1)
+        await executor.execute(pipeline, 1)
+    assert stage.calls == 2
+    assert [log["event"] for log in logs if log["log_level"] == "warning"].count(
+        "cache_input_not_serializable"
+    ) == 2  # once per run
+
+
+async def test_a_corrupt_entry_is_a_miss_with_a_warning(store: CacheStore) -> None:
+    stage = Analyse()
+    pipeline = PipelineDefinition("p", [StageDefinition("audio", stage)])
+    executor = PipelineExecutor(cache=store)
+    await executor.execute(pipeline, "song")
+    (entry,) = await store.entries()
+    group = _serialize.fingerprint(["p", "song"])
+    assert entry.key in await store.load("p", group)
+    for payload in ('{"output": {"song": 1}, "writes": []}', "not json at all", "[]"):
+        tampered = CacheRecord(
+            key=entry.key, pipeline="p", stage="audio", group=group, payload=payload, created_at=0
+        )
+        await store.save([tampered])
+        with structlog.testing.capture_logs() as logs:
+            result = await executor.execute(pipeline, "song")
+        assert result.success
+        assert result.cached_stages == ()
+        assert any(log["event"] == "cache_entry_unreadable" for log in logs)
+    assert stage.calls == 4
+
+
+async def test_sub_pipelines_cache_their_own_stages(store: CacheStore) -> None:
+    inner_stage = Counted(lambda group: f"plan {group}")
+    inner = PipelineDefinition("per_group", [StageDefinition("plan", inner_stage)])
+    outer = PipelineDefinition(
+        "outer",
+        [
+            StageDefinition("groups", Counted(lambda _: ["a", "b"])),
+            StageDefinition("plans", inner, pattern=ExecutionPattern.FAN_OUT, inputs=["groups"]),
+        ],
+    )
+    executor = PipelineExecutor(cache=store)
+    first = await executor.execute(outer, "show")
+    second = await executor.execute(outer, "show")
+    assert first.outputs == second.outputs
+    assert inner_stage.calls == 2  # once per group, then served from the cache
+
+
+class SlowStore(MemoryCacheStore):
+    """Saves take a second (of virtual time), like a busy disk."""
+
+    async def save(self, records: Any) -> None:
+        await trio.sleep(1)
+        await super().save(records)
+
+
+async def test_outer_cancellation_lets_queued_writes_reach_the_store(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = SlowStore()
+    slow = SleepFor(10)
+    pipeline = PipelineDefinition(
+        "p",
+        [
+            StageDefinition("a", SleepFor(1)),
+            StageDefinition("b", SleepFor(1.2)),
+            StageDefinition("c", slow, inputs=["a"]),
+        ],
+    )
+    with trio.move_on_after(1.5) as scope:
+        await PipelineExecutor(cache=store).execute(pipeline, "x")
+    assert scope.cancelled_caught
+    # "a" was being saved (t=1..2) and "b" queued (t=1.2) when the caller cancelled at 1.5
+    assert sorted(entry.stage for entry in await store.entries()) == ["a", "b"]
+    assert trio.current_time() == 3
+    assert slow.calls == 1
+
+
+async def test_an_input_with_no_fingerprint_turns_the_cache_off_for_the_run(
+    store: CacheStore,
+) -> None:
+    stage = Counted()
+    pipeline = PipelineDefinition("p", [StageDefinition("a", stage)])
+    executor = PipelineExecutor(cache=store)
+    with structlog.testing.capture_logs() as logs:
+        await executor.execute(pipeline, Opaque(1))
+        await executor.execute(pipeline, Opaque(1))
+    assert stage.calls == 2
+    assert [log["event"] for log in logs].count("cache_disabled") == 2
+    assert await store.entries() == []
+
+
+async def test_an_explicit_output_type_reads_outputs_back(store: CacheStore) -> None:
+    make = Counted(lambda _: (1, 2, 3))  # a tuple: needs a type to come back a tuple
+    pipeline = PipelineDefinition("p", [StageDefinition("a", make, output_type=tuple[int, ...])])
+    executor = PipelineExecutor(cache=store)
+    await executor.execute(pipeline, 0)
+    again = await executor.execute(pipeline, 0)
+    assert again.outputs["a"] == (1, 2, 3)
+    assert again.cached_stages == ("a",)
+
+
+class Metrics:
+    name = "metrics"
+
+    async def execute(self, input: Any, context: PipelineContext) -> StageResult[int]:
+        context.add_metric("duration_ms", 1234)
+        context.increment_metric("calls", 2)
+        context.set_state("ready", value=True)
+        return StageResult.success(1)
+
+
+async def test_every_kind_of_write_is_replayed(store: CacheStore) -> None:
+    pipeline = PipelineDefinition("p", [StageDefinition("a", Metrics())])
+    executor = PipelineExecutor(cache=store)
+    first_context, second_context = PipelineContext(), PipelineContext()
+    await executor.execute(pipeline, 0, first_context)
+    await executor.execute(pipeline, 0, second_context)
+    written = {"duration_ms": 1234, "calls": 2}
+    assert first_context.metrics == {**written, "cache_misses": 1}
+    assert second_context.metrics == {**written, "cache_hits": 1}
+    assert second_context.state == first_context.state == {"ready": True}
+
+
+class HangingStore(MemoryCacheStore):
+    """A store whose saves never finish (a wedged network disk)."""
+
+    async def save(self, records: Any) -> None:
+        await trio.sleep_forever()
+
+
+async def test_a_wedged_store_cannot_hang_the_run(autojump_clock: trio.testing.MockClock) -> None:
+    pipeline = PipelineDefinition("p", [StageDefinition("a", Counted())])
+    with structlog.testing.capture_logs() as logs:
+        result = await PipelineExecutor(cache=HangingStore()).execute(pipeline, 0)
+    assert result.success
+    assert trio.current_time() == _run_cache.SAVE_TIMEOUT_S
+    assert any(log["event"] == "cache_write_timed_out" for log in logs)

@@ -1,0 +1,151 @@
+"""JSON with cattrs: canonical fingerprints, typed round trips, never pickle."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from twinklr.core.pipeline import PipelineContext, StageResult
+from twinklr.core.pipeline._cache._serialize import (
+    NotSerializableError,
+    check_round_trip,
+    declared_output_type,
+    fingerprint,
+    from_json,
+    to_json,
+)
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: int
+    y: float
+
+
+@attrs.frozen
+class Scene:
+    name: str
+    color: Color
+    at: dt.datetime
+    points: tuple[Point, ...]
+    tags: frozenset[str]
+    extra: dict[str, list[int]]
+
+
+SCENE = Scene(
+    name="roof",
+    color=Color.RED,
+    at=dt.datetime(2026, 12, 24, 18, 30, tzinfo=dt.UTC),
+    points=(Point(1, 2.5), Point(3, 4.0)),
+    tags=frozenset({"b", "a"}),
+    extra={"k": [1, 2]},
+)
+
+
+def test_typed_values_come_back_equal() -> None:
+    data = check_round_trip(SCENE, Scene)
+    assert data["tags"] == ["a", "b"]
+    assert from_json(to_json(SCENE), Scene) == SCENE
+
+
+def test_without_a_type_only_plain_json_values_are_accepted() -> None:
+    assert check_round_trip({"a": [1, "x", None, True]}, Any) == {"a": [1, "x", None, True]}
+    with pytest.raises(NotSerializableError, match="does not come back equal"):
+        check_round_trip(SCENE, Any)
+    with pytest.raises(NotSerializableError, match="does not come back equal"):
+        check_round_trip((1, 2), Any)  # a tuple would come back a list
+
+
+@pytest.mark.parametrize("value", [object(), float("nan"), {1: 2, "a": 3}, {1, 2j}])
+def test_what_json_cannot_hold_is_refused(value: object) -> None:
+    with pytest.raises(NotSerializableError):
+        to_json(value)
+
+
+def test_fingerprints_of_sets_are_the_same_in_every_process() -> None:
+    # str hashing (so set order) differs between processes: fingerprints must not.
+    code = (
+        "from twinklr.core.pipeline._cache._serialize import fingerprint;"
+        "print(fingerprint({'tags': {'roof', 'tree', 'arch', 'yard', 'window', 'matrix'}}))"
+    )
+    prints = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        for seed in range(4)
+    }
+    assert len(prints) == 1
+
+
+@given(st.sets(st.text()))
+def test_a_set_and_a_frozenset_of_the_same_members_agree(words: set[str]) -> None:
+    assert fingerprint(words) == fingerprint(frozenset(words))
+
+
+def test_fingerprints_tell_values_apart() -> None:
+    assert fingerprint([1, 2]) != fingerprint([2, 1])
+    assert fingerprint({"a": 1}) == fingerprint({"a": 1})
+    assert len(fingerprint(SCENE)) == 64
+
+
+def test_stored_data_is_only_data() -> None:
+    # A pickle-looking payload is just a string to JSON: nothing is imported or run.
+    evil = "\"cos\\nsystem\\n(S'echo pwned'\\ntR.\""
+    assert from_json(evil, Any) == "cos\nsystem\n(S'echo pwned'\ntR."
+    with pytest.raises(NotSerializableError):
+        from_json('{"name": 1}', Scene)
+
+
+class Typed:
+    name = "typed"
+
+    async def execute(self, input: Any, context: PipelineContext) -> StageResult[Scene]:
+        raise NotImplementedError
+
+
+class Streams:
+    name = "streams"
+
+    async def execute(self, input: Any, context: PipelineContext) -> AsyncIterator[Point]:
+        yield Point(1, 2)
+
+
+class Untyped:
+    name = "untyped"
+
+    async def execute(self, input, context):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
+        return StageResult.success(1)
+
+
+class Unresolvable:
+    name = "unresolvable"
+
+    async def execute(self, input: Any, context: PipelineContext) -> StageResult[NoSuchType]:  # type: ignore[name-defined]  # noqa: F821
+        raise NotImplementedError
+
+
+def test_the_output_type_comes_from_the_return_annotation() -> None:
+    assert declared_output_type(Typed()) is Scene
+    assert declared_output_type(Streams()) == list[Point]
+    assert declared_output_type(Untyped()) is Any
+    assert declared_output_type(Unresolvable()) is Any
+    assert declared_output_type(object()) is Any

@@ -1,0 +1,186 @@
+"""The SQLite store: a file under the user's directory, WAL, atomic, multi-process safe."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import structlog.testing
+import trio
+
+from conftest import stub
+from twinklr.core.pipeline import (
+    PipelineDefinition,
+    PipelineExecutor,
+    SQLiteCacheStore,
+    StageDefinition,
+)
+from twinklr.core.pipeline._cache._sqlite import DEFAULT_FILENAME
+from twinklr.core.pipeline._cache._store import CacheRecord
+
+
+def record(key: str, *, stage: str = "s", payload: str = '{"output":1,"writes":[]}') -> CacheRecord:
+    return CacheRecord(
+        key=key, pipeline="p", stage=stage, group="g", payload=payload, created_at=float(len(key))
+    )
+
+
+async def test_a_directory_gets_the_default_file(tmp_path: Path) -> None:
+    store = SQLiteCacheStore(tmp_path)
+    await store.save([record("k")])
+    assert store.path == tmp_path / DEFAULT_FILENAME
+    assert (tmp_path / DEFAULT_FILENAME).exists()
+    nested = SQLiteCacheStore(tmp_path / "new" / "dir" / "cache.db")
+    await nested.save([record("k")])
+    assert nested.path.exists()
+    assert "cache.db" in repr(nested)
+
+
+async def test_wal_mode_and_round_trip(tmp_path: Path) -> None:
+    store = SQLiteCacheStore(tmp_path)
+    await store.save([record("a"), record("bb", stage="t")])
+    assert await store.load("p", "g") == {
+        "a": '{"output":1,"writes":[]}',
+        "bb": '{"output":1,"writes":[]}',
+    }
+    assert await store.load("p", "other") == {}
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert [(e.key, e.stage, e.size) for e in await store.entries()] == [
+        ("a", "s", 24),
+        ("bb", "t", 24),
+    ]
+    assert await store.clear(stage="t") == 1
+    assert await store.clear("p") == 1
+    assert await store.entries() == []
+    await store.aclose()
+    await store.aclose()  # closing twice is fine, and a later call reopens
+    assert await store.load("p", "g") == {}
+
+
+async def test_clear_expired_only(tmp_path: Path) -> None:
+    now = [100.0]
+    store = SQLiteCacheStore(tmp_path, clock=lambda: now[0])
+    old = CacheRecord(
+        key="old", pipeline="p", stage="s", group="g", payload="{}", created_at=0, expires_at=50
+    )
+    fresh = CacheRecord(
+        key="new", pipeline="p", stage="s", group="g", payload="{}", created_at=0, expires_at=500
+    )
+    await store.save([old, fresh, record("forever")])
+    assert set(await store.load("p", "g")) == {"new", "forever"}
+    assert await store.clear(expired_only=True) == 1
+    assert {e.key for e in await store.entries()} == {"new", "forever"}
+
+
+async def test_a_save_is_all_or_nothing(tmp_path: Path) -> None:
+    store = SQLiteCacheStore(tmp_path)
+    bad = CacheRecord(key="x", pipeline="p", stage="s", group="g", payload=None, created_at=0)  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.save([record("fine"), bad])
+    assert await store.entries() == []
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, trio
+    from twinklr.core.pipeline import SQLiteCacheStore
+    from twinklr.core.pipeline._cache._store import CacheRecord
+
+    async def main(path, name, count):
+        store = SQLiteCacheStore(path)
+        for i in range(count):
+            payload = '{"output":"%s","writes":[]}' % (str(i) * 2000)
+            batch = [
+                CacheRecord(key=f"{name}-{i}-{j}", pipeline="p", stage=name, group="g",
+                            payload=payload, created_at=i)
+                for j in range(5)
+            ]
+            await store.save(batch)
+            print(i, flush=True)
+
+    trio.run(main, sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    """
+)
+
+
+def spawn_writer(path: Path, name: str, count: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path), name, str(count)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def test_several_processes_share_one_file(tmp_path: Path) -> None:
+    writers = [spawn_writer(tmp_path, f"w{n}", 30) for n in range(3)]
+    for writer in writers:
+        out, _ = writer.communicate(timeout=60)
+        assert writer.returncode == 0
+        assert out.split() == [str(i) for i in range(30)]
+    entries = await SQLiteCacheStore(tmp_path).entries()
+    assert len(entries) == 3 * 30 * 5
+
+
+def test_a_killed_writer_leaves_every_committed_entry_and_no_half_one(tmp_path: Path) -> None:
+    writer = spawn_writer(tmp_path, "victim", 100_000)
+    assert writer.stdout is not None
+    committed = -1
+    deadline = time.monotonic() + 30
+    while committed < 40 and time.monotonic() < deadline:
+        committed = int(writer.stdout.readline())
+    os.kill(writer.pid, signal.SIGKILL)  # in the middle of its next transactions
+    writer.communicate(timeout=30)
+    assert committed >= 40
+
+    async def check() -> None:
+        loaded = await SQLiteCacheStore(tmp_path).load("p", "g")
+        batches: dict[int, int] = {}
+        for key, payload in loaded.items():
+            _, batch, _ = key.split("-")
+            batches[int(batch)] = batches.get(int(batch), 0) + 1
+            assert json.loads(payload)["output"] == batch * 2000
+        assert all(count == 5 for count in batches.values())  # whole batches only
+        assert set(range(committed + 1)) <= set(batches)  # nothing committed is lost
+
+    trio.run(check)
+
+
+async def test_a_file_that_is_not_a_database_means_no_cache_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / DEFAULT_FILENAME).write_bytes(b"this is not sqlite" * 100)
+    stage = stub(1)
+    pipeline = PipelineDefinition("p", [StageDefinition("a", stage)])
+    executor = PipelineExecutor(cache=SQLiteCacheStore(tmp_path))
+    with structlog.testing.capture_logs() as logs:
+        first = await executor.execute(pipeline, 1)
+        second = await executor.execute(pipeline, 1)
+    assert first.success
+    assert second.success
+    assert len(stage.calls) == 2
+    events = {log["event"] for log in logs}
+    assert {"cache_unreadable", "cache_write_failed"} <= events
+
+
+async def test_a_cache_that_cannot_be_written_means_no_cache_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    executor = PipelineExecutor(cache=SQLiteCacheStore(blocker / "cache.db"))
+    pipeline = PipelineDefinition("p", [StageDefinition("a", stub(1))])
+    with structlog.testing.capture_logs() as logs:
+        result = await executor.execute(pipeline, 1)
+    assert result.success
+    warned = {log["event"]: log for log in logs if log["log_level"] == "warning"}
+    assert "FileExistsError" in warned["cache_write_failed"]["error"]
+    assert "cache_unreadable" in warned

@@ -1,0 +1,205 @@
+"""The twinklr-pipeline command: in process for the details, as a subprocess for exit
+codes, plain output and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from twinklr.core.pipeline.cli import main
+
+TESTS = Path(__file__).parents[1]
+FIXTURES = "fixtures.cli_pipelines"
+
+
+@pytest.fixture(autouse=True)
+def in_tests_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(TESTS)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "twinklr.core.pipeline.cli", *args],
+        cwd=TESTS,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_run_prints_progress_and_a_summary(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    trace = tmp_path / "trace.json"
+    gantt = tmp_path / "gantt.mmd"
+    code = main(
+        ["run", f"{FIXTURES}:numbers", "--input", "5", "--trace", str(trace), "--gantt", str(gantt)]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "a: started" in err
+    assert "c: done" in err
+    assert "pipeline numbers" in out
+    assert "succeeded" in out
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert {e["name"] for e in events if e["ph"] == "X"} == {"a", "b", "c"}
+    assert gantt.read_text().startswith("gantt")
+
+
+def test_run_takes_input_from_a_file_and_a_factory(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = tmp_path / "input.json"
+    source.write_text("1")
+    assert main(["run", f"{FIXTURES}:make_numbers", "--input", f"@{source}", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == ""
+
+
+def test_a_failed_run_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", f"{FIXTURES}:failing"]) == 1
+    assert "run failed: stage 'b' failed: this stage always fails" in capsys.readouterr().err
+
+
+def test_a_cached_rerun_serves_stages(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cache = str(tmp_path / "cache")
+    assert main(["run", f"{FIXTURES}:numbers", "--cache", cache, "--quiet"]) == 0
+    assert main(["run", f"{FIXTURES}:numbers", "--cache", cache]) == 0
+    assert "a: cached" in capsys.readouterr().err
+    assert main(["cache", "stats", "--cache", cache]) == 0
+    assert "3 entries" in capsys.readouterr().out
+    assert main(["cache", "list", "--cache", cache]) == 0
+    assert capsys.readouterr().out.count("numbers") == 3
+    assert main(["cache", "clear", "--cache", cache, "--stage", "a"]) == 0
+    assert "removed 1 entries" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "nowhere.module:x"], "cannot import 'nowhere.module'"),
+        (["run", f"{FIXTURES}:missing"], "has no attribute 'missing'"),
+        (["run", f"{FIXTURES}:not_a_pipeline"], "is a int, not a PipelineDefinition"),
+        (["run", "no-colon"], "expected MODULE:ATTR"),
+        (["run", f"{FIXTURES}:numbers", "--input", "{bad"], "--input is not valid JSON"),
+        (["run", f"{FIXTURES}:numbers", "--input", "@/no/such/file"], "cannot read /no/such/file"),
+        (["run", f"{FIXTURES}:invalid"], "depends on unknown stage 'ghost'"),
+        (["cache", "list", "--cache", "/no/such/dir"], "no cache at /no/such/dir"),
+        (["demo", "--fail-at", "groups:x"], "--fail-at expects STAGE or STAGE:ITEM"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_validate(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", f"{FIXTURES}:numbers"]) == 0
+    assert "is valid: 3 stages" in capsys.readouterr().out
+    assert main(["validate", f"{FIXTURES}:invalid"]) == 2
+    err = capsys.readouterr().err
+    assert "stage 'a' depends on unknown stage 'ghost'" in err
+
+
+def test_graph(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["graph", f"{FIXTURES}:numbers"]) == 0
+    assert capsys.readouterr().out.startswith("flowchart LR")
+    dot = tmp_path / "g.dot"
+    assert main(["graph", f"{FIXTURES}:numbers", "--format", "dot", "--output", str(dot)]) == 0
+    assert dot.read_text().startswith('digraph "numbers"')
+
+
+@pytest.mark.skipif(not __import__("shutil").which("dot"), reason="Graphviz is not installed")
+def test_graph_renders_svg(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    svg = tmp_path / "g.svg"
+    assert main(["graph", f"{FIXTURES}:numbers", "--format", "svg", "--output", str(svg)]) == 0
+    assert "<svg" in svg.read_text()
+
+
+def test_the_demo_fails_then_resumes_running_only_what_is_missing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    trace = tmp_path / "demo.json"
+    assert main(["demo", "--fail-at", "groups:2", "--trace", str(trace)]) == 0
+    out, err = capsys.readouterr()
+    assert "== run 1: with a failure injected at groups:2" in out
+    assert "groups: FAILED" in err
+    assert "== run 2: resuming" in out
+    # (how many of the groups' items made it into the cache before item 2 failed depends on
+    # real-time scheduling: the exact resume is checked in test_cache_run)
+    assert "cached: audio, profile, lyrics, macro, group_contexts" in out
+    assert "render: sequence with 6 groups" not in out  # the summary is the timeline
+    assert json.loads(trace.read_text())["traceEvents"]
+
+
+def test_subprocess_errors_and_trace(tmp_path: Path) -> None:
+    invalid = run_cli("run", f"{FIXTURES}:invalid")
+    assert invalid.returncode == 2
+    assert "stage 'a' depends on unknown stage 'ghost'" in invalid.stderr
+    bad_json = run_cli("run", f"{FIXTURES}:numbers", "--input", "{nope")
+    assert bad_json.returncode == 2
+    assert "--input is not valid JSON" in bad_json.stderr
+    assert "Traceback" not in invalid.stderr + bad_json.stderr
+    trace = tmp_path / "trace.json"
+    done = run_cli("run", f"{FIXTURES}:numbers", "--trace", str(trace), "--quiet")
+    assert done.returncode == 0
+    assert json.loads(trace.read_text())["otherData"]["pipeline"] == "numbers"
+
+
+def test_the_command_is_plain_when_not_a_terminal() -> None:
+    done = run_cli("run", f"{FIXTURES}:numbers", "--input", "1")
+    assert done.returncode == 0
+    assert "\x1b[" not in done.stdout + done.stderr  # no colours, no cursor moves
+    assert "c: done" in done.stderr
+    bad = run_cli("run", "nowhere:x")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().startswith("twinklr-pipeline: cannot import 'nowhere'")
+    assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
+def test_ctrl_c_cancels_the_run_and_names_the_cancelled_stages(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "twinklr.core.pipeline.cli",
+            "run",
+            f"{FIXTURES}:slow",
+            "--cache",
+            str(cache),
+        ],
+        cwd=TESTS,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert child.stderr is not None
+    seen = ""
+    deadline = time.monotonic() + 60
+    while "long_b: started" not in seen or "long_a: started" not in seen:
+        assert time.monotonic() < deadline, seen
+        seen += child.stderr.readline()
+    child.send_signal(signal.SIGINT)
+    _out, err = child.communicate(timeout=30)
+    assert child.returncode == 130
+    assert "interrupted: cancelled long_a, long_b" in err
+    stats = run_cli("cache", "list", "--cache", str(cache))
+    assert "quick" in stats.stdout
+    assert "long_a" not in stats.stdout
+    assert "long_b" not in stats.stdout

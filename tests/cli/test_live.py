@@ -1,0 +1,77 @@
+"""The live terminal display: state from events, a table of running stages."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import trio
+from rich.console import Console
+
+from twinklr.core.pipeline import EventKind, PipelineEvent, cli
+from twinklr.core.pipeline._cli._live import LiveProgress
+
+
+def event(kind: EventKind, stage: str | None, **fields: object) -> PipelineEvent:
+    return PipelineEvent(kind=kind, pipeline="p", run_id="r", time_ms=0, stage=stage, **fields)  # type: ignore[arg-type]
+
+
+def console() -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, force_terminal=True, width=100, color_system=None), out
+
+
+def test_the_table_shows_running_stages_with_item_bars_and_retries() -> None:
+    term, out = console()
+    live = LiveProgress(out, console=term)
+    live.show(event(EventKind.STAGE_STARTED, "groups"))
+    live.show(event(EventKind.STAGE_STARTED, "macro"))
+    live.show(event(EventKind.ITEM_FINISHED, "groups", item=0, done=2, total=6))
+    live.show(event(EventKind.STAGE_RETRYING, "macro", attempt=1, delay_ms=20))
+    live.show(event(EventKind.STAGE_CACHE_HIT, "audio"))
+    term.print(live.render())
+    text = out.getvalue()
+    assert "1 stages ended (1 from the cache)" in text
+    assert "groups" in text
+    assert "2/6" in text
+    assert "macro" in text
+    assert list(live.running) == ["groups", "macro"]
+
+
+def test_ended_stages_leave_and_failures_are_printed() -> None:
+    term, out = console()
+    live = LiveProgress(out, console=term)
+    for stage in ("a", "b"):
+        live.show(event(EventKind.STAGE_STARTED, stage))
+    live.show(event(EventKind.STAGE_FAILED, "a", error="kaput"))
+    live.show(event(EventKind.STAGE_CANCELLED, "b", error="stage 'a' failed: kaput"))
+    live.show(event(EventKind.RUN_FINISHED, None, success=False))
+    assert not live.running
+    assert list(live.cancelled) == ["b"]
+    assert "a failed: kaput" in out.getvalue()
+
+
+async def test_it_redraws_until_the_channel_closes() -> None:
+    term, out = console()
+    live = LiveProgress(out, console=term)
+    send, receive = trio.open_memory_channel[PipelineEvent](math.inf)
+    send.send_nowait(event(EventKind.STAGE_STARTED, "a"))
+    send.send_nowait(event(EventKind.STAGE_SUCCEEDED, "a"))
+    send.close()
+    await live.consume(receive)
+    assert live.finished == 1
+
+
+def test_terminals_get_the_live_display_and_pipes_plain_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert isinstance(cli.make_progress(Terminal(), quiet=False), LiveProgress)
+    assert type(cli.make_progress(Terminal(), quiet=True)) is cli.Progress
+    assert type(cli.make_progress(io.StringIO(), quiet=False)) is cli.Progress
+    monkeypatch.setitem(__import__("sys").modules, "twinklr.core.pipeline._cli._live", None)
+    assert type(cli.make_progress(Terminal(), quiet=False)) is cli.Progress  # no rich

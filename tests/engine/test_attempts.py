@@ -1,0 +1,201 @@
+"""A unit of work under timeout and retry: exact virtual times, errors as results."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from conftest import stub
+from twinklr.core.pipeline import (
+    PipelineContext,
+    StageDefinition,
+    StageResult,
+    StageStatus,
+    StageTimeoutError,
+)
+from twinklr.core.pipeline._engine._attempts import run_unit
+from twinklr.core.pipeline.definition import RetryConfig
+
+
+def retry(**kwargs: Any) -> RetryConfig:
+    return RetryConfig(**{"initial_delay_ms": 100, "backoff_multiplier": 2, **kwargs})
+
+
+async def test_failures_are_retried_with_exponential_backoff(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    flaky = stub("ok", delay=1, fail_times=3, error="rate_limit hit")
+    sdef = StageDefinition("x", flaky, retry_config=retry(max_attempts=4))
+    result = await run_unit(sdef, None, PipelineContext())
+    assert result.success
+    # attempts start at 0, 1+0.1, 2.1+1+0.2, 3.3+1+0.4
+    assert [t for t, _ in flaky.calls] == pytest.approx([0, 1.1, 2.3, 3.7])
+    assert result.metadata["attempts"] == 4
+    assert result.metadata["attempt_errors"] == ("rate_limit hit",) * 3
+    assert trio.current_time() == pytest.approx(4.7)
+
+
+async def test_delays_are_capped(autojump_clock: trio.testing.MockClock) -> None:
+    flaky = stub(fail_times=3)
+    config = RetryConfig(
+        max_attempts=4, initial_delay_ms=1000, backoff_multiplier=10, max_delay_ms=1500
+    )
+    await run_unit(StageDefinition("x", flaky, retry_config=config), None, PipelineContext())
+    assert [t for t, _ in flaky.calls] == [0, 1, 2.5, 4]
+
+
+async def test_retries_run_out_and_the_last_error_is_the_result(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    always = stub(fail_times=9, raises=ConnectionError, error="refused")
+    sdef = StageDefinition("x", always, retry_config=retry(max_attempts=3))
+    result = await run_unit(sdef, None, PipelineContext())
+    assert result.status is StageStatus.FAILED
+    assert result.error == "ConnectionError: refused"
+    assert isinstance(result.exception, ConnectionError)
+    assert result.metadata["attempts"] == 3
+    assert result.metadata["error_type"] == "ConnectionError"
+    assert len(always.calls) == 3
+
+
+async def test_only_retryable_errors_are_retried() -> None:
+    bad_input = stub(fail_times=1, error="bad input")
+    sdef = StageDefinition(
+        "x", bad_input, retry_config=retry(max_attempts=3, retryable_errors=["rate_limit"])
+    )
+    result = await run_unit(sdef, None, PipelineContext())
+    assert not result.success
+    assert len(bad_input.calls) == 1
+    assert result.metadata["attempts"] == 1
+
+
+async def test_exception_type_names_can_be_matched(autojump_clock: trio.testing.MockClock) -> None:
+    flaky = stub("ok", fail_times=1, raises=ConnectionError, error="reset")
+    config = retry(max_attempts=2, retryable_errors=["ConnectionError"])
+    result = await run_unit(StageDefinition("x", flaky, retry_config=config), 1, PipelineContext())
+    assert result.success
+    assert len(flaky.calls) == 2
+
+
+async def test_a_timeout_counts_as_timeout_for_retries(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    slow = stub("ok", delay=2)
+    sdef = StageDefinition(
+        "x",
+        slow,
+        timeout_ms=500,
+        retry_config=retry(max_attempts=2, retryable_errors=["timeout"]),
+    )
+    result = await run_unit(sdef, None, PipelineContext())
+    assert [t for t, _ in slow.calls] == [0, 0.6]
+    assert slow.cancelled == [0.5, 1.1]
+    assert result.metadata["attempt_errors"] == ("stage 'x' timed out after 500 ms (timeout)",) * 2
+    assert isinstance(result.exception, StageTimeoutError)
+    assert result.exception.timeout_ms == 500
+
+
+async def test_cancellation_is_never_retried(autojump_clock: trio.testing.MockClock) -> None:
+    slow = stub(delay=5)
+    sdef = StageDefinition("x", slow, retry_config=retry(max_attempts=5))
+    with trio.move_on_after(1):
+        await run_unit(sdef, None, PipelineContext())
+    assert len(slow.calls) == 1
+    assert slow.cancelled == [1]
+
+
+async def test_cancellation_during_a_backoff_sleep_propagates(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    flaky = stub(fail_times=5)
+    sdef = StageDefinition("x", flaky, retry_config=RetryConfig(max_attempts=5))
+    with trio.move_on_after(1.5) as scope:
+        await run_unit(sdef, None, PipelineContext())
+    assert scope.cancelled_caught
+    assert [t for t, _ in flaky.calls] == [0, 1]  # the second backoff (2 s) was cut short
+
+
+async def test_retry_hook_sees_each_retry(autojump_clock: trio.testing.MockClock) -> None:
+    seen: list[tuple[str, int | None, int, str, float]] = []
+    sdef = StageDefinition("x", stub(fail_times=2), retry_config=retry(max_attempts=3))
+    await run_unit(
+        sdef,
+        None,
+        PipelineContext(),
+        item=4,
+        on_retry=lambda stage, item, attempt, error, delay: seen.append(
+            (stage, item, attempt, str(error), delay)
+        ),
+    )
+    assert seen == [("x", 4, 1, "boom", 0.1), ("x", 4, 2, "boom", 0.2)]
+
+
+class Keyboard:
+    name = "keyboard"
+
+    async def execute(self, input: Any, context: PipelineContext) -> StageResult[Any]:
+        raise KeyboardInterrupt
+
+
+async def test_keyboard_interrupt_is_never_swallowed() -> None:
+    with pytest.raises(KeyboardInterrupt):
+        await run_unit(StageDefinition("x", Keyboard()), None, PipelineContext())
+    sdef = StageDefinition("x", Keyboard(), retry_config=RetryConfig(max_attempts=3))
+    with pytest.raises(KeyboardInterrupt):
+        await run_unit(sdef, None, PipelineContext())
+
+
+class Streaming:
+    name = "streaming"
+
+    async def execute(self, input: Any, context: PipelineContext) -> Any:
+        for i in range(input):
+            await trio.sleep(1)
+            yield i * 10
+
+
+async def test_an_async_generator_stage_outputs_the_list_it_yielded(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    result = await run_unit(StageDefinition("x", Streaming()), 3, PipelineContext(), streaming=True)
+    assert result.output == [0, 10, 20]
+    assert trio.current_time() == 3
+    sdef = StageDefinition("x", Streaming(), timeout_ms=1500)
+    result = await run_unit(sdef, 3, PipelineContext(), streaming=True)
+    assert result.error == "stage 'x' timed out after 1500 ms (timeout)"
+
+
+async def test_a_failure_result_keeps_its_metadata() -> None:
+    class Failing:
+        name = "failing"
+
+        async def execute(self, input: Any, context: PipelineContext) -> StageResult[Any]:
+            return StageResult.failure("nope", metadata={"why": "because"})
+
+    result = await run_unit(StageDefinition("x", Failing()), None, PipelineContext())
+    assert result.metadata["why"] == "because"
+    assert result.metadata["attempt_errors"] == ("nope",)
+    assert result.stage_name == "x"
+
+
+class SwallowsCancel:
+    name = "swallows"
+
+    async def execute(self, input: Any, context: PipelineContext) -> StageResult[Any]:
+        # A misbehaving stage that swallows its cancellation; the timeout must still count.
+        with contextlib.suppress(trio.Cancelled):
+            await trio.sleep(10)
+        return StageResult.success("late")
+
+
+async def test_a_stage_that_swallows_its_timeout_still_timed_out(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sdef = StageDefinition("x", SwallowsCancel(), timeout_ms=100)
+    result = await run_unit(sdef, None, PipelineContext())
+    assert result.error == "stage 'x' timed out after 100 ms (timeout)"
+    assert trio.current_time() == 0.1

@@ -1,0 +1,51 @@
+"""A run's bookkeeping: transitions cost nothing when nobody listens."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+import trio
+
+from conftest import stub
+from twinklr.core.pipeline import (
+    PipelineContext,
+    PipelineDefinition,
+    PipelineEvent,
+    StageDefinition,
+)
+from twinklr.core.pipeline._engine._run import Run, _logs_debug
+from twinklr.core.pipeline._observe._events import EventRelay
+from twinklr.core.pipeline._plan import Plan
+
+
+@pytest.fixture
+def warnings_only() -> Iterator[None]:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    yield
+    structlog.reset_defaults()
+
+
+def plan() -> Plan:
+    return PipelineDefinition("p", [StageDefinition("a", stub())]).plan()
+
+
+async def test_an_unwatched_run_skips_per_stage_transitions(warnings_only: None) -> None:
+    run = Run(plan(), None, PipelineContext(), fail_fast=True, run_id="r")
+    assert not run.watched
+    send, _receive = trio.open_memory_channel[PipelineEvent](1)
+    run.listen(EventRelay(send))
+    assert run.watched
+
+
+async def test_a_debug_logger_watches_every_transition() -> None:
+    run = Run(plan(), None, PipelineContext(), fail_fast=True, run_id="r")
+    assert run.watched  # structlog's default configuration logs everything
+
+
+def test_a_logger_that_cannot_say_is_assumed_to_log_debug() -> None:
+    assert _logs_debug(object())
+    info = structlog.make_filtering_bound_logger(logging.INFO)
+    assert not _logs_debug(info(structlog.PrintLogger(), [], {}))  # type: ignore[call-arg]

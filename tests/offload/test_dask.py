@@ -1,0 +1,181 @@
+"""The Dask backend on a 2-worker LocalCluster the tests start themselves."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from conftest import Unpicklable
+from twinklr.core.pipeline import (
+    DaskRunner,
+    ExecutionPattern,
+    PipelineDefinition,
+    PipelineExecutor,
+    StageDefinition,
+    SyncStage,
+)
+from twinklr.core.pipeline._offload._dask import _Call, _fetch
+from twinklr.core.pipeline.definition import RetryConfig
+
+distributed = pytest.importorskip("distributed")
+get_worker = distributed.get_worker
+
+
+@pytest.fixture(scope="module")
+def dask(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskRunner]:
+    runner = DaskRunner(n_workers=2, local_directory=str(tmp_path_factory.mktemp("dask")))
+    runner.connect()
+    yield runner
+    runner.close()
+
+
+def worker_name(_value: object) -> str:
+    time.sleep(0.2)
+    return str(get_worker().address)
+
+
+def cursed(value: int) -> int:
+    if value == 3:
+        msg = f"item {value} is cursed"
+        raise KeyError(msg)
+    time.sleep(0.05)
+    return value * 10
+
+
+def fan(stage: SyncStage, items: list[Any], **kwargs: Any) -> PipelineDefinition:
+    return PipelineDefinition(
+        "dask",
+        [
+            StageDefinition("items", SyncStage(lambda _: items, name="items")),
+            StageDefinition(
+                "work", stage, pattern=ExecutionPattern.FAN_OUT, inputs=["items"], **kwargs
+            ),
+        ],
+    )
+
+
+async def test_results_equal_in_process_results_and_use_both_workers(dask: DaskRunner) -> None:
+    offset = 7  # a closure from a test module the workers never import
+    local = await PipelineExecutor().execute(fan(SyncStage(lambda v: v + offset), list(range(20))))
+    remote = await PipelineExecutor(runner=dask).execute(
+        fan(SyncStage(lambda v: v + offset), list(range(20)))
+    )
+    assert remote.outputs["work"] == local.outputs["work"]
+    spread = await PipelineExecutor(runner=dask).execute(
+        fan(SyncStage(worker_name), list(range(50)))
+    )
+    assert len(set(spread.outputs["work"])) == 2
+
+
+async def test_a_remote_failure_keeps_its_type_and_cancels_the_rest(dask: DaskRunner) -> None:
+    start = time.monotonic()
+    result = await PipelineExecutor(runner=dask).execute(fan(SyncStage(cursed), list(range(40))))
+    failed = result.stage_results["work"]
+    assert failed.error == "stage 'work' item 3 failed: KeyError: 'item 3 is cursed'"
+    assert isinstance(failed.exception.__cause__, KeyError)  # type: ignore[union-attr]
+    assert time.monotonic() - start < 10
+
+
+async def test_retries_happen_in_the_executor(dask: DaskRunner, tmp_path: Path) -> None:
+    marker = tmp_path / "tried"
+
+    def once_flaky(value: int) -> int:
+        if not marker.exists():
+            marker.write_text("x")
+            raise ConnectionError("worker hiccup")
+        return value
+
+    pipeline = PipelineDefinition(
+        "retry",
+        [
+            StageDefinition(
+                "work",
+                SyncStage(once_flaky, runner=dask),
+                retry_config=RetryConfig(max_attempts=2, initial_delay_ms=1),
+            )
+        ],
+    )
+    result = await PipelineExecutor().execute(pipeline, 5)
+    assert result.outputs["work"] == 5
+    assert result.stage_results["work"].metadata["attempts"] == 2
+
+
+async def test_an_unpicklable_argument_fails_clearly(dask: DaskRunner) -> None:
+    pipeline = PipelineDefinition(
+        "bad",
+        [
+            StageDefinition("make", SyncStage(lambda _: Unpicklable(), name="make")),
+            StageDefinition("work", SyncStage(str, runner=dask), inputs=["make"]),
+        ],
+    )
+    result = await PipelineExecutor().execute(pipeline)
+    assert result.stage_results["work"].error == (
+        "TypeError: cannot send the work to the Dask cluster: TypeError: no pickling here"
+    )
+
+
+async def test_cancelling_the_run_does_not_wait_for_the_cluster(dask: DaskRunner) -> None:
+    def slow(_value: object) -> int:
+        time.sleep(3)
+        return 0
+
+    start = time.monotonic()
+    with trio.move_on_after(0.5):
+        await PipelineExecutor(runner=dask).execute(fan(SyncStage(slow), list(range(10))))
+    assert time.monotonic() - start < 2
+
+
+def test_describes_itself() -> None:
+    assert repr(DaskRunner()) == "DaskRunner(LocalCluster(n_workers=2))"
+    assert repr(DaskRunner("tcp://127.0.0.1:8786")) == "DaskRunner(tcp://127.0.0.1:8786)"
+
+
+class FakeFuture:
+    """A done Dask future: finished with a value, or errored."""
+
+    def __init__(self, value: Any = None, error: BaseException | None = None) -> None:
+        self.value, self.error = value, error
+        self.status = "error" if error is not None else "finished"
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class LostClient:
+    """A client whose scheduler has gone: nothing can be submitted or gathered."""
+
+    def map(self, *args: Any, **kwargs: Any) -> Any:
+        msg = "scheduler gone"
+        raise OSError(msg)
+
+    def gather(self, futures: Any) -> Any:
+        msg = "connection lost"
+        raise OSError(msg)
+
+
+async def test_a_failed_submission_fails_every_call_of_its_batch() -> None:
+    runner = DaskRunner()
+    runner._client = LostClient()
+    with pytest.raises(OSError, match="scheduler gone"):
+        await runner.run(str, 1)
+
+
+async def test_a_failed_gather_falls_back_to_one_result_at_a_time() -> None:
+    token = trio.lowlevel.current_trio_token()
+    good, bad = _Call(b"", token), _Call(b"", token)
+    good.future, bad.future = FakeFuture(7), FakeFuture(error=ValueError("remote"))
+    await trio.to_thread.run_sync(_fetch, LostClient(), [good, bad])  # a callback thread
+    await good.done.wait()
+    await bad.done.wait()
+    assert good.value == 7
+    assert isinstance(bad.error, ValueError)
