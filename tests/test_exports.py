@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 from twinklr.core import pipeline
-from twinklr.core.pipeline import definition, errors
+from twinklr.core.pipeline import cli, definition, errors
 
 PUBLIC = {
     "DaskRunner",
@@ -107,6 +108,7 @@ def test_optional_parts_are_not_imported() -> None:
         "distributed",
         "opentelemetry",
         "twinklr.core.pipeline.cli",
+        "twinklr.core.pipeline._cli",
         "twinklr.core.pipeline._cli._live",
     )
     for heavy in optional:
@@ -119,3 +121,34 @@ def test_the_api_reference_documents_every_public_name() -> None:
         re.findall(r"^::: twinklr\.core\.pipeline\.(\w+)$", page.read_text(), re.MULTILINE)
     )
     assert documented == set(pipeline.__all__)
+
+
+def test_public_values_pickle_by_their_public_path() -> None:
+    # (A StageResult does not pickle: its metadata is a read-only mappingproxy.)
+    values = [
+        pipeline.StageTiming(
+            stage="a",
+            status=pipeline.StageStatus.SUCCEEDED,
+            queued_ms=0,
+            started_ms=0,
+            finished_ms=1,
+            attempts=1,
+        ),
+        pipeline.RetryConfig(3),
+        pipeline.ExecutionPattern.FAN_OUT,
+        pipeline.PipelineEvent(
+            kind=pipeline.EventKind.RUN_STARTED, pipeline="p", run_id="r", time_ms=0
+        ),
+        pipeline.Completion(text="hi"),
+    ]
+    for value in values:
+        data = pickle.dumps(value)
+        assert b"twinklr.core.pipeline._" not in data, value
+        assert pickle.loads(data) == value  # noqa: S301 (our own bytes)
+
+
+def test_the_command_module_keeps_its_names() -> None:
+    for name in cli.__all__:
+        module = getattr(getattr(cli, name), "__module__", cli.__name__)
+        assert module == "twinklr.core.pipeline.cli", (name, module)
+    assert cli.main.__module__ == "twinklr.core.pipeline.cli"

@@ -9,7 +9,6 @@ from twinklr.core.pipeline import (
     PipelineResult,
     StageResult,
     StageStatus,
-    StageTiming,
     failure_result,
     skipped_result,
     success_result,
@@ -85,18 +84,6 @@ def test_pipeline_result_lookups_and_frozen_mappings() -> None:
         result.outputs["b"] = 2  # type: ignore[index]
     assert result.metrics == {}
     assert result.timeline == {}
-
-
-def test_timing_duration() -> None:
-    timing = StageTiming(
-        stage="a",
-        status=StageStatus.SUCCEEDED,
-        queued_ms=1,
-        started_ms=2,
-        finished_ms=7,
-        attempts=1,
-    )
-    assert timing.duration_ms == 5
 
 
 def test_the_plain_constructor_takes_success_or_status() -> None:

@@ -2,7 +2,8 @@
 
     python3 tools/dev.py demo     run the Twinklr sequencer demo (twinklr-pipeline demo)
     python3 tools/dev.py test     run the whole test suite (extra args go to pytest)
-    python3 tools/dev.py lint     ruff (lint + format check), the docs (strict), mypy --strict
+    python3 tools/dev.py lint     ruff (lint + format check), the import contracts (layers),
+                                  the docs (strict), mypy --strict
     python3 tools/dev.py docs     build the documentation site into ./site (strict)
     python3 tools/dev.py bench    run the benchmarks
 
@@ -29,6 +30,7 @@ COMMANDS: dict[str, list[list[str]]] = {
     "lint": [
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
+        ["lint-imports", "--no-cache", "--no-logo"],  # the layers, from pyproject.toml
         ["mkdocs", "build", "--strict"],  # (not --quiet: it hides the warnings strict counts)
         ["mypy"],
     ],
