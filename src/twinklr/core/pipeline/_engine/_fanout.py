@@ -65,8 +65,7 @@ async def run_fan_out(
             return StageResult.failure(exc, stage_name=sdef.id, metadata={"attempts": 0})
     else:
         items, source = [], None
-    count = len(items)
-    results: list[StageResult[Any] | None] = [None] * count
+    results: list[StageResult[Any] | None] = [None] * len(items)
     first_failure: list[int] = []
     limit = sdef.max_concurrent_fan_out
     slots = trio.Semaphore(limit) if limit is not None else None
@@ -108,6 +107,9 @@ async def run_fan_out(
             if slots is not None:
                 slots.release()
 
+    # One name for every item's task: Trio would otherwise format one per task from
+    # run_item's qualified name (the longer the module path, the more bytes an item).
+    task_name = f"{sdef.id} (fan-out item)"
     async with trio.open_nursery() as nursery:
         for index, item in enumerate(items):
             if slots is not None:
@@ -115,13 +117,13 @@ async def run_fan_out(
                 # before it frees its slot), so no item starts after the failure.
                 await slots.acquire()
             item_value = item if source is None else {**value, source: item}
-            nursery.start_soon(run_item, index, item_value, nursery)
+            nursery.start_soon(run_item, index, item_value, nursery, name=task_name)
         if stream is not None:
             async for item in stream:
                 if slots is not None:
                     await slots.acquire()
                 results.append(None)
-                nursery.start_soon(run_item, len(results) - 1, item, nursery)
+                nursery.start_soon(run_item, len(results) - 1, item, nursery, name=task_name)
 
     return _stage_result(sdef, results, first_failure[0] if first_failure else None)
 
