@@ -37,6 +37,7 @@ COMMANDS: dict[str, list[list[str]]] = {
     "docs": [["mkdocs", "build", "--strict"]],
     "bench": [
         ["python", "benchmarks/bench_executor.py"],
+        ["python", "benchmarks/bench_defaults.py"],
         ["python", "benchmarks/bench_cache.py"],
         ["python", "benchmarks/bench_load.py"],
         ["python", "benchmarks/bench_offload.py"],

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,8 +22,21 @@ def examples() -> list[tuple[str, int, str]]:
     return found
 
 
+@pytest.fixture
+def own_logging() -> Iterator[None]:
+    """An example may configure logging as a program would: undo it afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
+
+
 @pytest.mark.parametrize(("page", "number", "code"), examples())
-def test_example_runs(page: str, number: int, code: str) -> None:
+def test_example_runs(page: str, number: int, code: str, own_logging: None) -> None:
     exec(compile(code, f"{page} example {number}", "exec"), {})  # noqa: S102 (our own docs)
 
 

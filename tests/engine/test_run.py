@@ -41,8 +41,18 @@ async def test_an_unwatched_run_skips_per_stage_transitions(warnings_only: None)
 
 
 async def test_a_debug_logger_watches_every_transition() -> None:
+    structlog.configure()  # an application's structlog, at its default level: debug
+    try:
+        run = Run(plan(), None, PipelineContext(), fail_fast=True, run_id="r")
+        assert run.watched
+    finally:
+        structlog.reset_defaults()
+
+
+async def test_with_no_logging_configured_nothing_is_watched() -> None:
+    structlog.reset_defaults()
     run = Run(plan(), None, PipelineContext(), fail_fast=True, run_id="r")
-    assert run.watched  # structlog's default configuration logs everything
+    assert not run.watched  # the stdlib logger, at the default WARNING level
 
 
 def test_a_logger_that_cannot_say_is_assumed_to_log_debug() -> None:

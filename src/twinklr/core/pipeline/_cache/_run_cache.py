@@ -26,7 +26,6 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-import structlog
 import trio
 
 from .._results import StageResult, StageStatus, make_result
@@ -36,8 +35,6 @@ from ._store import CacheRecord, CacheStore
 if TYPE_CHECKING:
     from .._context import PipelineContext, Write
     from ..definition import StageDefinition
-
-logger = structlog.get_logger(__name__)
 
 KEY_FORMAT = 1
 #: How long one save may take; it is shielded from the run's cancellation meanwhile.

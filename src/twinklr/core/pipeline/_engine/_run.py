@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-import structlog
 import trio
 
 from .._observe._events import EventKind, EventSink, PipelineEvent, stage_event
+from .._observe._logs import run_logger
 from .._observe._otel import SpanRecorder
 from .._observe._timeline import RunRecords, Timeline
 from .._results import NO_METADATA, PipelineResult, StageResult, StageStatus
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from .._cache._run_cache import RunCache
     from .._context import PipelineContext
     from .._plan import Plan
-
-logger = structlog.get_logger(__name__)
 
 #: A stage's task function, started as ``actor(run, index)``.
 Actor = Callable[["Run", int], Awaitable[None]]
@@ -80,7 +78,7 @@ class Run:
         self.context = context
         self.fail_fast = fail_fast
         self.run_id = run_id
-        self.log = logger.bind(pipeline=plan.name, run_id=run_id)
+        self.log = run_logger(pipeline=plan.name, run_id=run_id)
         self._log_at = {
             kind: getattr(self.log, _LOG_LEVELS.get(kind, "debug")) for kind in EventKind
         }
