@@ -1,10 +1,13 @@
-"""What a user measures with the defaults: the executor with logging left unconfigured,
-against the same runs with structlog filtered at WARNING (what the other benchmarks
-set up first), in one process.
+"""What a user meets with the defaults, in one process:
+
+- logging left unconfigured, against the same runs with structlog filtered at WARNING
+  (what the other benchmarks set up first); target: within 1.1x;
+- stages written as plain async functions, against the same work as class stages
+  (logging unconfigured); target: within 1.1x.
 
 Shapes: a 1,000-stage chain and a 10,000-stage random DAG of no-op stages (the ones of
-``bench_executor.py``). Reported: microseconds per stage (best of --repeat interleaved
-rounds) and the ratio to structlog at WARNING. Target: unconfigured within 1.1x.
+``bench_executor.py``). Reported: microseconds per stage, best of --repeat interleaved
+rounds, and the ratios.
 
     python benchmarks/bench_defaults.py [--repeat 7]
 """
@@ -13,11 +16,22 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 
-from bench_executor import ROUNDS_CAP, Shape, chain, executor_runner, random_dag, timed
+from bench_executor import (
+    ROUNDS_CAP,
+    Shape,
+    chain,
+    executor_runner,
+    random_dag,
+    timed,
+    work,
+)
+from twinklr.core.pipeline import PipelineDefinition, PipelineExecutor, StageDefinition
 
 #: How logging is set up before a run: name -> set-up.
 SETUPS: dict[str, Callable[[], None]] = {
@@ -28,12 +42,42 @@ SETUPS: dict[str, Callable[[], None]] = {
 }
 
 
+async def trivial(input: Any) -> Any:
+    """The function stage doing the benchmarks' work."""
+    return await work(input)
+
+
+def function_runner(shape: Shape) -> Callable[[], Awaitable[float]]:
+    """The executor on ``shape`` built from :func:`trivial` (a rerun definition)."""
+    pipeline = PipelineDefinition(
+        shape.name,
+        [
+            StageDefinition(f"s{i}", trivial, inputs=[f"s{d}" for d in deps])
+            for i, deps in enumerate(shape.deps)
+        ],
+    )
+    executor = PipelineExecutor()
+
+    async def run() -> float:
+        start = time.perf_counter()
+        result = await executor.execute(pipeline)
+        elapsed = time.perf_counter() - start
+        assert result.success  # noqa: S101
+        return elapsed
+
+    return run
+
+
 def measure(shape: Shape, repeat: int) -> dict[str, float]:
-    """Best time per stage (µs) of each set-up, rounds interleaved."""
-    run = executor_runner(shape)
-    best = dict.fromkeys(SETUPS, float("inf"))
+    """Best time per stage (µs) of each contender, rounds interleaved."""
+    classes, functions = executor_runner(shape), function_runner(shape)
+    contenders: dict[str, tuple[Callable[[], None], Callable[[], Awaitable[float]]]] = {
+        **{name: (setup, classes) for name, setup in SETUPS.items()},
+        "function stages": (structlog.reset_defaults, functions),
+    }
+    best = dict.fromkeys(contenders, float("inf"))
     for _ in range(repeat):
-        for name, setup in SETUPS.items():
+        for name, (setup, run) in contenders.items():
             setup()
             best[name] = min(best[name], timed(run))
     structlog.reset_defaults()
@@ -45,13 +89,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     repeat = max(1, min(args.repeat, ROUNDS_CAP))
-    names = list(SETUPS)
-    print(f"{'shape':<22}" + "".join(f"{name + ' us':>26}" for name in names) + "   ratio")
+    header = "structlog@WARNING us  unconfigured us  ratio   functions us  ratio"
+    print(f"{'shape':<20}{header}")
     for shape in (chain(1_000), random_dag(10_000)):
         figures = measure(shape, repeat)
-        ratio = figures["unconfigured"] / figures["structlog at WARNING"]
-        cells = "".join(f"{figures[name]:>26.1f}" for name in names)
-        print(f"{shape.name:<22}{cells}   {ratio:.2f}x")
+        structlog_us, unconfigured = figures["structlog at WARNING"], figures["unconfigured"]
+        functions = figures["function stages"]
+        print(
+            f"{shape.name:<20}{structlog_us:>19.1f}{unconfigured:>17.1f}"
+            f"{unconfigured / structlog_us:>6.2f}x{functions:>15.1f}"
+            f"{functions / unconfigured:>6.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ PUBLIC = {
     "failure_result",
     "run_pipeline",
     "skipped_result",
+    "stage",
     "success_result",
 }
 

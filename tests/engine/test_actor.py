@@ -111,3 +111,68 @@ async def test_a_skipped_fan_out_stage_is_not_run() -> None:
     result = await PipelineExecutor().execute(pipeline)
     assert result.skipped_stages == ("b",)
     assert not never.calls
+
+
+async def test_a_condition_of_two_parameters_sees_the_input_too() -> None:
+    seen: list[tuple[object, object]] = []
+
+    def long_enough(context: PipelineContext, input: Any) -> bool:
+        seen.append((context.get_state("mode"), input))
+        return len(input["words"]) > 2
+
+    def only_context(context: PipelineContext) -> bool:
+        return bool(context.get_state("mode") == "full")
+
+    pipeline = PipelineDefinition(
+        "p",
+        [
+            StageDefinition("words", stub(["a", "b", "c"])),
+            StageDefinition("count", stub(3)),
+            StageDefinition(
+                "lyrics",
+                stub("sung"),
+                pattern=ExecutionPattern.CONDITIONAL,
+                inputs=["words", "count"],
+                condition=long_enough,
+            ),
+            StageDefinition(
+                "extras",
+                stub("more"),
+                pattern=ExecutionPattern.CONDITIONAL,
+                inputs=["words"],
+                condition=only_context,
+            ),
+            StageDefinition(
+                "short",
+                stub("never"),
+                pattern=ExecutionPattern.CONDITIONAL,
+                inputs=["count"],
+                condition=lambda _context, count: bool(count > 5),
+            ),
+        ],
+    )
+    context = PipelineContext(state={"mode": "full"})
+    result = await PipelineExecutor().execute(pipeline, None, context)
+    assert seen == [("full", {"words": ["a", "b", "c"], "count": 3})]
+    assert result.outputs["lyrics"] == "sung"
+    assert result.outputs["extras"] == "more"
+    assert result.skipped_stages == ("short",)
+
+
+def test_a_condition_must_take_the_context_or_the_context_and_the_input() -> None:
+    def three(context: Any, input: Any, more: Any) -> bool:
+        return True
+
+    problems = PipelineDefinition(
+        "p",
+        [
+            StageDefinition("a", stub()),
+            StageDefinition("b", stub(), inputs=["a"], condition=lambda: True),  # type: ignore[arg-type]
+            StageDefinition("c", stub(), inputs=["a"], condition=three),  # type: ignore[arg-type]
+            StageDefinition("d", stub(), inputs=["a"], condition=bool),  # a builtin: (context)
+        ],
+    ).validate_pipeline()
+    assert problems == [
+        "stage 'b': condition() must take (context) or (context, input)",
+        "stage 'c': condition(context, input, more) must take (context) or (context, input)",
+    ]

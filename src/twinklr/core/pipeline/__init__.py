@@ -17,6 +17,7 @@ from ._engine._executor import run_pipeline as run_pipeline
 from ._engine._handle import RunEvents as RunEvents
 from ._engine._handle import RunHandle as RunHandle
 from ._engine._handle import RunStatus as RunStatus
+from ._function import stage as stage
 from ._llm._provider import Completion as Completion
 from ._llm._provider import FakeLLMProvider as FakeLLMProvider
 from ._llm._provider import LLMProvider as LLMProvider
@@ -125,6 +126,7 @@ __all__ = [
     "render_graph",
     "run_pipeline",
     "skipped_result",
+    "stage",
     "success_result",
     "timeline_report",
     "to_chrome_trace",

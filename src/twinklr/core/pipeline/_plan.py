@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from . import _graph
+from ._function import arguments
 from ._policy import ExecutionPattern
 from ._subpipeline import SubPipelineStage
 from ._validation import analyse
@@ -49,6 +50,9 @@ class Plan:
     cacheable: tuple[bool, ...]
     """For each stage, whether its output may be cached (``cache=True``, not a
     sub-pipeline, whose own stages are cached instead)."""
+    condition_input: tuple[bool, ...]
+    """For each stage, whether its condition is called with its input too
+    (``condition(context, input)``) rather than ``condition(context)``."""
     plain: tuple[bool, ...]
     """For each stage, whether it runs as one plain call (not fan-out, no retry, no
     timeout, not streaming): the executor's fast path."""
@@ -90,7 +94,10 @@ def compile_plan(pipeline: PipelineDefinition, strays: Sequence[object]) -> Plan
     streaming: list[bool] = []
     cacheable: list[bool] = []
     plain: list[bool] = []
+    condition_input: list[bool] = []
     for stage in stages:
+        condition = stage.condition
+        condition_input.append(condition is not None and arguments(condition) == 2)  # noqa: PLR2004
         streams = _streams(stage.stage, generators)
         streaming.append(streams)
         cacheable.append(stage.cache and not isinstance(stage.stage, SubPipelineStage))
@@ -133,6 +140,7 @@ def compile_plan(pipeline: PipelineDefinition, strays: Sequence[object]) -> Plan
         pipelined_on=tuple(pipelined_on),
         streams_to=tuple(streams_to),
         cacheable=tuple(cacheable),
+        condition_input=tuple(condition_input),
         plain=tuple(plain),
     )
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
+import types
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+
+from ._function import FunctionStage
 
 if TYPE_CHECKING:
     from ._context import PipelineContext
@@ -28,6 +32,19 @@ class PipelineStage(Protocol[T]):
 
 def stage_problem(stage: object) -> str | None:
     """Why ``stage`` cannot serve as a stage, or None when it can."""
+    if isinstance(stage, FunctionStage):
+        return stage.problem()
+    if _is_plain_function(stage):
+        label = getattr(stage, "__name__", type(stage).__name__)
+        return (
+            f"{label} is a plain (synchronous) function: write 'async def {label}', "
+            f"or run it off the Trio thread with SyncStage({label})"
+        )
+    return _object_problem(stage)
+
+
+def _object_problem(stage: object) -> str | None:
+    """Why an object is not a stage: the seed's protocol, ``name`` and async ``execute``."""
     kind = type(stage).__name__
     if isinstance(stage, type):
         return f"got the class {stage.__name__}, not an instance (write {stage.__name__}())"
@@ -41,3 +58,13 @@ def stage_problem(stage: object) -> str | None:
     if not (inspect.iscoroutinefunction(execute) or inspect.isasyncgenfunction(execute)):
         return f"{kind}.execute is not an async function (write 'async def execute')"
     return None
+
+
+def stage_problems_depend_on_the_instance(stage: object) -> bool:
+    """Whether :func:`stage_problem` may answer differently for two objects of the same
+    type (functions and function stages), so its answer cannot be kept per type."""
+    return isinstance(stage, FunctionStage) or _is_plain_function(stage)
+
+
+def _is_plain_function(stage: object) -> bool:
+    return isinstance(stage, types.FunctionType | types.MethodType | functools.partial)

@@ -12,8 +12,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from . import _graph
+from ._function import FunctionStage, arguments, signature_text
 from ._policy import ExecutionPattern, RetryConfig
-from ._protocol import stage_problem
+from ._protocol import stage_problem, stage_problems_depend_on_the_instance
 from ._subpipeline import SubPipelineStage
 
 if TYPE_CHECKING:
@@ -90,7 +91,10 @@ def analyse(
         deps.append(stage_deps)
         if (  # the plain stage, checked cheaply: most stages of a large pipeline look so
             not suspect
-            and checked.get(type(stage.stage), "unchecked") is None
+            and (
+                checked.get(type(stage.stage), "unchecked") is None
+                or (isinstance(stage.stage, FunctionStage) and stage.stage.problem() is None)
+            )
             and type(stage.stage) is not SubPipelineStage
             and stage.pattern in _PLAIN
             and stage.condition is None
@@ -128,7 +132,9 @@ def _stage_problems(
     if kind in checked and "execute" not in getattr(stage.stage, "__dict__", ()):
         bad_stage = checked[kind]
     else:
-        bad_stage = checked[kind] = stage_problem(stage.stage)
+        bad_stage = stage_problem(stage.stage)
+        if not stage_problems_depend_on_the_instance(stage.stage):
+            checked[kind] = bad_stage
     where = f"stage '{stage.id}'"
     problems: list[str] = []
     if bad_stage is not None:
@@ -152,6 +158,10 @@ def _stage_problems(
     condition: object = stage.condition
     if condition is not None and not callable(condition):
         problems.append(f"{where}: condition must be callable, got {condition!r}")
+    elif callable(condition) and arguments(condition) is None:
+        problems.append(
+            f"{where}: condition{signature_text(condition)} must take (context) or (context, input)"
+        )
     timeout: object = stage.timeout_ms
     if timeout is not None and (
         not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._function import function_stage, is_async_function
 from ._plan import Plan, compile_plan
 from ._policy import ExecutionPattern, RetryConfig
 from ._subpipeline import SubPipelineStage
@@ -49,9 +50,12 @@ def _to_stages(value: Iterable[StageDefinition] | None) -> tuple[Any, ...]:
 
 
 def _to_stage(value: Any) -> Any:
-    # A whole pipeline may be used as a stage: wrap it so the executor sees a stage.
+    # A whole pipeline, or an async function, may be used as a stage: wrap it so the
+    # executor sees a stage.
     if isinstance(value, PipelineDefinition):
         return SubPipelineStage(value)
+    if is_async_function(value):
+        return function_stage(value)
     return value
 
 
@@ -66,13 +70,18 @@ class StageDefinition:
     id: str
     """Unique id within the pipeline; other stages name it in their ``inputs``."""
     stage: Any = attrs.field(converter=_to_stage)
-    """An object with a ``name`` and ``async def execute(input, context)``."""
+    """An async function (``async def f(input)`` or ``f(input, context)``, whose return
+    value is the output), or an object with a ``name`` and ``async def execute(input,
+    context)`` returning a ``StageResult``, or a :class:`PipelineDefinition`."""
     pattern: ExecutionPattern = attrs.field(default=ExecutionPattern.SEQUENTIAL, kw_only=True)
     """How the stage runs (see :class:`ExecutionPattern`)."""
     inputs: tuple[str, ...] = attrs.field(default=(), converter=_to_inputs, kw_only=True)
     """Ids of the stages whose outputs this stage needs."""
-    condition: Callable[[PipelineContext], bool] | None = attrs.field(default=None, kw_only=True)
-    """Evaluated when the inputs are ready; False skips the stage (output None)."""
+    condition: Callable[[PipelineContext], bool] | Callable[[PipelineContext, Any], bool] | None = (
+        attrs.field(default=None, kw_only=True)
+    )
+    """Evaluated when the inputs are ready, as ``condition(context)`` or, with two
+    parameters, ``condition(context, input)``; False skips the stage (output None)."""
     retry_config: RetryConfig | None = attrs.field(default=None, kw_only=True)
     """Retry policy per attempt (per item for fan-out); None means one attempt."""
     timeout_ms: float | None = attrs.field(default=None, kw_only=True)

@@ -21,6 +21,7 @@ import inspect
 import json
 import math
 import time
+import weakref
 from collections.abc import Callable
 from datetime import timedelta
 from types import MappingProxyType
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._function import FunctionStage
 from .._results import StageResult, StageStatus, make_result
 from . import _serialize
 from ._store import CacheRecord, CacheStore
@@ -40,21 +42,35 @@ KEY_FORMAT = 1
 #: How long one save may take; it is shielded from the run's cancellation meanwhile.
 SAVE_TIMEOUT_S = 30.0
 
-_source_hashes: dict[type, str] = {}
-_output_types: dict[type, Any] = {}
+# Keyed by a stage's code (its class, or a function stage's function), held weakly: a
+# function made per run must not be kept alive by the cache.
+_source_hashes: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+_output_types: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def code_of(stage: object) -> Any:
+    """What a stage's code is: a function stage's function, else the stage's class."""
+    return stage.fn if isinstance(stage, FunctionStage) else type(stage)
+
+
+def qualified_name(code: Any) -> str:
+    """``module.qualname`` of a class or function (a partial's repr otherwise)."""
+    qualname = getattr(code, "__qualname__", None)
+    return f"{code.__module__}.{qualname}" if qualname else repr(code)
 
 
 def source_hash(stage: object) -> str:
-    """SHA-256 of the stage class's source (its qualified name when the source is not
-    available, e.g. a class typed into a REPL)."""
-    kind = type(stage)
-    known = _source_hashes.get(kind)
+    """SHA-256 of the source of the stage's code: its class, or a function stage's
+    function (the qualified name when the source is not available, e.g. typed into a
+    REPL)."""
+    code = code_of(stage)
+    known = _source_hashes.get(code)
     if known is None:
         try:
-            text = inspect.getsource(kind)
+            text = inspect.getsource(code)
         except (OSError, TypeError):
-            text = f"{kind.__module__}.{kind.__qualname__}"
-        known = _source_hashes[kind] = hashlib.sha256(text.encode()).hexdigest()
+            text = qualified_name(code)
+        known = _source_hashes[code] = hashlib.sha256(text.encode()).hexdigest()
     return known
 
 
@@ -62,10 +78,14 @@ def output_type(sdef: StageDefinition) -> Any:
     """The type a cached output is read back as."""
     if sdef.output_type is not None:
         return sdef.output_type
-    kind = type(sdef.stage)
-    if kind not in _output_types:
-        _output_types[kind] = _serialize.declared_output_type(sdef.stage)
-    return _output_types[kind]
+    code = code_of(sdef.stage)
+    known = _output_types.get(code, _UNKNOWN)
+    if known is _UNKNOWN:
+        known = _output_types[code] = _serialize.declared_output_type(sdef.stage)
+    return known
+
+
+_UNKNOWN = object()
 
 
 def ttl_seconds(ttl: float | timedelta | None) -> float | None:
@@ -130,17 +150,18 @@ class RunCache:
             self._warn_once(sdef.id, "cache_input_not_serializable", error=str(exc))
             return None
         stage = sdef.stage
-        kind = type(stage)
         parts = [
             KEY_FORMAT,
             self.pipeline,
             sdef.id,
             sdef.version,
-            f"{kind.__module__}.{kind.__qualname__}",
+            qualified_name(code_of(stage)),
             source_hash(stage),
             "item" if item else "stage",
             input_print,
         ]
+        if isinstance(stage, FunctionStage):
+            parts.append(stage.version)  # @stage(version=...)
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
     def lookup(self, sdef: StageDefinition, key: str) -> tuple[Any, list[Write]] | None:

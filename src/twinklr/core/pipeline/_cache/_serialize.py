@@ -17,6 +17,7 @@ from typing import Any
 import cattrs
 from cattrs.preconf.json import make_converter
 
+from .._function import FunctionStage, StreamingFunctionStage
 from .._results import StageResult
 
 _converter = make_converter()
@@ -99,19 +100,27 @@ _STREAM_ORIGINS = (AsyncGenerator, AsyncIterator, AsyncIterable)
 
 def declared_output_type(stage: Any) -> Any:
     """The ``T`` of ``execute``'s ``StageResult[T]`` annotation (``list[T]`` for an async
-    generator of ``T``); ``Any`` when it is not declared or cannot be resolved."""
+    generator of ``T``); for a function stage, its function's return annotation (``T``
+    or ``StageResult[T]``); ``Any`` when it is not declared or cannot be resolved."""
+    if isinstance(stage, FunctionStage):
+        return _returned_type(stage.fn, plain=not isinstance(stage, StreamingFunctionStage))
     execute = getattr(stage, "execute", None)
     if execute is None:
         return Any
+    return _returned_type(execute, plain=False)
+
+
+def _returned_type(function: Any, *, plain: bool) -> Any:
+    """What ``function`` is declared to produce (``plain``: it may return a bare value)."""
     try:
-        hints = typing.get_type_hints(execute)
+        hints = typing.get_type_hints(function)
     except Exception:  # noqa: BLE001 - unresolved annotations: fall back to Any
         return Any
     returned = hints.get("return", Any)
     origin = typing.get_origin(returned)
     args = typing.get_args(returned)
-    if origin is StageResult and args:
-        return args[0]
-    if inspect.isasyncgenfunction(execute) and origin in _STREAM_ORIGINS and args:
+    if origin is StageResult:
+        return args[0] if args else Any
+    if inspect.isasyncgenfunction(function) and origin in _STREAM_ORIGINS and args:
         return list[args[0]]  # type: ignore[valid-type]
-    return Any
+    return returned if plain else Any

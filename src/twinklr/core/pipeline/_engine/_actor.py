@@ -84,7 +84,9 @@ async def stage_actor(run: Run, index: int, streams: list[Any] | None = None) ->
         value = _receive_inputs(run, index) if stream is None else None
         result = None
         if sdef.condition is not None:
-            result = _check_condition(sdef.condition, sdef.id, run.context)
+            result = _check_condition(
+                sdef.condition, sdef.id, run.context, value, with_input=plan.condition_input[index]
+            )
         cache = run.cache if plan.cacheable[index] else None
         key = writes = None
         if result is None and cache is not None and sdef.pattern is not ExecutionPattern.FAN_OUT:
@@ -183,10 +185,13 @@ def is_cancellation(exc: BaseException) -> bool:
     return isinstance(exc, BaseExceptionGroup) and exc.subgroup(trio.Cancelled) is not None
 
 
-def _check_condition(condition: Any, stage_id: str, context: Any) -> StageResult[Any] | None:
-    """A skipped or failed result when the condition says so; None to go ahead."""
+def _check_condition(
+    condition: Any, stage_id: str, context: Any, value: Any, *, with_input: bool
+) -> StageResult[Any] | None:
+    """A skipped or failed result when the condition says so; None to go ahead. A
+    condition of two parameters also gets the stage's input."""
     try:
-        go_ahead = bool(condition(context))
+        go_ahead = bool(condition(context, value) if with_input else condition(context))
     except Exception as exc:  # noqa: BLE001 - a raising condition fails its stage
         error = ConditionError(stage_id, exc)
         return StageResult.failure(error, stage_name=stage_id, metadata={"attempts": 0})
