@@ -44,6 +44,7 @@ PUBLIC = {
     "CacheRecord",
     "CacheStore",
     "MemoryCacheStore",
+    "NoOutputError",
     "SQLiteCacheStore",
     "ConditionError",
     "ContextSnapshot",

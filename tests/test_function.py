@@ -59,7 +59,7 @@ async def mood(input: int) -> Mood:
     return Mood.WILD if input > 1 else Mood.CALM
 
 
-def run(*stages: StageDefinition, initial: Any = 1) -> Any:
+def run(*stages: StageDefinition[Any], initial: Any = 1) -> Any:
     return run_virtual(PipelineDefinition("fn", list(stages)), initial).result
 
 

@@ -16,7 +16,7 @@ from twinklr.core.pipeline import (
 )
 
 
-def problems_of(*stages: StageDefinition) -> list[str]:
+def problems_of(*stages: StageDefinition[Any]) -> list[str]:
     return PipelineDefinition("p", list(stages)).validate_pipeline()
 
 
@@ -114,10 +114,10 @@ def test_stage_field_problems_name_the_stage_and_value() -> None:
         StageDefinition("a", stub()),
         StageDefinition("", stub(), inputs=["a"]),
         StageDefinition("cond", stub(), pattern=ExecutionPattern.CONDITIONAL, inputs=["a"]),
-        StageDefinition("notcall", stub(), inputs=["a"], condition=True),  # type: ignore[arg-type]
+        StageDefinition("notcall", stub(), inputs=["a"], condition=True),  # type: ignore[call-overload]
         StageDefinition("timeout", stub(), inputs=["a"], timeout_ms=0),
-        StageDefinition("retry", stub(), inputs=["a"], retry_config=3),  # type: ignore[arg-type]
-        StageDefinition("pattern", stub(), inputs=["a"], pattern="fan_out"),  # type: ignore[arg-type]
+        StageDefinition("retry", stub(), inputs=["a"], retry_config=3),  # type: ignore[call-overload]
+        StageDefinition("pattern", stub(), inputs=["a"], pattern="fan_out"),  # type: ignore[call-overload]
         StageDefinition("twice", stub(), inputs=["a", "a"]),
         StageDefinition("noname", NoName(), inputs=["a"]),
         StageDefinition("sync", SyncExecute(), inputs=["a"]),
@@ -194,7 +194,7 @@ def test_things_that_are_not_stage_definitions_are_reported() -> None:
 def test_inputs_that_are_not_ids_are_reported() -> None:
     problems = problems_of(
         StageDefinition("a", stub()),
-        StageDefinition("b", stub(), inputs=5),  # type: ignore[arg-type]
+        StageDefinition("b", stub(), inputs=5),  # type: ignore[call-overload]
         StageDefinition("c", stub(), inputs=["a", None]),  # type: ignore[list-item]
     )
     assert problems == [

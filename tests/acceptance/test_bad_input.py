@@ -80,7 +80,7 @@ def raises_lookup(context: PipelineContext) -> bool:
     raise KeyError("has_lyrics")
 
 
-def a(**settings: Any) -> StageDefinition:
+def a(**settings: Any) -> StageDefinition[Any]:
     return StageDefinition("a", fixed(1), **settings)
 
 

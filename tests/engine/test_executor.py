@@ -30,7 +30,9 @@ from twinklr.core.pipeline import (
 from twinklr.core.pipeline.definition import RetryConfig
 
 
-def chain(*stages: StageDefinition, name: str = "p", fail_fast: bool = True) -> PipelineDefinition:
+def chain(
+    *stages: StageDefinition[Any], name: str = "p", fail_fast: bool = True
+) -> PipelineDefinition:
     return PipelineDefinition(name, list(stages), fail_fast=fail_fast)
 
 

@@ -61,6 +61,7 @@ from .errors import ConditionError as ConditionError
 from .errors import FanOutInputError as FanOutInputError
 from .errors import FanOutItemError as FanOutItemError
 from .errors import GraphvizNotFoundError as GraphvizNotFoundError
+from .errors import NoOutputError as NoOutputError
 from .errors import PipelineError as PipelineError
 from .errors import PipelineValidationError as PipelineValidationError
 from .errors import ProviderError as ProviderError
@@ -88,6 +89,7 @@ __all__ = [
     "Judge",
     "LLMProvider",
     "MemoryCacheStore",
+    "NoOutputError",
     "PipelineContext",
     "PipelineDefinition",
     "PipelineError",

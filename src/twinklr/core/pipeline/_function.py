@@ -14,7 +14,7 @@ import types
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 from ._results import NO_METADATA, StageResult, StageStatus, make_result
 
@@ -183,19 +183,32 @@ def function_stage(
     return kind(fn, name=name, version=version)
 
 
+class _Decorator(Protocol):
+    """What ``@stage(name=..., version=...)`` returns: ``stage`` with those settings."""
+
+    @overload
+    def __call__(self, fn: Callable[..., AsyncIterator[T]], /) -> StreamingFunctionStage[T]: ...
+    @overload
+    def __call__(self, fn: Callable[..., Awaitable[StageResult[T]]], /) -> FunctionStage[T]: ...
+    @overload
+    def __call__(self, fn: Callable[..., Awaitable[T]], /) -> FunctionStage[T]: ...
+
+
+@overload
+def stage(fn: Callable[..., AsyncIterator[T]], /) -> StreamingFunctionStage[T]: ...
+@overload
+def stage(fn: Callable[..., Awaitable[StageResult[T]]], /) -> FunctionStage[T]: ...
 @overload
 def stage(fn: Callable[..., Awaitable[T]], /) -> FunctionStage[T]: ...
 @overload
+def stage(*, name: str | None = None, version: str = "1") -> _Decorator: ...
 def stage(
-    *, name: str | None = None, version: str = "1"
-) -> Callable[[Callable[..., Awaitable[T]]], FunctionStage[T]]: ...
-def stage(
-    fn: Callable[..., Awaitable[T]] | None = None,
+    fn: Callable[..., Any] | None = None,
     /,
     *,
     name: str | None = None,
     version: str = "1",
-) -> FunctionStage[T] | Callable[[Callable[..., Awaitable[T]]], FunctionStage[T]]:
+) -> FunctionStage[Any] | _Decorator:
     """Make an async function a stage, with a name and a cache version if wanted.
 
     ``@stage`` on its own, or ``@stage(name="audio", version="2")``: ``version`` goes
@@ -203,7 +216,7 @@ def stage(
     async function works as a stage without it.
     """
 
-    def wrap(function: Callable[..., Awaitable[T]]) -> FunctionStage[T]:
+    def wrap(function: Callable[..., Any]) -> FunctionStage[Any]:
         given: object = function
         if not callable(given):
             msg = f"@stage decorates an async function, got {type(given).__name__}"
@@ -221,4 +234,7 @@ def stage(
             raise TypeError(problem)
         return made
 
-    return wrap if fn is None else wrap(fn)
+    if fn is None:
+        decorator: _Decorator = wrap  # type: ignore[assignment]
+        return decorator
+    return wrap(fn)

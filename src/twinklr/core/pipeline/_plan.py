@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -33,7 +33,7 @@ class Plan:
     """Stage ids; a stage's index is its position here."""
     index_of: Mapping[str, int]
     """Stage id -> index."""
-    stages: tuple[StageDefinition, ...]
+    stages: tuple[StageDefinition[Any], ...]
     """Stage definitions, by index."""
     deps: tuple[tuple[int, ...], ...]
     """For each stage, the indices of its inputs, in declared order."""
@@ -158,9 +158,9 @@ def _streams(stage: object, generators: dict[type, bool]) -> bool:
 
 
 def _pipelined_on(
-    stage: StageDefinition,
+    stage: StageDefinition[Any],
     deps: tuple[int, ...],
-    stages: tuple[StageDefinition, ...],
+    stages: tuple[StageDefinition[Any], ...],
     streaming: Sequence[bool],
 ) -> int:
     if stage.pattern is not ExecutionPattern.FAN_OUT or stage.condition is not None:
@@ -171,7 +171,7 @@ def _pipelined_on(
     return deps[0] if retry is None or retry.max_attempts == 1 else -1
 
 
-def is_plain(sdef: StageDefinition, *, streaming: bool) -> bool:
+def is_plain(sdef: StageDefinition[Any], *, streaming: bool) -> bool:
     """Whether ``sdef`` runs as one plain call: no retry, no timeout, not streaming."""
     config = sdef.retry_config
     return (

@@ -5,15 +5,16 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast, overload
 
 import attrs
 
-from .errors import StageExecutionError
+from .errors import NoOutputError, StageExecutionError
 
 if TYPE_CHECKING:
     from ._context import ContextSnapshot
     from ._timing import StageTiming
+    from .definition import StageDefinition
 
 T = TypeVar("T")
 _T = TypeVar("_T")
@@ -327,6 +328,33 @@ class PipelineResult:
     def get_output(self, stage_id: str, default: Any = None) -> Any:
         """The output of ``stage_id``, or ``default`` when it produced none."""
         return self.outputs.get(stage_id, default)
+
+    def output(self, stage: StageDefinition[_T]) -> _T:
+        """The output of ``stage`` in this run, typed as the stage's output (``T`` of a
+        ``StageDefinition[T]``). A soft-failed stage's output is its best candidate.
+
+        Raises :class:`NoOutputError` naming the stage when it has none: it never
+        started, failed, was cancelled or was skipped (or is not in this pipeline).
+        """
+        stage_id = stage.id
+        result = self.stage_results.get(stage_id)
+        if result is None:
+            reason = (
+                "it never started"
+                if stage_id in self.not_started_stages
+                else "the pipeline has no such stage"
+            )
+            raise NoOutputError(self.pipeline_name, stage_id, reason)
+        status = result.status
+        if status is StageStatus.FAILED:
+            reason = f"it failed ({result.error})"
+        elif status is StageStatus.SKIPPED:
+            reason = "it was skipped (its condition was false)"
+        elif status is StageStatus.CANCELLED:
+            reason = "it was cancelled"
+        else:
+            return cast("_T", result.output)
+        raise NoOutputError(self.pipeline_name, stage_id, reason)
 
     def get_result(self, stage_id: str) -> StageResult[Any] | None:
         """The result of ``stage_id``, or None when it never ended (not started)."""

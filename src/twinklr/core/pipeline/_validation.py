@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _graph
 from ._function import FunctionStage, arguments, signature_text
@@ -121,7 +121,7 @@ def analyse(
 
 
 def _stage_problems(
-    stage: StageDefinition,
+    stage: StageDefinition[Any],
     index: dict[str, int],
     checked: dict[type, str | None],
     *,
@@ -174,7 +174,7 @@ def _stage_problems(
     return problems
 
 
-def _cache_problems(stage: StageDefinition, where: str) -> list[str]:
+def _cache_problems(stage: StageDefinition[Any], where: str) -> list[str]:
     problems = []
     version: object = stage.version
     if not isinstance(version, str) or not version:
@@ -188,7 +188,7 @@ def _cache_problems(stage: StageDefinition, where: str) -> list[str]:
     return problems
 
 
-def _input_problems(stage: StageDefinition, index: dict[str, int], where: str) -> list[str]:
+def _input_problems(stage: StageDefinition[Any], index: dict[str, int], where: str) -> list[str]:
     problems = []
     named: Counter[object] = Counter(stage.inputs)
     for name, count in named.items():
@@ -203,7 +203,7 @@ def _input_problems(stage: StageDefinition, index: dict[str, int], where: str) -
     return problems
 
 
-def _fan_out_problems(stage: StageDefinition, where: str) -> list[str]:
+def _fan_out_problems(stage: StageDefinition[Any], where: str) -> list[str]:
     problems = []
     fan_out = stage.pattern is ExecutionPattern.FAN_OUT
     if fan_out and not stage.inputs:

@@ -7,15 +7,16 @@ raises :class:`~twinklr.core.pipeline.errors.PipelineValidationError` before any
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypedDict, TypeVar, Unpack, overload
 
 import attrs
 
 from ._function import function_stage, is_async_function
 from ._plan import Plan, compile_plan
 from ._policy import ExecutionPattern, RetryConfig
+from ._results import StageResult
 from ._subpipeline import SubPipelineStage
 from ._validation import find_problems
 
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from ._context import PipelineContext
 
 __all__ = ["ExecutionPattern", "PipelineDefinition", "RetryConfig", "StageDefinition"]
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 # The policy values are defined beside the plan (which reads them) but are the
 # definition's vocabulary: users import, see and pickle them from here.
@@ -39,7 +43,7 @@ def _to_inputs(value: Iterable[str] | str | None) -> tuple[Any, ...]:
     return tuple(given)
 
 
-def _to_stages(value: Iterable[StageDefinition] | None) -> tuple[Any, ...]:
+def _to_stages(value: Iterable[StageDefinition[Any]] | None) -> tuple[Any, ...]:
     # Never raises: what is wrong with the stages is validation's to report.
     given: object = value
     if given is None:
@@ -59,12 +63,45 @@ def _to_stage(value: Any) -> Any:
     return value
 
 
-@attrs.frozen
-class StageDefinition:
+class _ReturnsResult(Protocol[T]):
+    """A class stage as the seed writes it: ``execute`` returns ``StageResult[T]``."""
+
+    def execute(self, input: Any, context: Any, /) -> Awaitable[StageResult[T]]: ...
+
+
+class _YieldsItems(Protocol[T_co]):
+    """A class stage whose ``execute`` is an async generator of ``T``."""
+
+    def execute(self, input: Any, context: Any, /) -> AsyncIterator[T_co]: ...
+
+
+class StageOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`StageDefinition` (for type checkers)."""
+
+    pattern: ExecutionPattern
+    inputs: Iterable[str] | str | None
+    condition: Callable[[PipelineContext], bool] | Callable[[PipelineContext, Any], bool] | None
+    retry_config: RetryConfig | None
+    timeout_ms: float | None
+    critical: bool
+    max_concurrent_fan_out: int | None
+    fan_out_over: str | None
+    description: str | None
+    version: str
+    cache: bool
+    cache_ttl: float | timedelta | None
+    output_type: Any
+
+
+@attrs.frozen(init=False)
+class StageDefinition(Generic[T]):
     """One stage of a pipeline: its id, the stage object, its inputs and its policy.
 
     ``id`` and ``stage`` may be given positionally, as in ``StageDefinition("audio",
-    AudioStage())``. ``stage`` may also be a :class:`PipelineDefinition` (a sub-pipeline).
+    analyze)``. ``stage`` may also be a :class:`PipelineDefinition` (a sub-pipeline).
+    A definition is generic in its stage's output type ``T``, which type checkers infer
+    from a function's return annotation or from ``StageResult[T]`` on a class stage's
+    ``execute``: ``result.output(definition)`` is then typed ``T``.
     """
 
     id: str
@@ -103,7 +140,61 @@ class StageDefinition:
     """How long a cached output is served (seconds, or a timedelta); None: no expiry."""
     output_type: Any = attrs.field(default=None, kw_only=True)
     """The type cached outputs are read back as; by default the ``T`` of execute's
-    ``StageResult[T]`` return annotation."""
+    ``StageResult[T]`` return annotation (a function's return annotation)."""
+
+    @overload
+    def __init__(
+        self: StageDefinition[T], id: str, stage: _ReturnsResult[T], **options: Unpack[StageOptions]
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: StageDefinition[list[T]],
+        id: str,
+        stage: _YieldsItems[T],
+        **options: Unpack[StageOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: StageDefinition[T],
+        id: str,
+        stage: Callable[..., Awaitable[StageResult[T]]],
+        **options: Unpack[StageOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: StageDefinition[list[T]],
+        id: str,
+        stage: Callable[..., AsyncIterator[T]],
+        **options: Unpack[StageOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: StageDefinition[T],
+        id: str,
+        stage: Callable[..., Awaitable[T]],
+        **options: Unpack[StageOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: StageDefinition[dict[str, Any]],
+        id: str,
+        stage: PipelineDefinition,
+        **options: Unpack[StageOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: StageDefinition[Any], id: str, stage: object, **options: Unpack[StageOptions]
+    ) -> None: ...
+    def __init__(self, id: str, stage: Any, **options: Any) -> None:
+        # Typed by the overloads; attrs converts ``stage`` and ``inputs``.
+        unknown = options.keys() - _OPTIONS
+        if unknown:
+            msg = f"StageDefinition() got an unexpected keyword argument {min(unknown)!r}"
+            raise TypeError(msg)
+        self.__attrs_init__(id, stage, **options)
+
+
+_OPTIONS = frozenset(StageOptions.__annotations__)
 
 
 @attrs.frozen
@@ -112,7 +203,7 @@ class PipelineDefinition:
 
     name: str
     """The pipeline's name (also used in cache keys and logs)."""
-    stages: tuple[StageDefinition, ...] = attrs.field(converter=_to_stages)
+    stages: tuple[StageDefinition[Any], ...] = attrs.field(converter=_to_stages)
     """The stages, in any order consistent with your reading; execution follows data."""
     description: str | None = None
     """Free text for people and graphs."""
@@ -148,7 +239,7 @@ class PipelineDefinition:
         them; only this module knows the class)."""
         return [stage for stage in self.stages if not isinstance(stage, StageDefinition)]
 
-    def get_stage(self, stage_id: str) -> StageDefinition:
+    def get_stage(self, stage_id: str) -> StageDefinition[Any]:
         """The stage definition with ``stage_id``; KeyError names the id if absent."""
         for stage in self.stages:
             if stage.id == stage_id:

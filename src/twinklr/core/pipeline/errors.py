@@ -30,6 +30,17 @@ class PipelineValidationError(PipelineError, ValueError):
         super().__init__(f"pipeline '{pipeline}' is invalid ({count} {noun}):\n{lines}")
 
 
+class NoOutputError(PipelineError, LookupError):
+    """A run's result has no output for a stage: it did not run, failed, was skipped or
+    was cancelled (``reason`` says which)."""
+
+    def __init__(self, pipeline: str, stage: str, reason: str) -> None:
+        self.pipeline = pipeline
+        self.stage = stage
+        self.reason = reason
+        super().__init__(f"stage '{stage}' of pipeline '{pipeline}' has no output: {reason}")
+
+
 class StageExecutionError(PipelineError):
     """Base class of the errors the executor records for a failed stage."""
 

@@ -74,7 +74,7 @@ def source_hash(stage: object) -> str:
     return known
 
 
-def output_type(sdef: StageDefinition) -> Any:
+def output_type(sdef: StageDefinition[Any]) -> Any:
     """The type a cached output is read back as."""
     if sdef.output_type is not None:
         return sdef.output_type
@@ -139,7 +139,7 @@ class RunCache:
         except Exception as exc:  # noqa: BLE001 - an unreadable store means no hits
             self._warn_once("", "cache_unreadable", error=_describe(exc))
 
-    def key(self, sdef: StageDefinition, value: Any, *, item: bool = False) -> str | None:
+    def key(self, sdef: StageDefinition[Any], value: Any, *, item: bool = False) -> str | None:
         """The key for running ``sdef`` on ``value``; None when the input has no
         fingerprint (then the stage runs uncached, warned once)."""
         if not self.enabled:
@@ -164,7 +164,7 @@ class RunCache:
             parts.append(stage.version)  # @stage(version=...)
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
-    def lookup(self, sdef: StageDefinition, key: str) -> tuple[Any, list[Write]] | None:
+    def lookup(self, sdef: StageDefinition[Any], key: str) -> tuple[Any, list[Write]] | None:
         """The cached output and writes for ``key``; None on a miss (a corrupt entry is a
         miss, warned once)."""
         payload = self.entries.get(key)
@@ -180,7 +180,7 @@ class RunCache:
         return output, writes
 
     def serve(
-        self, sdef: StageDefinition, key: str, context: PipelineContext
+        self, sdef: StageDefinition[Any], key: str, context: PipelineContext
     ) -> StageResult[Any] | None:
         """The cached result for ``key``, its writes replayed into ``context``; None on a
         miss. Counts ``cache_hits`` and ``cache_misses`` in the context's metrics."""
@@ -203,7 +203,7 @@ class RunCache:
 
     def offer(
         self,
-        sdef: StageDefinition,
+        sdef: StageDefinition[Any],
         key: str,
         output: Any,
         writes: list[Write],

@@ -57,7 +57,7 @@ async def _invoke(
 
 
 async def _attempt_once(
-    sdef: StageDefinition,
+    sdef: StageDefinition[Any],
     value: Any,
     context: Any,
     item: int | None,
@@ -78,7 +78,7 @@ async def _attempt_once(
     return _checked(sdef, result)
 
 
-def _checked(sdef: StageDefinition, result: object) -> StageResult[Any]:
+def _checked(sdef: StageDefinition[Any], result: object) -> StageResult[Any]:
     """``result`` if it is a successful StageResult; else raise what went wrong."""
     if not isinstance(result, StageResult):
         raise StageOutputError(sdef.id, result)
@@ -87,7 +87,7 @@ def _checked(sdef: StageDefinition, result: object) -> StageResult[Any]:
     return result
 
 
-def settle(sdef: StageDefinition, returned: object) -> StageResult[Any]:
+def settle(sdef: StageDefinition[Any], returned: object) -> StageResult[Any]:
     """The result of a plain call that returned ``returned``."""
     if (
         type(returned) is StageResult
@@ -103,7 +103,7 @@ def settle(sdef: StageDefinition, returned: object) -> StageResult[Any]:
     return _with_attempts(sdef, result, [])
 
 
-def settle_item(sdef: StageDefinition, returned: object) -> StageResult[Any]:
+def settle_item(sdef: StageDefinition[Any], returned: object) -> StageResult[Any]:
     """:func:`settle` for a fan-out item of a plain stage. A plain success is kept as it
     is, without the copy that adds ``attempts``: an item's result stays inside its
     stage, which reads missing attempts as one (a copy per item is a third of an
@@ -118,7 +118,7 @@ def settle_item(sdef: StageDefinition, returned: object) -> StageResult[Any]:
 
 
 def settle_error(
-    sdef: StageDefinition, exc: Exception, errors: list[str] | None = None
+    sdef: StageDefinition[Any], exc: Exception, errors: list[str] | None = None
 ) -> StageResult[Any]:
     """The failed result of the last attempt, which raised ``exc``."""
     errors = [] if errors is None else errors
@@ -129,7 +129,7 @@ def settle_error(
 
 
 async def run_unit(
-    sdef: StageDefinition,
+    sdef: StageDefinition[Any],
     value: Any,
     context: Any,
     *,
@@ -172,7 +172,7 @@ async def run_unit(
 
 
 def _with_attempts(
-    sdef: StageDefinition, result: StageResult[Any], errors: list[str]
+    sdef: StageDefinition[Any], result: StageResult[Any], errors: list[str]
 ) -> StageResult[Any]:
     if not errors and not result.metadata:
         metadata: Mapping[str, Any] = ONE_ATTEMPT  # the common case: nothing to copy

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..definition import StageDefinition
 
 
-def fan_out_items(sdef: StageDefinition, value: Any) -> tuple[list[Any], str | None]:
+def fan_out_items(sdef: StageDefinition[Any], value: Any) -> tuple[list[Any], str | None]:
     """The items to fan out over and, for a multi-input stage, the input they came from.
 
     Raises :class:`FanOutInputError` naming the stage and the type it got.
@@ -39,7 +39,7 @@ def fan_out_items(sdef: StageDefinition, value: Any) -> tuple[list[Any], str | N
 
 
 async def run_fan_out(
-    sdef: StageDefinition,
+    sdef: StageDefinition[Any],
     value: Any,
     context: Any,
     *,
@@ -129,7 +129,7 @@ async def run_fan_out(
 
 
 async def _attempt_item(
-    sdef: StageDefinition,
+    sdef: StageDefinition[Any],
     context: Any,
     index: int,
     item_value: Any,
@@ -160,7 +160,7 @@ async def _attempt_item(
 
 
 def _stage_result(
-    sdef: StageDefinition, results: list[StageResult[Any] | None], failed_item: int | None
+    sdef: StageDefinition[Any], results: list[StageResult[Any] | None], failed_item: int | None
 ) -> StageResult[Any]:
     """The fan-out stage's result from its items' results."""
     count = len(results)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._results import StageStatus
 from .._subpipeline import SubPipelineStage
@@ -40,7 +40,7 @@ def _status_of(stage_id: str, result: PipelineResult | None) -> str | None:
     return stage_result.status.value if stage_result is not None else "not_started"
 
 
-def _kind(stage: StageDefinition) -> str:
+def _kind(stage: StageDefinition[Any]) -> str:
     if stage.pattern is ExecutionPattern.FAN_OUT:
         return "fan-out"
     if stage.pattern is ExecutionPattern.CONDITIONAL or stage.condition is not None:
@@ -50,7 +50,7 @@ def _kind(stage: StageDefinition) -> str:
     return ""
 
 
-def _notes(stage: StageDefinition) -> list[str]:
+def _notes(stage: StageDefinition[Any]) -> list[str]:
     notes = [_kind(stage)] if _kind(stage) else []
     if stage.max_concurrent_fan_out is not None:
         notes.append(f"max {stage.max_concurrent_fan_out} at once")
