@@ -67,9 +67,10 @@ def test_a_function_of_the_input_and_one_of_the_input_and_context() -> None:
     result = run(
         StageDefinition("a", double),
         StageDefinition("b", note, inputs=["a"]),
+        StageDefinition("c", double, inputs=["a"], pattern=ExecutionPattern.PARALLEL),
     )
     assert result.success
-    assert dict(result.outputs) == {"a": 2, "b": "noted 2"}
+    assert dict(result.outputs) == {"a": 2, "b": "noted 2", "c": 4}
     assert result.context is not None
     assert result.context.state["noted"] == 2
     assert result.stage_results["a"].stage_name == "a"
