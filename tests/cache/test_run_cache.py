@@ -502,3 +502,53 @@ async def test_a_wedged_store_cannot_hang_the_run(autojump_clock: trio.testing.M
     assert result.success
     assert trio.current_time() == _run_cache.SAVE_TIMEOUT_S
     assert any(log["event"] == "cache_write_timed_out" for log in logs)
+
+
+async def test_a_resumed_run_replays_the_users_metrics_not_the_librarys(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from twinklr.core.pipeline import (  # noqa: PLC0415 (this test's own names)
+        FakeLLMProvider,
+        Proposal,
+        RateLimiter,
+        RefineStage,
+        Verdict,
+    )
+
+    class Draft:
+        async def propose(
+            self, input: Any, feedback: str | None, context: PipelineContext
+        ) -> Proposal[str]:
+            completion = await context.provider.complete(f"plan {input}", context)
+            context.increment_metric("plans_drafted")  # the user's own metric
+            return Proposal(output=completion.text, tokens_used=completion.tokens_used)
+
+    class Accept:
+        async def evaluate(self, candidate: str, context: PipelineContext) -> Verdict:
+            return Verdict(score=1.0, accepted=True)
+
+    store = MemoryCacheStore()
+    pipeline = PipelineDefinition(
+        "llm", [StageDefinition("macro", RefineStage(Draft(), Accept(), max_iterations=2))]
+    )
+
+    async def run() -> Any:
+        context = PipelineContext(
+            provider=FakeLLMProvider(latency_s=1),
+            rate_limiter=RateLimiter(requests_per_minute=1),
+        )
+        return await PipelineExecutor(cache=store).execute(pipeline, "carol", context)
+
+    first = await run()
+    assert first.metrics["llm_requests"] == 1
+    assert first.metrics["rate_limit_requests"] == 1
+    assert first.metrics["refine_iterations"] == 1
+    second = await run()
+    assert second.cached_stages == ("macro",)
+    assert second.outputs == first.outputs
+    # Work the cached run did not do is not reported; what the user wrote is replayed.
+    assert dict(second.metrics) == {
+        "plans_drafted": 1,
+        "refine_best_score": 1.0,
+        "cache_hits": 1,
+    }

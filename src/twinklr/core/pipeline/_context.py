@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, contextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -42,6 +42,17 @@ def record_writes() -> list[Write]:
 def stop_recording() -> None:
     """Stop recording this task's context writes."""
     _recording.set(None)
+
+
+@contextmanager
+def work_metrics() -> Iterator[None]:
+    """Writes made inside are not recorded for replay: the metrics the library writes
+    about work done (requests, waits, tokens), which a cache hit does not do again."""
+    token = _recording.set(None)
+    try:
+        yield
+    finally:
+        _recording.reset(token)
 
 
 @attrs.frozen(kw_only=True)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import attrs
 import trio
 
+from .._context import work_metrics
 from ..errors import ProviderError
 
 if TYPE_CHECKING:
@@ -97,8 +98,9 @@ class FakeLLMProvider:
         if self._should_fail(prompt):
             raise ProviderError(self.error)
         if context is not None:
-            context.increment_metric("llm_requests")
-            context.increment_metric("llm_tokens", completion.tokens_used)
+            with work_metrics():  # a cache hit calls no provider: never replayed
+                context.increment_metric("llm_requests")
+                context.increment_metric("llm_tokens", completion.tokens_used)
         return completion
 
     def _should_fail(self, prompt: str) -> bool:

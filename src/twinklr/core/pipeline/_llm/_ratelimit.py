@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
+from .._context import work_metrics
 from .._current import current_context
 
 
@@ -153,8 +154,9 @@ class RateLimiter:
         self._max_wait = max(self._max_wait, waited)
         context = current_context.get()
         if context is not None:
-            context.increment_metric("rate_limit_requests")
-            context.increment_metric("rate_limit_wait_ms", waited * 1000)
+            with work_metrics():  # a cache hit waits for nothing: never replayed
+                context.increment_metric("rate_limit_requests")
+                context.increment_metric("rate_limit_wait_ms", waited * 1000)
         await trio.lowlevel.cancel_shielded_checkpoint()
         return waited
 

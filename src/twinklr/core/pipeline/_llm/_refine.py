@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_check
 
 import attrs
 
+from .._context import work_metrics
 from .._results import StageResult
 
 if TYPE_CHECKING:
@@ -142,9 +143,10 @@ class RefineStage:
         )
 
     def _add_metrics(self, context: PipelineContext, loop: _Loop) -> None:
-        context.increment_metric(f"{self.name}_iterations", len(loop.history))
-        context.increment_metric(f"{self.name}_tokens", loop.tokens)
-        context.add_metric(f"{self.name}_best_score", loop.best_score)
+        with work_metrics():  # the work of this run: a cache hit does none of it
+            context.increment_metric(f"{self.name}_iterations", len(loop.history))
+            context.increment_metric(f"{self.name}_tokens", loop.tokens)
+        context.add_metric(f"{self.name}_best_score", loop.best_score)  # of the output
 
 
 def _expect(value: object, kind: type[T], source: object) -> T:
