@@ -73,3 +73,10 @@ def test_constructors_take_the_spec_order_positionally() -> None:
     pipeline = PipelineDefinition("p", stages, "about p", False)  # noqa: FBT003
     assert (pipeline.description, pipeline.fail_fast) == ("about p", False)
     assert RetryConfig(3, 10).delay_ms(1) == 10
+
+
+def test_an_unknown_option_is_refused_by_name() -> None:
+    with pytest.raises(
+        TypeError, match="StageDefinition\\(\\) got an unexpected keyword argument 'timeout'"
+    ):
+        StageDefinition("a", stub(), timeout=5)  # type: ignore[call-overload]

@@ -104,7 +104,45 @@ def test_a_set_and_a_frozenset_of_the_same_members_agree(words: set[str]) -> Non
 def test_fingerprints_tell_values_apart() -> None:
     assert fingerprint([1, 2]) != fingerprint([2, 1])
     assert fingerprint({"a": 1}) == fingerprint({"a": 1})
+    assert fingerprint({"a": 1, "b": 2}) == fingerprint({"b": 2, "a": 1})
     assert len(fingerprint(SCENE)) == 64
+
+
+def test_values_that_are_not_equal_never_share_a_fingerprint() -> None:
+    @attrs.frozen
+    class Left:
+        x: int
+
+    @attrs.frozen
+    class Right:
+        x: int
+
+    different = [
+        ((1, 2), [1, 2]),  # a tuple and a list
+        ({1: "x"}, {"1": "x"}),  # int and str keys
+        (["tuple", [1]], (1,)),  # a list that looks like a tagged tuple
+        (Left(1), Right(1)),  # two classes with the same fields
+        (Left(1), {"x": 1}),
+        (1, "1"),
+        (None, "None"),
+        (float("nan"), "nan"),
+        (float("inf"), float("-inf")),
+    ]
+    for one, other in different:
+        assert fingerprint(one) != fingerprint(other), (one, other)
+    assert fingerprint(float("nan")) == fingerprint(float("nan"))
+    assert fingerprint({1, 2}) == fingerprint(frozenset({2, 1}))  # equal values
+
+
+def test_what_cannot_be_fingerprinted_says_so() -> None:
+    deep: list[Any] = []
+    for _ in range(5000):
+        deep = [deep]
+    loop: list[Any] = []
+    loop.append(loop)
+    for value in (deep, loop, object()):
+        with pytest.raises(NotSerializableError, match="has no fingerprint"):
+            fingerprint(value)
 
 
 def test_stored_data_is_only_data() -> None:

@@ -18,7 +18,12 @@ T = TypeVar("T")
 
 @runtime_checkable
 class PipelineStage(Protocol[T]):
-    """Anything with a ``name`` and ``async def execute(input, context) -> StageResult``."""
+    """Anything with a ``name`` and ``async def execute(input, context) -> StageResult``.
+
+    A stage that runs code it holds (a model, a wrapped function) may also define
+    ``cache_code()`` returning those functions and objects: cache keys then cover their
+    source, so editing them never serves a stale output.
+    """
 
     @property
     def name(self) -> str:

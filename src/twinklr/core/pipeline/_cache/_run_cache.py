@@ -2,10 +2,12 @@
 
 What goes into a key (SHA-256 of the canonical JSON of):
   the key format version, the pipeline name, the stage id, the stage's ``version``, the
-  stage class's module and qualified name, a SHA-256 of the class's source code, whether
-  it is a whole stage or one fan-out item, and the fingerprint (canonical JSON, SHA-256)
-  of the stage's input (of the item's input, for fan-out).
-So an edited stage, a bumped ``version`` or a different input never hits an old entry.
+  qualified names of the stage's code and a SHA-256 of its source (see ``_code``: its
+  class and what it inherits, a function stage's function, what ``cache_code()``
+  declares), whether it is a whole stage or one fan-out item, the type-tagged
+  fingerprint of the stage's input (of the item's input, for fan-out), and a function
+  stage's ``@stage`` version.
+So edited code, a bumped ``version`` or a different input never hits an old entry.
 To invalidate by hand: bump ``version``, or clear the store (all, a pipeline, a stage).
 
 A run reads its *group* (the pipeline and its initial input) once, when it starts, so
@@ -17,7 +19,6 @@ every stage that succeeded is kept for the rerun.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import math
 import time
@@ -32,56 +33,30 @@ import trio
 from .._function import FunctionStage
 from .._results import StageResult, StageStatus, make_result
 from . import _serialize
+from ._code import code_hash, code_name
 from ._store import CacheRecord, CacheStore
 
 if TYPE_CHECKING:
     from .._context import PipelineContext, Write
     from ..definition import StageDefinition
 
-KEY_FORMAT = 1
+KEY_FORMAT = 2  # 2: type-tagged input fingerprints, code hashes over the MRO and wrapped code
 #: How long one save may take; it is shielded from the run's cancellation meanwhile.
 SAVE_TIMEOUT_S = 30.0
 
-# Keyed by a stage's code (its class, or a function stage's function), held weakly: a
-# function made per run must not be kept alive by the cache.
-_source_hashes: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+# Keyed by a stage's class, or a function stage's function (held weakly).
 _output_types: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
-
-def code_of(stage: object) -> Any:
-    """What a stage's code is: a function stage's function, else the stage's class."""
-    return stage.fn if isinstance(stage, FunctionStage) else type(stage)
-
-
-def qualified_name(code: Any) -> str:
-    """``module.qualname`` of a class or function (a partial's repr otherwise)."""
-    qualname = getattr(code, "__qualname__", None)
-    return f"{code.__module__}.{qualname}" if qualname else repr(code)
-
-
-def source_hash(stage: object) -> str:
-    """SHA-256 of the source of the stage's code: its class, or a function stage's
-    function (the qualified name when the source is not available, e.g. typed into a
-    REPL)."""
-    code = code_of(stage)
-    known = _source_hashes.get(code)
-    if known is None:
-        try:
-            text = inspect.getsource(code)
-        except (OSError, TypeError):
-            text = qualified_name(code)
-        known = _source_hashes[code] = hashlib.sha256(text.encode()).hexdigest()
-    return known
 
 
 def output_type(sdef: StageDefinition[Any]) -> Any:
     """The type a cached output is read back as."""
     if sdef.output_type is not None:
         return sdef.output_type
-    code = code_of(sdef.stage)
+    stage = sdef.stage
+    code = stage.fn if isinstance(stage, FunctionStage) else type(stage)
     known = _output_types.get(code, _UNKNOWN)
     if known is _UNKNOWN:
-        known = _output_types[code] = _serialize.declared_output_type(sdef.stage)
+        known = _output_types[code] = _serialize.declared_output_type(stage)
     return known
 
 
@@ -155,8 +130,8 @@ class RunCache:
             self.pipeline,
             sdef.id,
             sdef.version,
-            qualified_name(code_of(stage)),
-            source_hash(stage),
+            code_name(stage),
+            code_hash(stage),
             "item" if item else "stage",
             input_print,
         ]

@@ -10,6 +10,7 @@ import collections.abc
 import hashlib
 import inspect
 import json
+import math
 import typing
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from typing import Any
@@ -61,8 +62,44 @@ def to_json(value: Any) -> str:
 
 
 def fingerprint(value: Any) -> str:
-    """A SHA-256 of the canonical JSON of ``value``; equal values, equal fingerprints."""
-    return hashlib.sha256(to_json(value).encode()).hexdigest()
+    """A SHA-256 of the canonical, type-tagged JSON of ``value``: equal values, equal
+    fingerprints; values that are not equal (a tuple and a list, ``{1: x}`` and
+    ``{"1": x}``, two classes with the same fields) never share one."""
+    try:
+        text = json.dumps(
+            _tagged(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except (TypeError, ValueError, RecursionError) as exc:
+        msg = f"{type(value).__name__} value has no fingerprint: {exc}"
+        raise NotSerializableError(msg) from exc
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _tagged(value: Any) -> Any:
+    """``value`` as JSON in which every container is ``[tag, ...]`` (so no two kinds of
+    value can read alike): JSON's own scalars stand for themselves."""
+    kind = type(value)
+    if value is None or kind is str or kind is bool or kind is int:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else ["float", repr(value)]
+    if kind is list or kind is tuple:
+        return [kind.__name__, [_tagged(member) for member in value]]
+    if kind is dict:
+        pairs = [[_tagged(key), _tagged(member)] for key, member in value.items()]
+        return ["dict", sorted(pairs, key=_canonical)]
+    if kind is set or kind is frozenset:  # a set equals the frozenset of its members
+        return ["set", sorted((_tagged(member) for member in value), key=_canonical)]
+    # Anything else: its class, and its form as cattrs unstructures it.
+    unstructured = _converter.unstructure(value)
+    if type(unstructured) is kind:  # cattrs knows nothing better than the value itself
+        msg = f"cattrs cannot turn a {kind.__name__} into JSON values"
+        raise TypeError(msg)
+    return [f"{kind.__module__}.{kind.__qualname__}", _tagged(unstructured)]
+
+
+def _canonical(tagged: Any) -> str:
+    return json.dumps(tagged, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def from_json(text: str, kind: Any) -> Any:

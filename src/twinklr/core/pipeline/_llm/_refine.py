@@ -105,6 +105,10 @@ class RefineStage:
         self.token_budget = token_budget
         self._name = name
 
+    def cache_code(self) -> tuple[object, ...]:
+        """The code behind this stage's output, for cache keys: its planner and judge."""
+        return (self.planner, self.judge)
+
     @property
     def name(self) -> str:
         """The stage's name (also the prefix of its metrics)."""

@@ -114,6 +114,10 @@ class SyncStage:
         """The stage's name (the function's, by default)."""
         return self._name
 
+    def cache_code(self) -> tuple[object, ...]:
+        """The code behind this stage's output, for cache keys: its function."""
+        return (self.fn,)
+
     def __repr__(self) -> str:
         return f"SyncStage({self._name}, runner={self.runner!r})"
 

@@ -1,0 +1,87 @@
+"""What a cache key says about a stage's code: the code that produces its output.
+
+That is a function stage's function; for any other stage its class, every class it
+inherits from (an inherited ``execute`` counts), and whatever the stage declares it
+runs with ``cache_code()`` (a ``SyncStage``'s function, a ``RefineStage``'s planner and
+judge). Editing any of it changes the key, so an old output is never served for new code.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import weakref
+from typing import Any
+
+from .._function import FunctionStage
+
+#: Modules whose classes are plumbing, not a stage's code (``object``, ``Generic``, ...).
+_PLUMBING = frozenset({"builtins", "typing", "typing_extensions", "abc", "collections.abc"})
+
+# Per piece of code (a class or a function), held weakly: code made per run is not kept.
+_hashes: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def code_parts(stage: object) -> tuple[Any, ...]:
+    """The classes and functions whose source determines ``stage``'s output."""
+    if isinstance(stage, FunctionStage):
+        return (_as_code(stage.fn),)
+    declared = getattr(stage, "cache_code", None)
+    extra = tuple(_as_code(part) for part in declared()) if callable(declared) else ()
+    return (type(stage), *extra)
+
+
+def code_name(stage: object) -> str:
+    """The qualified names of the stage's code, for the key (and for people)."""
+    return ",".join(qualified_name(part) for part in code_parts(stage))
+
+
+def code_hash(stage: object) -> str:
+    """SHA-256 over the source of every part of the stage's code."""
+    digests = "".join(_hash(part) for part in code_parts(stage))
+    return hashlib.sha256(digests.encode()).hexdigest()
+
+
+def qualified_name(code: Any) -> str:
+    """``module.qualname`` of a class or function (its repr when it has neither)."""
+    qualname = getattr(code, "__qualname__", None)
+    return f"{code.__module__}.{qualname}" if qualname else repr(code)
+
+
+def _as_code(part: Any) -> Any:
+    """A function or class as it is; a bound method's function; a partial's function;
+    any other object's class."""
+    if isinstance(part, functools.partial):
+        return _as_code(part.func)
+    if inspect.ismethod(part):
+        return part.__func__
+    if inspect.isroutine(part) or isinstance(part, type):
+        return part
+    return type(part)
+
+
+def _hash(code: Any) -> str:
+    try:
+        return _hashes[code]
+    except KeyError:
+        pass
+    except TypeError:  # pragma: no cover (not weakly referenceable: computed every time)
+        return _digest(code)
+    known = _hashes[code] = _digest(code)
+    return known
+
+
+def _digest(code: Any) -> str:
+    pieces = (
+        [k for k in inspect.getmro(code) if k.__module__ not in _PLUMBING]
+        if isinstance(code, type)
+        else [code]
+    )
+    texts = []
+    for piece in pieces:
+        try:
+            texts.append(inspect.getsource(piece))
+        except (OSError, TypeError):  # no source to read (typed into a REPL): its name
+            texts.append(qualified_name(piece))
+    return hashlib.sha256("\n".join(texts).encode()).hexdigest()
