@@ -43,6 +43,7 @@ PUBLIC = {
     "CacheEntry",
     "CacheRecord",
     "CacheStore",
+    "IndexedCacheStore",
     "MemoryCacheStore",
     "NoOutputError",
     "SQLiteCacheStore",

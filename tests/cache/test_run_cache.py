@@ -552,3 +552,92 @@ async def test_a_resumed_run_replays_the_users_metrics_not_the_librarys(
         "refine_best_score": 1.0,
         "cache_hits": 1,
     }
+
+
+async def test_entries_are_found_whichever_run_wrote_them(store: CacheStore) -> None:
+    # A batch of songs alternating inputs: 4 items, then 2 (the same first two), then 4.
+    made: list[str] = []
+
+    async def items(count: int) -> list[int]:
+        made.append(f"items {count}")
+        return list(range(count))
+
+    async def square(item: int, context: PipelineContext) -> int:
+        made.append(f"square {item}")
+        context.increment_metric("squared")
+        return item * item
+
+    pipeline = PipelineDefinition(
+        "batch",
+        [
+            StageDefinition("items", items),
+            StageDefinition("sq", square, pattern=ExecutionPattern.FAN_OUT, inputs=["items"]),
+        ],
+    )
+    executor = PipelineExecutor(cache=store)
+    runs = []
+    for count in (4, 2, 4):
+        made.clear()
+        result = await executor.execute(pipeline, count)
+        assert result.outputs["sq"] == [i * i for i in range(count)]
+        runs.append((list(made), result))
+    assert sorted(runs[0][0]) == ["items 4", "square 0", "square 1", "square 2", "square 3"]
+    # The second run needs items 0 and 1, written by the first (another input): served.
+    assert runs[1][0] == ["items 2"]
+    assert runs[1][1].stage_results["sq"].status is StageStatus.CACHED
+    assert runs[1][1].metrics["squared"] == 2  # their writes replayed
+    # And the first run's entries were neither hidden nor evicted by the second.
+    assert runs[2][0] == []
+    assert runs[2][1].cached_stages == ("items", "sq")
+
+
+async def test_a_store_without_an_index_serves_what_runs_of_the_same_input_wrote() -> None:
+    class GroupsOnly:
+        """The four methods of the CacheStore protocol, nothing more."""
+
+        def __init__(self) -> None:
+            self.inner = MemoryCacheStore()
+
+        async def load(self, pipeline: str, group: str) -> dict[str, str]:
+            return await self.inner.load(pipeline, group)
+
+        async def save(self, records: Any) -> None:
+            await self.inner.save(records)
+
+        async def entries(self, pipeline: str | None = None) -> Any:
+            return await self.inner.entries(pipeline)
+
+        async def clear(self, *args: Any, **kwargs: Any) -> int:
+            return await self.inner.clear(*args, **kwargs)
+
+    calls: list[int] = []
+
+    async def square(item: int) -> int:
+        calls.append(item)
+        return item * item
+
+    async def items(count: int) -> list[int]:
+        return list(range(count))
+
+    pipeline = PipelineDefinition(
+        "batch",
+        [
+            StageDefinition("items", items),
+            StageDefinition("sq", square, pattern=ExecutionPattern.FAN_OUT, inputs=["items"]),
+        ],
+    )
+    executor = PipelineExecutor(cache=GroupsOnly())
+    await executor.execute(pipeline, 3)
+    calls.clear()
+    await executor.execute(pipeline, 2)
+    assert sorted(calls) == [0, 1]  # another input's entries: not seen without an index
+    calls.clear()
+    assert (await executor.execute(pipeline, 3)).cached_stages == ("items", "sq")
+    assert calls == []
+
+
+def test_both_stores_are_indexed() -> None:
+    from twinklr.core.pipeline._cache._store import IndexedCacheStore  # noqa: PLC0415
+
+    assert isinstance(MemoryCacheStore(), IndexedCacheStore)
+    assert isinstance(SQLiteCacheStore(Path("unused.sqlite3")), IndexedCacheStore)

@@ -9,6 +9,7 @@ from ._cache._sqlite import SQLiteCacheStore as SQLiteCacheStore
 from ._cache._store import CacheEntry as CacheEntry
 from ._cache._store import CacheRecord as CacheRecord
 from ._cache._store import CacheStore as CacheStore
+from ._cache._store import IndexedCacheStore as IndexedCacheStore
 from ._cache._store import MemoryCacheStore as MemoryCacheStore
 from ._context import ContextSnapshot as ContextSnapshot
 from ._context import PipelineContext as PipelineContext
@@ -85,6 +86,7 @@ __all__ = [
     "FanOutInputError",
     "FanOutItemError",
     "GraphvizNotFoundError",
+    "IndexedCacheStore",
     "ItemTiming",
     "Judge",
     "LLMProvider",

@@ -21,6 +21,8 @@ _PLUMBING = frozenset({"builtins", "typing", "typing_extensions", "abc", "collec
 
 # Per piece of code (a class or a function), held weakly: code made per run is not kept.
 _hashes: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+# A stage class's (or a function stage's function's) name and hash, held weakly too.
+_identities: weakref.WeakKeyDictionary[Any, tuple[str, str]] = weakref.WeakKeyDictionary()
 
 
 def code_parts(stage: object) -> tuple[Any, ...]:
@@ -32,15 +34,42 @@ def code_parts(stage: object) -> tuple[Any, ...]:
     return (type(stage), *extra)
 
 
+def code_identity(stage: object) -> tuple[str, str]:
+    """The qualified names of the stage's code and a SHA-256 over the source of all of
+    it: what a key says about the code. Kept per class (per function, for a function
+    stage) unless the stage declares ``cache_code()``: a key is made per stage run."""
+    if isinstance(stage, FunctionStage):
+        memo = _as_code(stage.fn)
+    elif getattr(stage, "cache_code", None) is None:
+        memo = type(stage)
+    else:
+        return _identity(stage)
+    try:
+        return _identities[memo]
+    except KeyError:
+        known = _identities[memo] = _identity(stage)
+        return known
+    except TypeError:  # pragma: no cover (not weakly referenceable: computed every time)
+        return _identity(stage)
+
+
 def code_name(stage: object) -> str:
     """The qualified names of the stage's code, for the key (and for people)."""
-    return ",".join(qualified_name(part) for part in code_parts(stage))
+    return code_identity(stage)[0]
 
 
 def code_hash(stage: object) -> str:
     """SHA-256 over the source of every part of the stage's code."""
-    digests = "".join(_hash(part) for part in code_parts(stage))
-    return hashlib.sha256(digests.encode()).hexdigest()
+    return code_identity(stage)[1]
+
+
+def _identity(stage: object) -> tuple[str, str]:
+    parts = code_parts(stage)
+    digests = "".join(_hash(part) for part in parts)
+    return (
+        ",".join(qualified_name(part) for part in parts),
+        hashlib.sha256(digests.encode()).hexdigest(),
+    )
 
 
 def qualified_name(code: Any) -> str:

@@ -10,10 +10,13 @@ What goes into a key (SHA-256 of the canonical JSON of):
 So edited code, a bumped ``version`` or a different input never hits an old entry.
 To invalidate by hand: bump ``version``, or clear the store (all, a pipeline, a stage).
 
-A run reads its *group* (the pipeline and its initial input) once, when it starts, so
-lookups need no I/O; writes are queued and saved in batches by a writer task that outlives
-fail-fast cancellation and finishes its saves when the run is cancelled from outside, so
-every stage that succeeded is kept for the rerun.
+A run reads its *group* (the pipeline and its initial input) once, when it starts, with
+the keys the store holds for the pipeline: an entry another run wrote (a run of another
+input that gave a stage the same input) is fetched when a stage needs it, so entries are
+found by what determines them and no run hides another's, while the common lookups need
+no I/O. Writes are queued and saved in batches by a writer task that outlives fail-fast
+cancellation and finishes its saves when the run is cancelled from outside, so every
+stage that succeeded is kept for the rerun.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import math
 import time
 import weakref
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from datetime import timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -33,8 +37,8 @@ import trio
 from .._function import FunctionStage
 from .._results import StageResult, StageStatus, make_result
 from . import _serialize
-from ._code import code_hash, code_name
-from ._store import CacheRecord, CacheStore
+from ._code import code_identity
+from ._store import CacheRecord, CacheStore, IndexedCacheStore
 
 if TYPE_CHECKING:
     from .._context import PipelineContext, Write
@@ -87,6 +91,8 @@ class RunCache:
         self.log = log
         self.clock = clock
         self.entries: dict[str, str] = {}
+        # Every key the store holds for the pipeline, whichever run wrote it.
+        self.known: AbstractSet[str] = frozenset()
         self.enabled = True
         self._warned: set[tuple[str, str]] = set()
         try:
@@ -106,12 +112,31 @@ class RunCache:
     # -- reading ------------------------------------------------------------------------
 
     async def load(self) -> None:
-        """Read the entries earlier runs of this input left (a failure: none, warned)."""
+        """Read the entries earlier runs of this input left, and which keys the store
+        holds (a failure: none, warned)."""
         if not self.enabled:
             return
+        store = self.store
         try:
-            self.entries = await self.store.load(self.pipeline, self.group)
+            self.entries = await store.load(self.pipeline, self.group)
+            if isinstance(store, IndexedCacheStore):
+                self.known = await store.keys(self.pipeline)
         except Exception as exc:  # noqa: BLE001 - an unreadable store means no hits
+            self._warn_once("", "cache_unreadable", error=_describe(exc))
+
+    def elsewhere(self, key: str) -> bool:
+        """Whether ``key`` is an entry another run wrote (held by the store, not loaded
+        with this run's own): :meth:`fetch` it before serving."""
+        return key not in self.entries and key in self.known
+
+    async def fetch(self, key: str) -> None:
+        """Read the entry ``key`` from the store, for :meth:`serve` (a failure: a miss,
+        warned)."""
+        store = self.store
+        assert isinstance(store, IndexedCacheStore)  # noqa: S101 (known keys come from one)
+        try:
+            self.entries.update(await store.fetch(self.pipeline, [key]))
+        except Exception as exc:  # noqa: BLE001 - an unreadable entry is a miss
             self._warn_once("", "cache_unreadable", error=_describe(exc))
 
     def key(self, sdef: StageDefinition[Any], value: Any, *, item: bool = False) -> str | None:
@@ -125,13 +150,14 @@ class RunCache:
             self._warn_once(sdef.id, "cache_input_not_serializable", error=str(exc))
             return None
         stage = sdef.stage
+        name, digest = code_identity(stage)
         parts = [
             KEY_FORMAT,
             self.pipeline,
             sdef.id,
             sdef.version,
-            code_name(stage),
-            code_hash(stage),
+            name,
+            digest,
             "item" if item else "stage",
             input_print,
         ]

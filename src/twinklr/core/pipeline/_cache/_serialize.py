@@ -67,7 +67,11 @@ def fingerprint(value: Any) -> str:
     ``{"1": x}``, two classes with the same fields) never share one."""
     try:
         text = json.dumps(
-            _tagged(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            _tagged(value),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
         )
     except (TypeError, ValueError, RecursionError) as exc:
         msg = f"{type(value).__name__} value has no fingerprint: {exc}"
@@ -86,8 +90,7 @@ def _tagged(value: Any) -> Any:
     if kind is list or kind is tuple:
         return [kind.__name__, [_tagged(member) for member in value]]
     if kind is dict:
-        pairs = [[_tagged(key), _tagged(member)] for key, member in value.items()]
-        return ["dict", sorted(pairs, key=_canonical)]
+        return _tagged_dict(value)
     if kind is set or kind is frozenset:  # a set equals the frozenset of its members
         return ["set", sorted((_tagged(member) for member in value), key=_canonical)]
     # Anything else: its class, and its form as cattrs unstructures it.
@@ -98,8 +101,17 @@ def _tagged(value: Any) -> Any:
     return [f"{kind.__module__}.{kind.__qualname__}", _tagged(unstructured)]
 
 
+def _tagged_dict(value: dict[Any, Any]) -> Any:
+    if all(type(key) is str for key in value):  # the common case: JSON sorts its keys
+        return ["dict", {key: _tagged(member) for key, member in value.items()}]
+    pairs = [[_tagged(key), _tagged(member)] for key, member in value.items()]
+    return ["pairs", sorted(pairs, key=_canonical)]
+
+
 def _canonical(tagged: Any) -> str:
-    return json.dumps(tagged, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json.dumps(
+        tagged, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def from_json(text: str, kind: Any) -> Any:

@@ -13,6 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +25,8 @@ T = TypeVar("T")
 
 #: The file used when the store is given a directory.
 DEFAULT_FILENAME = "twinklr-cache.sqlite3"
+#: Keys per query when fetching by key (below SQLite's limit on bound parameters).
+_CHUNK = 500
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -37,6 +40,17 @@ CREATE TABLE IF NOT EXISTS entries (
     payload TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS entries_by_group ON entries (pipeline, run_group);
+"""
+
+
+# A key already stored keeps the run group it was first written in: a run of another
+# input that writes it again (an indexed lookup finds it anyway) must not take it away
+# from the runs that read it with their group.
+_UPSERT = """
+INSERT INTO entries VALUES (?,?,?,?,?,?,?,?)
+ON CONFLICT (key) DO UPDATE SET
+    stage = excluded.stage, item = excluded.item, created_at = excluded.created_at,
+    expires_at = excluded.expires_at, payload = excluded.payload
 """
 
 
@@ -113,8 +127,38 @@ class SQLiteCacheStore:
 
         return await self._run(read)
 
+    async def keys(self, pipeline: str) -> AbstractSet[str]:
+        """The keys of every entry of ``pipeline``."""
+
+        def read(db: sqlite3.Connection) -> set[str]:
+            rows = db.execute("SELECT key FROM entries WHERE pipeline = ?", (pipeline,))
+            return {key for (key,) in rows}
+
+        return await self._run(read)
+
+    async def fetch(self, pipeline: str, keys: Sequence[str]) -> dict[str, str]:
+        """Key -> payload for those of ``keys`` that are unexpired entries of ``pipeline``."""
+        now = self._clock()
+        wanted = list(dict.fromkeys(keys))
+
+        def read(db: sqlite3.Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(
+                    f"SELECT key, payload FROM entries WHERE key IN ({marks})"  # noqa: S608
+                    " AND pipeline = ? AND (expires_at IS NULL OR expires_at > ?)",
+                    (*chunk, pipeline, now),
+                )
+                found.update(rows.fetchall())
+            return found
+
+        return await self._run(read)
+
     async def save(self, records: Sequence[CacheRecord]) -> None:
-        """Write ``records`` (replacing entries with the same key) in one transaction."""
+        """Write ``records`` in one transaction (an entry with the same key is replaced,
+        but keeps its run group)."""
         rows = [
             (r.key, r.pipeline, r.stage, r.item, r.group, r.created_at, r.expires_at, r.payload)
             for r in records
@@ -123,7 +167,7 @@ class SQLiteCacheStore:
         def write(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany("INSERT OR REPLACE INTO entries VALUES (?,?,?,?,?,?,?,?)", rows)
+                db.executemany(_UPSERT, rows)
             except BaseException:
                 # SQLite has already rolled back after some errors (SQLITE_FULL): a
                 # second ROLLBACK would fail and hide the real error.

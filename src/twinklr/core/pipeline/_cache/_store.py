@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -61,14 +62,21 @@ class CacheEntry:
 @runtime_checkable
 class CacheStore(Protocol):
     """What the executor needs from a store. All methods are async and never block the
-    Trio loop; ``save`` is atomic (all records or none)."""
+    Trio loop; ``save`` is atomic (all records or none).
+
+    A store that also has ``keys`` and ``fetch`` (:class:`IndexedCacheStore`, as both
+    stores here do) serves an entry to any run whose stage needs it, whichever run
+    wrote it; with only these four methods a run is served what runs of its own input
+    wrote.
+    """
 
     async def load(self, pipeline: str, group: str) -> dict[str, str]:
         """Key -> payload for every unexpired entry of ``pipeline`` in ``group``."""
         ...
 
     async def save(self, records: Sequence[CacheRecord]) -> None:
-        """Write ``records`` (replacing entries with the same key) in one transaction."""
+        """Write ``records`` in one transaction (an entry with the same key is replaced;
+        it may keep the run group it was first written in)."""
         ...
 
     async def entries(self, pipeline: str | None = None) -> list[CacheEntry]:
@@ -83,6 +91,20 @@ class CacheStore(Protocol):
         ...
 
 
+@runtime_checkable
+class IndexedCacheStore(CacheStore, Protocol):
+    """A store that can say which keys it holds and read entries by key: entries are
+    then content-addressed, found by what determines them whatever run wrote them."""
+
+    async def keys(self, pipeline: str) -> AbstractSet[str]:
+        """The keys of every entry of ``pipeline`` (expired ones may be among them)."""
+        ...
+
+    async def fetch(self, pipeline: str, keys: Sequence[str]) -> dict[str, str]:
+        """Key -> payload for those of ``keys`` that are unexpired entries of ``pipeline``."""
+        ...
+
+
 class MemoryCacheStore:
     """A store in a dict: for tests and for caching within one process's lifetime."""
 
@@ -90,7 +112,27 @@ class MemoryCacheStore:
         self._records: dict[str, CacheRecord] = {}
         # (pipeline, group) -> key -> record: a run loads its group without a scan
         self._groups: dict[tuple[str, str], dict[str, CacheRecord]] = {}
+        # pipeline -> its keys (a dict as an ordered set), for content-addressed lookups
+        self._keys: dict[str, dict[str, None]] = {}
         self._clock = clock
+
+    async def keys(self, pipeline: str) -> AbstractSet[str]:
+        """The keys of every entry of ``pipeline`` (a live view: no copy)."""
+        return self._keys.get(pipeline, {}).keys()
+
+    async def fetch(self, pipeline: str, keys: Sequence[str]) -> dict[str, str]:
+        """Key -> payload for those of ``keys`` that are unexpired entries of ``pipeline``."""
+        now = self._clock()
+        found = {}
+        for key in keys:
+            record = self._records.get(key)
+            if (
+                record is not None
+                and record.pipeline == pipeline
+                and (record.expires_at is None or record.expires_at > now)
+            ):
+                found[key] = record.payload
+        return found
 
     async def load(self, pipeline: str, group: str) -> dict[str, str]:
         """Key -> payload for every unexpired entry of ``pipeline`` in ``group``."""
@@ -102,11 +144,16 @@ class MemoryCacheStore:
         }
 
     async def save(self, records: Sequence[CacheRecord]) -> None:
-        """Write ``records`` (replacing entries with the same key)."""
+        """Write ``records`` (an entry with the same key is replaced, but keeps its run
+        group: a run of another input must not take it from the runs that read it)."""
         for record in records:
+            old = self._records.get(record.key)
+            if old is not None and old.group != record.group:
+                record = attrs.evolve(record, group=old.group)  # noqa: PLW2901
             self._forget(record.key)
             self._records[record.key] = record
             self._groups.setdefault((record.pipeline, record.group), {})[record.key] = record
+            self._keys.setdefault(record.pipeline, {})[record.key] = None
 
     def _forget(self, key: str) -> None:
         old = self._records.pop(key, None)
@@ -115,6 +162,10 @@ class MemoryCacheStore:
             del group[key]
             if not group:
                 del self._groups[old.pipeline, old.group]
+            keys = self._keys[old.pipeline]
+            del keys[key]
+            if not keys:
+                del self._keys[old.pipeline]
 
     async def entries(self, pipeline: str | None = None) -> list[CacheEntry]:
         """Every entry (of ``pipeline``), expired ones included, oldest first."""
@@ -150,7 +201,7 @@ class MemoryCacheStore:
         for key in doomed:
             self._forget(key)
         if not self._records:  # emptied: give back the tables (a dict never shrinks)
-            self._records, self._groups = {}, {}
+            self._records, self._groups, self._keys = {}, {}, {}
         return len(doomed)
 
     def __len__(self) -> int:

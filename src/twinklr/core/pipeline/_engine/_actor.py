@@ -92,6 +92,8 @@ async def stage_actor(run: Run, index: int, streams: list[Any] | None = None) ->
         if result is None and cache is not None and sdef.pattern is not ExecutionPattern.FAN_OUT:
             key = cache.key(sdef, value)
             if key is not None:
+                if cache.elsewhere(key):
+                    await cache.fetch(key)
                 result = cache.serve(sdef, key, run.context)
                 if result is None:
                     writes = record_writes()

@@ -144,6 +144,8 @@ async def _attempt_item(
         return await run_unit(
             sdef, item_value, context, item=index, streaming=streaming, on_retry=on_retry
         )
+    if cache.elsewhere(key):
+        await cache.fetch(key)
     cached = cache.serve(sdef, key, context)
     if cached is not None:
         return cached
