@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,7 +30,6 @@ from bench_executor import (
     timed,
     work,
 )
-from twinklr.core.pipeline import PipelineDefinition, PipelineExecutor, StageDefinition
 
 #: How logging is set up before a run: name -> set-up.
 SETUPS: dict[str, Callable[[], None]] = {
@@ -47,30 +45,9 @@ async def trivial(input: Any) -> Any:
     return await work(input)
 
 
-def function_runner(shape: Shape) -> Callable[[], Awaitable[float]]:
-    """The executor on ``shape`` built from :func:`trivial` (a rerun definition)."""
-    pipeline = PipelineDefinition(
-        shape.name,
-        [
-            StageDefinition(f"s{i}", trivial, inputs=[f"s{d}" for d in deps])
-            for i, deps in enumerate(shape.deps)
-        ],
-    )
-    executor = PipelineExecutor()
-
-    async def run() -> float:
-        start = time.perf_counter()
-        result = await executor.execute(pipeline)
-        elapsed = time.perf_counter() - start
-        assert result.success  # noqa: S101
-        return elapsed
-
-    return run
-
-
 def measure(shape: Shape, repeat: int) -> dict[str, float]:
     """Best time per stage (µs) of each contender, rounds interleaved."""
-    classes, functions = executor_runner(shape), function_runner(shape)
+    classes, functions = executor_runner(shape), executor_runner(shape, stage=trivial)
     contenders: dict[str, tuple[Callable[[], None], Callable[[], Awaitable[float]]]] = {
         **{name: (setup, classes) for name, setup in SETUPS.items()},
         "function stages": (structlog.reset_defaults, functions),

@@ -154,7 +154,8 @@ async def floor(shape: Shape) -> None:
                 nursery.start_soon(stage, i)
 
 
-def definition(shape: Shape) -> PipelineDefinition:
+def definition(shape: Shape, stage: Any = None) -> PipelineDefinition:
+    """``shape`` as a definition whose stages are ``stage`` (default: :class:`Trivial`)."""
     if shape.items:
         items = list(range(shape.items))
 
@@ -173,7 +174,7 @@ def definition(shape: Shape) -> PipelineDefinition:
                 ),
             ],
         )
-    stage = Trivial()
+    stage = Trivial() if stage is None else stage
     return PipelineDefinition(
         shape.name,
         [
@@ -183,15 +184,18 @@ def definition(shape: Shape) -> PipelineDefinition:
     )
 
 
-def executor_runner(shape: Shape, *, cold: bool = False) -> Callable[[], Awaitable[float]]:
-    """The executor on ``shape``: warm reruns one definition, as a service would (the
-    plan is reused); cold runs a definition never run before (built outside the
-    timing), so validation and planning are paid every run."""
-    pipeline = definition(shape)
+def executor_runner(
+    shape: Shape, *, cold: bool = False, stage: Any = None
+) -> Callable[[], Awaitable[float]]:
+    """The executor on ``shape`` (its stages ``stage``, see :func:`definition`): warm
+    reruns one definition, as a service would (the plan is reused); cold runs a
+    definition never run before (built outside the timing), so validation and planning
+    are paid every run."""
+    pipeline = definition(shape, stage)
     executor = PipelineExecutor()
 
     async def run() -> float:
-        target = definition(shape) if cold else pipeline  # built before the timer starts
+        target = definition(shape, stage) if cold else pipeline  # built before the timer
         start = time.perf_counter()
         result = await executor.execute(target)
         elapsed = time.perf_counter() - start
