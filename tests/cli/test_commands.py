@@ -76,7 +76,11 @@ def test_a_cached_rerun_serves_stages(capsys: pytest.CaptureFixture[str], tmp_pa
     assert main(["run", f"{FIXTURES}:numbers", "--cache", cache]) == 0
     assert "a: cached" in capsys.readouterr().err
     assert main(["cache", "stats", "--cache", cache]) == 0
-    assert "3 entries" in capsys.readouterr().out
+    stats = capsys.readouterr().out.splitlines()
+    assert stats[0].startswith("3 entries, ")
+    assert stats[0].endswith(" bytes, pipelines: numbers")
+    assert stats[1].startswith("  numbers: 3 entries, ")
+    assert stats[0].split(", ")[1] == stats[1].split(", ")[1]  # the same byte count
     assert main(["cache", "list", "--cache", cache]) == 0
     assert capsys.readouterr().out.count("numbers") == 3
     assert main(["cache", "clear", "--cache", cache, "--stage", "a"]) == 0

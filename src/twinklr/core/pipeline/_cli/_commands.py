@@ -194,6 +194,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
             size = sum(entry.size for entry in entries)
             pipelines = sorted({entry.pipeline for entry in entries})
             print(f"{len(entries)} entries, {size} bytes, pipelines: {', '.join(pipelines) or '-'}")
+            for pipeline in pipelines:
+                own = [entry for entry in entries if entry.pipeline == pipeline]
+                print(f"  {pipeline}: {len(own)} entries, {sum(e.size for e in own)} bytes")
             return EXIT_OK
         for entry in entries:
             item = "" if entry.item is None else f"[{entry.item}]"
