@@ -641,3 +641,35 @@ def test_both_stores_are_indexed() -> None:
 
     assert isinstance(MemoryCacheStore(), IndexedCacheStore)
     assert isinstance(SQLiteCacheStore(Path("unused.sqlite3")), IndexedCacheStore)
+
+
+async def test_a_fan_out_reads_the_entries_other_runs_wrote_in_one_query() -> None:
+    class Counting(MemoryCacheStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fetched: list[list[str]] = []
+
+        async def fetch(self, pipeline: str, keys: Any) -> dict[str, str]:
+            self.fetched.append(list(keys))
+            return await super().fetch(pipeline, keys)
+
+    async def items(count: int) -> list[int]:
+        return list(range(count))
+
+    async def square(item: int) -> int:
+        return item * item
+
+    pipeline = PipelineDefinition(
+        "batch",
+        [
+            StageDefinition("items", items),
+            StageDefinition("sq", square, pattern=ExecutionPattern.FAN_OUT, inputs=["items"]),
+        ],
+    )
+    store = Counting()
+    executor = PipelineExecutor(cache=store)
+    await executor.execute(pipeline, 50)
+    assert store.fetched == []  # a first run has nothing elsewhere to read
+    second = await executor.execute(pipeline, 30)
+    assert second.stage_results["sq"].status is StageStatus.CACHED
+    assert [len(keys) for keys in store.fetched] == [30]  # one read for the 30 items

@@ -129,13 +129,15 @@ class RunCache:
         with this run's own): :meth:`fetch` it before serving."""
         return key not in self.entries and key in self.known
 
-    async def fetch(self, key: str) -> None:
-        """Read the entry ``key`` from the store, for :meth:`serve` (a failure: a miss,
-        warned)."""
+    async def fetch(self, keys: list[str]) -> None:
+        """Read the entries ``keys`` from the store (in one call), for :meth:`serve` (a
+        failure: misses, warned)."""
+        if not keys:
+            return
         store = self.store
         assert isinstance(store, IndexedCacheStore)  # noqa: S101 (known keys come from one)
         try:
-            self.entries.update(await store.fetch(self.pipeline, [key]))
+            self.entries.update(await store.fetch(self.pipeline, keys))
         except Exception as exc:  # noqa: BLE001 - an unreadable entry is a miss
             self._warn_once("", "cache_unreadable", error=_describe(exc))
 

@@ -93,7 +93,7 @@ async def stage_actor(run: Run, index: int, streams: list[Any] | None = None) ->
             key = cache.key(sdef, value)
             if key is not None:
                 if cache.elsewhere(key):
-                    await cache.fetch(key)
+                    await cache.fetch([key])
                 result = cache.serve(sdef, key, run.context)
                 if result is None:
                     writes = record_writes()

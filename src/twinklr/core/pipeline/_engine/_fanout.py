@@ -67,9 +67,13 @@ async def run_fan_out(
         items, source = [], None
     results: list[StageResult[Any] | None] = [None] * len(items)
     first_failure: list[int] = []
-    limit = sdef.max_concurrent_fan_out
-    slots = trio.Semaphore(limit) if limit is not None else None
+    slots = (
+        None if sdef.max_concurrent_fan_out is None else trio.Semaphore(sdef.max_concurrent_fan_out)
+    )
 
+    # Item keys made up front when other runs' entries may serve some: those are read
+    # in one query, not one round trip an item.
+    keys = await _prefetch(sdef, cache, items, source, value) if stream is None else None
     attempt_item = functools.partial(
         _attempt_item, sdef, context, streaming=streaming, on_retry=on_retry, cache=cache
     )
@@ -88,7 +92,9 @@ async def run_fan_out(
         result = None
         try:
             if execute is None:
-                result = await attempt_item(index, item_value)
+                result = await attempt_item(
+                    index, item_value, key=_UNKEYED if keys is None else keys[index]
+                )
             else:
                 try:
                     returned = await execute(item_value, context)
@@ -128,6 +134,29 @@ async def run_fan_out(
     return _stage_result(sdef, results, first_failure[0] if first_failure else None)
 
 
+#: An item whose key was not made up front (see :func:`_prefetch`).
+_UNKEYED = "unkeyed"
+
+
+async def _prefetch(
+    sdef: StageDefinition[Any],
+    cache: RunCache | None,
+    items: list[Any],
+    source: str | None,
+    value: Any,
+) -> list[str | None] | None:
+    """Every item's key, once the entries of them that other runs wrote are read (in one
+    query); None when there is nothing to read (no cache, or no entries elsewhere)."""
+    if cache is None or not cache.known:
+        return None
+    keys = [
+        cache.key(sdef, item if source is None else {**value, source: item}, item=True)
+        for item in items
+    ]
+    await cache.fetch([key for key in keys if key is not None and cache.elsewhere(key)])
+    return keys
+
+
 async def _attempt_item(
     sdef: StageDefinition[Any],
     context: Any,
@@ -137,15 +166,18 @@ async def _attempt_item(
     streaming: bool,
     on_retry: RetryHook | None,
     cache: RunCache | None,
+    key: str | None = _UNKEYED,
 ) -> StageResult[Any]:
-    """One item: served from the cache, or run (and offered to the cache on success)."""
-    key = None if cache is None else cache.key(sdef, item_value, item=True)
+    """One item: served from the cache, or run (and offered to the cache on success).
+    ``key`` is the item's cache key when it was made up front."""
+    if cache is not None and key == _UNKEYED:
+        key = cache.key(sdef, item_value, item=True)
     if cache is None or key is None:
         return await run_unit(
             sdef, item_value, context, item=index, streaming=streaming, on_retry=on_retry
         )
-    if cache.elsewhere(key):
-        await cache.fetch(key)
+    if cache.elsewhere(key):  # (made here, or an entry the prefetch did not find)
+        await cache.fetch([key])
     cached = cache.serve(sdef, key, context)
     if cached is not None:
         return cached
