@@ -673,3 +673,49 @@ async def test_a_fan_out_reads_the_entries_other_runs_wrote_in_one_query() -> No
     second = await executor.execute(pipeline, 30)
     assert second.stage_results["sq"].status is StageStatus.CACHED
     assert [len(keys) for keys in store.fetched] == [30]  # one read for the 30 items
+
+
+async def test_streamed_items_are_read_one_by_one_and_a_failed_read_is_a_miss() -> None:
+    class Flaky(MemoryCacheStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.broken = False
+            self.fetched = 0
+
+        async def fetch(self, pipeline: str, keys: Any) -> dict[str, str]:
+            self.fetched += 1
+            if self.broken:
+                msg = "disk went away"
+                raise OSError(msg)
+            return await super().fetch(pipeline, keys)
+
+    ran: list[int] = []
+
+    async def produce(count: int) -> Any:
+        for item in range(count):
+            yield item
+
+    async def square(item: int) -> int:
+        ran.append(item)
+        return item * item
+
+    pipeline = PipelineDefinition(
+        "stream",
+        [
+            StageDefinition("produce", produce),
+            StageDefinition("sq", square, pattern=ExecutionPattern.FAN_OUT, inputs=["produce"]),
+        ],
+    )
+    store = Flaky()
+    executor = PipelineExecutor(cache=store)
+    await executor.execute(pipeline, 3)
+    ran.clear()
+    second = await executor.execute(pipeline, 2)  # pipelined: items read as they come
+    assert (second.outputs["sq"], ran, store.fetched) == ([0, 1], [], 2)
+    store.broken = True
+    ran.clear()
+    with structlog.testing.capture_logs() as logs:
+        third = await executor.execute(pipeline, 1)
+    assert third.outputs["sq"] == [0]
+    assert ran == [0]  # the entry could not be read: run again
+    assert any(log["event"] == "cache_unreadable" for log in logs)
