@@ -23,6 +23,7 @@ from twinklr.core.pipeline._cache._serialize import (
     declared_output_type,
     fingerprint,
     from_json,
+    tagged_round_trip,
     to_json,
 )
 
@@ -187,3 +188,40 @@ def test_the_output_type_comes_from_the_return_annotation() -> None:
     assert declared_output_type(Untyped()) is Any
     assert declared_output_type(Unresolvable()) is Any
     assert declared_output_type(object()) is Any
+
+
+@attrs.define(eq=False)
+class NoEquality:
+    x: int
+
+
+@dataclasses.dataclass
+class Doubling:
+    count: int
+
+    def __post_init__(self) -> None:
+        self.count *= 2  # rebuilt from its stored fields, it is not the same value
+
+
+@dataclasses.dataclass
+class Counted:
+    name: str
+    count: int = dataclasses.field(init=False, default=0)
+
+
+def test_a_value_without_a_declared_type_must_come_back_equal() -> None:
+    with pytest.raises(NotSerializableError, match="does not come back equal"):
+        tagged_round_trip(Doubling(1))
+    back = from_tagged(tagged_round_trip(NoEquality(1)))  # compared by identity: the
+    assert (type(back), back.x) == (NoEquality, 1)  # same fields are what can come back
+    with pytest.raises(NotSerializableError, match="declare the stage's output type"):
+        tagged_round_trip(object())
+    counted = Counted("a")
+    counted.count = 3
+    assert from_tagged(tagged_round_trip(counted)) == counted  # an init=False field too
+
+
+def from_tagged(data: Any) -> Any:
+    from twinklr.core.pipeline._cache._codec import decode  # noqa: PLC0415
+
+    return decode(data)

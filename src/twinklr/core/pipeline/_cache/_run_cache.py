@@ -36,7 +36,7 @@ import trio
 
 from .._function import FunctionStage
 from .._results import StageResult, StageStatus, make_result
-from . import _serialize
+from . import _codec, _serialize
 from ._code import code_identity
 from ._store import CacheRecord, CacheStore, IndexedCacheStore
 
@@ -175,8 +175,13 @@ class RunCache:
             return None
         try:
             data = json.loads(payload)
-            output = _serialize.structure(data["output"], output_type(sdef))
-            writes = [(str(op), str(name), value) for op, name, value in data["writes"]]
+            if data.get("form") == "tagged":  # stored without a declared type
+                output = _codec.decode(data["output"])
+            else:
+                output = _serialize.structure(data["output"], output_type(sdef))
+            writes = [
+                (str(op), str(name), _codec.decode(value)) for op, name, value in data["writes"]
+            ]
         except Exception as exc:  # noqa: BLE001 - whatever is wrong, it is a miss
             self._warn_once(sdef.id, "cache_entry_unreadable", key=key, error=_describe(exc))
             return None
@@ -215,18 +220,21 @@ class RunCache:
     ) -> None:
         """Queue a successful output (with its writes) for saving; an output or a write
         that cannot come back from JSON equal is not cached (warned once)."""
+        kind = output_type(sdef)
         try:
-            payload = json.dumps(
-                {
-                    "output": _serialize.check_round_trip(output, output_type(sdef)),
-                    "writes": [
-                        [op, name, _serialize.check_round_trip(value, Any)]
-                        for op, name, value in writes
-                    ],
-                },
-                separators=(",", ":"),
-                ensure_ascii=False,
-            )
+            stored = {
+                "output": (
+                    _serialize.tagged_round_trip(output)
+                    if kind is Any
+                    else _serialize.check_round_trip(output, kind)
+                ),
+                "writes": [
+                    [op, name, _serialize.tagged_round_trip(value)] for op, name, value in writes
+                ],
+            }
+            if kind is Any:
+                stored["form"] = "tagged"
+            payload = json.dumps(stored, separators=(",", ":"), ensure_ascii=False)
         except _serialize.NotSerializableError as exc:
             self._warn_once(sdef.id, "cache_output_not_serializable", error=str(exc))
             return

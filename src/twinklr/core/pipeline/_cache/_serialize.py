@@ -20,6 +20,7 @@ from cattrs.preconf.json import make_converter
 
 from .._function import FunctionStage, StreamingFunctionStage
 from .._results import StageResult
+from . import _codec
 
 _converter = make_converter()
 
@@ -128,6 +129,27 @@ def structure(data: Any, kind: Any) -> Any:
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
         msg = f"cannot read the stored value as {kind!r}: {exc}"
         raise NotSerializableError(msg) from exc
+
+
+def tagged_round_trip(value: Any) -> Any:
+    """``value`` in the self-describing form of ``_codec`` (for a value stored without a
+    declared type), once it is known to come back as the same type and an equal value.
+
+    Raises :class:`NotSerializableError`, saying what to do, when it would not.
+    """
+    try:
+        data = _codec.encode(value)
+        back = _codec.decode(json.loads(json.dumps(data, allow_nan=False)))
+    except (_codec.CodecError, TypeError, ValueError, RecursionError) as exc:
+        msg = (
+            f"{exc}; declare the stage's output type (a return annotation, or "
+            "StageDefinition(output_type=...)) or return a supported type"
+        )
+        raise NotSerializableError(msg) from exc
+    if type(back) is not type(value) or not (back == value or _codec.encode(back) == data):
+        msg = f"a {type(value).__name__} value does not come back equal from the cache"
+        raise NotSerializableError(msg)
+    return data
 
 
 def check_round_trip(value: Any, kind: Any) -> Any:

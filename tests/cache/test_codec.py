@@ -1,0 +1,217 @@
+"""Values stored without a declared type come back as the same type and an equal value;
+reading a payload never imports or runs anything."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import json
+import math
+import pathlib
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from twinklr.core.pipeline._cache._codec import CodecError, decode, encode
+
+
+class Mood(enum.Enum):
+    CALM = "calm"
+    WILD = "wild"
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+
+
+@attrs.frozen
+class Cue:
+    at: float
+    names: tuple[str, ...]
+    _secret: int = attrs.field(default=0, alias="secret")
+    derived: int = attrs.field(init=False, default=7)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    title: str
+    cues: list[Cue]
+    mood: Mood = Mood.CALM
+
+
+VALUES: list[Any] = [
+    None,
+    True,
+    3,
+    "text",
+    1.5,
+    float("inf"),
+    float("-inf"),
+    [1, "a", None],
+    (1, (2, "b")),
+    {3, 1, 2},
+    frozenset({"x", "y"}),
+    {"a": 1, "$": "not a tag"},
+    {1: "int key", (1, 2): "tuple key", "s": "str key"},
+    b"\x00\xffbytes",
+    pathlib.Path("/srv/show/file.txt"),
+    pathlib.PurePosixPath("a/b"),
+    pathlib.PureWindowsPath("C:/a"),
+    uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    decimal.Decimal("1.10"),
+    dt.datetime(2026, 12, 2, 1, 2, 3, 456789, tzinfo=dt.timezone(dt.timedelta(hours=1))),
+    dt.datetime(2026, 12, 2, 1, 2, 3),  # noqa: DTZ001 (a naive datetime is a value too)
+    dt.date(2026, 12, 2),
+    dt.time(23, 59, 1, 5),
+    dt.timedelta(days=-1, seconds=3, microseconds=7),
+    Mood.WILD,
+    Level.LOW,
+    Cue(1.5, ("roof", "tree"), secret=4),
+    Scene("intro", [Cue(0.0, ("a",))], Mood.WILD),
+    {"nested": [(Mood.CALM, {b"k": {1.0, 2.0}})]},
+]
+
+
+def through_json(value: Any) -> Any:
+    return decode(json.loads(json.dumps(encode(value), allow_nan=False)))
+
+
+@pytest.mark.parametrize("value", VALUES, ids=[type(v).__name__ for v in VALUES])
+def test_every_supported_value_comes_back_the_same(value: Any) -> None:
+    back = through_json(value)
+    assert type(back) is type(value)
+    assert back == value
+
+
+def test_nan_comes_back_nan() -> None:
+    back = through_json([float("nan")])
+    assert math.isnan(back[0])
+
+
+def test_what_cannot_be_found_again_or_described_is_refused() -> None:
+    @attrs.frozen
+    class Local:
+        x: int
+
+    class Plain:
+        pass
+
+    class Floaty(float):
+        pass
+
+    with pytest.raises(CodecError, match="cannot be found again by its name"):
+        encode(Local(1))
+    with pytest.raises(CodecError, match="a Plain cannot be stored without a declared type"):
+        encode(Plain())
+    with pytest.raises(CodecError, match="a Floaty cannot be stored"):
+        encode(Floaty(1.0))  # a float subclass (numpy's float64 is one) is not a float
+
+
+def test_reading_never_imports_and_accepts_only_value_classes() -> None:
+    assert "antigravity" not in sys.modules
+    for payload in (
+        {"$": "attrs", "cls": "antigravity:Anything", "fields": {}},  # not imported
+        {"$": "attrs", "cls": "os:system", "fields": {}},  # not an attrs class
+        {"$": "enum", "cls": "subprocess:Popen", "v": "x"},
+        {"$": "dataclass", "cls": f"{__name__}:Cue", "fields": {}},  # not a dataclass
+        {"$": "pickle", "v": "gASVAAAAAAAAAAB9lC4="},
+    ):
+        with pytest.raises(CodecError, match="cannot be read back"):
+            decode(payload)
+    assert "antigravity" not in sys.modules
+
+
+def test_a_malformed_payload_is_an_error_not_a_crash() -> None:
+    for payload in (
+        {"$": "bytes", "b64": "not base64!"},
+        {"$": "timedelta", "v": [1]},
+        {"$": "date", "v": "yesterday"},
+        {"$": "decimal", "v": "one"},
+        {"$": "attrs", "cls": f"{__name__}:Cue", "fields": {"at": 1.0}},  # fields missing
+        {"$": "dataclass", "cls": f"{__name__}:Scene", "fields": {"title": "x"}},
+    ):
+        with pytest.raises(CodecError):
+            decode(payload)
+
+
+STAGES = """
+import dataclasses, datetime as dt, decimal, enum, pathlib, uuid
+import attrs
+
+class Mood(enum.Enum):
+    WILD = "wild"
+
+@attrs.frozen
+class Cue:
+    at: float
+    names: tuple
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    title: str
+    cues: list
+
+VALUES = {
+    "tuple": (1, "a"), "set": {1, 2}, "frozenset": frozenset({"x"}), "bytes": b"\\x00",
+    "path": pathlib.Path("/tmp/x"), "uuid": uuid.UUID(int=7), "decimal": decimal.Decimal("2.50"),
+    "datetime": dt.datetime(2026, 12, 2, 1, 2), "date": dt.date(2026, 1, 1),
+    "time": dt.time(1, 2), "timedelta": dt.timedelta(seconds=90), "enum": Mood.WILD,
+    "attrs": Cue(1.0, ("a",)), "dataclass": Scene("x", [Cue(2.0, ())]),
+    "nan": float("nan"), "int_keys": {1: "a"},
+}
+
+def stage_for(name):
+    async def produce(input):
+        return VALUES[name]
+    produce.__qualname__ = produce.__name__ = f"produce_{name}"
+    return produce
+"""
+
+RUN = """
+import json, math, sys, trio
+sys.path.insert(0, sys.argv[1])
+import stages
+from twinklr.core.pipeline import (
+    PipelineDefinition, PipelineExecutor, SQLiteCacheStore, StageDefinition,
+)
+pipeline = PipelineDefinition(
+    "types", [StageDefinition(name, stages.stage_for(name)) for name in stages.VALUES]
+)
+result = trio.run(PipelineExecutor(cache=SQLiteCacheStore(sys.argv[1])).execute, pipeline)
+same = {}
+for name, value in stages.VALUES.items():
+    back = result.outputs[name]
+    equal = back == value or (isinstance(value, float) and math.isnan(back))
+    same[name] = type(back) is type(value) and equal
+print(json.dumps({"cached": sorted(result.cached_stages), "same": same}))
+"""
+
+
+def test_a_second_process_reads_every_type_back(tmp_path: Path) -> None:
+    (tmp_path / "stages.py").write_text(textwrap.dedent(STAGES))
+
+    def run() -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, "-c", RUN, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        report: dict[str, Any] = json.loads(done.stdout)
+        return report
+
+    first, second = run(), run()
+    names = sorted(first["same"])
+    assert first["cached"] == []
+    assert all(first["same"].values())
+    assert second["cached"] == names  # a fresh interpreter served every one
+    assert second["same"] == dict.fromkeys(names, True)
