@@ -719,3 +719,24 @@ async def test_streamed_items_are_read_one_by_one_and_a_failed_read_is_a_miss() 
     assert third.outputs["sq"] == [0]
     assert ran == [0]  # the entry could not be read: run again
     assert any(log["event"] == "cache_unreadable" for log in logs)
+
+
+async def test_a_declared_type_that_would_change_the_value_falls_back_to_exact() -> None:
+    import numpy as np  # noqa: PLC0415 (this test's own library)
+
+    async def tempo(song: str) -> float:  # numpy's float64 is a float, but not *the* float
+        return np.float64(120.5)
+
+    async def waveform(song: str) -> np.ndarray:  # cattrs cannot build an array
+        return np.linspace(0, 1, 5, dtype=np.float32)
+
+    store = MemoryCacheStore()
+    pipeline = PipelineDefinition(
+        "audio", [StageDefinition("tempo", tempo), StageDefinition("wave", waveform)]
+    )
+    await PipelineExecutor(cache=store).execute(pipeline, "carol")
+    again = await PipelineExecutor(cache=store).execute(pipeline, "carol")
+    assert again.cached_stages == ("tempo", "wave")
+    assert type(again.outputs["tempo"]) is np.float64
+    assert again.outputs["wave"].dtype == np.float32
+    assert np.array_equal(again.outputs["wave"], np.linspace(0, 1, 5, dtype=np.float32))

@@ -3,8 +3,11 @@ it is, so it comes back as the same type and an equal value.
 
 Covered: JSON's own values, floats that JSON cannot write (NaN, infinities), tuples,
 sets and frozensets, dicts with any hashable keys, bytes, ``pathlib`` paths, UUIDs,
-decimals, dates, times, datetimes and timedeltas, enums, and attrs and dataclass
-instances of classes that can be found again by name. Anything else is refused.
+decimals, dates, times, datetimes and timedeltas, enums, attrs and dataclass instances
+of classes that can be found again by name, and, when the program uses them, numpy
+arrays and scalars (the ``.npy`` format without pickle: dtype and shape exact, object
+arrays refused) and pydantic models (through pydantic's JSON mode, so validators run on
+load). Anything else is refused.
 
 Reading never imports and never unpickles: a class is looked up by its qualified name
 only among modules the process has already imported, and only an enum, attrs or
@@ -18,6 +21,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
+import io
 import math
 import pathlib
 import sys
@@ -96,6 +100,12 @@ _ENCODERS: dict[type, Callable[[Any], Any]] = {
 
 
 def _encode_object(value: Any, kind: type) -> Any:
+    numpy = sys.modules.get("numpy")  # handled when the program uses it; never imported
+    if numpy is not None and isinstance(value, numpy.ndarray | numpy.generic):
+        return _encode_numpy(numpy, value)
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(value, pydantic.BaseModel):
+        return {TAG: "pydantic", "cls": _name_of(kind), "json": value.model_dump_json()}
     if isinstance(value, enum.Enum):
         return {TAG: "enum", "cls": _name_of(kind), "v": encode(value.value)}
     if attrs.has(kind):
@@ -106,6 +116,39 @@ def _encode_object(value: Any, kind: type) -> Any:
         return {TAG: "dataclass", "cls": _name_of(kind), "fields": fields}
     msg = f"a {kind.__name__} cannot be stored without a declared type"
     raise CodecError(msg)
+
+
+def _encode_numpy(numpy: Any, value: Any) -> Any:
+    """An array or a numpy scalar in the ``.npy`` format (dtype and shape exact), which
+    refuses object arrays (they would need pickle)."""
+    buffer = io.BytesIO()
+    try:
+        numpy.save(buffer, numpy.asarray(value), allow_pickle=False)
+    except ValueError as exc:
+        msg = f"a numpy {value.dtype} value cannot be stored without pickle"
+        raise CodecError(msg) from exc
+    tag = "ndarray" if isinstance(value, numpy.ndarray) else "numpy_scalar"
+    return {TAG: tag, "npy": base64.b64encode(buffer.getvalue()).decode("ascii")}
+
+
+def _decode_numpy(data: dict[str, Any]) -> Any:
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        msg = "a stored numpy value needs numpy, which this program has not imported"
+        raise CodecError(msg)
+    raw = base64.b64decode(data["npy"], validate=True)
+    array = numpy.load(io.BytesIO(raw), allow_pickle=False)
+    return array[()] if data[TAG] == "numpy_scalar" else array
+
+
+def _decode_pydantic(data: dict[str, Any]) -> Any:
+    """A pydantic model through pydantic's own JSON mode (its validators run)."""
+    pydantic = sys.modules.get("pydantic")
+    kind = _find(data.get("cls"))
+    if pydantic is None or not (isinstance(kind, type) and issubclass(kind, pydantic.BaseModel)):
+        msg = f"a stored pydantic model ({data.get('cls')!r}) cannot be read back"
+        raise CodecError(msg)
+    return kind.model_validate_json(data["json"])  # type: ignore[attr-defined]
 
 
 def _name_of(kind: type) -> str:
@@ -157,6 +200,9 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "frozenset": lambda data: frozenset(decode(member) for member in data["items"]),
     "bytes": lambda data: base64.b64decode(data["b64"], validate=True),
     "timedelta": _decode_timedelta,
+    "ndarray": _decode_numpy,
+    "numpy_scalar": _decode_numpy,
+    "pydantic": _decode_pydantic,
 }
 
 

@@ -220,20 +220,11 @@ class RunCache:
     ) -> None:
         """Queue a successful output (with its writes) for saving; an output or a write
         that cannot come back from JSON equal is not cached (warned once)."""
-        kind = output_type(sdef)
         try:
-            stored = {
-                "output": (
-                    _serialize.tagged_round_trip(output)
-                    if kind is Any
-                    else _serialize.check_round_trip(output, kind)
-                ),
-                "writes": [
-                    [op, name, _serialize.tagged_round_trip(value)] for op, name, value in writes
-                ],
-            }
-            if kind is Any:
-                stored["form"] = "tagged"
+            stored = _stored_output(output, output_type(sdef))
+            stored["writes"] = [
+                [op, name, _serialize.tagged_round_trip(value)] for op, name, value in writes
+            ]
             payload = json.dumps(stored, separators=(",", ":"), ensure_ascii=False)
         except _serialize.NotSerializableError as exc:
             self._warn_once(sdef.id, "cache_output_not_serializable", error=str(exc))
@@ -289,6 +280,18 @@ class RunCache:
                 self._warn_once("", "cache_write_failed", error=_describe(exc), lost=len(batch))
         if scope.cancelled_caught:
             self._warn_once("", "cache_write_timed_out", lost=len(batch))
+
+
+def _stored_output(output: Any, kind: Any) -> dict[str, Any]:
+    """How ``output`` is stored: as its declared type (cattrs), or self-describing when
+    none is declared or the declared one would not bring it back exactly (an array, a
+    pydantic model, a numpy float where ``float`` is declared)."""
+    if kind is not Any:
+        try:
+            return {"output": _serialize.check_round_trip(output, kind)}
+        except _serialize.NotSerializableError:
+            pass
+    return {"output": _serialize.tagged_round_trip(output), "form": "tagged"}
 
 
 def _describe(exc: BaseException) -> str:
