@@ -75,7 +75,13 @@ async def run_fan_out(
     # in one query, not one round trip an item.
     keys = await _prefetch(sdef, cache, items, source, value) if stream is None else None
     attempt_item = functools.partial(
-        _attempt_item, sdef, context, streaming=streaming, on_retry=on_retry, cache=cache
+        _attempt_item,
+        sdef,
+        context,
+        streaming=streaming,
+        on_retry=on_retry,
+        cache=cache,
+        keys=keys,
     )
     # Items of a plain stage (one call each, nothing to look up or write) await the
     # stage itself: two coroutines fewer per item.
@@ -92,9 +98,7 @@ async def run_fan_out(
         result = None
         try:
             if execute is None:
-                result = await attempt_item(
-                    index, item_value, key=_UNKEYED if keys is None else keys[index]
-                )
+                result = await attempt_item(index, item_value)
             else:
                 try:
                     returned = await execute(item_value, context)
@@ -134,10 +138,6 @@ async def run_fan_out(
     return _stage_result(sdef, results, first_failure[0] if first_failure else None)
 
 
-#: An item whose key was not made up front (see :func:`_prefetch`).
-_UNKEYED = "unkeyed"
-
-
 async def _prefetch(
     sdef: StageDefinition[Any],
     cache: RunCache | None,
@@ -166,12 +166,13 @@ async def _attempt_item(
     streaming: bool,
     on_retry: RetryHook | None,
     cache: RunCache | None,
-    key: str | None = _UNKEYED,
+    keys: list[str | None] | None = None,
 ) -> StageResult[Any]:
     """One item: served from the cache, or run (and offered to the cache on success).
-    ``key`` is the item's cache key when it was made up front."""
-    if cache is not None and key == _UNKEYED:
-        key = cache.key(sdef, item_value, item=True)
+    ``keys`` are the items' cache keys when they were made up front."""
+    key = None
+    if cache is not None:
+        key = keys[index] if keys is not None else cache.key(sdef, item_value, item=True)
     if cache is None or key is None:
         return await run_unit(
             sdef, item_value, context, item=index, streaming=streaming, on_retry=on_retry
