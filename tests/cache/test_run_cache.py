@@ -554,6 +554,21 @@ async def test_a_resumed_run_replays_the_users_metrics_not_the_librarys(
     }
 
 
+async def count_to(count: int) -> list[int]:
+    return list(range(count))
+
+
+def batch(square: Any, source: Any = count_to, name: str = "batch") -> PipelineDefinition:
+    """A source stage ``items`` and a fan-out ``sq`` of ``square`` over its list."""
+    return PipelineDefinition(
+        name,
+        [
+            StageDefinition("items", source),
+            StageDefinition("sq", square, pattern=ExecutionPattern.FAN_OUT, inputs=["items"]),
+        ],
+    )
+
+
 async def test_entries_are_found_whichever_run_wrote_them(store: CacheStore) -> None:
     # A batch of songs alternating inputs: 4 items, then 2 (the same first two), then 4.
     made: list[str] = []
@@ -567,13 +582,7 @@ async def test_entries_are_found_whichever_run_wrote_them(store: CacheStore) -> 
         context.increment_metric("squared")
         return item * item
 
-    pipeline = PipelineDefinition(
-        "batch",
-        [
-            StageDefinition("items", items),
-            StageDefinition("sq", square, pattern=ExecutionPattern.FAN_OUT, inputs=["items"]),
-        ],
-    )
+    pipeline = batch(square, items)
     executor = PipelineExecutor(cache=store)
     runs = []
     for count in (4, 2, 4):
@@ -616,16 +625,7 @@ async def test_a_store_without_an_index_serves_what_runs_of_the_same_input_wrote
         calls.append(item)
         return item * item
 
-    async def items(count: int) -> list[int]:
-        return list(range(count))
-
-    pipeline = PipelineDefinition(
-        "batch",
-        [
-            StageDefinition("items", items),
-            StageDefinition("sq", square, pattern=ExecutionPattern.FAN_OUT, inputs=["items"]),
-        ],
-    )
+    pipeline = batch(square)
     executor = PipelineExecutor(cache=GroupsOnly())
     await executor.execute(pipeline, 3)
     calls.clear()
@@ -653,19 +653,10 @@ async def test_a_fan_out_reads_the_entries_other_runs_wrote_in_one_query() -> No
             self.fetched.append(list(keys))
             return await super().fetch(pipeline, keys)
 
-    async def items(count: int) -> list[int]:
-        return list(range(count))
-
     async def square(item: int) -> int:
         return item * item
 
-    pipeline = PipelineDefinition(
-        "batch",
-        [
-            StageDefinition("items", items),
-            StageDefinition("sq", square, pattern=ExecutionPattern.FAN_OUT, inputs=["items"]),
-        ],
-    )
+    pipeline = batch(square)
     store = Counting()
     executor = PipelineExecutor(cache=store)
     await executor.execute(pipeline, 50)
@@ -699,13 +690,7 @@ async def test_streamed_items_are_read_one_by_one_and_a_failed_read_is_a_miss() 
         ran.append(item)
         return item * item
 
-    pipeline = PipelineDefinition(
-        "stream",
-        [
-            StageDefinition("produce", produce),
-            StageDefinition("sq", square, pattern=ExecutionPattern.FAN_OUT, inputs=["produce"]),
-        ],
-    )
+    pipeline = batch(square, produce, name="stream")
     store = Flaky()
     executor = PipelineExecutor(cache=store)
     await executor.execute(pipeline, 3)
