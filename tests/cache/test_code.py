@@ -13,8 +13,16 @@ from twinklr.core.pipeline import (
     SyncStage,
     Verdict,
 )
-from twinklr.core.pipeline._cache._code import code_hash, code_name, code_parts
+from twinklr.core.pipeline._cache._code import code_identity, code_parts
 from twinklr.core.pipeline._function import FunctionStage
+
+
+def code_name(stage: object) -> str:
+    return code_identity(stage)[0]
+
+
+def code_hash(stage: object) -> str:
+    return code_identity(stage)[1]
 
 
 class Shouts:
@@ -76,7 +84,11 @@ def test_a_sync_stage_is_keyed_by_its_function() -> None:
     assert wrapper.endswith("SyncStage")
     assert function.endswith(".loud")
     assert code_hash(SyncStage(len)) != code_hash(SyncStage(abs))  # builtins: by name
-    assert code_hash(SyncStage(functools.partial(loud))) == code_hash(SyncStage(loud))
+    # A partial's arguments decide its output too.
+    shout_a = SyncStage(functools.partial(loud, "a"))
+    assert code_hash(shout_a) == code_hash(SyncStage(functools.partial(loud, "a")))
+    assert code_hash(shout_a) != code_hash(SyncStage(functools.partial(loud, "b")))
+    assert code_hash(shout_a) != code_hash(SyncStage(loud))
 
 
 def test_a_refine_loop_is_keyed_by_its_planner_and_judge() -> None:

@@ -25,6 +25,12 @@ _hashes: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 _identities: weakref.WeakKeyDictionary[Any, tuple[str, str]] = weakref.WeakKeyDictionary()
 
 
+def owner(stage: object) -> Any:
+    """What a stage's code belongs to: a function stage's function, else its class
+    (what per-stage facts such as its declared output type are kept by)."""
+    return _as_code(stage.fn) if isinstance(stage, FunctionStage) else type(stage)
+
+
 def code_parts(stage: object) -> tuple[Any, ...]:
     """The classes and functions whose source determines ``stage``'s output."""
     if isinstance(stage, FunctionStage):
@@ -38,12 +44,9 @@ def code_identity(stage: object) -> tuple[str, str]:
     """The qualified names of the stage's code and a SHA-256 over the source of all of
     it: what a key says about the code. Kept per class (per function, for a function
     stage) unless the stage declares ``cache_code()``: a key is made per stage run."""
-    if isinstance(stage, FunctionStage):
-        memo = _as_code(stage.fn)
-    elif getattr(stage, "cache_code", None) is None:
-        memo = type(stage)
-    else:
+    if not isinstance(stage, FunctionStage) and getattr(stage, "cache_code", None) is not None:
         return _identity(stage)
+    memo = owner(stage)
     try:
         return _identities[memo]
     except KeyError:
@@ -51,16 +54,6 @@ def code_identity(stage: object) -> tuple[str, str]:
         return known
     except TypeError:  # pragma: no cover (not weakly referenceable: computed every time)
         return _identity(stage)
-
-
-def code_name(stage: object) -> str:
-    """The qualified names of the stage's code, for the key (and for people)."""
-    return code_identity(stage)[0]
-
-
-def code_hash(stage: object) -> str:
-    """SHA-256 over the source of every part of the stage's code."""
-    return code_identity(stage)[1]
 
 
 def _identity(stage: object) -> tuple[str, str]:
@@ -73,16 +66,19 @@ def _identity(stage: object) -> tuple[str, str]:
 
 
 def qualified_name(code: Any) -> str:
-    """``module.qualname`` of a class or function (its repr when it has neither)."""
+    """``module.qualname`` of a class or function (its repr when it has neither); a
+    partial's function's, with its arguments."""
+    if isinstance(code, functools.partial):
+        return f"{qualified_name(_as_code(code.func))}{_arguments_of(code)}"
     qualname = getattr(code, "__qualname__", None)
     return f"{code.__module__}.{qualname}" if qualname else repr(code)
 
 
 def _as_code(part: Any) -> Any:
-    """A function or class as it is; a bound method's function; a partial's function;
-    any other object's class."""
+    """A function, class or partial as it is (a partial's arguments decide its output
+    too); a bound method's function; any other object's class."""
     if isinstance(part, functools.partial):
-        return _as_code(part.func)
+        return part
     if inspect.ismethod(part):
         return part.__func__
     if inspect.isroutine(part) or isinstance(part, type):
@@ -101,7 +97,17 @@ def _hash(code: Any) -> str:
     return known
 
 
+def _arguments_of(call: functools.partial[Any]) -> str:
+    # Reprs of plain values are stable; one that shows an address makes a key that never
+    # matches again (a miss, never a stale hit).
+    return repr((call.args, sorted(call.keywords.items())))
+
+
 def _digest(code: Any) -> str:
+    if isinstance(code, functools.partial):
+        return hashlib.sha256(
+            (_digest(_as_code(code.func)) + _arguments_of(code)).encode()
+        ).hexdigest()
     pieces = (
         [k for k in inspect.getmro(code) if k.__module__ not in _PLUMBING]
         if isinstance(code, type)

@@ -211,36 +211,26 @@ def _decode_object(tag: Any, data: dict[str, Any]) -> Any:
     if tag == "enum" and isinstance(kind, type) and issubclass(kind, enum.Enum):
         return kind(decode(data["v"]))
     if tag == "attrs" and isinstance(kind, type) and attrs.has(kind):
-        return _rebuild(kind, data["fields"], {f.name: f for f in attrs.fields(kind)})
+        fields = attrs.fields(kind)
+        return _rebuild(kind, data["fields"], {f.name: f.alias if f.init else None for f in fields})
     if tag == "dataclass" and isinstance(kind, type) and dataclasses.is_dataclass(kind):
-        return _rebuild_dataclass(kind, data["fields"])
+        arguments = {f.name: f.name if f.init else None for f in dataclasses.fields(kind)}
+        return _rebuild(kind, data["fields"], arguments)
     msg = f"a stored value of kind {tag!r} ({data.get('cls')!r}) cannot be read back"
     raise CodecError(msg)
 
 
-def _rebuild(kind: type, stored: dict[str, Any], fields: dict[str, Any]) -> Any:
-    """An attrs instance from its stored fields: init arguments by alias, the rest set."""
-    if set(stored) != set(fields):
+def _rebuild(kind: type, stored: dict[str, Any], arguments: dict[str, str | None]) -> Any:
+    """An attrs or dataclass instance from its stored fields. ``arguments`` maps each
+    field to its ``__init__`` argument (an attrs alias), or None for a field set after."""
+    if set(stored) != set(arguments):
         msg = f"stored fields {sorted(stored)} are not {kind.__qualname__}'s"
         raise CodecError(msg)
     values = {name: decode(member) for name, member in stored.items()}
-    arguments = {fields[n].alias: v for n, v in values.items() if fields[n].init}
-    made = kind(**arguments)
+    given = {argument: values[name] for name, argument in arguments.items() if argument}
+    made = kind(**given)
     for name, value in values.items():
-        if not fields[name].init:
-            object.__setattr__(made, name, value)
-    return made
-
-
-def _rebuild_dataclass(kind: type, stored: dict[str, Any]) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(kind)}
-    if set(stored) != set(fields):
-        msg = f"stored fields {sorted(stored)} are not {kind.__qualname__}'s"
-        raise CodecError(msg)
-    values = {name: decode(member) for name, member in stored.items()}
-    made = kind(**{n: v for n, v in values.items() if fields[n].init})
-    for name, value in values.items():
-        if not fields[name].init:
+        if arguments[name] is None:
             object.__setattr__(made, name, value)
     return made
 

@@ -37,7 +37,7 @@ import trio
 from .._function import FunctionStage
 from .._results import StageResult, StageStatus, make_result
 from . import _codec, _serialize
-from ._code import code_identity
+from ._code import code_identity, owner
 from ._store import CacheRecord, CacheStore, IndexedCacheStore
 
 if TYPE_CHECKING:
@@ -56,11 +56,10 @@ def output_type(sdef: StageDefinition[Any]) -> Any:
     """The type a cached output is read back as."""
     if sdef.output_type is not None:
         return sdef.output_type
-    stage = sdef.stage
-    code = stage.fn if isinstance(stage, FunctionStage) else type(stage)
+    code = owner(sdef.stage)
     known = _output_types.get(code, _UNKNOWN)
     if known is _UNKNOWN:
-        known = _output_types[code] = _serialize.declared_output_type(stage)
+        known = _output_types[code] = _serialize.declared_output_type(sdef.stage)
     return known
 
 

@@ -67,13 +67,7 @@ def fingerprint(value: Any) -> str:
     fingerprints; values that are not equal (a tuple and a list, ``{1: x}`` and
     ``{"1": x}``, two classes with the same fields) never share one."""
     try:
-        text = json.dumps(
-            _tagged(value),
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-        )
+        text = _canonical(_tagged(value))
     except (TypeError, ValueError, RecursionError) as exc:
         msg = f"{type(value).__name__} value has no fingerprint: {exc}"
         raise NotSerializableError(msg) from exc
