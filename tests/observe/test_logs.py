@@ -87,6 +87,10 @@ async def test_unconfigured_nothing_is_written_and_transitions_are_skipped(
     result = await PipelineExecutor().execute(eventful())
     assert not result.success
     assert capfd.readouterr() == ("", "")
+    # (pytest's own log capture would hide a missing NullHandler here; the subprocess
+    # tests above would not, and this pins the handler itself.)
+    handlers = logging.getLogger("twinklr").handlers
+    assert any(type(handler) is logging.NullHandler for handler in handlers)
 
 
 async def test_a_stdlib_handler_at_debug_sees_every_transition(
