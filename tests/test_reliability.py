@@ -498,20 +498,21 @@ def squares_chain(length: int) -> tuple[PipelineDefinition, list[Squares]]:
 
 class LimitedStore(SQLiteCacheStore):
     """A real SQLite store whose file may not grow past ``max_pages`` pages (SQLite then
-    fails writes with SQLITE_FULL, "database or disk is full"), or that is read-only."""
+    fails writes with SQLITE_FULL, "database or disk is full"), or that refuses writes
+    (``query_only``: a file that turned read-only after it was opened)."""
 
     def __init__(
-        self, path: Path, *, max_pages: int | None = None, read_only: bool = False
+        self, path: Path, *, max_pages: int | None = None, query_only: bool = False
     ) -> None:
         super().__init__(path)
         self.max_pages = max_pages
-        self.read_only = read_only
+        self.query_only = query_only
 
     def _connect(self) -> sqlite3.Connection:
         connection = super()._connect()
         if self.max_pages is not None:
             connection.execute(f"PRAGMA max_page_count = {self.max_pages}")
-        if self.read_only:
+        if self.query_only:
             connection.execute("PRAGMA query_only = ON")
         return connection
 
@@ -520,7 +521,7 @@ class LimitedStore(SQLiteCacheStore):
     ("store_settings", "error"),
     [
         ({"max_pages": 8}, "database or disk is full"),  # 32 KB: the schema, no output
-        ({"read_only": True}, "attempt to write a readonly database"),
+        ({"query_only": True}, "attempt to write a readonly database"),
     ],
     ids=["disk-full", "read-only"],
 )

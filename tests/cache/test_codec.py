@@ -22,7 +22,9 @@ import numpy as np
 import pydantic
 import pytest
 
-from twinklr.core.pipeline._cache._codec import CodecError, decode, encode
+from twinklr.core.pipeline._cache._codec import Blob, CodecError, decode
+from twinklr.core.pipeline._cache._codec import encode as encode_into
+from twinklr.core.pipeline._cache._payload import MAGIC, pack, unpack
 
 
 class Mood(enum.Enum):
@@ -82,8 +84,17 @@ VALUES: list[Any] = [
 ]
 
 
+def encode(value: Any) -> Any:
+    """The JSON part of ``value``'s description (its blobs dropped)."""
+    return encode_into(value, [])
+
+
 def through_json(value: Any) -> Any:
-    return decode(json.loads(json.dumps(encode(value), allow_nan=False)))
+    """``value`` through a whole payload: described, framed, read back."""
+    blobs: list[Blob] = []
+    data = encode_into(value, blobs)
+    document, views = unpack(pack({"v": json.loads(json.dumps(data, allow_nan=False))}, blobs))
+    return decode(document["v"], views)
 
 
 @pytest.mark.parametrize("value", VALUES, ids=[type(v).__name__ for v in VALUES])
@@ -133,7 +144,8 @@ def test_reading_never_imports_and_accepts_only_value_classes() -> None:
 
 def test_a_malformed_payload_is_an_error_not_a_crash() -> None:
     for payload in (
-        {"$": "bytes", "b64": "not base64!"},
+        {"$": "bytes", "blob": 0},  # no such blob
+        {"$": "ndarray", "blob": "0"},
         {"$": "timedelta", "v": [1]},
         {"$": "date", "v": "yesterday"},
         {"$": "decimal", "v": "one"},
@@ -242,10 +254,67 @@ def test_numpy_arrays_and_scalars_keep_their_dtype_and_shape() -> None:
 
 
 def test_a_stored_array_needs_numpy_already_imported(monkeypatch: pytest.MonkeyPatch) -> None:
-    data = json.loads(json.dumps(encode(np.zeros(2))))
+    blobs: list[Blob] = []
+    document, views = unpack(pack({"v": encode_into(np.zeros(2), blobs)}, blobs))
     monkeypatch.setitem(sys.modules, "numpy", None)  # as if the program never imported it
     with pytest.raises(CodecError, match="needs numpy"):
-        decode(data)
+        decode(document["v"], views)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(24, dtype=np.int16).reshape(2, 3, 4).transpose(2, 0, 1),  # not contiguous
+        np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+        np.arange(10)[::3],
+        np.zeros((0, 3)),
+        np.array([(1, 2.5)], dtype=[("id", "<i4"), ("at", ">f8")]),  # fields, big-endian
+        np.array(["2026-12-02"], dtype="datetime64[D]"),
+        np.array(7, dtype=np.uint64),  # 0-d
+    ],
+    ids=["transposed", "fortran", "strided", "empty", "structured", "datetime", "0-d"],
+)
+def test_arrays_of_every_layout_come_back_exact_and_writable(array: Any) -> None:
+    back = through_json(array)
+    assert (type(back), back.dtype, back.shape) == (np.ndarray, array.dtype, array.shape)
+    assert np.array_equal(back, array)
+    assert back.flags.writeable and back.flags.owndata  # not a view of the payload
+
+
+def test_binary_values_are_framed_beside_the_json_not_base64_in_it() -> None:
+    array = np.arange(1000, dtype=np.float64)
+    blobs: list[Blob] = []
+    data = encode_into({"audio": array, "raw": b"\x00\xff" * 10}, blobs)
+    payload = bytes(pack({"v": data}, blobs))
+    assert payload.startswith(MAGIC)
+    assert array.tobytes() in payload and b"\x00\xff" * 10 in payload
+    assert len(payload) < array.nbytes + 1024  # no base64 (4/3 the size)
+    assert pack({"v": encode_into([1, "a"], [])}, []) == b'{"v":[1,"a"]}'  # plain JSON
+
+
+def test_an_ndarray_subclass_is_refused_not_stored_as_a_plain_array() -> None:
+    with pytest.raises(CodecError, match="an ndarray subclass"):
+        encode(np.ma.masked_array([1, 2], mask=[0, 1]))
+
+
+def test_a_damaged_frame_or_blob_is_an_error_not_a_crash() -> None:
+    blobs: list[Blob] = []
+    whole = bytes(pack({"v": encode_into(np.arange(64.0), blobs)}, blobs))
+    header_end = len(MAGIC) + 8 + int.from_bytes(whole[len(MAGIC) : len(MAGIC) + 8], "little")
+    for damaged in (
+        whole[:-8],  # cut short: the blob runs past the end
+        whole[: len(MAGIC) + 4],
+        whole[: len(MAGIC)] + (10**9).to_bytes(8, "little") + whole[len(MAGIC) + 8 :],
+        whole.replace(b"NUMPY", b"NUMPX"),  # not the .npy format
+        whole.replace(b"'<f8'", b"'|O'"),  # an object dtype: would need pickle
+        whole.replace(b"(64,)", b"(65,)"),  # the shape says more than there is
+        whole[:header_end].replace(b'"blobs":[[0,', b'"blobs":[[-1,') + whole[header_end:],
+        b"[1, 2]",
+        b"not json",
+    ):
+        with pytest.raises((CodecError, ValueError)):
+            document, views = unpack(damaged)
+            decode(document["v"], views)
 
 
 class PlanModel(pydantic.BaseModel):

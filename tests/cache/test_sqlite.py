@@ -23,7 +23,7 @@ from twinklr.core.pipeline import (
     SQLiteCacheStore,
     StageDefinition,
 )
-from twinklr.core.pipeline._cache._sqlite import DEFAULT_FILENAME
+from twinklr.core.pipeline._cache._sqlite import DEFAULT_FILENAME, INLINE_MAX
 from twinklr.core.pipeline._cache._store import CacheRecord
 
 
@@ -48,8 +48,8 @@ async def test_wal_mode_and_round_trip(tmp_path: Path) -> None:
     store = SQLiteCacheStore(tmp_path)
     await store.save([record("a"), record("bb", stage="t")])
     assert await store.load("p", "g") == {
-        "a": '{"output":1,"writes":[]}',
-        "bb": '{"output":1,"writes":[]}',
+        "a": b'{"output":1,"writes":[]}',
+        "bb": b'{"output":1,"writes":[]}',
     }
     assert await store.load("p", "other") == {}
     with sqlite3.connect(store.path) as db:
@@ -83,10 +83,14 @@ async def test_clear_expired_only(tmp_path: Path) -> None:
 
 async def test_a_save_is_all_or_nothing(tmp_path: Path) -> None:
     store = SQLiteCacheStore(tmp_path)
-    bad = CacheRecord(key="x", pipeline="p", stage="s", group="g", payload=None, created_at=0)  # type: ignore[arg-type]
+    large = CacheRecord(
+        key="big", pipeline="p", stage="s", group="g", payload=b"x" * (INLINE_MAX + 1), created_at=0
+    )
+    bad = CacheRecord(key="x", pipeline="p", stage=None, group="g", payload=b"{}", created_at=0)  # type: ignore[arg-type]
     with pytest.raises(sqlite3.IntegrityError):
-        await store.save([record("fine"), bad])
+        await store.save([record("fine"), large, bad])
     assert await store.entries() == []
+    assert list(store.blobs.iterdir()) == []  # the large payload's file went with it
 
 
 CHILD = textwrap.dedent(

@@ -9,6 +9,9 @@ arrays and scalars (the ``.npy`` format without pickle: dtype and shape exact, o
 arrays refused) and pydantic models (through pydantic's JSON mode, so validators run on
 load). Anything else is refused.
 
+Binary values (bytes, numpy arrays and scalars) are not put in the JSON: each becomes a
+:class:`Blob`, kept beside it (see ``_payload``), and the JSON says which one.
+
 Reading never imports and never unpickles: a class is looked up by its qualified name
 only among modules the process has already imported, and only an enum, attrs or
 dataclass class is accepted; any other payload is an error (a miss for the cache).
@@ -16,7 +19,6 @@ dataclass class is accepted; any other payload is an error (a miss for the cache
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
 import decimal
@@ -26,7 +28,7 @@ import math
 import pathlib
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -55,89 +57,143 @@ class CodecError(TypeError):
     """A value that cannot be described, or a payload that does not describe one."""
 
 
-def encode(value: Any) -> Any:
-    """``value`` as JSON values that say what it is (see the module docstring)."""
+@attrs.frozen(eq=False)
+class Blob:
+    """A binary value kept beside the JSON: its bytes, in ``chunks`` (views of the value,
+    not copies: the payload that takes them is the copy), and the value itself."""
+
+    source: Any
+    """The value (it stands for itself when an encoding is checked: exact by making)."""
+    chunks: tuple[Any, ...]
+    """Buffers whose bytes, one after another, are the blob."""
+
+    @property
+    def size(self) -> int:
+        return sum(memoryview(chunk).nbytes for chunk in self.chunks)
+
+
+def encode(value: Any, blobs: list[Blob]) -> Any:
+    """``value`` as JSON values that say what it is (see the module docstring); its
+    binary parts are appended to ``blobs``."""
     kind = type(value)
     if value is None or kind in _SCALARS:
         return value
     encoder = _ENCODERS.get(kind)
     if encoder is not None:
-        return encoder(value)
+        return encoder(value, blobs)
     text = _TEXT.get(kind)
     if text is not None:
         shown = value.isoformat() if isinstance(value, dt.date | dt.time) else str(value)
         return {TAG: text[0], "v": shown}
-    return _encode_object(value, kind)
+    return _encode_object(value, kind, blobs)
 
 
-def _encode_float(value: float) -> Any:
+def _encode_float(value: float, _blobs: list[Blob]) -> Any:
     return value if math.isfinite(value) else {TAG: "float", "v": repr(value)}
 
 
-def _encode_dict(value: dict[Any, Any]) -> Any:
+def _encode_dict(value: dict[Any, Any], blobs: list[Blob]) -> Any:
     if all(type(key) is str for key in value) and TAG not in value:
-        return {key: encode(member) for key, member in value.items()}
-    return {TAG: "dict", "items": [[encode(k), encode(v)] for k, v in value.items()]}
+        return {key: encode(member, blobs) for key, member in value.items()}
+    pairs = [[encode(key, blobs), encode(member, blobs)] for key, member in value.items()]
+    return {TAG: "dict", "items": pairs}
 
 
-def _encode_members(value: Any) -> Any:
-    return {TAG: type(value).__name__, "items": [encode(member) for member in value]}
+def _encode_members(value: Any, blobs: list[Blob]) -> Any:
+    return {TAG: type(value).__name__, "items": [encode(member, blobs) for member in value]}
 
 
-_ENCODERS: dict[type, Callable[[Any], Any]] = {
+def _encode_bytes(value: bytes, blobs: list[Blob]) -> Any:
+    blobs.append(Blob(value, (value,)))
+    return {TAG: "bytes", "blob": len(blobs) - 1}
+
+
+_ENCODERS: dict[type, Callable[[Any, list[Blob]], Any]] = {
     float: _encode_float,
-    list: lambda value: [encode(member) for member in value],
+    list: lambda value, blobs: [encode(member, blobs) for member in value],
     dict: _encode_dict,
     tuple: _encode_members,
     set: _encode_members,
     frozenset: _encode_members,
-    bytes: lambda value: {TAG: "bytes", "b64": base64.b64encode(value).decode("ascii")},
-    dt.timedelta: lambda value: {
+    bytes: _encode_bytes,
+    dt.timedelta: lambda value, _blobs: {
         TAG: "timedelta",
         "v": [value.days, value.seconds, value.microseconds],
     },
 }
 
 
-def _encode_object(value: Any, kind: type) -> Any:
+def _encode_object(value: Any, kind: type, blobs: list[Blob]) -> Any:
     numpy = sys.modules.get("numpy")  # handled when the program uses it; never imported
     if numpy is not None and isinstance(value, numpy.ndarray | numpy.generic):
-        return _encode_numpy(numpy, value)
+        return _encode_numpy(numpy, value, blobs)
     pydantic = sys.modules.get("pydantic")
     if pydantic is not None and isinstance(value, pydantic.BaseModel):
         return {TAG: "pydantic", "cls": _name_of(kind), "json": value.model_dump_json()}
     if isinstance(value, enum.Enum):
-        return {TAG: "enum", "cls": _name_of(kind), "v": encode(value.value)}
+        return {TAG: "enum", "cls": _name_of(kind), "v": encode(value.value, blobs)}
     if attrs.has(kind):
-        fields = {f.name: encode(getattr(value, f.name)) for f in attrs.fields(kind)}
+        fields = {f.name: encode(getattr(value, f.name), blobs) for f in attrs.fields(kind)}
         return {TAG: "attrs", "cls": _name_of(kind), "fields": fields}
     if dataclasses.is_dataclass(value):
-        fields = {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        fields = {f.name: encode(getattr(value, f.name), blobs) for f in dataclasses.fields(value)}
         return {TAG: "dataclass", "cls": _name_of(kind), "fields": fields}
     msg = f"a {kind.__name__} cannot be stored without a declared type"
     raise CodecError(msg)
 
 
-def _encode_numpy(numpy: Any, value: Any) -> Any:
-    """An array or a numpy scalar in the ``.npy`` format (dtype and shape exact), which
-    refuses object arrays (they would need pickle)."""
-    buffer = io.BytesIO()
-    try:
-        numpy.save(buffer, numpy.asarray(value), allow_pickle=False)
-    except ValueError as exc:
-        msg = f"a numpy {value.dtype} value cannot be stored without pickle"
-        raise CodecError(msg) from exc
+def _encode_numpy(numpy: Any, value: Any, blobs: list[Blob]) -> Any:
+    """An array or a numpy scalar in the ``.npy`` format (dtype and shape exact): its
+    header, then its memory as it is (no copy). Object arrays are refused (they would
+    need pickle), and so are subclasses of ``ndarray`` (they would come back plain)."""
+    if isinstance(value, numpy.ndarray) and type(value) is not numpy.ndarray:
+        msg = f"a {type(value).__name__} (an ndarray subclass) cannot be stored as itself"
+        raise CodecError(msg)
+    array = numpy.asarray(value)
+    if array.dtype.hasobject:
+        msg = f"a numpy {array.dtype} value cannot be stored without pickle"
+        raise CodecError(msg)
+    npy = numpy.lib.format
+    header = npy.header_data_from_array_1_0(array)
+    if header["fortran_order"]:
+        array = array.T  # C-contiguous: its memory is the Fortran order the header says
+    elif not array.flags.c_contiguous:
+        array = numpy.ascontiguousarray(array)
+    text = io.BytesIO()
+    npy.write_array_header_2_0(text, header)
+    blobs.append(Blob(value, (text.getvalue(), array.reshape(-1).view(numpy.uint8))))
     tag = "ndarray" if isinstance(value, numpy.ndarray) else "numpy_scalar"
-    return {TAG: tag, "npy": base64.b64encode(buffer.getvalue()).decode("ascii")}
+    return {TAG: tag, "blob": len(blobs) - 1}
 
 
-def _decode_numpy(data: dict[str, Any]) -> Any:
+_NPY_MAGIC = b"\x93NUMPY\x02\x00"
+_NPY_PREFIX = len(_NPY_MAGIC) + 4  # the magic, then the header's length (4 bytes)
+
+
+def _decode_numpy(data: dict[str, Any], blob: memoryview) -> Any:
+    """The array (or scalar) in ``blob``, copied out of it (so it is writable and owns
+    its memory). Only what :func:`_encode_numpy` writes is read."""
     numpy = sys.modules.get("numpy")
     if numpy is None:
         msg = "a stored numpy value needs numpy, which this program has not imported"
         raise CodecError(msg)
-    raw = base64.b64decode(data["npy"], validate=True)
-    array = numpy.load(io.BytesIO(raw), allow_pickle=False)
+    if bytes(blob[: len(_NPY_MAGIC)]) != _NPY_MAGIC:
+        msg = "a stored numpy value is not in the .npy format"
+        raise CodecError(msg)
+    length = int.from_bytes(blob[len(_NPY_MAGIC) : _NPY_PREFIX], "little")
+    header = io.BytesIO(bytes(blob[: _NPY_PREFIX + length]))
+    header.seek(len(_NPY_MAGIC))  # read_array_header_2_0 reads the length itself
+    # A literal-only parse of a dict of literals (numpy's safe_eval): nothing runs.
+    shape, fortran_order, dtype = numpy.lib.format.read_array_header_2_0(header)
+    if dtype.hasobject:
+        msg = "a stored numpy value has an object dtype"
+        raise CodecError(msg)
+    count = math.prod(shape)
+    if len(blob) != _NPY_PREFIX + length + count * dtype.itemsize:
+        msg = f"a stored numpy value's size does not match its shape {shape}"
+        raise CodecError(msg)
+    flat = numpy.frombuffer(blob, dtype=dtype, count=count, offset=_NPY_PREFIX + length)
+    array = flat.reshape(shape, order="F" if fortran_order else "C").copy(order="K")
     return array[()] if data[TAG] == "numpy_scalar" else array
 
 
@@ -159,74 +215,101 @@ def _name_of(kind: type) -> str:
     return name
 
 
-def decode(data: Any) -> Any:
-    """The value :func:`encode` described; :class:`CodecError` for anything else."""
+#: What a blob reference resolves against: the payload's blobs, or (when an encoding is
+#: checked) the :class:`Blob` values just made, which stand for themselves.
+Blobs = Sequence[memoryview] | Sequence[Blob]
+
+
+def decode(data: Any, blobs: Blobs = ()) -> Any:
+    """The value :func:`encode` described (its blobs in ``blobs``); :class:`CodecError`
+    for anything else."""
     if isinstance(data, list):
-        return [decode(member) for member in data]
+        return [decode(member, blobs) for member in data]
     if not isinstance(data, dict):
         return data
     tag = data.get(TAG)
     if tag is None:
-        return {key: decode(member) for key, member in data.items()}
+        return {key: decode(member, blobs) for key, member in data.items()}
     try:
-        return _decode_tagged(tag, data)
+        return _decode_tagged(tag, data, blobs)
     except CodecError:
         raise
-    except (KeyError, TypeError, ValueError, decimal.InvalidOperation) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, decimal.InvalidOperation) as exc:
         msg = f"a stored {tag!r} value is malformed: {exc}"
         raise CodecError(msg) from exc
 
 
-def _decode_tagged(tag: Any, data: dict[str, Any]) -> Any:
+def _decode_tagged(tag: Any, data: dict[str, Any], blobs: Blobs) -> Any:
     decoder = _DECODERS.get(tag)
     if decoder is not None:
-        return decoder(data)
+        return decoder(data, blobs)
+    binary = _BINARY.get(tag)
+    if binary is not None:
+        index = data["blob"]
+        if type(index) is not int or not 0 <= index < len(blobs):
+            msg = f"a stored {tag!r} value names no blob ({index!r})"
+            raise CodecError(msg)
+        blob = blobs[index]
+        if isinstance(blob, Blob):
+            return blob.source
+        return binary(data, blob)
     parse = _FROM_TEXT.get(tag)
     if parse is not None:
         return parse(data["v"])
-    return _decode_object(tag, data)
+    return _decode_object(tag, data, blobs)
 
 
-def _decode_timedelta(data: dict[str, Any]) -> dt.timedelta:
+def _decode_timedelta(data: dict[str, Any], _blobs: Blobs) -> dt.timedelta:
     days, seconds, microseconds = data["v"]
     return dt.timedelta(days=days, seconds=seconds, microseconds=microseconds)
 
 
-_DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "float": lambda data: float(data["v"]),  # "nan", "inf", "-inf"
-    "dict": lambda data: {decode(key): decode(member) for key, member in data["items"]},
-    "tuple": lambda data: tuple(decode(member) for member in data["items"]),
-    "set": lambda data: {decode(member) for member in data["items"]},
-    "frozenset": lambda data: frozenset(decode(member) for member in data["items"]),
-    "bytes": lambda data: base64.b64decode(data["b64"], validate=True),
+def _decode_pairs(data: dict[str, Any], blobs: Blobs) -> dict[Any, Any]:
+    return {decode(key, blobs): decode(member, blobs) for key, member in data["items"]}
+
+
+_DECODERS: dict[str, Callable[[dict[str, Any], Blobs], Any]] = {
+    "float": lambda data, _blobs: float(data["v"]),  # "nan", "inf", "-inf"
+    "dict": _decode_pairs,
+    "tuple": lambda data, blobs: tuple(decode(member, blobs) for member in data["items"]),
+    "set": lambda data, blobs: {decode(member, blobs) for member in data["items"]},
+    "frozenset": lambda data, blobs: frozenset(decode(m, blobs) for m in data["items"]),
     "timedelta": _decode_timedelta,
+    "pydantic": lambda data, _blobs: _decode_pydantic(data),
+}
+
+#: Kinds kept in a blob: decode from its bytes.
+_BINARY: dict[str, Callable[[dict[str, Any], memoryview], Any]] = {
+    "bytes": lambda _data, blob: bytes(blob),
     "ndarray": _decode_numpy,
     "numpy_scalar": _decode_numpy,
-    "pydantic": _decode_pydantic,
 }
 
 
-def _decode_object(tag: Any, data: dict[str, Any]) -> Any:
+def _decode_object(tag: Any, data: dict[str, Any], blobs: Blobs) -> Any:
     kind = _find(data.get("cls"))
     if tag == "enum" and isinstance(kind, type) and issubclass(kind, enum.Enum):
-        return kind(decode(data["v"]))
+        return kind(decode(data["v"], blobs))
     if tag == "attrs" and isinstance(kind, type) and attrs.has(kind):
         fields = attrs.fields(kind)
-        return _rebuild(kind, data["fields"], {f.name: f.alias if f.init else None for f in fields})
+        arguments = {f.name: f.alias if f.init else None for f in fields}
+        return _rebuild(kind, data["fields"], arguments, blobs)
     if tag == "dataclass" and isinstance(kind, type) and dataclasses.is_dataclass(kind):
         arguments = {f.name: f.name if f.init else None for f in dataclasses.fields(kind)}
-        return _rebuild(kind, data["fields"], arguments)
+        return _rebuild(kind, data["fields"], arguments, blobs)
     msg = f"a stored value of kind {tag!r} ({data.get('cls')!r}) cannot be read back"
     raise CodecError(msg)
 
 
-def _rebuild(kind: type, stored: dict[str, Any], arguments: dict[str, str | None]) -> Any:
+def _rebuild(
+    kind: type, stored: dict[str, Any], arguments: dict[str, str | None], blobs: Blobs
+) -> Any:
     """An attrs or dataclass instance from its stored fields. ``arguments`` maps each
     field to its ``__init__`` argument (an attrs alias), or None for a field set after."""
     if set(stored) != set(arguments):
         msg = f"stored fields {sorted(stored)} are not {kind.__qualname__}'s"
         raise CodecError(msg)
-    values = {name: decode(member) for name, member in stored.items()}
+    values = {name: decode(member, blobs) for name, member in stored.items()}
     given = {argument: values[name] for name, argument in arguments.items() if argument}
     made = kind(**given)
     for name, value in values.items():

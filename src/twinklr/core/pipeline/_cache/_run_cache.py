@@ -26,27 +26,32 @@ import json
 import math
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from collections.abc import Set as AbstractSet
 from datetime import timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
 from .._function import FunctionStage
 from .._results import StageResult, StageStatus, make_result
-from . import _codec, _serialize
+from . import _codec, _payload, _serialize
 from ._code import code_identity, owner
-from ._store import CacheRecord, CacheStore, IndexedCacheStore
+from ._store import CacheRecord, CacheStore, IndexedCacheStore, Payload
 
 if TYPE_CHECKING:
     from .._context import PipelineContext, Write
     from ..definition import StageDefinition
 
-KEY_FORMAT = 2  # 2: type-tagged input fingerprints, code hashes over the MRO and wrapped code
+# 2: type-tagged input fingerprints, code hashes over the MRO and wrapped code;
+# 3: binary values in blobs beside the JSON (no base64), numpy and pydantic inputs
+KEY_FORMAT = 3
+T = TypeVar("T")
 #: How long one save may take; it is shielded from the run's cancellation meanwhile.
 SAVE_TIMEOUT_S = 30.0
+#: How long one read of the store may take (then the run goes on without what it reads).
+LOAD_TIMEOUT_S = 30.0
 
 # Keyed by a stage's class, or a function stage's function (held weakly).
 _output_types: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -89,10 +94,14 @@ class RunCache:
         self.pipeline = pipeline
         self.log = log
         self.clock = clock
-        self.entries: dict[str, str] = {}
+        self.entries: dict[str, Payload] = {}
         # Every key the store holds for the pipeline, whichever run wrote it.
         self.known: AbstractSet[str] = frozenset()
         self.enabled = True
+        # What a rerun of this run needs to resume: the entries it read and wrote. A
+        # bounded store never evicts them while this run goes on.
+        self.held: set[str] = set()
+        self._release: Callable[[set[str]], None] | None = None
         self._warned: set[tuple[str, str]] = set()
         try:
             self.group = _serialize.fingerprint([pipeline, initial_input])
@@ -116,12 +125,31 @@ class RunCache:
         if not self.enabled:
             return
         store = self.store
-        try:
-            self.entries = await store.load(self.pipeline, self.group)
+        hold, release = getattr(store, "hold", None), getattr(store, "release", None)
+        if callable(hold) and callable(release):  # a bounded store: spare what we need
+            hold(self.held)
+            self._release = release
+        entries = await self._read(store.load(self.pipeline, self.group))
+        if entries is not None:
+            self.entries = entries
+            self.held.update(entries)
             if isinstance(store, IndexedCacheStore):
-                self.known = await store.keys(self.pipeline)
-        except Exception as exc:  # noqa: BLE001 - an unreadable store means no hits
-            self._warn_once("", "cache_unreadable", error=_describe(exc))
+                self.known = await self._read(store.keys(self.pipeline)) or frozenset()
+
+    async def _read(self, call: Awaitable[T]) -> T | None:
+        """What ``call`` reads from the store, within ``LOAD_TIMEOUT_S`` unless the store
+        bounds its reads itself; None (warned once) when it fails or takes longer: the
+        run goes on with fewer hits."""
+        timeout = math.inf if getattr(self.store, "bounds_reads", False) else LOAD_TIMEOUT_S
+        with trio.move_on_after(timeout) as scope:
+            try:
+                return await call
+            except Exception as exc:  # noqa: BLE001 - an unreadable store means no hits
+                self._warn_once("", "cache_unreadable", error=_describe(exc))
+                return None
+        if scope.cancelled_caught:
+            self._warn_once("", "cache_read_timed_out", timeout_s=LOAD_TIMEOUT_S)
+        return None
 
     def elsewhere(self, key: str) -> bool:
         """Whether ``key`` is an entry another run wrote (held by the store, not loaded
@@ -135,10 +163,10 @@ class RunCache:
             return
         store = self.store
         assert isinstance(store, IndexedCacheStore)  # noqa: S101 (known keys come from one)
-        try:
-            self.entries.update(await store.fetch(self.pipeline, keys))
-        except Exception as exc:  # noqa: BLE001 - an unreadable entry is a miss
-            self._warn_once("", "cache_unreadable", error=_describe(exc))
+        found = await self._read(store.fetch(self.pipeline, keys))
+        if found:
+            self.entries.update(found)
+            self.held.update(found)
 
     def key(self, sdef: StageDefinition[Any], value: Any, *, item: bool = False) -> str | None:
         """The key for running ``sdef`` on ``value``; None when the input has no
@@ -173,13 +201,14 @@ class RunCache:
         if payload is None:
             return None
         try:
-            data = json.loads(payload)
+            data, blobs = _payload.unpack(payload)
             if data.get("form") == "tagged":  # stored without a declared type
-                output = _codec.decode(data["output"])
+                output = _codec.decode(data["output"], blobs)
             else:
                 output = _serialize.structure(data["output"], output_type(sdef))
             writes = [
-                (str(op), str(name), _codec.decode(value)) for op, name, value in data["writes"]
+                (str(op), str(name), _codec.decode(value, blobs))
+                for op, name, value in data["writes"]
             ]
         except Exception as exc:  # noqa: BLE001 - whatever is wrong, it is a miss
             self._warn_once(sdef.id, "cache_entry_unreadable", key=key, error=_describe(exc))
@@ -219,12 +248,13 @@ class RunCache:
     ) -> None:
         """Queue a successful output (with its writes) for saving; an output or a write
         that cannot come back from JSON equal is not cached (warned once)."""
+        blobs: list[_codec.Blob] = []
         try:
-            stored = _stored_output(output, output_type(sdef))
+            stored = _stored_output(output, output_type(sdef), blobs)
             stored["writes"] = [
-                [op, name, _serialize.tagged_round_trip(value)] for op, name, value in writes
+                [op, name, _serialize.tagged_round_trip(value, blobs)] for op, name, value in writes
             ]
-            payload = json.dumps(stored, separators=(",", ":"), ensure_ascii=False)
+            payload = _payload.pack(stored, blobs)  # the copy: the value as it is now
         except _serialize.NotSerializableError as exc:
             self._warn_once(sdef.id, "cache_output_not_serializable", error=str(exc))
             return
@@ -241,6 +271,7 @@ class RunCache:
             expires_at=None if ttl is None else now + ttl,
         )
         self.entries[key] = payload
+        self.held.add(key)
         self._send.send_nowait(record)
 
     async def write_behind(self) -> None:
@@ -257,6 +288,9 @@ class RunCache:
             leftover = self._drain()
             if leftover:
                 await self._save_shielded(leftover)
+            if self._release is not None:
+                self._release(self.held)
+                self._release = None
 
     def close(self) -> None:
         """No more writes: the writer saves what is queued and ends."""
@@ -281,7 +315,7 @@ class RunCache:
             self._warn_once("", "cache_write_timed_out", lost=len(batch))
 
 
-def _stored_output(output: Any, kind: Any) -> dict[str, Any]:
+def _stored_output(output: Any, kind: Any, blobs: list[_codec.Blob]) -> dict[str, Any]:
     """How ``output`` is stored: as its declared type (cattrs), or self-describing when
     none is declared or the declared one would not bring it back exactly (an array, a
     pydantic model, a numpy float where ``float`` is declared)."""
@@ -290,7 +324,7 @@ def _stored_output(output: Any, kind: Any) -> dict[str, Any]:
             return {"output": _serialize.check_round_trip(output, kind)}
         except _serialize.NotSerializableError:
             pass
-    return {"output": _serialize.tagged_round_trip(output), "form": "tagged"}
+    return {"output": _serialize.tagged_round_trip(output, blobs), "form": "tagged"}
 
 
 def _describe(exc: BaseException) -> str:

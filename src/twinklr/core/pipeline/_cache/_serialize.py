@@ -11,6 +11,7 @@ import hashlib
 import inspect
 import json
 import math
+import sys
 import typing
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from typing import Any
@@ -88,12 +89,37 @@ def _tagged(value: Any) -> Any:
         return _tagged_dict(value)
     if kind is set or kind is frozenset:  # a set equals the frozenset of its members
         return ["set", sorted((_tagged(member) for member in value), key=_canonical)]
-    # Anything else: its class, and its form as cattrs unstructures it.
+    return _tagged_object(value, kind)
+
+
+def _tagged_object(value: Any, kind: type) -> Any:
+    """Any other value: its class, and its form as numpy, pydantic or cattrs gives it."""
+    numpy = sys.modules.get("numpy")  # handled when the program uses it; never imported
+    if numpy is not None and isinstance(value, numpy.ndarray | numpy.generic):
+        return _tagged_numpy(numpy, value)
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(value, pydantic.BaseModel):
+        return [_qualified(kind), _tagged(value.model_dump(mode="json"))]
     unstructured = _converter.unstructure(value)
     if type(unstructured) is kind:  # cattrs knows nothing better than the value itself
         msg = f"cattrs cannot turn a {kind.__name__} into JSON values"
         raise TypeError(msg)
-    return [f"{kind.__module__}.{kind.__qualname__}", _tagged(unstructured)]
+    return [_qualified(kind), _tagged(unstructured)]
+
+
+def _qualified(kind: type) -> str:
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _tagged_numpy(numpy: Any, value: Any) -> Any:
+    """An array or numpy scalar by its type, dtype, shape and a hash of its memory."""
+    array = numpy.ascontiguousarray(value)
+    if array.dtype.hasobject:
+        msg = f"a numpy {array.dtype} value has no fingerprint"
+        raise TypeError(msg)
+    memory = hashlib.sha256(array.reshape(-1).view(numpy.uint8)).hexdigest()
+    dtype = numpy.lib.format.dtype_to_descr(array.dtype)
+    return [_qualified(type(value)), [dtype, list(array.shape), memory]]
 
 
 def _tagged_dict(value: dict[Any, Any]) -> Any:
@@ -125,16 +151,21 @@ def structure(data: Any, kind: Any) -> Any:
         raise NotSerializableError(msg) from exc
 
 
-def tagged_round_trip(value: Any) -> Any:
+def tagged_round_trip(value: Any, blobs: list[_codec.Blob]) -> Any:
     """``value`` in the self-describing form of ``_codec`` (for a value stored without a
-    declared type), once it is known to come back as the same type and an equal value.
+    declared type), its binary parts appended to ``blobs``, once it is known to come back
+    as the same type and an equal value. (A blob is exact by making: the check takes it
+    as read instead of copying it out again.)
 
     Raises :class:`NotSerializableError`, saying what to do, when it would not.
     """
+    before = len(blobs)
     try:
-        data = _codec.encode(value)
-        back = _codec.decode(json.loads(json.dumps(data, allow_nan=False)))
+        data = _codec.encode(value, blobs)
+        back = _codec.decode(json.loads(json.dumps(data, allow_nan=False)), blobs)
+        again = _codec.encode(back, blobs[:before])  # its blobs numbered as the first time
     except (_codec.CodecError, TypeError, ValueError, RecursionError) as exc:
+        del blobs[before:]
         msg = (
             f"{exc}; declare the stage's output type (a return annotation, or "
             "StageDefinition(output_type=...)) or return a supported type"
@@ -142,7 +173,8 @@ def tagged_round_trip(value: Any) -> Any:
         raise NotSerializableError(msg) from exc
     # The descriptions compared first: they are exact for NaN and arrays (whose ==
     # answers element by element).
-    if type(back) is not type(value) or not (_codec.encode(back) == data or back == value):
+    if type(back) is not type(value) or not (again == data or back == value):
+        del blobs[before:]
         msg = f"a {type(value).__name__} value does not come back equal from the cache"
         raise NotSerializableError(msg)
     return data

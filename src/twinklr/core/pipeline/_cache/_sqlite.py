@@ -5,28 +5,49 @@ loses nothing committed; a power cut may lose the last transactions), a busy tim
 processes that write at once, and one transaction per ``save`` so a write is all or
 nothing. Every call runs in a worker thread, never on the Trio loop; one connection per
 store, used by one thread at a time.
+
+Large payloads (above ``INLINE_MAX``) are files in a directory beside the database
+(``<file>-blobs``), written whole under a temporary name and renamed before the row
+that names them commits, and read back mapped, not copied: SQLite is slow at big blobs,
+the file system is not. Each file is named by its key and a random suffix, so a row
+never names a file another process is writing; a file no row names (its writer was
+killed) is removed by :meth:`SQLiteCacheStore.prune`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import mmap
+import os
+import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any, TypeVar
 
 import trio
 
-from ._store import CacheEntry, CacheRecord
+from ._store import CacheEntry, CacheRecord, Holds, Kept, Payload, evictable, payload_size
 
 T = TypeVar("T")
 
 #: The file used when the store is given a directory.
 DEFAULT_FILENAME = "twinklr-cache.sqlite3"
+#: Payloads up to this size are kept in the database, larger ones in files beside it.
+INLINE_MAX = 256 * 1024
+#: SQLite instructions between two checks of a read's deadline.
+_PROGRESS_STEPS = 1000
 #: Keys per query when fetching by key (below SQLite's limit on bound parameters).
 _CHUNK = 500
+#: A blob file no row names is only removed when older than this (it may be a write
+#: whose row is about to commit).
+_ORPHAN_AGE_S = 3600.0
+#: The schema's version (``PRAGMA user_version``); a file of an older one is emptied
+#: (its entries were written under an older key format and can never hit).
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -37,20 +58,35 @@ CREATE TABLE IF NOT EXISTS entries (
     run_group TEXT NOT NULL,
     created_at REAL NOT NULL,
     expires_at REAL,
-    payload TEXT NOT NULL
+    used_at REAL NOT NULL,
+    size INTEGER NOT NULL,
+    payload BLOB,
+    file TEXT
 );
 CREATE INDEX IF NOT EXISTS entries_by_group ON entries (pipeline, run_group);
+CREATE INDEX IF NOT EXISTS entries_by_use ON entries (used_at);
+CREATE TABLE IF NOT EXISTS totals (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    bytes INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO totals VALUES (0, 0);
+CREATE TRIGGER IF NOT EXISTS entries_added AFTER INSERT ON entries
+BEGIN UPDATE totals SET bytes = bytes + new.size; END;
+CREATE TRIGGER IF NOT EXISTS entries_removed AFTER DELETE ON entries
+BEGIN UPDATE totals SET bytes = bytes - old.size; END;
+CREATE TRIGGER IF NOT EXISTS entries_resized AFTER UPDATE OF size ON entries
+BEGIN UPDATE totals SET bytes = bytes - old.size + new.size; END;
 """
-
 
 # A key already stored keeps the run group it was first written in: a run of another
 # input that writes it again (an indexed lookup finds it anyway) must not take it away
 # from the runs that read it with their group.
 _UPSERT = """
-INSERT INTO entries VALUES (?,?,?,?,?,?,?,?)
+INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?)
 ON CONFLICT (key) DO UPDATE SET
     stage = excluded.stage, item = excluded.item, created_at = excluded.created_at,
-    expires_at = excluded.expires_at, payload = excluded.payload
+    expires_at = excluded.expires_at, used_at = excluded.used_at, size = excluded.size,
+    payload = excluded.payload, file = excluded.file
 """
 
 
@@ -58,50 +94,106 @@ class SQLiteCacheStore:
     """A cache in one SQLite file.
 
     ``path`` is the database file, or a directory to keep ``twinklr-cache.sqlite3`` in
-    (created if missing). ``busy_timeout_s`` bounds how long a write waits for another
-    process's write.
+    (created if missing). ``max_bytes`` bounds the payloads it keeps: beyond it a save
+    evicts the entries used least recently, except those runs in progress in this
+    process hold (what they read and wrote). ``read_only`` opens it without ever
+    writing (automatic when the file cannot be written): it is read from, saves fail
+    (the run goes on uncached, warned once). ``busy_timeout_s`` bounds how long a write
+    waits for another process's write; ``read_timeout_s`` how long a read may take, in
+    real time (SQLite interrupts it: the run goes on with fewer hits).
     """
+
+    #: Reads are bounded by the store itself, in real time (see ``read_timeout_s``).
+    bounds_reads = True
 
     def __init__(
         self,
         path: str | Path,
         *,
+        max_bytes: int | None = None,
+        read_only: bool = False,
         busy_timeout_s: float = 10.0,
+        read_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         path = Path(path)
         if path.is_dir() or str(path).endswith(("/", "\\")):
             path = path / DEFAULT_FILENAME
         self.path = path
+        self.blobs = path.with_name(path.name + "-blobs")
+        self.max_bytes = max_bytes
+        self.read_only = read_only or (path.exists() and not os.access(path, os.W_OK))
+        self.holds = Holds()
         self._busy_timeout_ms = int(busy_timeout_s * 1000)
+        self._read_timeout_s = read_timeout_s
         self._clock = clock
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
+        self._current = True  # whether the file's schema is this version's
 
     def __repr__(self) -> str:
         return f"SQLiteCacheStore({str(self.path)!r})"
+
+    def hold(self, keys: AbstractSet[str]) -> None:
+        """Never evict ``keys`` (a live set) until :meth:`release` (see ``Holds``)."""
+        self.holds.hold(keys)
+
+    def release(self, keys: AbstractSet[str]) -> None:
+        """Stop holding ``keys``."""
+        self.holds.release(keys)
 
     # -- the connection, in worker threads --------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout_ms / 1000,
-                isolation_level=None,  # transactions are explicit
-                check_same_thread=False,  # used by one worker thread at a time (the lock)
-            )
+            if self.read_only:
+                connection = sqlite3.connect(
+                    f"{self.path.absolute().as_uri()}?mode=ro",
+                    uri=True,
+                    timeout=self._busy_timeout_ms / 1000,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                connection = sqlite3.connect(
+                    self.path,
+                    timeout=self._busy_timeout_ms / 1000,
+                    isolation_level=None,  # transactions are explicit
+                    check_same_thread=False,  # used by one worker thread at a time (the lock)
+                )
             try:
-                connection.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-                connection.execute("PRAGMA journal_mode = WAL")
-                connection.execute("PRAGMA synchronous = NORMAL")
-                connection.executescript(_SCHEMA)
+                self._prepare(connection)
             except BaseException:
                 connection.close()
                 raise
             self._connection = connection
         return self._connection
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        if self.read_only:
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            self._current = version == SCHEMA_VERSION
+            return
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version != SCHEMA_VERSION:
+                # An older format's entries can never hit: start afresh.
+                db.execute("DROP TABLE IF EXISTS entries")
+                db.execute("DROP TABLE IF EXISTS totals")
+                for statement in _SCHEMA.split(";\n"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def _locked(self, work: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
@@ -111,82 +203,240 @@ class SQLiteCacheStore:
         # Not abandoned on cancel: a started transaction finishes (or rolls back) first.
         return await trio.to_thread.run_sync(self._locked, work)
 
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` interrupted by SQLite once it takes longer than ``read_timeout_s``."""
+
+        def bounded(db: sqlite3.Connection) -> T:
+            deadline = time.monotonic() + self._read_timeout_s
+            db.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_STEPS)
+            try:
+                return work(db)
+            finally:
+                db.set_progress_handler(None, 0)
+
+        return await self._run(bounded)
+
     # -- the store protocol -------------------------------------------------------------
 
-    async def load(self, pipeline: str, group: str) -> dict[str, str]:
+    async def load(self, pipeline: str, group: str) -> dict[str, Payload]:
         """Key -> payload for every unexpired entry of ``pipeline`` in ``group``."""
         now = self._clock()
 
-        def read(db: sqlite3.Connection) -> dict[str, str]:
+        def read(db: sqlite3.Connection) -> dict[str, Payload]:
+            if not self._current:
+                return {}
             rows = db.execute(
-                "SELECT key, payload FROM entries WHERE pipeline = ? AND run_group = ?"
-                " AND (expires_at IS NULL OR expires_at > ?)",
+                "SELECT key, payload, file, size FROM entries"
+                " WHERE pipeline = ? AND run_group = ? AND (expires_at IS NULL OR expires_at > ?)",
                 (pipeline, group, now),
-            )
-            return dict(rows.fetchall())
+            ).fetchall()
+            found = self._payloads(rows)
+            self._touch(db, list(found), now)
+            return found
 
-        return await self._run(read)
+        return await self._read(read)
 
     async def keys(self, pipeline: str) -> AbstractSet[str]:
         """The keys of every entry of ``pipeline``."""
 
         def read(db: sqlite3.Connection) -> set[str]:
+            if not self._current:
+                return set()
             rows = db.execute("SELECT key FROM entries WHERE pipeline = ?", (pipeline,))
             return {key for (key,) in rows}
 
-        return await self._run(read)
+        return await self._read(read)
 
-    async def fetch(self, pipeline: str, keys: Sequence[str]) -> dict[str, str]:
+    async def fetch(self, pipeline: str, keys: Sequence[str]) -> dict[str, Payload]:
         """Key -> payload for those of ``keys`` that are unexpired entries of ``pipeline``."""
         now = self._clock()
         wanted = list(dict.fromkeys(keys))
 
-        def read(db: sqlite3.Connection) -> dict[str, str]:
-            found: dict[str, str] = {}
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start : start + _CHUNK]
+        def read(db: sqlite3.Connection) -> dict[str, Payload]:
+            if not self._current:
+                return {}
+            found: dict[str, Payload] = {}
+            for chunk in _chunks(wanted):
                 marks = ",".join("?" * len(chunk))
                 rows = db.execute(
-                    f"SELECT key, payload FROM entries WHERE key IN ({marks})"  # noqa: S608
+                    f"SELECT key, payload, file, size FROM entries WHERE key IN ({marks})"  # noqa: S608
                     " AND pipeline = ? AND (expires_at IS NULL OR expires_at > ?)",
                     (*chunk, pipeline, now),
-                )
-                found.update(rows.fetchall())
+                ).fetchall()
+                found.update(self._payloads(rows))
+            self._touch(db, list(found), now)
             return found
 
-        return await self._run(read)
+        return await self._read(read)
+
+    def _payloads(
+        self, rows: Iterable[tuple[str, bytes | str | None, str | None, int]]
+    ) -> dict[str, Payload]:
+        found: dict[str, Payload] = {}
+        for key, inline, file, size in rows:
+            if file is not None:
+                found[key] = self._read_file(file, size)
+            elif isinstance(inline, str):
+                found[key] = inline.encode()
+            elif inline is not None:
+                found[key] = inline
+        return found
+
+    def _read_file(self, name: str, size: int) -> Payload:
+        """A blob file, mapped (a file that is gone or of the wrong size reads as an
+        empty payload: a miss the run warns about)."""
+        try:
+            with (self.blobs / name).open("rb") as file:
+                mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            return b""
+        if len(mapped) != size:
+            mapped.close()
+            return b""
+        return memoryview(mapped)
+
+    def _touch(self, db: sqlite3.Connection, keys: list[str], now: float) -> None:
+        """Mark ``keys`` used, for LRU eviction: best effort, never waiting for another
+        process's write (and nothing on a read-only file)."""
+        if self.read_only or not keys:
+            return
+        db.execute("PRAGMA busy_timeout = 0")
+        try:
+            for chunk in _chunks(keys):
+                marks = ",".join("?" * len(chunk))
+                db.execute(
+                    f"UPDATE entries SET used_at = ? WHERE key IN ({marks})",  # noqa: S608
+                    (now, *chunk),
+                )
+        except sqlite3.OperationalError:
+            pass  # busy or read-only after all: the entries keep their old recency
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
 
     async def save(self, records: Sequence[CacheRecord]) -> None:
         """Write ``records`` in one transaction (an entry with the same key is replaced,
-        but keeps its run group)."""
-        rows = [
-            (r.key, r.pipeline, r.stage, r.item, r.group, r.created_at, r.expires_at, r.payload)
-            for r in records
-        ]
+        but keeps its run group), then evict beyond ``max_bytes``: never what was just
+        written, nor what runs in progress here hold."""
+        now = self._clock()
+        written = {record.key for record in records}
 
         def write(db: sqlite3.Connection) -> None:
-            db.execute("BEGIN IMMEDIATE")
+            rows, files = self._rows(records, now)
+            replaced: list[str] = []
             try:
-                db.executemany(_UPSERT, rows)
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    replaced = self._files_of(db, [record.key for record in records])
+                    db.executemany(_UPSERT, rows)
+                    if self.max_bytes is not None:
+                        replaced += self._evict(db, self.max_bytes, written)[1]
+                except BaseException:
+                    # SQLite has already rolled back after some errors (SQLITE_FULL): a
+                    # second ROLLBACK would fail and hide the real error.
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
             except BaseException:
-                # SQLite has already rolled back after some errors (SQLITE_FULL): a
-                # second ROLLBACK would fail and hide the real error.
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
+                self._unlink(files)
                 raise
-            db.execute("COMMIT")
+            self._unlink(name for name in replaced if name not in files)
 
-        if rows:
+        if records:
             await self._run(write)
+
+    def _rows(self, records: Sequence[CacheRecord], now: float) -> tuple[list[Any], list[str]]:
+        """The rows to write, and the blob files written for the large payloads."""
+        rows, files = [], []
+        try:
+            for r in records:
+                size = payload_size(r.payload)
+                inline: Payload | None = r.payload
+                file = None
+                if size > INLINE_MAX:
+                    file = self._write_file(r.key, r.payload)
+                    files.append(file)
+                    inline = None
+                rows.append(
+                    (
+                        r.key,
+                        r.pipeline,
+                        r.stage,
+                        r.item,
+                        r.group,
+                        r.created_at,
+                        r.expires_at,
+                        now,
+                        size,
+                        inline,
+                        file,
+                    )
+                )
+        except BaseException:
+            self._unlink(files)
+            raise
+        return rows, files
+
+    def _write_file(self, key: str, payload: Payload) -> str:
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        name = f"{key}-{secrets.token_hex(4)}.bin"
+        temporary = self.blobs / (name + ".tmp")
+        try:
+            with temporary.open("wb") as file:
+                file.write(payload)
+            temporary.replace(self.blobs / name)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        return name
+
+    def _unlink(self, names: Iterable[str]) -> None:
+        for name in names:
+            with contextlib.suppress(OSError):  # gone already, or still mapped elsewhere
+                (self.blobs / name).unlink(missing_ok=True)
+
+    def _files_of(self, db: sqlite3.Connection, keys: list[str]) -> list[str]:
+        files = []
+        for chunk in _chunks(keys):
+            marks = ",".join("?" * len(chunk))
+            rows = db.execute(
+                f"SELECT file FROM entries WHERE key IN ({marks}) AND file IS NOT NULL",  # noqa: S608
+                chunk,
+            )
+            files += [name for (name,) in rows]
+        return files
+
+    def _evict(
+        self, db: sqlite3.Connection, max_bytes: int, written: AbstractSet[str]
+    ) -> tuple[int, list[str]]:
+        """Delete the least recently used entries beyond ``max_bytes`` (none just
+        ``written`` or held); return how many, and the files they named."""
+        (total,) = db.execute("SELECT bytes FROM totals").fetchone()
+        if total <= max_bytes:
+            return 0, []
+        rows = db.execute("SELECT key, size, file FROM entries ORDER BY used_at, created_at")
+        files: dict[str, str | None] = {}
+        candidates = ((key, size) for key, size, files[key] in rows)
+        doomed = list(evictable(candidates, total, max_bytes, Kept(written, self.holds)))
+        return len(doomed), self._delete(db, doomed, files)
+
+    def _delete(
+        self, db: sqlite3.Connection, keys: list[str], files: dict[str, str | None]
+    ) -> list[str]:
+        for chunk in _chunks(keys):
+            marks = ",".join("?" * len(chunk))
+            db.execute(f"DELETE FROM entries WHERE key IN ({marks})", chunk)  # noqa: S608
+        return [name for key in keys if (name := files.get(key)) is not None]
 
     async def entries(self, pipeline: str | None = None) -> list[CacheEntry]:
         """Every entry (of ``pipeline``), expired ones included, oldest first."""
         where, args = _where(pipeline, None)
-
-        columns = "key, pipeline, stage, item, created_at, expires_at, length(payload)"
+        columns = "key, pipeline, stage, item, created_at, expires_at, size, used_at"
         query = f"SELECT {columns} FROM entries {where} ORDER BY created_at, key"  # noqa: S608
 
         def read(db: sqlite3.Connection) -> list[CacheEntry]:
+            if not self._current:
+                return []
             rows = db.execute(query, args).fetchall()
             return [
                 CacheEntry(
@@ -197,8 +447,9 @@ class SQLiteCacheStore:
                     created_at=created,
                     expires_at=expires,
                     size=size,
+                    used_at=used,
                 )
-                for key, pipe, stage, item, created, expires, size in rows
+                for key, pipe, stage, item, created, expires, size, used in rows
             ]
 
         return await self._run(read)
@@ -213,11 +464,67 @@ class SQLiteCacheStore:
             args.append(self._clock())
 
         def delete(db: sqlite3.Connection) -> int:
-            query = f"DELETE FROM entries {where}"  # noqa: S608 (fixed clauses, bound values)
-            cursor = db.execute(query, args)
-            return cursor.rowcount
+            query = f"SELECT key, file FROM entries {where}"  # noqa: S608 (fixed clauses)
+            return self._remove(db, lambda: dict(db.execute(query, args).fetchall()))
 
         return await self._run(delete)
+
+    async def prune(self, *, max_bytes: int | None = None, older_than: float | None = None) -> int:
+        """Delete expired entries, entries not used for ``older_than`` seconds, then the
+        least recently used beyond ``max_bytes``, none that a run in progress here holds,
+        and blob files no entry names; return how many entries were deleted."""
+        now = self._clock()
+
+        def prune(db: sqlite3.Connection) -> int:
+            def doomed() -> dict[str, str | None]:
+                rows = db.execute(
+                    "SELECT key, file FROM entries"
+                    " WHERE (expires_at IS NOT NULL AND expires_at <= ?) OR used_at <= ?",
+                    (now, -1.0 if older_than is None else now - older_than),
+                )
+                return {key: file for key, file in rows if key not in self.holds}
+
+            removed = self._remove(db, doomed, max_bytes=max_bytes)
+            self._sweep(db)
+            return removed
+
+        return await self._run(prune)
+
+    def _remove(
+        self,
+        db: sqlite3.Connection,
+        select: Callable[[], dict[str, str | None]],
+        *,
+        max_bytes: int | None = None,
+    ) -> int:
+        """Delete what ``select`` picks (then, given ``max_bytes``, the LRU beyond it) in
+        one transaction, then the files they named."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            doomed = select()
+            files = self._delete(db, list(doomed), doomed)
+            count = len(doomed)
+            if max_bytes is not None:
+                evicted, more = self._evict(db, max_bytes, frozenset())
+                count, files = count + evicted, files + more
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        self._unlink(files)
+        return count
+
+    def _sweep(self, db: sqlite3.Connection) -> None:
+        """Remove blob files no entry names (a killed writer's), once old enough."""
+        if not self.blobs.is_dir():
+            return
+        named = {name for (name,) in db.execute("SELECT file FROM entries WHERE file IS NOT NULL")}
+        cutoff = time.time() - _ORPHAN_AGE_S
+        for path in self.blobs.iterdir():
+            with contextlib.suppress(OSError):
+                if path.name not in named and path.stat().st_mtime < cutoff:
+                    path.unlink()
 
     async def aclose(self) -> None:
         """Close the connection (a later call opens it again)."""
@@ -229,6 +536,11 @@ class SQLiteCacheStore:
 
         if self._connection is not None:
             await self._run(close)
+
+
+def _chunks(keys: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(keys), _CHUNK):
+        yield keys[start : start + _CHUNK]
 
 
 def _where(pipeline: str | None, stage: str | None) -> tuple[str, list[Any]]:
