@@ -26,7 +26,7 @@ from twinklr.core.pipeline import (
     StageStatus,
 )
 from twinklr.core.pipeline._cache import _run_cache, _serialize
-from twinklr.core.pipeline._cache._store import CacheRecord, CacheStore
+from twinklr.core.pipeline._cache._store import CacheRecord, CacheStore, Payload
 
 
 class Mood(enum.Enum):
@@ -607,7 +607,7 @@ async def test_a_store_without_an_index_serves_what_runs_of_the_same_input_wrote
         def __init__(self) -> None:
             self.inner = MemoryCacheStore()
 
-        async def load(self, pipeline: str, group: str) -> dict[str, str]:
+        async def load(self, pipeline: str, group: str) -> dict[str, Payload]:
             return await self.inner.load(pipeline, group)
 
         async def save(self, records: Any) -> None:
@@ -649,7 +649,7 @@ async def test_a_fan_out_reads_the_entries_other_runs_wrote_in_one_query() -> No
             super().__init__()
             self.fetched: list[list[str]] = []
 
-        async def fetch(self, pipeline: str, keys: Any) -> dict[str, str]:
+        async def fetch(self, pipeline: str, keys: Any) -> dict[str, Payload]:
             self.fetched.append(list(keys))
             return await super().fetch(pipeline, keys)
 
@@ -673,7 +673,7 @@ async def test_streamed_items_are_read_one_by_one_and_a_failed_read_is_a_miss() 
             self.broken = False
             self.fetched = 0
 
-        async def fetch(self, pipeline: str, keys: Any) -> dict[str, str]:
+        async def fetch(self, pipeline: str, keys: Any) -> dict[str, Payload]:
             self.fetched += 1
             if self.broken:
                 msg = "disk went away"
@@ -725,3 +725,162 @@ async def test_a_declared_type_that_would_change_the_value_falls_back_to_exact()
     assert type(again.outputs["tempo"]) is np.float64
     assert again.outputs["wave"].dtype == np.float32
     assert np.array_equal(again.outputs["wave"], np.linspace(0, 1, 5, dtype=np.float32))
+
+
+class HangingLoads(MemoryCacheStore):
+    """A store whose reads never finish (a wedged network store), and says nothing of
+    bounding them itself."""
+
+    bounds_reads = False
+
+    async def load(self, pipeline: str, group: str) -> Any:
+        await trio.sleep_forever()
+
+
+async def test_a_store_whose_load_never_returns_cannot_hang_the_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    stage = Counted()
+    pipeline = PipelineDefinition("p", [StageDefinition("a", stage)])
+    with structlog.testing.capture_logs() as logs:
+        result = await PipelineExecutor(cache=HangingLoads()).execute(pipeline, 0)
+    assert result.success
+    assert stage.calls == 1
+    assert trio.current_time() == _run_cache.LOAD_TIMEOUT_S  # then it went on, uncached
+    assert [log["event"] for log in logs if log["log_level"] == "warning"] == [
+        "cache_read_timed_out"
+    ]
+
+
+async def test_a_streamed_item_is_cached_as_yielded_not_as_a_consumer_changed_it(
+    store: CacheStore,
+) -> None:
+    mutate = [True]
+
+    async def produce(count: int) -> Any:
+        for item in range(count):
+            yield {"item": item, "seen_by": []}
+
+    async def consume(item: dict[str, Any]) -> int:
+        if mutate[0]:
+            item["seen_by"].append("consumer")  # changes the producer's own item
+        return int(item["item"])
+
+    pipeline = batch(consume, produce, name="mutating")
+    executor = PipelineExecutor(cache=store)
+    first = await executor.execute(pipeline, 3)
+    assert first.outputs["items"][0]["seen_by"] == ["consumer"]  # shared, as in Python
+    mutate[0] = False
+    second = await executor.execute(pipeline, 3)
+    assert second.cached_stages == ("items", "sq")
+    assert second.outputs["items"] == [{"item": i, "seen_by": []} for i in range(3)]
+
+
+async def test_an_uncopyable_streamed_item_is_not_cached(store: CacheStore) -> None:
+    class Handle:
+        def __deepcopy__(self, memo: Any) -> Any:
+            msg = "a live handle"
+            raise TypeError(msg)
+
+    async def produce(count: int) -> Any:
+        for _ in range(count):
+            yield Handle()
+
+    async def consume(item: Handle) -> int:
+        return 1
+
+    pipeline = batch(consume, produce, name="handles")
+    with structlog.testing.capture_logs() as logs:
+        result = await PipelineExecutor(cache=store).execute(pipeline, 2)
+    assert result.success
+    warned = [log for log in logs if log["event"] == "cache_output_not_serializable"]
+    assert [log["stage"] for log in warned] == ["items"]
+    assert "cannot be copied" in warned[0]["error"]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def bounded_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """A store of either kind bounded to two of the chain's entries."""
+    if request.param == "memory":
+        return MemoryCacheStore(max_bytes=90)
+    return SQLiteCacheStore(tmp_path, max_bytes=90)
+
+
+def chain_of(stages: list[Counted], name: str = "chain") -> PipelineDefinition:
+    return PipelineDefinition(
+        name,
+        [
+            StageDefinition(f"s{n}", stage, inputs=[f"s{n - 1}"] if n else [])
+            for n, stage in enumerate(stages)
+        ],
+    )
+
+
+async def test_eviction_never_takes_what_a_resuming_run_needs(bounded_store: Any) -> None:
+    stages = [Counted(lambda value: value + 1) for _ in range(5)]
+    stages[3].broken = True
+    pipeline = chain_of(stages)
+    executor = PipelineExecutor(cache=bounded_store)
+    first = await executor.execute(pipeline, 0)
+    assert first.failed_stages == ("s3",)
+    size = sum(entry.size for entry in await bounded_store.entries())
+    assert size > bounded_store.max_bytes  # three entries: over the bound, all held
+    second = await executor.execute(pipeline, 0)  # still broken: resumes again
+    assert second.cached_stages == ("s0", "s1", "s2")
+    stages[3].broken = False
+    third = await executor.execute(pipeline, 0)
+    assert third.success
+    assert third.cached_stages == ("s0", "s1", "s2")
+    assert [stage.calls for stage in stages] == [1, 1, 1, 3, 1]
+    # Another input's run fills the store: the idle entries are evicted, oldest first,
+    # down to the bound (that run's own entries are held while it runs).
+    other = await executor.execute(pipeline, 100)
+    assert other.success
+    await executor.execute(chain_of([Counted()], "tiny"), 0)  # one more save, nothing held
+    entries = await bounded_store.entries()
+    assert sum(entry.size for entry in entries) <= bounded_store.max_bytes
+    assert {entry.pipeline for entry in entries} <= {"chain", "tiny"}
+
+
+async def test_numpy_and_pydantic_outputs_are_inputs_the_cache_can_key(
+    store: CacheStore,
+) -> None:
+    import numpy as np  # noqa: PLC0415 (this test's own libraries)
+    import pydantic  # noqa: PLC0415
+
+    class Features(pydantic.BaseModel):
+        peak: float
+
+    calls: list[str] = []
+
+    async def analyse(song: str) -> np.ndarray:
+        calls.append("analyse")
+        return np.linspace(0, 1, 200_000)  # 1.6 MB: a file beside the SQLite database
+
+    async def features(samples: np.ndarray) -> Features:
+        calls.append("features")
+        return Features(peak=float(samples.max()))
+
+    async def plan(found: Features) -> str:
+        calls.append("plan")
+        return f"peak {found.peak}"
+
+    pipeline = PipelineDefinition(
+        "typed",
+        [
+            StageDefinition("analyse", analyse),
+            # A class defined in a function: its annotation cannot be resolved here (and
+            # the class cannot be found by name), so the type is declared; it is then
+            # read back through pydantic's JSON mode as that class.
+            StageDefinition("features", features, inputs=["analyse"], output_type=Features),
+            StageDefinition("plan", plan, inputs=["features"]),
+        ],
+    )
+    executor = PipelineExecutor(cache=store)
+    await executor.execute(pipeline, "carol")
+    again = await executor.execute(pipeline, "carol")
+    assert again.cached_stages == ("analyse", "features", "plan")
+    assert calls == ["analyse", "features", "plan"]
+    assert again.outputs["plan"] == "peak 1.0"
+    assert type(again.outputs["features"]) is Features
+    assert np.array_equal(again.outputs["analyse"], np.linspace(0, 1, 200_000))

@@ -99,26 +99,31 @@ CHILD = textwrap.dedent(
     from twinklr.core.pipeline import SQLiteCacheStore
     from twinklr.core.pipeline._cache._store import CacheRecord
 
-    async def main(path, name, count):
+    async def main(path, name, count, width):
         store = SQLiteCacheStore(path)
         for i in range(count):
-            payload = '{"output":"%s","writes":[]}' % (str(i) * 2000)
+            payload = '{"output":"%s","writes":[]}' % (str(i) * width)
             batch = [
                 CacheRecord(key=f"{name}-{i}-{j}", pipeline="p", stage=name, group="g",
                             payload=payload, created_at=i)
                 for j in range(5)
             ]
+            # Every writer also writes the same shared keys: the last one wins, whole.
+            batch.append(CacheRecord(key=f"shared-{i}", pipeline="p", stage=name, group="g",
+                                     payload=payload, created_at=i))
             await store.save(batch)
             print(i, flush=True)
 
-    trio.run(main, sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    trio.run(main, sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     """
 )
 
 
-def spawn_writer(path: Path, name: str, count: int) -> subprocess.Popen[str]:
+def spawn_writer(path: Path, name: str, count: int, *, width: int = 2000) -> subprocess.Popen[str]:
+    """A second process saving ``count`` batches of five entries (and one shared key),
+    each payload about ``width`` times a digit long (above ``INLINE_MAX``: a file)."""
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(path), name, str(count)],
+        [sys.executable, "-c", CHILD, str(path), name, str(count), str(width)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -131,7 +136,25 @@ async def test_several_processes_share_one_file(tmp_path: Path) -> None:
         assert writer.returncode == 0
         assert out.split() == [str(i) for i in range(30)]
     entries = await SQLiteCacheStore(tmp_path).entries()
-    assert len(entries) == 3 * 30 * 5
+    assert len(entries) == 3 * 30 * 5 + 30
+
+
+async def test_two_processes_writing_large_entries_at_once_lose_nothing(tmp_path: Path) -> None:
+    width = INLINE_MAX  # every payload is a file beside the database
+    writers = [spawn_writer(tmp_path, f"w{n}", 8, width=width) for n in range(2)]
+    for writer in writers:
+        writer.communicate(timeout=120)
+        assert writer.returncode == 0
+    store = SQLiteCacheStore(tmp_path)
+    entries = await store.entries()
+    assert len(entries) == 2 * 8 * 5 + 8
+    loaded = await store.load("p", "g")
+    assert set(loaded) == {entry.key for entry in entries}
+    for key, payload in loaded.items():
+        batch = int(key.rsplit("-", 2)[1] if key.startswith("w") else key.split("-")[1])
+        assert json.loads(bytes(payload))["output"] == str(batch) * width
+    files = {path.name for path in store.blobs.iterdir()}
+    assert len(files) == len(entries)  # a replaced shared entry's file went with it
 
 
 def test_a_killed_writer_leaves_every_committed_entry_and_no_half_one(tmp_path: Path) -> None:
@@ -149,9 +172,11 @@ def test_a_killed_writer_leaves_every_committed_entry_and_no_half_one(tmp_path: 
         loaded = await SQLiteCacheStore(tmp_path).load("p", "g")
         batches: dict[int, int] = {}
         for key, payload in loaded.items():
+            if key.startswith("shared"):
+                continue
             _, batch, _ = key.split("-")
             batches[int(batch)] = batches.get(int(batch), 0) + 1
-            assert json.loads(payload)["output"] == batch * 2000
+            assert json.loads(bytes(payload))["output"] == batch * 2000
         assert all(count == 5 for count in batches.values())  # whole batches only
         assert set(range(committed + 1)) <= set(batches)  # nothing committed is lost
 
@@ -188,3 +213,97 @@ async def test_a_cache_that_cannot_be_written_means_no_cache_with_a_warning(
     warned = {log["event"]: log for log in logs if log["log_level"] == "warning"}
     assert "FileExistsError" in warned["cache_write_failed"]["error"]
     assert "cache_unreadable" in warned
+
+
+# -- large payloads, bounds, read-only files, old files ------------------------------
+
+
+def big(key: str, fill: bytes = b"x", *, size: int = INLINE_MAX + 1) -> CacheRecord:
+    return CacheRecord(
+        key=key, pipeline="p", stage="s", group="g", payload=fill * size, created_at=1.0
+    )
+
+
+async def test_a_large_payload_is_a_file_beside_the_database_read_back_mapped(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteCacheStore(tmp_path)
+    await store.save([big("a"), record("small")])
+    (file,) = store.blobs.iterdir()
+    assert file.name.startswith("a-")
+    assert file.stat().st_size == INLINE_MAX + 1
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("SELECT payload FROM entries WHERE key = 'a'").fetchone() == (None,)
+    loaded = await store.load("p", "g")
+    assert isinstance(loaded["a"], memoryview)  # the file mapped, not copied
+    assert bytes(loaded["a"]) == b"x" * (INLINE_MAX + 1)
+    assert loaded["small"] == b'{"output":1,"writes":[]}'
+    assert [e.size for e in await store.entries()] == [INLINE_MAX + 1, 24]
+    await store.save([big("a", b"y")])  # replaced: the old file goes
+    (replaced,) = store.blobs.iterdir()
+    assert replaced != file
+    assert bytes((await store.fetch("p", ["a"]))["a"]) == b"y" * (INLINE_MAX + 1)
+    assert await store.clear() == 2
+    assert list(store.blobs.iterdir()) == []
+
+
+async def test_a_blob_file_gone_or_cut_short_reads_as_an_empty_payload(tmp_path: Path) -> None:
+    store = SQLiteCacheStore(tmp_path)
+    await store.save([big("a"), big("b")])
+    files = sorted(store.blobs.iterdir())
+    files[0].unlink()
+    files[1].write_bytes(b"x" * 10)
+    assert await store.load("p", "g") == {"a": b"", "b": b""}  # a miss the run warns about
+
+
+async def test_prune_removes_files_no_entry_names_once_old(tmp_path: Path) -> None:
+    store = SQLiteCacheStore(tmp_path)
+    await store.save([big("kept")])
+    store.blobs.joinpath("orphan-1234.bin").write_bytes(b"left by a killed writer")
+    store.blobs.joinpath("young-5678.bin.tmp").write_bytes(b"being written right now")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(store.blobs / "orphan-1234.bin", (hours_ago, hours_ago))
+    assert await store.prune() == 0
+    names = sorted(path.name[:5] for path in store.blobs.iterdir())
+    assert names == ["kept-", "young"]
+
+
+async def test_a_read_only_store_is_read_from_and_never_written(tmp_path: Path) -> None:
+    writer = SQLiteCacheStore(tmp_path)
+    await writer.save([record("a"), big("b")])
+    await writer.aclose()
+    before = (tmp_path / DEFAULT_FILENAME).read_bytes()
+    store = SQLiteCacheStore(tmp_path, read_only=True)
+    assert set(await store.load("p", "g")) == {"a", "b"}  # no LRU touch on a read-only file
+    assert [e.key for e in await store.entries()] == ["a", "b"]
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        await store.save([record("c")])
+    assert (tmp_path / DEFAULT_FILENAME).read_bytes() == before
+    if os.geteuid() != 0:  # root writes any file: permissions cannot make it read-only
+        (tmp_path / DEFAULT_FILENAME).chmod(0o444)
+        assert SQLiteCacheStore(tmp_path).read_only
+
+
+async def test_a_file_of_an_older_format_starts_afresh(tmp_path: Path) -> None:
+    path = tmp_path / DEFAULT_FILENAME
+    with sqlite3.connect(path) as db:  # the format before blobs and sizes
+        db.execute(
+            "CREATE TABLE entries (key TEXT PRIMARY KEY, pipeline TEXT NOT NULL, stage TEXT"
+            " NOT NULL, item INTEGER, run_group TEXT NOT NULL, created_at REAL NOT NULL,"
+            " expires_at REAL, payload TEXT NOT NULL)"
+        )
+        db.execute("INSERT INTO entries VALUES ('old','p','s',NULL,'g',0,NULL,'{}')")
+    assert await SQLiteCacheStore(path, read_only=True).load("p", "g") == {}
+    store = SQLiteCacheStore(path)
+    assert await store.entries() == []  # its entries could never hit: dropped
+    await store.save([record("new")])
+    assert set(await store.load("p", "g")) == {"new"}
+
+
+async def test_a_read_that_takes_too_long_is_interrupted(tmp_path: Path) -> None:
+    writer = SQLiteCacheStore(tmp_path)
+    await writer.save([record(f"k{i}") for i in range(2000)])
+    store = SQLiteCacheStore(tmp_path, read_timeout_s=0.0)
+    with pytest.raises(sqlite3.OperationalError, match="interrupted"):
+        await store.load("p", "g")
+    assert len(await store.entries()) == 2000  # writes and listings are not reads

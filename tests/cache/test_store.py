@@ -5,6 +5,9 @@ from __future__ import annotations
 import gc
 import tracemalloc
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from twinklr.core.pipeline import CacheRecord, CacheStore, MemoryCacheStore, SQLiteCacheStore
 
@@ -66,3 +69,101 @@ async def test_an_emptied_memory_store_gives_its_memory_back() -> None:
     assert held < 4_096, f"{held} bytes still held by an empty store"
     await store.save([rec("again")])
     assert set(await store.load("p", "g")) == {"again"}
+
+
+# -- the size bound (both stores) ----------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def bounded(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """A factory of bounded stores of either kind, on a clock the test moves."""
+
+    def make(max_bytes: int | None, clock: Clock) -> Any:
+        if request.param == "memory":
+            return MemoryCacheStore(max_bytes=max_bytes, clock=clock)
+        return SQLiteCacheStore(tmp_path, max_bytes=max_bytes, clock=clock)
+
+    return make
+
+
+def sized(key: str, size: int = 100, *, expires: float | None = None) -> CacheRecord:
+    return CacheRecord(
+        key=key,
+        pipeline="p",
+        stage="s",
+        group="g",
+        payload=b"x" * size,
+        created_at=0.0,
+        expires_at=expires,
+    )
+
+
+async def keys_of(store: Any) -> set[str]:
+    return {entry.key for entry in await store.entries()}
+
+
+async def test_a_bounded_store_evicts_the_least_recently_used(bounded: Any) -> None:
+    clock = Clock()
+    store = bounded(300, clock)
+    for key in "abc":
+        clock.now += 1
+        await store.save([sized(key)])
+    clock.now += 1
+    assert set(await store.fetch("p", ["a"])) == {"a"}  # a read makes "a" recent
+    clock.now += 1
+    await store.save([sized("d")])
+    assert await keys_of(store) == {"a", "c", "d"}  # "b" was used least recently
+    entries = {entry.key: entry for entry in await store.entries()}
+    assert (entries["a"].used_at, entries["c"].used_at) == (1004.0, 1003.0)
+    clock.now += 1
+    await store.load("p", "g")  # a run's load uses all it reads
+    await store.save([sized("e", 250)])
+    assert await keys_of(store) == {"e"}  # as many as it takes, oldest first
+    assert sum(entry.size for entry in await store.entries()) <= 300
+
+
+async def test_what_was_just_written_and_what_runs_hold_are_never_evicted(bounded: Any) -> None:
+    clock = Clock()
+    store = bounded(250, clock)
+    held = {"a"}
+    store.hold(held)
+    await store.save([sized("a"), sized("b")])
+    clock.now += 1
+    held.add("c")  # a live set: the run's later keys count too
+    await store.save([sized("c"), sized("d")])
+    # 400 bytes, but "a" and "c" are held and "d" was just written: only "b" may go.
+    assert await keys_of(store) == {"a", "c", "d"}
+    await store.save([sized("e", 300)])  # larger than the bound alone: kept, for its run
+    assert await keys_of(store) == {"a", "c", "e"}
+    store.release(held)
+    clock.now += 1
+    await store.save([sized("f")])
+    assert await keys_of(store) == {"f"}
+
+
+async def test_prune_by_age_size_and_expiry(bounded: Any) -> None:
+    clock = Clock()
+    store = bounded(None, clock)
+    await store.save([sized("old"), sized("gone", expires=1500.0)])
+    clock.now = 1000.0 + 8 * 86400
+    await store.save([sized("new"), sized("newer")])
+    clock.now += 10
+    await store.fetch("p", ["newer"])
+    assert await store.prune(older_than=7 * 86400) == 2  # "old", and the expired "gone"
+    assert await keys_of(store) == {"new", "newer"}
+    held = {"new"}
+    store.hold(held)
+    assert await store.prune(max_bytes=100) == 1  # "new" is the LRU, but held
+    assert await keys_of(store) == {"new"}
+    store.release(held)
+    assert await store.prune(max_bytes=100) == 0  # it fits
+    assert await store.prune(max_bytes=0) == 1
+    assert await store.prune() == 0

@@ -21,6 +21,7 @@ stage that succeeded is kept for the rerun.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -202,8 +203,11 @@ class RunCache:
             return None
         try:
             data, blobs = _payload.unpack(payload)
-            if data.get("form") == "tagged":  # stored without a declared type
+            form = data.get("form")
+            if form == "tagged":  # stored without a declared type
                 output = _codec.decode(data["output"], blobs)
+            elif form == "model":  # a pydantic model of the declared class
+                output = _serialize.model_from_json(data["output"], output_type(sdef))
             else:
                 output = _serialize.structure(data["output"], output_type(sdef))
             writes = [
@@ -274,6 +278,25 @@ class RunCache:
         self.held.add(key)
         self._send.send_nowait(record)
 
+    def offer_items(
+        self,
+        sdef: StageDefinition[Any],
+        key: str,
+        snapshots: Snapshots,
+        output: Any,
+        writes: list[Write],
+    ) -> None:
+        """:meth:`offer` a streaming stage's items as they were when it yielded them
+        (its consumers may have changed them since); not cached when they could not
+        be copied (warned once)."""
+        count = len(output or ())
+        items = snapshots.items[len(snapshots.items) - count :]  # the last attempt's
+        if snapshots.error is not None or len(items) != count:
+            error = snapshots.error or "its items were not all seen as they were yielded"
+            self._warn_once(sdef.id, "cache_output_not_serializable", error=str(error))
+            return
+        self.offer(sdef, key, items, writes)
+
     async def write_behind(self) -> None:
         """Save queued records in batches until :meth:`close`.
 
@@ -315,15 +338,40 @@ class RunCache:
             self._warn_once("", "cache_write_timed_out", lost=len(batch))
 
 
+class Snapshots:
+    """The items a cached streaming stage yields, each copied as it is yielded: the
+    stages reading them as they come may change them before the stage finishes, and the
+    cache keeps what the stage produced."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.error: Exception | None = None
+
+    def take(self, item: Any) -> None:
+        """Keep a copy of ``item`` (one that cannot be copied: the output is not cached)."""
+        if self.error is None:
+            try:
+                self.items.append(copy.deepcopy(item))
+            except Exception as exc:  # noqa: BLE001 - whatever deepcopy raises: not cached
+                self.error = _serialize.NotSerializableError(
+                    f"a yielded {type(item).__name__} cannot be copied: {_describe(exc)}"
+                )
+
+
 def _stored_output(output: Any, kind: Any, blobs: list[_codec.Blob]) -> dict[str, Any]:
     """How ``output`` is stored: as its declared type (cattrs), or self-describing when
     none is declared or the declared one would not bring it back exactly (an array, a
-    pydantic model, a numpy float where ``float`` is declared)."""
+    pydantic model, a numpy float where ``float`` is declared). A pydantic model of
+    the declared class is stored in pydantic's JSON mode and read back as that class
+    (found through the declaration, so a class defined in a function works too)."""
     if kind is not Any:
         try:
             return {"output": _serialize.check_round_trip(output, kind)}
         except _serialize.NotSerializableError:
             pass
+        model = _serialize.model_round_trip(output, kind)
+        if model is not None:
+            return {"output": model, "form": "model"}
     return {"output": _serialize.tagged_round_trip(output, blobs), "form": "tagged"}
 
 

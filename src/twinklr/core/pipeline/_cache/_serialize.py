@@ -195,6 +195,37 @@ def check_round_trip(value: Any, kind: Any) -> Any:
     return data
 
 
+def _model_class(kind: Any) -> Any:
+    """``kind`` when it is a pydantic model class (pydantic never imported for it)."""
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(kind, type) and issubclass(kind, pydantic.BaseModel):
+        return kind
+    return None
+
+
+def model_round_trip(value: Any, kind: Any) -> str | None:
+    """``value``'s pydantic JSON when it is a model of exactly the declared ``kind`` that
+    comes back equal from it; None otherwise."""
+    model = _model_class(kind)
+    if model is None or type(value) is not model:
+        return None
+    try:
+        text: str = value.model_dump_json()
+        back = model.model_validate_json(text)
+    except Exception:  # noqa: BLE001 - pydantic's own errors: stored otherwise
+        return None
+    return text if back == value else None
+
+
+def model_from_json(text: Any, kind: Any) -> Any:
+    """The declared model class's instance from its JSON (its validators run)."""
+    model = _model_class(kind)
+    if model is None or not isinstance(text, str):
+        msg = f"a stored model cannot be read back as {kind!r}"
+        raise NotSerializableError(msg)
+    return model.model_validate_json(text)
+
+
 _STREAM_ORIGINS = (AsyncGenerator, AsyncIterator, AsyncIterable)
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._cache._run_cache import Snapshots
 from .._context import record_writes, stop_recording
 from .._observe._events import EventKind
 from .._results import StageResult, StageStatus
@@ -88,7 +89,7 @@ async def stage_actor(run: Run, index: int, streams: list[Any] | None = None) ->
                 sdef.condition, sdef.id, run.context, value, with_input=plan.condition_input[index]
             )
         cache = run.cache if plan.cacheable[index] else None
-        key = writes = None
+        key = writes = snapshots = None
         if result is None and cache is not None and sdef.pattern is not ExecutionPattern.FAN_OUT:
             key = cache.key(sdef, value)
             if key is not None:
@@ -97,6 +98,8 @@ async def stage_actor(run: Run, index: int, streams: list[Any] | None = None) ->
                 result = cache.serve(sdef, key, run.context)
                 if result is None:
                     writes = record_writes()
+                    if streams:  # consumers may change the items before it finishes
+                        snapshots = Snapshots()
         if result is None:
             if sdef.pattern is ExecutionPattern.FAN_OUT:
                 result = await run_fan_out(
@@ -120,7 +123,9 @@ async def stage_actor(run: Run, index: int, streams: list[Any] | None = None) ->
                     run.context,
                     streaming=plan.streaming[index],
                     on_retry=run.on_retry,
-                    forward=None if not streams else functools.partial(_forward, streams),
+                    forward=None
+                    if not streams
+                    else functools.partial(_forward, streams, snapshots),
                 )
         if writes is not None:
             stop_recording()
@@ -133,15 +138,23 @@ async def stage_actor(run: Run, index: int, streams: list[Any] | None = None) ->
     # run's writer, off this stage's path.
     succeeded = result.status is StageStatus.SUCCEEDED
     if writes is not None and key is not None and cache is not None and succeeded:
-        cache.offer(sdef, key, result.output, writes)
+        if snapshots is None:
+            cache.offer(sdef, key, result.output, writes)
+        else:
+            cache.offer_items(sdef, key, snapshots, result.output, writes)
     if streams and result.status is StageStatus.CACHED:
         for item in result.output or ():  # a cache hit hands its items on after the fact
-            await _forward(streams, item)
+            await _forward(streams, None, item)
 
 
-async def _forward(streams: list[trio.MemorySendChannel[Any]], item: Any) -> None:
+async def _forward(
+    streams: list[trio.MemorySendChannel[Any]], snapshots: Snapshots | None, item: Any
+) -> None:
     """Hand a yielded ``item`` to every stage pipelined on its producer (one that has
-    stopped reading is dropped: the producer goes on for its other consumers)."""
+    stopped reading is dropped: the producer goes on for its other consumers), keeping
+    a copy of it first for the cache."""
+    if snapshots is not None:
+        snapshots.take(item)
     for send in list(streams):
         try:
             await send.send(item)
