@@ -359,20 +359,23 @@ class Snapshots:
 
 
 def _stored_output(output: Any, kind: Any, blobs: list[_codec.Blob]) -> dict[str, Any]:
-    """How ``output`` is stored: as its declared type (cattrs), or self-describing when
-    none is declared or the declared one would not bring it back exactly (an array, a
-    pydantic model, a numpy float where ``float`` is declared). A pydantic model of
-    the declared class is stored in pydantic's JSON mode and read back as that class
-    (found through the declaration, so a class defined in a function works too)."""
-    if kind is not Any:
-        try:
-            return {"output": _serialize.check_round_trip(output, kind)}
-        except _serialize.NotSerializableError:
-            pass
+    """How ``output`` is stored: self-describing (the same type and an equal value come
+    back, binary values in blobs), or, when that cannot describe it (a class defined in
+    a function), as its declared type: a pydantic model class through pydantic's JSON
+    mode, anything else as cattrs JSON of that type."""
+    try:
+        return {"output": _serialize.tagged_round_trip(output, blobs), "form": "tagged"}
+    except _serialize.NotSerializableError as undescribed:
+        if kind is Any:
+            raise
         model = _serialize.model_round_trip(output, kind)
         if model is not None:
             return {"output": model, "form": "model"}
-    return {"output": _serialize.tagged_round_trip(output, blobs), "form": "tagged"}
+        try:
+            return {"output": _serialize.check_round_trip(output, kind)}
+        except _serialize.NotSerializableError as exc:
+            msg = f"{undescribed}; as the declared {kind!r}: {exc}"
+            raise _serialize.NotSerializableError(msg) from exc
 
 
 def _describe(exc: BaseException) -> str:

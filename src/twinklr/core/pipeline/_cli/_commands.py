@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import logging
+import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -189,6 +190,13 @@ def cmd_cache(args: argparse.Namespace) -> int:
             removed = await store.clear(args.pipeline, stage=args.stage)
             print(f"removed {removed} entries from {store.path}")
             return EXIT_OK
+        if args.action == "prune":
+            removed = await store.prune(max_bytes=args.max_bytes, older_than=args.older_than)
+            left = await store.entries()
+            size = sum(entry.size for entry in left)
+            print(f"removed {removed} entries from {store.path}")
+            print(f"{len(left)} entries, {size} bytes left")
+            return EXIT_OK
         entries = await store.entries(args.pipeline)
         if args.action == "stats":
             size = sum(entry.size for entry in entries)
@@ -248,6 +256,31 @@ def _items(result: PipelineResult) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_size(text: str) -> int:
+    """``--max-bytes``: a byte count, with K, M, G or T (powers of 1024)."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        msg = f"expected a size such as 1048576, 500M or 2G, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    number, unit = match.groups()
+    return int(float(number) * 1024 ** "_kmgt".index(unit.lower() or "_"))
+
+
+def parse_age(text: str) -> float:
+    """``--older-than``: seconds, from a number and a unit (s, m, h, d, w)."""
+    match = _AGE.fullmatch(text.strip())
+    if match is None:
+        msg = f"expected an age such as 30s, 15m, 12h, 7d or 2w, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    number, unit = match.groups()
+    return float(number) * _SECONDS[unit.lower()]
+
+
 def _parse_fail_at(text: str | None) -> tuple[str, int | None] | None:
     if text is None:
         return None
@@ -298,11 +331,24 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--output", help="file to write (svg/png: default NAME.FORMAT)")
     graph.set_defaults(handler=cmd_graph)
 
-    cache = commands.add_parser("cache", help="list, clear or count cached entries")
-    cache.add_argument("action", choices=["list", "clear", "stats"])
+    cache = commands.add_parser("cache", help="list, count, clear or prune cached entries")
+    cache.add_argument("action", choices=["list", "stats", "clear", "prune"])
     cache.add_argument("--cache", default=DEFAULT_CACHE, help="the cache directory or file")
-    cache.add_argument("--pipeline", help="only this pipeline's entries")
+    cache.add_argument("--pipeline", help="only this pipeline's entries (list, stats, clear)")
     cache.add_argument("--stage", help="only this stage's entries (clear)")
+    cache.add_argument(
+        "--max-bytes",
+        type=parse_size,
+        metavar="N",
+        help="prune: evict the least recently used entries beyond N bytes (500M, 2G: K, M, G"
+        " are powers of 1024)",
+    )
+    cache.add_argument(
+        "--older-than",
+        type=parse_age,
+        metavar="AGE",
+        help="prune: remove entries not used for AGE (30s, 15m, 12h, 7d, 2w)",
+    )
     cache.set_defaults(handler=cmd_cache)
 
     demo = commands.add_parser("demo", help="the Twinklr sequencer, offline")
