@@ -69,22 +69,17 @@ def _allocate(size: int) -> memoryview:
 def unpack(payload: Payload) -> tuple[dict[str, Any], list[memoryview]]:
     """The document and its blobs (views of ``payload``); :class:`CodecError` when the
     payload is neither JSON nor a whole frame."""
+    if type(payload) is bytes and not payload.startswith(MAGIC):  # the common case
+        return _document(payload.decode()), []
     view = memoryview(payload).cast("B")
     if view[: len(MAGIC)] != MAGIC:
-        document = json.loads(payload if isinstance(payload, bytes) else bytes(view))
-        if not isinstance(document, dict):
-            msg = "a stored entry is not a JSON object"
-            raise CodecError(msg)
-        return document, []
+        return _document(bytes(view).decode()), []
     length = int.from_bytes(view[len(MAGIC) : len(MAGIC) + 8], "little")
     end = len(MAGIC) + 8 + length
     if end > view.nbytes:
         msg = "a stored entry's header runs past its end"
         raise CodecError(msg)
-    document = json.loads(bytes(view[len(MAGIC) + 8 : end]))
-    if not isinstance(document, dict):
-        msg = "a stored entry's header is not a JSON object"
-        raise CodecError(msg)
+    document = _document(bytes(view[len(MAGIC) + 8 : end]).decode())
     start = _aligned(end)
     blobs = []
     for entry in document.pop("blobs", ()):
@@ -97,3 +92,11 @@ def unpack(payload: Payload) -> tuple[dict[str, Any], list[memoryview]]:
             raise CodecError(msg)
         blobs.append(view[start + offset : start + offset + size])
     return document, blobs
+
+
+def _document(text: str) -> dict[str, Any]:
+    document = json.loads(text)
+    if not isinstance(document, dict):
+        msg = "a stored entry is not a JSON object"
+        raise CodecError(msg)
+    return document

@@ -45,6 +45,10 @@ _CHUNK = 500
 #: A blob file no row names is only removed when older than this (it may be a write
 #: whose row is about to commit).
 _ORPHAN_AGE_S = 3600.0
+#: The columns a read takes.
+_READ = "key, payload, file, size, used_at"
+#: How stale an unbounded store lets an entry's last use get before a read rewrites it.
+_TOUCH_GRAIN_S = 3600.0
 #: The schema's version (``PRAGMA user_version``); a file of an older one is emptied
 #: (its entries were written under an older key format and can never hit).
 SCHEMA_VERSION = 3
@@ -226,12 +230,12 @@ class SQLiteCacheStore:
             if not self._current:
                 return {}
             rows = db.execute(
-                "SELECT key, payload, file, size FROM entries"
+                f"SELECT {_READ} FROM entries"  # noqa: S608 (a fixed list of columns)
                 " WHERE pipeline = ? AND run_group = ? AND (expires_at IS NULL OR expires_at > ?)",
                 (pipeline, group, now),
             ).fetchall()
-            found = self._payloads(rows)
-            self._touch(db, list(found), now)
+            found: dict[str, Payload] = {}
+            self._touch(db, self._payloads(rows, found, now), now)
             return found
 
         return await self._read(read)
@@ -256,31 +260,42 @@ class SQLiteCacheStore:
             if not self._current:
                 return {}
             found: dict[str, Payload] = {}
+            stale: list[str] = []
             for chunk in _chunks(wanted):
                 marks = ",".join("?" * len(chunk))
                 rows = db.execute(
-                    f"SELECT key, payload, file, size FROM entries WHERE key IN ({marks})"  # noqa: S608
+                    f"SELECT {_READ} FROM entries WHERE key IN ({marks})"  # noqa: S608
                     " AND pipeline = ? AND (expires_at IS NULL OR expires_at > ?)",
                     (*chunk, pipeline, now),
                 ).fetchall()
-                found.update(self._payloads(rows))
-            self._touch(db, list(found), now)
+                stale += self._payloads(rows, found, now)
+            self._touch(db, stale, now)
             return found
 
         return await self._read(read)
 
     def _payloads(
-        self, rows: Iterable[tuple[str, bytes | str | None, str | None, int]]
-    ) -> dict[str, Payload]:
-        found: dict[str, Payload] = {}
-        for key, inline, file, size in rows:
+        self,
+        rows: Iterable[tuple[str, bytes | str | None, str | None, int, float]],
+        found: dict[str, Payload],
+        now: float,
+    ) -> list[str]:
+        """Put the payloads of ``rows`` in ``found``; return the keys whose last use
+        should be rewritten: all of them when the store is bounded (exact LRU), else
+        those not used within ``_TOUCH_GRAIN_S`` (recency then only matters to a later
+        ``prune``, and reruns in quick succession read without writing)."""
+        stale = now if self.max_bytes is not None else now - _TOUCH_GRAIN_S
+        touch = []
+        for key, inline, file, size, used_at in rows:
             if file is not None:
                 found[key] = self._read_file(file, size)
             elif isinstance(inline, str):
                 found[key] = inline.encode()
             elif inline is not None:
                 found[key] = inline
-        return found
+            if used_at < stale:
+                touch.append(key)
+        return touch
 
     def _read_file(self, name: str, size: int) -> Payload:
         """A blob file, mapped (a file that is gone or of the wrong size reads as an
