@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from twinklr.core.pipeline._cli._commands import parse_age, parse_size
 from twinklr.core.pipeline.cli import main
 
 TESTS = Path(__file__).parents[1]
@@ -85,6 +86,45 @@ def test_a_cached_rerun_serves_stages(capsys: pytest.CaptureFixture[str], tmp_pa
     assert capsys.readouterr().out.count("numbers") == 3
     assert main(["cache", "clear", "--cache", cache, "--stage", "a"]) == 0
     assert "removed 1 entries" in capsys.readouterr().out
+    assert main(["cache", "prune", "--cache", cache, "--older-than", "7d"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("2 entries, ")  # all recent
+    assert main(["cache", "prune", "--cache", cache, "--max-bytes", "0"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"removed 2 entries from {Path(cache) / 'twinklr-cache.sqlite3'}",
+        "0 entries, 0 bytes left",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1048576", 1 << 20), ("500M", 500 << 20), ("2G", 2 << 30), ("1.5k", 1536), ("64KiB", 65536)],
+)
+def test_sizes_take_units_in_powers_of_1024(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("15m", 900), ("12h", 43200), ("7d", 604800), ("2w", 1209600)],
+)
+def test_ages_take_a_unit(text: str, seconds: float) -> None:
+    assert parse_age(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-bytes", "lots"], "expected a size such as 1048576, 500M or 2G, not 'lots'"),
+        (["--older-than", "7"], "expected an age such as 30s, 15m, 12h, 7d or 2w, not '7'"),
+    ],
+)
+def test_a_bad_size_or_age_is_a_usage_error(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["cache", "prune", *args])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

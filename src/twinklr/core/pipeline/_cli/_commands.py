@@ -21,7 +21,7 @@ from typing import Any, TextIO
 import structlog
 import trio
 
-from .._cache._sqlite import SQLiteCacheStore
+from .._cache._sqlite import DEFAULT_FILENAME, SQLiteCacheStore
 from .._engine._executor import PipelineExecutor
 from .._observe._trace import timeline_report, to_chrome_trace, to_mermaid_gantt
 from .._observe._viz import render_graph, to_dot, to_mermaid
@@ -139,7 +139,7 @@ def _finish(result: PipelineResult | None, progress: Progress, args: argparse.Na
 
 
 def _store(args: argparse.Namespace) -> SQLiteCacheStore | None:
-    return SQLiteCacheStore(args.cache) if args.cache else None
+    return cache_store(args.cache) if args.cache else None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -182,8 +182,17 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cache_store(where: str | Path) -> SQLiteCacheStore:
+    """The store ``--cache`` names: a directory (made when missing) unless it is an
+    existing file or has a suffix (``cache.db``, ``twinklr-cache.sqlite3``)."""
+    path = Path(where)
+    if path.is_file() or path.suffix:
+        return SQLiteCacheStore(path)
+    return SQLiteCacheStore(path / DEFAULT_FILENAME)
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
-    store = SQLiteCacheStore(args.cache)
+    store = cache_store(args.cache)
 
     async def act() -> int:
         if args.action == "clear":
@@ -226,7 +235,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.trace is None:  # the demo always leaves a trace to open in Perfetto
         args.trace = str(Path(tempfile.gettempdir()) / "twinklr-demo-trace.json")
     with tempfile.TemporaryDirectory(prefix="twinklr-demo-") as scratch:
-        store = SQLiteCacheStore(args.cache or scratch)
+        store = cache_store(args.cache or scratch)
         executor = PipelineExecutor(cache=store)
         song = args.song
         runs = [fail_at, None] if fail_at is not None else [None]
