@@ -186,12 +186,25 @@ VALUES = {
     "nan": float("nan"), "int_keys": {1: "a"},
     "array": numpy.arange(6, dtype=numpy.int16).reshape(2, 3), "np_float": numpy.float64(2.5),
     "model": Plan(group="roof", effects=["twinkle"]), "models": [Plan(group="x", effects=[])],
+    "big_array": numpy.linspace(0, 1, 100_000),  # 800 KB: a file beside the database
 }
 
-def stage_for(name):
+# The same values from stages that declare their return type.
+TYPES = {
+    "tuple": tuple, "set": set[int], "frozenset": frozenset[str], "bytes": bytes,
+    "path": pathlib.Path, "uuid": uuid.UUID, "decimal": decimal.Decimal,
+    "datetime": dt.datetime, "date": dt.date, "time": dt.time, "timedelta": dt.timedelta,
+    "enum": Mood, "attrs": Cue, "dataclass": Scene, "nan": float, "int_keys": dict[int, str],
+    "array": numpy.ndarray, "np_float": float, "model": Plan, "models": list[Plan],
+    "big_array": numpy.ndarray,
+}
+
+def stage_for(name, typed=False):
     async def produce(input):
         return VALUES[name]
-    produce.__qualname__ = produce.__name__ = f"produce_{name}"
+    produce.__qualname__ = produce.__name__ = f"produce_{name}_{typed}"
+    if typed:
+        produce.__annotations__ = {"return": TYPES[name]}
     return produce
 """
 
@@ -203,17 +216,19 @@ from twinklr.core.pipeline import (
     PipelineDefinition, PipelineExecutor, SQLiteCacheStore, StageDefinition,
 )
 pipeline = PipelineDefinition(
-    "types", [StageDefinition(name, stages.stage_for(name)) for name in stages.VALUES]
+    "types",
+    [StageDefinition(name, stages.stage_for(name)) for name in stages.VALUES]
+    + [StageDefinition(f"{name}:typed", stages.stage_for(name, True)) for name in stages.VALUES],
 )
 result = trio.run(PipelineExecutor(cache=SQLiteCacheStore(sys.argv[1])).execute, pipeline)
 same = {}
-for name, value in stages.VALUES.items():
-    back = result.outputs[name]
+for stage_id, back in result.outputs.items():
+    value = stages.VALUES[stage_id.removesuffix(":typed")]
     if isinstance(value, numpy.ndarray):
         equal = back.dtype == value.dtype and numpy.array_equal(back, value)
     else:
         equal = bool(back == value) or (isinstance(value, float) and math.isnan(back))
-    same[name] = type(back) is type(value) and equal
+    same[stage_id] = type(back) is type(value) and equal
 print(json.dumps({"cached": sorted(result.cached_stages), "same": same}))
 """
 
@@ -234,6 +249,7 @@ def test_a_second_process_reads_every_type_back(tmp_path: Path) -> None:
 
     first, second = run(), run()
     names = sorted(first["same"])
+    assert len(names) == 2 * 21  # every type, with and without an annotation
     assert first["cached"] == []
     assert all(first["same"].values())
     assert second["cached"] == names  # a fresh interpreter served every one

@@ -884,3 +884,29 @@ async def test_numpy_and_pydantic_outputs_are_inputs_the_cache_can_key(
     assert again.outputs["plan"] == "peak 1.0"
     assert type(again.outputs["features"]) is Features
     assert np.array_equal(again.outputs["analyse"], np.linspace(0, 1, 200_000))
+
+
+async def test_a_tampered_blob_file_is_a_miss_with_a_warning(tmp_path: Path) -> None:
+    import numpy as np  # noqa: PLC0415 (this test's own library)
+
+    calls: list[int] = []
+
+    async def analyse(song: str) -> np.ndarray:
+        calls.append(1)
+        return np.arange(100_000, dtype=np.float64)  # 800 KB: a file
+
+    store = SQLiteCacheStore(tmp_path)
+    pipeline = PipelineDefinition("audio", [StageDefinition("analyse", analyse)])
+    executor = PipelineExecutor(cache=store)
+    await executor.execute(pipeline, "carol")
+    (blob,) = store.blobs.iterdir()
+    data = bytearray(blob.read_bytes())
+    data[data.index(b"NUMPY")] = ord("X")  # the same size, no longer an .npy array
+    blob.write_bytes(bytes(data))
+    with structlog.testing.capture_logs() as logs:
+        again = await executor.execute(pipeline, "carol")
+    assert again.cached_stages == ()
+    assert len(calls) == 2
+    warned = [log for log in logs if log["event"] == "cache_entry_unreadable"]
+    assert "not in the .npy format" in warned[0]["error"]
+    assert np.array_equal(again.outputs["analyse"], np.arange(100_000, dtype=np.float64))
