@@ -910,3 +910,99 @@ async def test_a_tampered_blob_file_is_a_miss_with_a_warning(tmp_path: Path) -> 
     warned = [log for log in logs if log["event"] == "cache_entry_unreadable"]
     assert "not in the .npy format" in warned[0]["error"]
     assert np.array_equal(again.outputs["analyse"], np.arange(100_000, dtype=np.float64))
+
+
+def nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def looped() -> list[Any]:
+    value: list[Any] = []
+    value.append(value)
+    return value
+
+
+@pytest.mark.parametrize(
+    ("make", "storable"),
+    [(lambda: nested(50), True), (lambda: nested(400), False), (looped, False)],
+    ids=["50 deep", "400 deep", "looped"],
+)
+async def test_a_value_too_deep_or_looped_to_store_runs_uncached_with_a_warning(
+    store: CacheStore, make: Any, *, storable: bool
+) -> None:
+    value = make()
+
+    async def produce(_input: Any) -> Any:
+        return value
+
+    async def consume(given: Any) -> int:
+        return 1
+
+    with structlog.testing.capture_logs() as logs:
+        for stages, initial in [
+            # as an output, and as the next stage's input
+            ([StageDefinition("a", produce), StageDefinition("b", consume, inputs=["a"])], 0),
+            ([StageDefinition("b", consume)], value),  # as the run's initial input
+        ]:
+            pipeline = PipelineDefinition("deep", stages)
+            first = await PipelineExecutor(cache=store).execute(pipeline, initial)
+            again = await PipelineExecutor(cache=store).execute(pipeline, initial)
+            assert first.success
+            assert again.success
+            assert ("a" in again.cached_stages) is (storable and initial == 0)
+    warned = [log for log in logs if log["log_level"] == "warning"]
+    assert bool(warned) is not storable
+    assert all("too deeply" in log.get("error", log.get("reason", "")) for log in warned)
+
+
+class Garbled(MemoryCacheStore):
+    """A custom store that answers with the wrong kinds of thing."""
+
+    def __init__(self, **answers: Any) -> None:
+        super().__init__()
+        self.answers = answers
+
+    async def load(self, pipeline: str, group: str) -> Any:
+        return self.answers.get("load", await super().load(pipeline, group))
+
+    async def keys(self, pipeline: str) -> Any:
+        return self.answers.get("keys", await super().keys(pipeline))
+
+    async def fetch(self, pipeline: str, keys: Any) -> Any:
+        return self.answers.get("fetch", await super().fetch(pipeline, keys))
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {"load": None},
+        {"load": [1, 2]},
+        {"load": {"k": 5}},
+        {"keys": 5},
+        {"keys": None},
+        {"fetch": "x"},
+    ],
+    ids=repr,
+)
+async def test_a_store_that_answers_garbage_means_an_uncached_run_with_a_warning(
+    answers: dict[str, Any],
+) -> None:
+    # "b" gets the same input whatever the run's: its entry is fetched by key.
+    stages = [Counted(lambda _value: 7), Counted()]
+    pipeline = PipelineDefinition(
+        "p", [StageDefinition("a", stages[0]), StageDefinition("b", stages[1], inputs=["a"])]
+    )
+    store = Garbled()
+    await PipelineExecutor(cache=store).execute(pipeline, 1)
+    store.answers = answers
+    with structlog.testing.capture_logs() as logs:
+        result = await PipelineExecutor(cache=store).execute(pipeline, 2)
+    assert result.success
+    assert result.outputs == {"a": 7, "b": 7}
+    warned = [log for log in logs if log["log_level"] == "warning"]
+    if answers != {"load": {"k": 5}}:  # a garbage payload under a key nobody asks for
+        assert warned
+        assert warned[0]["event"] == "cache_unreadable"

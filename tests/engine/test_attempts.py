@@ -11,7 +11,10 @@ import trio.testing
 
 from conftest import stub
 from twinklr.core.pipeline import (
+    ExecutionPattern,
     PipelineContext,
+    PipelineDefinition,
+    PipelineExecutor,
     StageDefinition,
     StageResult,
     StageStatus,
@@ -199,3 +202,111 @@ async def test_a_stage_that_swallows_its_timeout_still_timed_out(
     result = await run_unit(sdef, None, PipelineContext())
     assert result.error == "stage 'x' timed out after 100 ms (timeout)"
     assert trio.current_time() == 0.1
+
+
+# -- only the run's own cancellation is cancellation ---------------------------------
+
+
+async def a_stray_cancelled() -> trio.Cancelled:
+    """A real ``trio.Cancelled``, caught from a cancel scope that is gone."""
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        try:
+            await trio.lowlevel.checkpoint()
+        except trio.Cancelled as exc:
+            stray = exc
+            raise
+    return stray
+
+
+async def test_a_stray_cancelled_fails_its_stage_however_it_is_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    stray = await a_stray_cancelled()
+    downstream: list[Any] = []
+
+    async def leaks(value: Any) -> Any:
+        raise stray
+
+    async def records(value: Any) -> Any:
+        downstream.append(value)
+        return value
+
+    async def three(value: Any) -> list[int]:
+        return [1, 2, 3]
+
+    fan = ExecutionPattern.FAN_OUT
+    shapes: dict[str, list[StageDefinition[Any]]] = {
+        "plain": [StageDefinition("s", leaks)],
+        "timeout": [StageDefinition("s", leaks, timeout_ms=1000)],
+        "retried": [StageDefinition("s", leaks, retry_config=retry(max_attempts=2))],
+        "fan-out": [
+            StageDefinition("items", three),
+            StageDefinition("s", leaks, inputs=["items"], pattern=fan),
+        ],
+        "fan-out retried": [
+            StageDefinition("items", three),
+            StageDefinition(
+                "s", leaks, inputs=["items"], pattern=fan, retry_config=retry(max_attempts=2)
+            ),
+        ],
+    }
+    for shape, stages in shapes.items():
+        stages = [*stages, StageDefinition("after", records, inputs=["s"])]  # noqa: PLW2901
+        result = await PipelineExecutor().execute(PipelineDefinition("p", stages), 0)
+        assert not result.success, shape
+        assert result.failed_stages == ("s",), shape
+        assert result.cancelled_stages == (), shape
+        assert "raised trio.Cancelled while the run was not cancelling it" in str(result.error)
+    assert downstream == []  # no empty list flowed on from the fan-outs
+    # The retried stage was retried: a stray Cancelled is an error like any other.
+    result = await PipelineExecutor().execute(PipelineDefinition("p", shapes["retried"]), 0)
+    assert result.stage_results["s"].metadata["attempts"] == 2
+
+
+async def test_the_runs_own_cancellation_is_still_cancellation(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def slow(value: Any) -> Any:
+        await trio.sleep(10)
+
+    pipeline = PipelineDefinition("p", [StageDefinition("s", slow)])
+    with trio.move_on_after(1):
+        await PipelineExecutor().execute(pipeline, 0)
+    handle_result = None
+    async with trio.open_nursery() as nursery:
+        handle = await PipelineExecutor().start(nursery, pipeline, 0)
+        await trio.sleep(1)
+        handle.cancel()
+        handle_result = await handle.wait()
+    assert handle_result.cancelled_stages == ("s",)
+    assert handle_result.failed_stages == ()
+
+
+@pytest.mark.parametrize("status", [StageStatus.CANCELLED, StageStatus.CACHED])
+async def test_a_stage_may_not_claim_a_status_only_the_executor_gives(
+    status: StageStatus,
+) -> None:
+    reached: list[Any] = []
+
+    class Claims:
+        name = "claims"
+
+        async def execute(self, input: Any, context: PipelineContext) -> StageResult[int]:
+            return StageResult(status=status, output=5)
+
+    async def after(value: Any) -> Any:
+        reached.append(value)
+
+    for options in ({}, {"timeout_ms": 1000}):
+        pipeline = PipelineDefinition(
+            "p",
+            [StageDefinition("s", Claims(), **options), StageDefinition("t", after, inputs=["s"])],
+        )
+        result = await PipelineExecutor().execute(pipeline, 0)
+        assert result.failed_stages == ("s",)
+        assert f"status=<StageStatus.{status.name}" in str(result.error)
+        assert "expected a StageResult that succeeded, failed, was skipped or soft-failed" in str(
+            result.error
+        )
+    assert reached == []

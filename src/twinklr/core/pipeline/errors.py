@@ -60,14 +60,14 @@ class StageTimeoutError(StageExecutionError, TimeoutError):
 
 
 class StageOutputError(StageExecutionError, TypeError):
-    """A stage returned something that is not a ``StageResult``."""
+    """A stage returned something that is not a ``StageResult``, or a result with a
+    status only the executor gives (cancelled, cached)."""
 
-    def __init__(self, stage: str, value: object) -> None:
+    def __init__(self, stage: str, value: object, expected: str = "a StageResult") -> None:
         self.value = value
         super().__init__(
             stage,
-            f"stage '{stage}' returned {type(value).__name__} {value!r:.80}, "
-            "expected a StageResult",
+            f"stage '{stage}' returned {type(value).__name__} {value!r:.80}, expected {expected}",
         )
 
 

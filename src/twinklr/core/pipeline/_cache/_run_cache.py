@@ -27,11 +27,11 @@ import json
 import math
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from collections.abc import Set as AbstractSet
 from datetime import timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 # 2: type-tagged input fingerprints, code hashes over the MRO and wrapped code;
 # 3: binary values in blobs beside the JSON (no base64), numpy and pydantic inputs
 KEY_FORMAT = 3
-T = TypeVar("T")
 #: How long one save may take; it is shielded from the run's cancellation meanwhile.
 SAVE_TIMEOUT_S = 30.0
 #: How long one read of the store may take (then the run goes on without what it reads).
@@ -130,24 +129,30 @@ class RunCache:
         if callable(hold) and callable(release):  # a bounded store: spare what we need
             hold(self.held)
             self._release = release
-        entries = await self._read(store.load(self.pipeline, self.group))
+        entries = await self._read(Mapping, store.load, self.pipeline, self.group)
         if entries is not None:
-            self.entries = entries
+            self.entries = dict(entries)
             self.held.update(entries)
             if isinstance(store, IndexedCacheStore):
-                self.known = await self._read(store.keys(self.pipeline)) or frozenset()
+                self.known = await self._read(AbstractSet, store.keys, self.pipeline) or frozenset()
 
-    async def _read(self, call: Awaitable[T]) -> T | None:
-        """What ``call`` reads from the store, within ``LOAD_TIMEOUT_S`` unless the store
-        bounds its reads itself; None (warned once) when it fails or takes longer: the
-        run goes on with fewer hits."""
+    async def _read(self, kind: type, method: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """What the store's ``method`` reads, within ``LOAD_TIMEOUT_S`` unless the store
+        bounds its reads itself; None (warned once) when it fails, takes longer, or gives
+        something that is not a ``kind``: the run goes on with fewer hits."""
         timeout = math.inf if getattr(self.store, "bounds_reads", False) else LOAD_TIMEOUT_S
         with trio.move_on_after(timeout) as scope:
             try:
-                return await call
+                found = await method(*args)
             except Exception as exc:  # noqa: BLE001 - an unreadable store means no hits
                 self._warn_once("", "cache_unreadable", error=_describe(exc))
                 return None
+            if not isinstance(found, kind):
+                name = getattr(method, "__name__", "a read")
+                error = f"{name}() gave {type(found).__name__} {found!r:.60}, not a {kind.__name__}"
+                self._warn_once("", "cache_unreadable", error=f"the store is broken: {error}")
+                return None
+            return found
         if scope.cancelled_caught:
             self._warn_once("", "cache_read_timed_out", timeout_s=LOAD_TIMEOUT_S)
         return None
@@ -164,7 +169,7 @@ class RunCache:
             return
         store = self.store
         assert isinstance(store, IndexedCacheStore)  # noqa: S101 (known keys come from one)
-        found = await self._read(store.fetch(self.pipeline, keys))
+        found = await self._read(Mapping, store.fetch, self.pipeline, keys)
         if found:
             self.entries.update(found)
             self.held.update(found)

@@ -69,7 +69,10 @@ def fingerprint(value: Any) -> str:
     ``{"1": x}``, two classes with the same fields) never share one."""
     try:
         text = _canonical(_tagged(value))
-    except (TypeError, ValueError, RecursionError) as exc:
+    except RecursionError as exc:
+        msg = f"a {type(value).__name__} value nested too deeply (or holding itself) to fingerprint"
+        raise NotSerializableError(msg) from exc
+    except (TypeError, ValueError) as exc:
         msg = f"{type(value).__name__} value has no fingerprint: {exc}"
         raise NotSerializableError(msg) from exc
     return hashlib.sha256(text.encode()).hexdigest()
@@ -164,7 +167,11 @@ def tagged_round_trip(value: Any, blobs: list[_codec.Blob]) -> Any:
         data = _codec.encode(value, blobs)
         back = _codec.decode(json.loads(json.dumps(data, allow_nan=False)), blobs)
         again = _codec.encode(back, blobs[:before])  # its blobs numbered as the first time
-    except (_codec.CodecError, TypeError, ValueError, RecursionError) as exc:
+    except RecursionError as exc:
+        del blobs[before:]
+        msg = f"a {type(value).__name__} value nested too deeply (or holding itself) to store"
+        raise NotSerializableError(msg) from exc
+    except (_codec.CodecError, TypeError, ValueError) as exc:
         del blobs[before:]
         msg = (
             f"{exc}; declare the stage's output type (a return annotation, or "

@@ -19,7 +19,7 @@ from .._observe._events import EventKind
 from .._results import StageResult, StageStatus
 from ..definition import ExecutionPattern
 from ..errors import ConditionError, FanOutInputError
-from ._attempts import run_unit, settle, settle_error
+from ._attempts import run_unit, settle, settle_raised
 from ._fanout import run_fan_out
 from ._wiring import OneShotChannel
 
@@ -45,8 +45,8 @@ async def direct_actor(run: Run, index: int) -> None:
             value = _receive_inputs(run, index)
         try:
             returned = await sdef.stage.execute(value, run.context)
-        except Exception as exc:  # noqa: BLE001 - errors are results, by contract
-            result = settle_error(sdef, exc)
+        except BaseException as exc:  # noqa: BLE001 - all but cancellation raised again
+            result = settle_raised(sdef, exc)
         else:
             result = settle(sdef, returned)
     except BaseException as exc:

@@ -2,11 +2,14 @@
 
 Whatever happens inside, the caller gets a :class:`StageResult`: exceptions, failure
 results, wrong return types and timeouts all become failed results. Only cancellation and
-non-``Exception`` errors (``KeyboardInterrupt``) propagate.
+non-``Exception`` errors (``KeyboardInterrupt``) propagate; and only the run's own
+cancellation counts as one: a ``trio.Cancelled`` a stage raises while nothing around it
+is cancelled (from a cancel scope it left, or a library's bug) fails that stage.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import aclosing
 from types import MappingProxyType
@@ -34,6 +37,47 @@ class _FailedAttemptError(StageFailedError):
     def __init__(self, stage: str, result: StageResult[Any]) -> None:
         self.result = result
         super().__init__(stage, result.error or "stage reported failure")
+
+
+#: The statuses a stage may return (cancelled and cached are the executor's to give).
+CLAIMABLE = frozenset(
+    {StageStatus.SUCCEEDED, StageStatus.FAILED, StageStatus.SKIPPED, StageStatus.SOFT_FAILED}
+)
+_EXPECTED = "a StageResult that succeeded, failed, was skipped or soft-failed"
+
+
+def stray_cancellation(stage_id: str, exc: BaseException) -> Exception | None:
+    """The error failing stage ``stage_id`` when ``exc``, which its code raised, is a
+    ``trio.Cancelled`` (or a group of them and errors) while nothing enclosing the stage
+    is cancelled; None when ``exc`` must propagate (the run's own cancellation, a
+    ``KeyboardInterrupt``)."""
+    if trio.current_effective_deadline() == -math.inf:
+        return None  # a scope around the stage is cancelled: this is cancellation
+    if isinstance(exc, BaseExceptionGroup):
+        matched, rest = exc.split((trio.Cancelled, Exception))
+        if rest is not None or matched is None or matched.subgroup(trio.Cancelled) is None:
+            return None
+    elif not isinstance(exc, trio.Cancelled):
+        return None
+    error = StageFailedError(
+        stage_id,
+        f"stage '{stage_id}' raised trio.Cancelled while the run was not cancelling it"
+        " (from a cancel scope it had left, or a bug in a library it calls)",
+    )
+    error.__cause__ = exc
+    return error
+
+
+def settle_raised(sdef: StageDefinition[Any], exc: BaseException) -> StageResult[Any]:
+    """The failed result of a stage call that raised ``exc``: an ``Exception``, or a
+    stray ``trio.Cancelled`` (see :func:`stray_cancellation`). Anything else (the run's
+    cancellation, ``KeyboardInterrupt``) is raised again."""
+    if isinstance(exc, Exception):
+        return settle_error(sdef, exc)
+    error = stray_cancellation(sdef.id, exc)
+    if error is None:
+        raise exc
+    return settle_error(sdef, error)
 
 
 #: Hands each item a streaming stage yields to the stages pipelined on it.
@@ -65,17 +109,34 @@ async def _attempt_once(
     *,
     forward: Forward | None = None,
 ) -> StageResult[Any]:
+    try:
+        result = await _timed(sdef, value, context, item, streaming, forward=forward)
+    except BaseException as exc:
+        if (error := stray_cancellation(sdef.id, exc)) is None:
+            raise
+        raise error from exc  # an error like any other: retried by the policy
+    return _checked(sdef, result)
+
+
+async def _timed(
+    sdef: StageDefinition[Any],
+    value: Any,
+    context: Any,
+    item: int | None,
+    streaming: bool,  # noqa: FBT001
+    *,
+    forward: Forward | None,
+) -> Any:
     timeout_ms = sdef.timeout_ms
     if timeout_ms is None:
+        return await _invoke(sdef.stage, value, context, streaming=streaming, forward=forward)
+    with trio.move_on_after(timeout_ms / 1000) as scope:
         result = await _invoke(sdef.stage, value, context, streaming=streaming, forward=forward)
-    else:
-        with trio.move_on_after(timeout_ms / 1000) as scope:
-            result = await _invoke(sdef.stage, value, context, streaming=streaming, forward=forward)
-        # cancel_called, not cancelled_caught: a stage that swallowed the cancellation
-        # and returned late has still run past its deadline.
-        if scope.cancel_called:
-            raise StageTimeoutError(sdef.id, timeout_ms, item=item)
-    return _checked(sdef, result)
+    # cancel_called, not cancelled_caught: a stage that swallowed the cancellation and
+    # returned late has still run past its deadline.
+    if scope.cancel_called:
+        raise StageTimeoutError(sdef.id, timeout_ms, item=item)
+    return result
 
 
 def _checked(sdef: StageDefinition[Any], result: object) -> StageResult[Any]:
@@ -84,6 +145,8 @@ def _checked(sdef: StageDefinition[Any], result: object) -> StageResult[Any]:
         raise StageOutputError(sdef.id, result)
     if result.status is StageStatus.FAILED:
         raise _FailedAttemptError(sdef.id, result)
+    if result.status not in CLAIMABLE:
+        raise StageOutputError(sdef.id, result, _EXPECTED)
     return result
 
 
@@ -149,8 +212,8 @@ async def run_unit(
     if is_plain(sdef, streaming=streaming):
         try:
             returned = await sdef.stage.execute(value, context)
-        except Exception as exc:  # noqa: BLE001 - errors are results, by contract
-            return settle_error(sdef, exc)
+        except BaseException as exc:  # noqa: BLE001 - all but cancellation raised again
+            return settle_raised(sdef, exc)
         return settle(sdef, returned)
     config = sdef.retry_config
     errors: list[str] = []

@@ -12,7 +12,13 @@ from .._context import record_writes, stop_recording
 from .._plan import is_plain
 from .._results import StageResult, StageStatus
 from ..errors import FanOutInputError, FanOutItemError
-from ._attempts import ONE_ATTEMPT, RetryHook, run_unit, settle_error, settle_item
+from ._attempts import (
+    ONE_ATTEMPT,
+    RetryHook,
+    run_unit,
+    settle_item,
+    settle_raised,
+)
 
 #: Told of each fan-out item that ends: ``(index, items in all, started at, result)``
 #: (result None: the item was cancelled).
@@ -102,8 +108,8 @@ async def run_fan_out(
             else:
                 try:
                     returned = await execute(item_value, context)
-                except Exception as exc:  # noqa: BLE001 - errors are results, by contract
-                    result = settle_error(sdef, exc)
+                except BaseException as exc:  # noqa: BLE001 - all but cancellation raised again
+                    result = settle_raised(sdef, exc)
                 else:
                     result = settle_item(sdef, returned)
             results[index] = result
