@@ -184,9 +184,9 @@ def test_things_that_are_not_stage_definitions_are_reported() -> None:
     problems = PipelineDefinition("p", mixed).validate_pipeline()
     assert len(problems) == 1
     assert problems[0].startswith("pipeline 'p': stages must be StageDefinition objects, got Stub ")
-    lone = PipelineDefinition("p", StageDefinition("a", stub()))  # type: ignore[arg-type]
+    lone = PipelineDefinition("p", StageDefinition("a", stub()))  # type: ignore[call-overload]
     assert lone.validate_pipeline() == []  # one stage, given bare, is taken as one
-    assert PipelineDefinition("p", 5).validate_pipeline() == [  # type: ignore[arg-type]
+    assert PipelineDefinition("p", 5).validate_pipeline() == [  # type: ignore[call-overload]
         "pipeline 'p': stages must be StageDefinition objects, got int 5"
     ]
 
@@ -217,4 +217,47 @@ def test_cache_settings_are_validated() -> None:
             "stage 'c': cache_ttl must be > 0 seconds (or a timedelta), got "
             "datetime.timedelta(days=-1, seconds=86399)"
         ),
+    ]
+
+
+def test_a_stage_whose_name_raises_is_one_problem_among_all() -> None:
+    class Broken:
+        @property
+        def name(self) -> str:
+            msg = "no name today"
+            raise RuntimeError(msg)
+
+        async def execute(self, input: Any, context: Any) -> Any:
+            return None
+
+    async def fine(value: Any) -> Any:
+        return value
+
+    pipeline = PipelineDefinition(
+        "p",
+        [StageDefinition("a", Broken()), StageDefinition("b", fine, inputs=["ghost"])],
+    )
+    problems = pipeline.validate_pipeline()
+    assert "stage 'a': reading Broken's name or execute raised RuntimeError: no name today" in (
+        problems
+    )
+    assert "stage 'b' depends on unknown stage 'ghost'" in problems
+
+
+def test_flags_that_are_not_booleans_are_refused_by_name_and_value() -> None:
+    async def fine(value: Any) -> Any:
+        return value
+
+    pipeline = PipelineDefinition(
+        "p",
+        [
+            StageDefinition("a", fine, critical="no"),  # type: ignore[call-overload]
+            StageDefinition("b", fine, cache=0, inputs=["a"]),  # type: ignore[call-overload]
+        ],
+        fail_fast="no",  # type: ignore[call-overload]
+    )
+    assert pipeline.validate_pipeline() == [
+        "pipeline 'p': fail_fast must be True or False, got 'no'",
+        "stage 'a': critical must be True or False, got 'no'",
+        "stage 'b': cache must be True or False, got 0",
     ]

@@ -298,10 +298,13 @@ async def test_a_stage_may_not_claim_a_status_only_the_executor_gives(
     async def after(value: Any) -> Any:
         reached.append(value)
 
-    for options in ({}, {"timeout_ms": 1000}):
+    for timeout_ms in (None, 1000):
         pipeline = PipelineDefinition(
             "p",
-            [StageDefinition("s", Claims(), **options), StageDefinition("t", after, inputs=["s"])],
+            [
+                StageDefinition("s", Claims(), timeout_ms=timeout_ms),
+                StageDefinition("t", after, inputs=["s"]),
+            ],
         )
         result = await PipelineExecutor().execute(pipeline, 0)
         assert result.failed_stages == ("s",)

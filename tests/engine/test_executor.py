@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -460,3 +461,17 @@ async def test_siblings_queued_with_a_failing_stage_never_start_after_it(
     started = [s for s in siblings if s.calls]
     assert all(s.cancelled == [0.0] for s in started)
     assert len(result.not_started_stages) == 49 - len(started)
+
+
+@pytest.mark.parametrize(
+    ("given", "hint"),
+    [
+        (".twinklr", "cache=SQLiteCacheStore('.twinklr')"),
+        (Path("cache"), "cache=SQLiteCacheStore(PosixPath('cache'))"),
+        ({}, "got dict {}"),
+    ],
+)
+def test_a_cache_that_is_not_a_store_is_refused(given: object, hint: str) -> None:
+    with pytest.raises(TypeError, match="cache must be a cache store") as raised:
+        PipelineExecutor(cache=given)  # type: ignore[arg-type]
+    assert hint in str(raised.value)

@@ -51,18 +51,26 @@ def stage_problem(stage: object) -> str | None:
 def _object_problem(stage: object) -> str | None:
     """Why an object is not a stage: the seed's protocol, ``name`` and async ``execute``."""
     kind = type(stage).__name__
-    if isinstance(stage, type):
-        return f"got the class {stage.__name__}, not an instance (write {stage.__name__}())"
-    if stage is None:
-        return "got None, not a stage (a PipelineStage needs a name and an async execute)"
-    if not hasattr(stage, "name"):
+    if isinstance(stage, type) or stage is None:
+        return _not_an_instance(stage)
+    try:
+        getattr(stage, "name")  # noqa: B009 (a property may raise anything)
+        execute = getattr(stage, "execute", None)
+    except AttributeError:
         return f"{kind} instance has no 'name' (a PipelineStage needs a name and an async execute)"
-    execute = getattr(stage, "execute", None)
+    except Exception as exc:  # noqa: BLE001 - a property's own error, reported as a problem
+        return f"reading {kind}'s name or execute raised {type(exc).__name__}: {exc}"
     if execute is None or not callable(execute):
         return f"{kind} instance has no execute() method (a PipelineStage needs one)"
     if not (inspect.iscoroutinefunction(execute) or inspect.isasyncgenfunction(execute)):
         return f"{kind}.execute is not an async function (write 'async def execute')"
     return None
+
+
+def _not_an_instance(stage: type | None) -> str:
+    if stage is None:
+        return "got None, not a stage (a PipelineStage needs a name and an async execute)"
+    return f"got the class {stage.__name__}, not an instance (write {stage.__name__}())"
 
 
 def stage_problems_depend_on_the_instance(stage: object) -> bool:

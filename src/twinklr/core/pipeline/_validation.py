@@ -37,6 +37,9 @@ def analyse(
     name = pipeline.name
     if not isinstance(name, str) or not name:
         problems.append(f"pipeline name must be a non-empty string, got {name!r}")
+    fail_fast: object = pipeline.fail_fast
+    if type(fail_fast) is not bool:
+        problems.append(f"pipeline '{name}': fail_fast must be True or False, got {fail_fast!r}")
     stages = pipeline.stages
     if not stages:
         return [*problems, f"pipeline '{name}' has no stages"], [], None
@@ -104,6 +107,8 @@ def analyse(
             and stage.max_concurrent_fan_out is None
             and stage.version == "1"
             and stage.cache_ttl is None
+            and type(stage.critical) is bool
+            and type(stage.cache) is bool
             and "execute" not in getattr(stage.stage, "__dict__", ())
         ):
             continue
@@ -171,6 +176,11 @@ def _stage_problems(
     if retry is not None and not isinstance(retry, RetryConfig):
         problems.append(f"{where}: retry_config must be a RetryConfig, got {type(retry).__name__}")
     problems.extend(_cache_problems(stage, where))
+    problems.extend(
+        f"{where}: {field} must be True or False, got {value!r}"
+        for field, value in (("critical", stage.critical), ("cache", stage.cache))
+        if type(value) is not bool
+    )
     return problems
 
 

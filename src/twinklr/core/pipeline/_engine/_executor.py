@@ -4,6 +4,7 @@ returns the frozen result.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -40,6 +41,15 @@ class PipelineExecutor:
     def __init__(
         self, *, cache: CacheStore | None = None, tracer: Any = None, runner: Any = None
     ) -> None:
+        given: object = cache  # checked whatever the annotation promises
+        if given is not None and not isinstance(given, CacheStore):
+            hint = (
+                f" (for a cache in a directory: cache=SQLiteCacheStore({given!r}))"
+                if isinstance(given, str | os.PathLike)
+                else ""
+            )
+            msg = f"cache must be a cache store, got {type(given).__name__} {given!r:.60}{hint}"
+            raise TypeError(msg)
         self.cache = cache
         self.tracer = tracer
         self.runner = runner
