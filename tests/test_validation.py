@@ -184,9 +184,9 @@ def test_things_that_are_not_stage_definitions_are_reported() -> None:
     problems = PipelineDefinition("p", mixed).validate_pipeline()
     assert len(problems) == 1
     assert problems[0].startswith("pipeline 'p': stages must be StageDefinition objects, got Stub ")
-    lone = PipelineDefinition("p", StageDefinition("a", stub()))  # type: ignore[call-overload]
+    lone = PipelineDefinition("p", StageDefinition("a", stub()))  # type: ignore[arg-type]
     assert lone.validate_pipeline() == []  # one stage, given bare, is taken as one
-    assert PipelineDefinition("p", 5).validate_pipeline() == [  # type: ignore[call-overload]
+    assert PipelineDefinition("p", 5).validate_pipeline() == [  # type: ignore[arg-type]
         "pipeline 'p': stages must be StageDefinition objects, got int 5"
     ]
 
@@ -254,7 +254,7 @@ def test_flags_that_are_not_booleans_are_refused_by_name_and_value() -> None:
             StageDefinition("a", fine, critical="no"),  # type: ignore[call-overload]
             StageDefinition("b", fine, cache=0, inputs=["a"]),  # type: ignore[call-overload]
         ],
-        fail_fast="no",  # type: ignore[call-overload]
+        fail_fast="no",  # type: ignore[arg-type]
     )
     assert pipeline.validate_pipeline() == [
         "pipeline 'p': fail_fast must be True or False, got 'no'",
