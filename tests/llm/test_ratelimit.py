@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import trio
 import trio.testing
@@ -156,7 +158,7 @@ def test_no_window_ever_holds_more_than_the_limits(
 def test_bad_limits_and_requests_are_refused() -> None:
     with pytest.raises(ValueError, match="requests_per_minute must be an int >= 1"):
         RateLimiter(requests_per_minute=0)
-    with pytest.raises(ValueError, match="tokens_per_minute must be a number > 0"):
+    with pytest.raises(ValueError, match="tokens_per_minute must be a finite number > 0"):
         RateLimiter(tokens_per_minute=-5)
     assert "requests_per_minute=3" in repr(RateLimiter(3))
 
@@ -165,7 +167,7 @@ async def test_requests_that_can_never_fit_are_refused() -> None:
     limiter = RateLimiter(tokens_per_minute=100, name="gpt")
     with pytest.raises(ValueError, match="a request of 101 tokens can never fit"):
         await limiter.wait_for_capacity(101)
-    with pytest.raises(ValueError, match="tokens must be a number >= 0"):
+    with pytest.raises(ValueError, match="tokens must be a finite number >= 0"):
         await limiter.wait_for_capacity(-1)
 
 
@@ -190,7 +192,40 @@ async def test_waits_appear_in_the_run_metrics(autojump_clock: trio.testing.Mock
     assert result.metrics == {"rate_limit_requests": 2, "rate_limit_wait_ms": 60_000}
     assert context.rate_limiter is limiter
     assert context.limiter("gpt") is limiter
-    assert context.limiter("other") is None
+    with pytest.raises(LookupError, match=r"no rate limiter named 'other': .* are 'gpt'"):
+        context.limiter("other")
+
+
+def test_asking_for_a_limiter_that_is_not_there_says_what_to_configure() -> None:
+    with pytest.raises(LookupError, match=r"no rate limiter is configured: .*rate_limiter="):
+        PipelineContext().limiter()
+    with pytest.raises(LookupError, match="named limiters are none"):
+        PipelineContext().limiter("gpt")
+
+
+async def test_a_provider_naming_a_missing_limiter_fails_its_stage_clearly() -> None:
+    from twinklr.core.pipeline import FakeLLMProvider  # noqa: PLC0415 (this test's own)
+
+    provider = FakeLLMProvider(limiter="gpt")
+
+    async def ask(value: object, context: PipelineContext) -> str:
+        return (await provider.complete("hi", context)).text
+
+    result = await PipelineExecutor().execute(
+        PipelineDefinition("p", [StageDefinition("a", ask)]), None, PipelineContext()
+    )
+    assert result.failed_stages == ("a",)
+    assert "no rate limiter named 'gpt'" in str(result.error)
+
+
+@pytest.mark.parametrize("tokens", [math.nan, math.inf, -math.inf, -1])
+async def test_nan_infinite_or_negative_tokens_are_refused(tokens: float) -> None:
+    limiter = RateLimiter(tokens_per_minute=100)
+    with pytest.raises(ValueError, match="tokens must be a finite number >= 0"):
+        await limiter.wait_for_capacity(tokens)
+    assert limiter.statistics().admitted == 0
+    with pytest.raises(ValueError, match="must be a finite number > 0"):
+        RateLimiter(tokens_per_minute=tokens)
 
 
 def test_statistics_can_be_read_outside_trio() -> None:

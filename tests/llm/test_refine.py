@@ -197,3 +197,16 @@ def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="token_budget must be > 0"):
         RefineStage(Drafts(), Scores([]), token_budget=0)
     assert "max_iterations=3" in repr(RefineStage(Drafts(), Scores([])))
+
+
+async def test_nan_scores_rank_lowest_and_a_candidate_is_always_kept(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    nan = float("nan")
+    for scores, best in (([nan, nan, nan], "show-draft-1"), ([nan, 0.3, nan], "show-draft-2")):
+        stage = RefineStage(Drafts(), Scores(scores), max_iterations=3)
+        result = await PipelineExecutor().execute(pipeline_of(stage), "show")
+        plan = result.stage_results["plan"]
+        assert plan.status is StageStatus.SOFT_FAILED
+        assert plan.output == best  # never None: the candidates are not lost
+        assert len(plan.metadata["history"]) == 3

@@ -94,11 +94,29 @@ class PipelineContext:
     rate_limiters: dict[str, Limiter] = attrs.field(factory=dict)
     """More limiters by name (one per model or provider), besides the default one."""
 
-    def limiter(self, name: str | None = None) -> Limiter | None:
-        """The limiter called ``name`` (the default ``rate_limiter`` for None)."""
-        if name is None:
-            return self.rate_limiter
-        return self.rate_limiters.get(name)
+    def limiter(self, name: str | None = None) -> Limiter:
+        """The limiter called ``name`` (the default ``rate_limiter`` for None).
+
+        Raises ``LookupError``, saying which limiters there are, when this context has
+        no such limiter: ``async with context.limiter().acquire(tokens=n)`` never ends
+        in an ``AttributeError`` on None.
+        """
+        found = self.rate_limiter if name is None else self.rate_limiters.get(name)
+        if found is None:
+            names = ", ".join(repr(known) for known in self.rate_limiters) or "none"
+            if name is None:
+                msg = (
+                    "no rate limiter is configured: give the context one, "
+                    "PipelineContext(rate_limiter=RateLimiter(requests_per_minute=...))"
+                    f" (named limiters: {names})"
+                )
+            else:
+                msg = (
+                    f"no rate limiter named {name!r}: this context's named limiters are "
+                    f"{names} (PipelineContext(rate_limiters={{{name!r}: RateLimiter(...)}}))"
+                )
+            raise LookupError(msg)
+        return found
 
     def get_state(self, key: str, default: Any = None) -> Any:
         """The value stored under ``key``, or ``default``."""

@@ -91,7 +91,11 @@ class FakeLLMProvider:
         completion = Completion(
             text=text, prompt_tokens=len(prompt.split()), completion_tokens=count
         )
-        limiter = context.limiter(self.limiter) if context is not None else None
+        limiter = None
+        if context is not None:  # a named limiter must exist; the default one may not
+            limiter = (
+                context.rate_limiter if self.limiter is None else context.limiter(self.limiter)
+            )
         if limiter is not None:
             await limiter.wait_for_capacity(completion.tokens_used)
         await trio.sleep(self.latency_s)

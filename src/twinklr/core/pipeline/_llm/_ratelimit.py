@@ -10,6 +10,7 @@ stage and every pipeline run inside it.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -57,9 +58,9 @@ class _Waiter:
 
 def _check_limit(name: str, value: float | None) -> None:
     if value is not None and (
-        not isinstance(value, int | float) or isinstance(value, bool) or not value > 0
+        not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < math.inf
     ):
-        msg = f"RateLimiter {name} must be a number > 0 or None, got {value!r}"
+        msg = f"RateLimiter {name} must be a finite number > 0 or None, got {value!r}"
         raise ValueError(msg)
 
 
@@ -122,8 +123,12 @@ class RateLimiter:
         Raises ``ValueError`` for a request bigger than ``tokens_per_minute`` (it could
         never fit). Cancellation while waiting admits nothing and frees the place.
         """
-        if not isinstance(tokens, int | float) or isinstance(tokens, bool) or tokens < 0:
-            msg = f"RateLimiter {self.name!r}: tokens must be a number >= 0, got {tokens!r}"
+        if (
+            not isinstance(tokens, int | float)
+            or isinstance(tokens, bool)
+            or not 0 <= tokens < math.inf  # NaN too: it would switch the token limit off
+        ):
+            msg = f"RateLimiter {self.name!r}: tokens must be a finite number >= 0, got {tokens!r}"
             raise ValueError(msg)
         if self.tokens_per_minute is not None and tokens > self.tokens_per_minute:
             msg = (

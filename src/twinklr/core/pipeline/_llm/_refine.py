@@ -9,6 +9,7 @@ failure, and fails the run fast like any other.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import attrs
@@ -161,6 +162,11 @@ def _expect(value: object, kind: type[T], source: object) -> T:
     return value
 
 
+def _rank(score: float) -> float:
+    """A score as ranked: NaN is the lowest."""
+    return -math.inf if math.isnan(score) else score
+
+
 class _Loop:
     """The bookkeeping of one refine loop: history, best candidate, tokens, limits."""
 
@@ -188,7 +194,9 @@ class _Loop:
         self.tokens += cost
         self.costliest = max(self.costliest, cost)
         iteration = len(self.history) + 1
-        if verdict.score > self.best_score:
+        # NaN ranks lowest, and the first candidate is kept whatever its score: the
+        # loop never ends with no best candidate.
+        if not self.history or _rank(verdict.score) > _rank(self.best_score):
             self.best_output, self.best_score, self.best_iteration = (
                 proposal.output,
                 verdict.score,
