@@ -247,3 +247,122 @@ def test_ctrl_c_cancels_the_run_and_names_the_cancelled_stages(tmp_path: Path) -
     assert "quick" in stats.stdout
     assert "long_a" not in stats.stdout
     assert "long_b" not in stats.stdout
+
+
+# -- a newcomer's mistakes: one line on stderr, exit 2 (the installed command) ---------
+
+COMMAND = Path(sys.executable).parent / "twinklr-pipeline"
+
+
+def installed(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(COMMAND), *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def one_line_usage_error(done: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    for needle in needles:
+        assert needle in lines[0]
+
+
+GOOD = """
+from twinklr.core.pipeline import PipelineDefinition, StageDefinition
+
+async def double(value):
+    return (value or 1) * 2
+
+pipeline = PipelineDefinition("good", [StageDefinition("double", double)])
+"""
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "needles"),
+    [
+        ("def broken(:\n", "broken:pipeline", ["cannot import 'broken'", "broken.py, line 1"]),
+        (
+            "raise ValueError('no config file')\n",
+            "broken:pipeline",
+            ["importing 'broken' raised ValueError: no config file", "broken.py, line 1"],
+        ),
+        (
+            GOOD + "def make():\n    raise KeyError('model')\n",
+            "broken:make",
+            ["calling broken:make() raised KeyError: 'model'", "broken.py, line 9"],
+        ),
+    ],
+    ids=["syntax error", "raises on import", "factory raises"],
+)
+def test_a_pipeline_file_that_cannot_load_is_a_usage_error(
+    tmp_path: Path, source: str, target: str, needles: list[str]
+) -> None:
+    (tmp_path / "broken.py").write_text(source)
+    for command in ("run", "validate", "graph"):
+        one_line_usage_error(installed(command, target, cwd=tmp_path), *needles)
+    debug = installed("run", target, "--debug", cwd=tmp_path)
+    assert debug.returncode == 2
+    assert "Traceback" in debug.stderr
+
+
+def test_an_unwritable_output_path_is_refused_before_the_run(tmp_path: Path) -> None:
+    (tmp_path / "good.py").write_text(GOOD)
+    missing = tmp_path / "no" / "such" / "dir"
+    for args, option in (
+        (["run", "good:pipeline", "--trace", str(missing / "t.json")], "--trace"),
+        (["run", "good:pipeline", "--gantt", str(tmp_path)], "--gantt"),  # a directory
+        (["graph", "good:pipeline", "--output", str(missing / "g.mmd")], "--output"),
+        (["demo", "--trace", str(missing / "t.json")], "--trace"),
+    ):
+        done = installed(*args, cwd=tmp_path)
+        one_line_usage_error(done, option, "cannot be written")
+        assert done.stdout == ""  # nothing ran
+    ok = installed("run", "good:pipeline", "--trace", str(tmp_path / "t.json"), cwd=tmp_path)
+    assert ok.returncode == 0
+    assert (tmp_path / "t.json").is_file()
+
+
+def test_a_cache_that_is_not_a_database_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "notes.db").write_text("my shopping list" * 100)
+    for action in ("list", "stats", "clear", "prune"):
+        done = installed("cache", action, "--cache", str(tmp_path / "notes.db"), cwd=tmp_path)
+        one_line_usage_error(done, "notes.db is not a twinklr cache")
+
+
+def test_unknown_ids_are_refused_with_the_known_ones(tmp_path: Path) -> None:
+    one_line_usage_error(
+        installed("demo", "--fail-at", "nosuch", cwd=tmp_path),
+        "--fail-at 'nosuch': no such stage; the demo's stages are audio, ",
+    )
+    one_line_usage_error(
+        installed("demo", "--fail-at", "groups:99", cwd=tmp_path), "groups has items 0 to 5"
+    )
+    one_line_usage_error(
+        installed("demo", "--fail-at", "audio:1", cwd=tmp_path),
+        "audio has no items (fan-out stages: groups)",
+    )
+    (tmp_path / "good.py").write_text(GOOD)
+    cache = str(tmp_path / "cache")
+    assert installed("run", "good:pipeline", "--cache", cache, cwd=tmp_path).returncode == 0
+    one_line_usage_error(
+        installed("cache", "clear", "--cache", cache, "--stage", "dubble", cwd=tmp_path),
+        "--stage 'dubble': the cache has none; it has double",
+    )
+    one_line_usage_error(
+        installed("cache", "clear", "--cache", cache, "--pipeline", "god", cwd=tmp_path),
+        "--pipeline 'god': the cache has none; it has good",
+    )
+    cleared = installed("cache", "clear", "--cache", cache, "--stage", "double", cwd=tmp_path)
+    assert "removed 1 entries" in cleared.stdout
+
+
+def test_every_option_says_what_it_does() -> None:
+    from twinklr.core.pipeline._cli._commands import build_parser  # noqa: PLC0415
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command")
+    for name, command in subparsers.choices.items():  # type: ignore[union-attr]
+        for action in command._actions:
+            assert action.help, f"{name} {action.dest} has no help text"

@@ -77,6 +77,14 @@ class GroupPlan:
     effects: tuple[str, ...]
 
 
+def failure_points() -> dict[str, int | None]:
+    """Where ``--fail-at`` can inject a failure: each stage id, with its number of
+    fan-out items (None: not a fan-out stage)."""
+    return {
+        stage.id: len(GROUPS) if stage.id == "groups" else None for stage in build_pipeline().stages
+    }
+
+
 def inject_failure(context: PipelineContext, stage: str, item: int | None = None) -> None:
     """Fail here if the run was told to (``config["fail_at"]`` is ``(stage, item)``), so a
     user can watch fail-fast and then a resume from the cache."""

@@ -12,8 +12,10 @@ import importlib
 import json
 import logging
 import re
+import sqlite3
 import sys
 import tempfile
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -54,17 +56,51 @@ def load_pipeline(target: str) -> PipelineDefinition:
     except ImportError as exc:
         msg = f"cannot import {module_name!r}: {exc}"
         raise UsageError(msg) from exc
+    except SyntaxError as exc:
+        msg = f"cannot import {module_name!r}: {exc.msg} ({exc.filename}, line {exc.lineno})"
+        raise UsageError(msg) from exc
+    except Exception as exc:
+        msg = f"importing {module_name!r} raised {_raised(exc)}"
+        raise UsageError(msg) from exc
     try:
         found = getattr(module, attribute)
     except AttributeError as exc:
         msg = f"module {module_name!r} has no attribute {attribute!r}"
         raise UsageError(msg) from exc
     if not isinstance(found, PipelineDefinition) and callable(found):
-        found = found()
+        try:
+            found = found()
+        except Exception as exc:
+            msg = f"calling {target}() raised {_raised(exc)}"
+            raise UsageError(msg) from exc
     if not isinstance(found, PipelineDefinition):
         msg = f"{target} is a {type(found).__name__}, not a PipelineDefinition (or a factory)"
         raise UsageError(msg)
     return found
+
+
+def _raised(exc: BaseException) -> str:
+    """``exc`` in a line: its type, message and where it was raised."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def check_writable(path: str | None, option: str) -> None:
+    """Refuse, before any work, a ``path`` that cannot be written (a missing directory,
+    a directory, no permission): the run's output would be lost after it finished."""
+    if path is None:
+        return
+    target = Path(path)
+    existed = target.exists()
+    try:
+        with target.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        msg = f"{option} {path}: cannot be written ({exc.strerror or exc})"
+        raise UsageError(msg) from exc
+    if not existed:
+        target.unlink(missing_ok=True)
 
 
 def parse_input(text: str | None) -> Any:
@@ -143,6 +179,8 @@ def _store(args: argparse.Namespace) -> SQLiteCacheStore | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    check_writable(args.trace, "--trace")
+    check_writable(args.gantt, "--gantt")
     pipeline = load_pipeline(args.target)
     initial_input = parse_input(args.input)
     pipeline.validate()
@@ -165,6 +203,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
+    check_writable(args.output, "--output")
     pipeline = load_pipeline(args.target)
     if args.format in {"svg", "png"}:
         output = args.output or f"{pipeline.name}.{args.format}"
@@ -196,6 +235,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
     async def act() -> int:
         if args.action == "clear":
+            await _check_known(store, args.pipeline, args.stage)
             removed = await store.clear(args.pipeline, stage=args.stage)
             print(f"removed {removed} entries from {store.path}")
             return EXIT_OK
@@ -225,15 +265,45 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if not store.path.exists():
         msg = f"no cache at {store.path}"
         raise UsageError(msg)
-    return trio.run(act)
+    try:
+        return trio.run(act)
+    except sqlite3.DatabaseError as exc:
+        msg = f"{store.path} is not a twinklr cache: {exc}"
+        raise UsageError(msg) from exc
+
+
+async def _check_known(store: SQLiteCacheStore, pipeline: str | None, stage: str | None) -> None:
+    """Refuse a ``--pipeline`` or ``--stage`` the cache has no entry of, listing those it
+    has (a typo would otherwise clear nothing, silently)."""
+    if pipeline is None and stage is None:
+        return
+    entries = await store.entries()
+    pipelines = sorted({entry.pipeline for entry in entries})
+    if pipeline is not None and pipeline not in pipelines:
+        msg = f"--pipeline {pipeline!r}: the cache has none; it has {_listed(pipelines)}"
+        raise UsageError(msg)
+    stages = sorted({e.stage for e in entries if pipeline is None or e.pipeline == pipeline})
+    if stage is not None and stage not in stages:
+        msg = f"--stage {stage!r}: the cache has none; it has {_listed(stages)}"
+        raise UsageError(msg)
+
+
+def _listed(names: Sequence[str]) -> str:
+    return ", ".join(names) if names else "no entries"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ..example_usage import build_pipeline, demo_context  # noqa: PLC0415 (the demo only)
+    from ..example_usage import (  # noqa: PLC0415 (the demo only)
+        build_pipeline,
+        demo_context,
+        failure_points,
+    )
 
     fail_at = _parse_fail_at(args.fail_at)
-    if args.trace is None:  # the demo always leaves a trace to open in Perfetto
-        args.trace = str(Path(tempfile.gettempdir()) / "twinklr-demo-trace.json")
+    if fail_at is not None:
+        _check_fail_at(fail_at, failure_points())
+    check_writable(args.trace, "--trace")
+    check_writable(args.gantt, "--gantt")
     with tempfile.TemporaryDirectory(prefix="twinklr-demo-") as scratch:
         store = cache_store(args.cache or scratch)
         executor = PipelineExecutor(cache=store)
@@ -290,6 +360,21 @@ def parse_age(text: str) -> float:
     return float(number) * _SECONDS[unit.lower()]
 
 
+def _check_fail_at(fail_at: tuple[str, int | None], points: dict[str, int | None]) -> None:
+    stage, item = fail_at
+    if stage not in points:
+        msg = f"--fail-at {stage!r}: no such stage; the demo's stages are {', '.join(points)}"
+        raise UsageError(msg)
+    count = points[stage]
+    if item is not None and count is None:
+        fan_outs = ", ".join(name for name, items in points.items() if items is not None)
+        msg = f"--fail-at {stage}:{item}: {stage} has no items (fan-out stages: {fan_outs})"
+        raise UsageError(msg)
+    if item is not None and count is not None and item >= count:
+        msg = f"--fail-at {stage}:{item}: {stage} has items 0 to {count - 1}"
+        raise UsageError(msg)
+
+
 def _parse_fail_at(text: str | None) -> tuple[str, int | None] | None:
     if text is None:
         return None
@@ -311,14 +396,23 @@ def build_parser() -> argparse.ArgumentParser:
         prog="twinklr-pipeline", description="Run and inspect twinklr pipelines."
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", help="on a usage error, also show its traceback"
+    )
 
     def with_output_options(command: argparse.ArgumentParser) -> None:
         command.add_argument("--trace", help="write a Chrome trace (JSON) of the run here")
         command.add_argument("--gantt", help="write a Mermaid gantt chart of the run here")
-        command.add_argument("--log-format", choices=["console", "json"], default="console")
+        command.add_argument(
+            "--log-format",
+            choices=["console", "json"],
+            default="console",
+            help="how warnings and errors are logged to stderr (default console)",
+        )
         command.add_argument("--quiet", action="store_true", help="no progress or summary")
 
-    run = commands.add_parser("run", help="run a pipeline definition")
+    run = commands.add_parser("run", parents=[common], help="run a pipeline definition")
     run.add_argument("target", help="MODULE:ATTR of a PipelineDefinition or a factory")
     run.add_argument("--input", help="the initial input: JSON text, or @file.json")
     run.add_argument(
@@ -330,18 +424,29 @@ def build_parser() -> argparse.ArgumentParser:
     with_output_options(run)
     run.set_defaults(handler=cmd_run)
 
-    validate = commands.add_parser("validate", help="list every problem of a definition")
-    validate.add_argument("target")
+    validate = commands.add_parser(
+        "validate", parents=[common], help="list every problem of a definition"
+    )
+    validate.add_argument("target", help="MODULE:ATTR of a PipelineDefinition or a factory")
     validate.set_defaults(handler=cmd_validate)
 
-    graph = commands.add_parser("graph", help="draw a definition")
-    graph.add_argument("target")
-    graph.add_argument("--format", choices=["mermaid", "dot", "svg", "png"], default="mermaid")
+    graph = commands.add_parser("graph", parents=[common], help="draw a definition")
+    graph.add_argument("target", help="MODULE:ATTR of a PipelineDefinition or a factory")
+    graph.add_argument(
+        "--format",
+        choices=["mermaid", "dot", "svg", "png"],
+        default="mermaid",
+        help="mermaid or dot text, or svg/png drawn by Graphviz (default mermaid)",
+    )
     graph.add_argument("--output", help="file to write (svg/png: default NAME.FORMAT)")
     graph.set_defaults(handler=cmd_graph)
 
-    cache = commands.add_parser("cache", help="list, count, clear or prune cached entries")
-    cache.add_argument("action", choices=["list", "stats", "clear", "prune"])
+    cache = commands.add_parser(
+        "cache", parents=[common], help="list, count, clear or prune cached entries"
+    )
+    cache.add_argument(
+        "action", choices=["list", "stats", "clear", "prune"], help="what to do with the entries"
+    )
     cache.add_argument("--cache", default=DEFAULT_CACHE, help="the cache directory or file")
     cache.add_argument("--pipeline", help="only this pipeline's entries (list, stats, clear)")
     cache.add_argument("--stage", help="only this stage's entries (clear)")
@@ -360,8 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cache.set_defaults(handler=cmd_cache)
 
-    demo = commands.add_parser("demo", help="the Twinklr sequencer, offline")
-    demo.add_argument("--song", default="Carol of the Bells")
+    demo = commands.add_parser("demo", parents=[common], help="the Twinklr sequencer, offline")
+    demo.add_argument(
+        "--song", default="Carol of the Bells", help="the song to sequence (default: %(default)s)"
+    )
     demo.add_argument(
         "--fail-at",
         metavar="STAGE[:ITEM]",
@@ -380,6 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except UsageError as exc:
+        if getattr(args, "debug", False) and exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
         print(f"twinklr-pipeline: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except PipelineValidationError as exc:
