@@ -366,3 +366,53 @@ def test_every_option_says_what_it_does() -> None:
     for name, command in subparsers.choices.items():  # type: ignore[union-attr]
         for action in command._actions:
             assert action.help, f"{name} {action.dest} has no help text"
+
+
+TYPED = """
+import numpy, pydantic
+from twinklr.core.pipeline import PipelineDefinition, StageDefinition
+
+class Plan(pydantic.BaseModel):
+    group: str
+
+async def analyse(value):
+    return numpy.linspace(0, 1, 3)
+
+async def plan(samples):
+    return Plan(group=f"roof {samples.max()}")
+
+pipeline = PipelineDefinition(
+    "typed",
+    [StageDefinition("analyse", analyse), StageDefinition("plan", plan, inputs=["analyse"])],
+)
+"""
+
+
+def test_run_writes_its_outputs_as_json(tmp_path: Path) -> None:
+    (tmp_path / "typed.py").write_text(TYPED)
+    outputs = tmp_path / "outputs.json"
+    done = installed("run", "typed:pipeline", "--outputs", str(outputs), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"outputs written to {outputs}" in done.stdout
+    assert json.loads(outputs.read_text()) == {
+        "analyse": [0.0, 0.5, 1.0],
+        "plan": {"group": "roof 1.0"},
+    }
+    missing = str(tmp_path / "no" / "outputs.json")
+    one_line_usage_error(
+        installed("run", "typed:pipeline", "--outputs", missing, cwd=tmp_path),
+        "--outputs",
+        "cannot be written",
+    )
+
+
+def test_a_run_on_a_terminal_previews_what_the_terminal_stages_produced(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main(["run", f"{FIXTURES}:numbers"]) == 0
+    out = capsys.readouterr().out
+    preview = out[out.index("outputs:") :].splitlines()
+    assert preview[0] == "outputs:"
+    assert all(line.startswith("  ") for line in preview[1:])
+    assert len(preview) >= 2

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 import structlog
 import trio
 
+from .._cache._export import to_plain
 from .._cache._sqlite import DEFAULT_FILENAME, SQLiteCacheStore
 from .._engine._executor import PipelineExecutor
 from .._observe._trace import timeline_report, to_chrome_trace, to_mermaid_gantt
@@ -154,7 +155,29 @@ def _configure_logging(log_format: str, *, quiet: bool) -> None:
     )
 
 
-def _finish(result: PipelineResult | None, progress: Progress, args: argparse.Namespace) -> int:
+def output_preview(result: PipelineResult, pipeline: PipelineDefinition, width: int = 100) -> str:
+    """What the run produced, in short: each terminal stage's output (the stages no
+    other stage reads), on one line each."""
+    read = {name for stage in pipeline.stages for name in stage.inputs}
+    lines = ["outputs:"]
+    for stage in pipeline.stages:
+        if stage.id in read or stage.id not in result.outputs:
+            continue
+        shown = repr(result.outputs[stage.id])
+        if len(shown) > width:
+            shown = shown[: width - 3] + "..."
+        lines.append(f"  {stage.id}: {shown}")
+    if len(lines) == 1:
+        lines.append("  (no terminal stage produced an output)")
+    return "\n".join(lines)
+
+
+def _finish(
+    result: PipelineResult | None,
+    progress: Progress,
+    args: argparse.Namespace,
+    pipeline: PipelineDefinition,
+) -> int:
     if result is None:
         # stages whose cancellation was seen, and any still running when events stopped
         cancelled = ", ".join(sorted({*progress.cancelled, *progress.running})) or "no stage"
@@ -162,6 +185,13 @@ def _finish(result: PipelineResult | None, progress: Progress, args: argparse.Na
         return EXIT_INTERRUPTED
     if not args.quiet:
         print(timeline_report(result))
+        if sys.stdout.isatty():
+            print(output_preview(result, pipeline))
+    if getattr(args, "outputs", None):
+        document = {stage: to_plain(output) for stage, output in result.outputs.items()}
+        text = json.dumps(document, indent=2, ensure_ascii=False)
+        Path(args.outputs).write_text(text + "\n", encoding="utf-8")
+        print(f"outputs written to {args.outputs}")
     if args.trace:
         Path(args.trace).write_text(json.dumps(to_chrome_trace(result)), encoding="utf-8")
         print(f"trace written to {args.trace} (open it in https://ui.perfetto.dev)")
@@ -179,6 +209,7 @@ def _store(args: argparse.Namespace) -> SQLiteCacheStore | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    check_writable(args.outputs, "--outputs")
     check_writable(args.trace, "--trace")
     check_writable(args.gantt, "--gantt")
     pipeline = load_pipeline(args.target)
@@ -187,7 +218,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     executor = PipelineExecutor(cache=_store(args))
     progress = make_progress(sys.stderr, quiet=args.quiet)
     result = trio.run(execute_with_progress, executor, pipeline, initial_input, None, progress)
-    return _finish(result, progress, args)
+    return _finish(result, progress, args, pipeline)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -318,7 +349,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             progress = make_progress(sys.stderr, quiet=args.quiet)
             context = demo_context(song, failure)
             result = trio.run(execute_with_progress, executor, pipeline, song, context, progress)
-            status = _finish(result, progress, args)
+            status = _finish(result, progress, args, pipeline)
             if result is not None and len(runs) > 1:
                 print(f"cached: {', '.join(result.cached_stages) or 'none'}{_items(result)}")
             if status == EXIT_INTERRUPTED:
@@ -420,6 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const=DEFAULT_CACHE,
         help=f"cache successful stages in this directory (default {DEFAULT_CACHE})",
+    )
+    run.add_argument(
+        "--outputs",
+        metavar="FILE",
+        help="write every stage's output here as JSON (arrays as lists, models as objects)",
     )
     with_output_options(run)
     run.set_defaults(handler=cmd_run)
