@@ -1,7 +1,7 @@
 """Declarative pipeline (DAG) orchestration for Trio, built as an actor model.
 
-Declare stages and their inputs with :class:`PipelineDefinition` and
-:class:`StageDefinition`; :class:`PipelineExecutor` runs each stage as its own Trio task
+Declare stages and their inputs with `PipelineDefinition` and
+`StageDefinition`; `PipelineExecutor` runs each stage as its own Trio task
 the moment its inputs arrive.
 """
 

@@ -1,5 +1,5 @@
 """Plain async functions as stages: ``async def analyze(input)`` or ``analyze(input,
-context)``, given to ``StageDefinition`` as they are or decorated with :func:`stage`.
+context)``, given to ``StageDefinition`` as they are or decorated with `stage`.
 
 A function stage returns its output as a plain value (a returned ``StageResult`` is
 used as it is, so failures, soft failures and metadata still work) and fails by
@@ -41,7 +41,7 @@ def arguments(fn: Callable[..., Any]) -> int | None:
     """How many of the two arguments a stage function (``input, context``) or a
     condition (``context, input``) takes: 1 or 2; None when it can take neither
     (no positional parameter, more than two required, a required keyword);
-    :data:`UNREADABLE` when its signature cannot be read. Remembered per function."""
+    `UNREADABLE` when its signature cannot be read. Remembered per function."""
     try:
         return _arguments[fn]
     except KeyError:

@@ -1,5 +1,5 @@
-"""How a stage runs (its :class:`ExecutionPattern`) and how it is retried
-(:class:`RetryConfig`): the policy values a :class:`StageDefinition` carries.
+"""How a stage runs (its `ExecutionPattern`) and how it is retried
+(`RetryConfig`): the policy values a `StageDefinition` carries.
 
 Public through ``definition``, where they are defined for users (and pickled from).
 """

@@ -49,7 +49,7 @@ def stage_problem(stage: object) -> str | None:
 
 
 def _object_problem(stage: object) -> str | None:
-    """Why an object is not a stage: the seed's protocol, ``name`` and async ``execute``."""
+    """Why an object is not a stage: the stage protocol: a ``name`` and an async ``execute``."""
     kind = type(stage).__name__
     if isinstance(stage, type) or stage is None:
         return _not_an_instance(stage)
@@ -74,7 +74,7 @@ def _not_an_instance(stage: type | None) -> str:
 
 
 def stage_problems_depend_on_the_instance(stage: object) -> bool:
-    """Whether :func:`stage_problem` may answer differently for two objects of the same
+    """Whether `stage_problem` may answer differently for two objects of the same
     type (functions and function stages), so its answer cannot be kept per type."""
     return isinstance(stage, FunctionStage) or _is_plain_function(stage)
 

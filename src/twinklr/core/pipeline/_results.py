@@ -107,7 +107,7 @@ def make_result(
 class _SuccessDescriptor:
     """``StageResult.success(...)`` constructs; ``result.success`` answers a bool.
 
-    The seed writes both spellings, so the name has to serve as a constructor on the
+    Both spellings are in use, so the name has to serve as a constructor on the
     class and as a flag on an instance.
     """
 
@@ -333,7 +333,7 @@ class PipelineResult:
         """The output of ``stage`` in this run, typed as the stage's output (``T`` of a
         ``StageDefinition[T]``). A soft-failed stage's output is its best candidate.
 
-        Raises :class:`NoOutputError` naming the stage when it has none: it never
+        Raises `NoOutputError` naming the stage when it has none: it never
         started, failed, was cancelled or was skipped (or is not in this pipeline).
         """
         stage_id = stage.id

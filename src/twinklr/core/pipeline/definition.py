@@ -2,7 +2,7 @@
 
 Definitions are frozen values. Constructing an invalid one does not raise; ``validate()``
 and ``validate_pipeline()`` report every problem at once, and executing an invalid one
-raises :class:`~twinklr.core.pipeline.errors.PipelineValidationError` before any stage runs.
+raises `PipelineValidationError` before any stage runs.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _to_stage(value: Any) -> Any:
 
 
 class _ReturnsResult(Protocol[T]):
-    """A class stage as the seed writes it: ``execute`` returns ``StageResult[T]``."""
+    """A class stage: its ``execute`` returns ``StageResult[T]``."""
 
     def execute(self, input: Any, context: Any, /) -> Awaitable[StageResult[T]]: ...
 
@@ -76,7 +76,7 @@ class _YieldsItems(Protocol[T_co]):
 
 
 class StageOptions(TypedDict, total=False):
-    """The keyword arguments of :class:`StageDefinition` (for type checkers)."""
+    """The keyword arguments of `StageDefinition` (for type checkers)."""
 
     pattern: ExecutionPattern
     inputs: Iterable[str] | str | None
@@ -98,7 +98,7 @@ class StageDefinition(Generic[T]):
     """One stage of a pipeline: its id, the stage object, its inputs and its policy.
 
     ``id`` and ``stage`` may be given positionally, as in ``StageDefinition("audio",
-    analyze)``. ``stage`` may also be a :class:`PipelineDefinition` (a sub-pipeline).
+    analyze)``. ``stage`` may also be a `PipelineDefinition` (a sub-pipeline).
     A definition is generic in its stage's output type ``T``, which type checkers infer
     from a function's return annotation or from ``StageResult[T]`` on a class stage's
     ``execute``: ``result.output(definition)`` is then typed ``T``.
@@ -109,9 +109,9 @@ class StageDefinition(Generic[T]):
     stage: Any = attrs.field(converter=_to_stage)
     """An async function (``async def f(input)`` or ``f(input, context)``, whose return
     value is the output), or an object with a ``name`` and ``async def execute(input,
-    context)`` returning a ``StageResult``, or a :class:`PipelineDefinition`."""
+    context)`` returning a ``StageResult``, or a `PipelineDefinition`."""
     pattern: ExecutionPattern = attrs.field(default=ExecutionPattern.SEQUENTIAL, kw_only=True)
-    """How the stage runs (see :class:`ExecutionPattern`)."""
+    """How the stage runs (see `ExecutionPattern`)."""
     inputs: tuple[str, ...] = attrs.field(default=(), converter=_to_inputs, kw_only=True)
     """Ids of the stages whose outputs this stage needs."""
     condition: Callable[[PipelineContext], bool] | Callable[[PipelineContext, Any], bool] | None = (
@@ -208,7 +208,7 @@ class PipelineDefinition:
     description: str | None = None
     """Free text for people and graphs."""
     fail_fast: bool = True
-    """Cancel everything on the first critical failure (the seed's required behaviour).
+    """Cancel everything on the first critical failure (the default).
     With False, independent branches run on and only dependents of the failure are
     cancelled (never started)."""
     _plan: Plan | None = attrs.field(default=None, init=False, eq=False, repr=False)
@@ -218,7 +218,7 @@ class PipelineDefinition:
         return find_problems(self, self._strays())
 
     def validate(self) -> None:
-        """Raise :class:`PipelineValidationError` listing every problem, if there is any."""
+        """Raise `PipelineValidationError` listing every problem, if there is any."""
         self.plan()
 
     def plan(self) -> Plan:
@@ -235,7 +235,7 @@ class PipelineDefinition:
         return self.plan().waves()
 
     def _strays(self) -> list[object]:
-        """The stages that are not :class:`StageDefinition` objects (validation reports
+        """The stages that are not `StageDefinition` objects (validation reports
         them; only this module knows the class)."""
         return [stage for stage in self.stages if not isinstance(stage, StageDefinition)]
 

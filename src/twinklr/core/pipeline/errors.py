@@ -1,12 +1,12 @@
 """The public exception hierarchy.
 
-Every error subclasses :class:`PipelineError` and the builtin it behaves like, carries
+Every error subclasses `PipelineError` and the builtin it behaves like, carries
 structured fields, and its message names the stage and the bad value.
 
 Stage failures are *results*, not exceptions out of ``execute``: the classes below that
-describe a stage failure (:class:`StageTimeoutError`, :class:`FanOutInputError`,
-:class:`StageOutputError`, :class:`FanOutItemError`, :class:`ConditionError`) are what
-the executor records in :attr:`StageResult.exception`, so callers can inspect them.
+describe a stage failure (`StageTimeoutError`, `FanOutInputError`,
+`StageOutputError`, `FanOutItemError`, `ConditionError`) are what
+the executor records in `StageResult.exception`, so callers can inspect them.
 """
 
 from __future__ import annotations

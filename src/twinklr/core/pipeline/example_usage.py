@@ -4,7 +4,7 @@ audio -> profile + lyrics (conditional) -> macro plan (judge/refine loop)
       -> group contexts -> per-group plans (fan-out) -> render
 
 Every stage is a small fake that sleeps a little and derives its output from its input,
-and the LLM is :class:`FakeLLMProvider` behind a shared :class:`RateLimiter`, so the run
+and the LLM is `FakeLLMProvider` behind a shared `RateLimiter`, so the run
 shows real concurrency and gives the same answer every time. Run it with::
 
     python -m twinklr.core.pipeline.example_usage [--song NAME] [--no-lyrics]

@@ -1,12 +1,12 @@
 """pytest plugin for testing pipelines, registered on install (``-p no:twinklr`` turns
 it off). Fixtures:
 
-- ``twinklr_executor``: the :class:`PipelineExecutor` the other fixtures run with (a
+- ``twinklr_executor``: the `PipelineExecutor` the other fixtures run with (a
   plain one; override it in your ``conftest.py`` to add a cache store or a runner).
-- ``twinklr_run_virtual``: :func:`twinklr.core.pipeline.testing.run_virtual` with that
+- ``twinklr_run_virtual``: `twinklr.core.pipeline.testing.run_virtual` with that
   executor, for synchronous tests (each call is a Trio run of its own on a virtual
   clock).
-- ``twinklr_record``: :func:`twinklr.core.pipeline.testing.record_run` with that
+- ``twinklr_record``: `twinklr.core.pipeline.testing.record_run` with that
   executor, for pytest-trio tests (request ``autojump_clock`` too for virtual time).
 """
 

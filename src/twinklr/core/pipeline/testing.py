@@ -1,13 +1,13 @@
 """A kit for testing your own pipelines and stages under Trio's virtual clock.
 
 - Stub stages that record every call (input, virtual start and end time, outcome):
-  :func:`fixed` (a fixed output, optionally after a delay), :func:`flaky` (fails N
-  times, then succeeds), :func:`raising` (always raises), :func:`recording` (computes
+  `fixed` (a fixed output, optionally after a delay), `flaky` (fails N
+  times, then succeeds), `raising` (always raises), `recording` (computes
   its output from its input).
-- :func:`run_virtual` runs a pipeline from synchronous code under an autojumping
-  virtual clock; ``await`` :func:`record_run` does the same inside a Trio test (use
+- `run_virtual` runs a pipeline from synchronous code under an autojumping
+  virtual clock; ``await`` `record_run` does the same inside a Trio test (use
   pytest-trio's ``autojump_clock`` fixture for virtual time). Both return a
-  :class:`RunRecord`: the result, every event, and the assertions structured-concurrency
+  `RunRecord`: the result, every event, and the assertions structured-concurrency
   tests want (ran before/after, ran concurrently with, never started, was cancelled, no
   task left running).
 - A pytest plugin (registered on install) with fixtures wrapping these: see
@@ -52,7 +52,7 @@ __all__ = [
 
 @attrs.frozen
 class StageCall:
-    """One call of a :class:`StubStage`, stamped with Trio's clock (seconds)."""
+    """One call of a `StubStage`, stamped with Trio's clock (seconds)."""
 
     input: Any
     """What the stage was given."""
@@ -68,7 +68,7 @@ class StageCall:
 @attrs.define(eq=False)
 class StubStage:
     """A stage for tests: waits ``delay`` seconds, then fails its first ``fail_times``
-    calls and succeeds after that, recording every call in :attr:`calls`.
+    calls and succeeds after that, recording every call in `calls`.
 
     ``output`` is the value it returns, or a function of its input. A failing call
     raises ``error`` when it is an exception (instance or class), else returns a failure
@@ -268,7 +268,7 @@ async def record_run(
     *,
     executor: PipelineExecutor | None = None,
 ) -> RunRecord:
-    """Run ``pipeline`` inside the current Trio run and return its :class:`RunRecord`
+    """Run ``pipeline`` inside the current Trio run and return its `RunRecord`
     (with pytest-trio, request ``autojump_clock`` for virtual time)."""
     executor = executor if executor is not None else PipelineExecutor()
     before = _live_tasks()

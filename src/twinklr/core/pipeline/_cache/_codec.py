@@ -10,7 +10,7 @@ arrays refused) and pydantic models (through pydantic's JSON mode, so validators
 load). Anything else is refused.
 
 Binary values (bytes, numpy arrays and scalars) are not put in the JSON: each becomes a
-:class:`Blob`, kept beside it (see ``_payload``), and the JSON says which one.
+`Blob`, kept beside it (see ``_payload``), and the JSON says which one.
 
 Reading never imports and never unpickles: a class is looked up by its qualified name
 only among modules the process has already imported, and only an enum, attrs or
@@ -172,7 +172,7 @@ _NPY_PREFIX = len(_NPY_MAGIC) + 4  # the magic, then the header's length (4 byte
 
 def _decode_numpy(data: dict[str, Any], blob: memoryview) -> Any:
     """The array (or scalar) in ``blob``, copied out of it (so it is writable and owns
-    its memory). Only what :func:`_encode_numpy` writes is read."""
+    its memory). Only what `_encode_numpy` writes is read."""
     numpy = sys.modules.get("numpy")
     if numpy is None:
         msg = "a stored numpy value needs numpy, which this program has not imported"
@@ -216,12 +216,12 @@ def _name_of(kind: type) -> str:
 
 
 #: What a blob reference resolves against: the payload's blobs, or (when an encoding is
-#: checked) the :class:`Blob` values just made, which stand for themselves.
+#: checked) the `Blob` values just made, which stand for themselves.
 Blobs = Sequence[memoryview] | Sequence[Blob]
 
 
 def decode(data: Any, blobs: Blobs = ()) -> Any:
-    """The value :func:`encode` described (its blobs in ``blobs``); :class:`CodecError`
+    """The value `encode` described (its blobs in ``blobs``); `CodecError`
     for anything else."""
     if isinstance(data, list):
         return [decode(member, blobs) for member in data]

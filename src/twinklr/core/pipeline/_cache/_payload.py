@@ -67,7 +67,7 @@ def _allocate(size: int) -> memoryview:
 
 
 def unpack(payload: Payload) -> tuple[dict[str, Any], list[memoryview]]:
-    """The document and its blobs (views of ``payload``); :class:`CodecError` when the
+    """The document and its blobs (views of ``payload``); `CodecError` when the
     payload is neither JSON nor a whole frame."""
     if type(payload) is bytes and not payload.startswith(MAGIC):  # the common case
         return _document(payload.decode()), []

@@ -159,11 +159,11 @@ class RunCache:
 
     def elsewhere(self, key: str) -> bool:
         """Whether ``key`` is an entry another run wrote (held by the store, not loaded
-        with this run's own): :meth:`fetch` it before serving."""
+        with this run's own): `fetch` it before serving."""
         return key not in self.entries and key in self.known
 
     async def fetch(self, keys: list[str]) -> None:
-        """Read the entries ``keys`` from the store (in one call), for :meth:`serve` (a
+        """Read the entries ``keys`` from the store (in one call), for `serve` (a
         failure: misses, warned)."""
         if not keys:
             return
@@ -291,7 +291,7 @@ class RunCache:
         output: Any,
         writes: list[Write],
     ) -> None:
-        """:meth:`offer` a streaming stage's items as they were when it yielded them
+        """`offer` a streaming stage's items as they were when it yielded them
         (its consumers may have changed them since); not cached when they could not
         be copied (warned once)."""
         count = len(output or ())
@@ -303,7 +303,7 @@ class RunCache:
         self.offer(sdef, key, items, writes)
 
     async def write_behind(self) -> None:
-        """Save queued records in batches until :meth:`close`.
+        """Save queued records in batches until `close`.
 
         Each save is shielded (for at most ``SAVE_TIMEOUT_S``): cancelling the run from
         outside lets the batch in hand, and then what is still queued, reach the store

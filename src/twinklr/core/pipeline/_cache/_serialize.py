@@ -160,7 +160,7 @@ def tagged_round_trip(value: Any, blobs: list[_codec.Blob]) -> Any:
     as the same type and an equal value. (A blob is exact by making: the check takes it
     as read instead of copying it out again.)
 
-    Raises :class:`NotSerializableError`, saying what to do, when it would not.
+    Raises `NotSerializableError`, saying what to do, when it would not.
     """
     before = len(blobs)
     try:
@@ -190,7 +190,7 @@ def tagged_round_trip(value: Any, blobs: list[_codec.Blob]) -> Any:
 def check_round_trip(value: Any, kind: Any) -> Any:
     """The unstructured form of ``value``, once it is known to come back equal.
 
-    Raises :class:`NotSerializableError` when it would not (an object with no value
+    Raises `NotSerializableError` when it would not (an object with no value
     equality, a tuple where only ``Any`` is known, a set of unhashable things, ...).
     """
     text = to_json(value)

@@ -11,7 +11,7 @@ Large payloads (above ``INLINE_MAX``) are files in a directory beside the databa
 that names them commits, and read back mapped, not copied: SQLite is slow at big blobs,
 the file system is not. Each file is named by its key and a random suffix, so a row
 never names a file another process is writing; a file no row names (its writer was
-killed) is removed by :meth:`SQLiteCacheStore.prune`.
+killed) is removed by `SQLiteCacheStore.prune`.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ class SQLiteCacheStore:
         return f"SQLiteCacheStore({str(self.path)!r})"
 
     def hold(self, keys: AbstractSet[str]) -> None:
-        """Never evict ``keys`` (a live set) until :meth:`release` (see ``Holds``)."""
+        """Never evict ``keys`` (a live set) until `release` (see ``Holds``)."""
         self.holds.hold(keys)
 
     def release(self, keys: AbstractSet[str]) -> None:

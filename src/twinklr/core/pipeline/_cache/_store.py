@@ -1,13 +1,13 @@
 """Cache stores: where successful stage outputs are kept between runs.
 
-A store holds :class:`CacheRecord` rows: a key (see ``_run_cache`` for what goes into
+A store holds `CacheRecord` rows: a key (see ``_run_cache`` for what goes into
 it), the pipeline and stage it belongs to, the *run group* (a fingerprint of the pipeline
 and the run's initial input, so that a run reads everything an earlier run of the same
 input left in one go), when it expires, and the payload (bytes: JSON, or JSON framed
 with binary values, see ``_payload``). Stores never interpret payloads.
 
 Both stores here can be bounded (``max_bytes``): beyond it they evict the entries used
-least recently, except those a run in progress holds (:meth:`MemoryCacheStore.hold`).
+least recently, except those a run in progress holds (`MemoryCacheStore.hold`).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class CacheStore(Protocol):
     """What the executor needs from a store. All methods are async and never block the
     Trio loop; ``save`` is atomic (all records or none).
 
-    A store that also has ``keys`` and ``fetch`` (:class:`IndexedCacheStore`, as both
+    A store that also has ``keys`` and ``fetch`` (`IndexedCacheStore`, as both
     stores here do) serves an entry to any run whose stage needs it, whichever run
     wrote it; with only these four methods a run is served what runs of its own input
     wrote.
@@ -145,12 +145,12 @@ class Holds:
 
     def hold(self, keys: AbstractSet[str]) -> None:
         """Never evict the keys in ``keys`` (a live set: keys added later count too)
-        until :meth:`release`."""
+        until `release`."""
         with self._lock:
             self._sets.append(keys)
 
     def release(self, keys: AbstractSet[str]) -> None:
-        """Stop holding ``keys`` (the set given to :meth:`hold`)."""
+        """Stop holding ``keys`` (the set given to `hold`)."""
         with self._lock:
             self._sets = [held for held in self._sets if held is not keys]
 
@@ -210,7 +210,7 @@ class MemoryCacheStore:
         self._clock = clock
 
     def hold(self, keys: AbstractSet[str]) -> None:
-        """Never evict ``keys`` (a live set) until :meth:`release` (see :class:`Holds`)."""
+        """Never evict ``keys`` (a live set) until `release` (see `Holds`)."""
         self.holds.hold(keys)
 
     def release(self, keys: AbstractSet[str]) -> None:

@@ -33,7 +33,7 @@ class LiveProgress(Progress):
         self.cached = 0
 
     def show(self, event: PipelineEvent) -> None:
-        """Update the state from ``event`` (the table is redrawn by :meth:`consume`)."""
+        """Update the state from ``event`` (the table is redrawn by `consume`)."""
         kind, stage = event.kind, event.stage
         if stage is None:
             return
@@ -81,5 +81,5 @@ class LiveProgress(Progress):
 
 
 def live_progress(out: TextIO) -> Progress:
-    """A :class:`LiveProgress` on ``out``."""
+    """A `LiveProgress` on ``out``."""
     return LiveProgress(out)

@@ -1,6 +1,6 @@
 """One unit of work (a stage, or one fan-out item) under its timeout and retry policy.
 
-Whatever happens inside, the caller gets a :class:`StageResult`: exceptions, failure
+Whatever happens inside, the caller gets a `StageResult`: exceptions, failure
 results, wrong return types and timeouts all become failed results. Only cancellation and
 non-``Exception`` errors (``KeyboardInterrupt``) propagate; and only the run's own
 cancellation counts as one: a ``trio.Cancelled`` a stage raises while nothing around it
@@ -70,7 +70,7 @@ def stray_cancellation(stage_id: str, exc: BaseException) -> Exception | None:
 
 def settle_raised(sdef: StageDefinition[Any], exc: BaseException) -> StageResult[Any]:
     """The failed result of a stage call that raised ``exc``: an ``Exception``, or a
-    stray ``trio.Cancelled`` (see :func:`stray_cancellation`). Anything else (the run's
+    stray ``trio.Cancelled`` (see `stray_cancellation`). Anything else (the run's
     cancellation, ``KeyboardInterrupt``) is raised again."""
     if isinstance(exc, Exception):
         return settle_error(sdef, exc)
@@ -167,7 +167,7 @@ def settle(sdef: StageDefinition[Any], returned: object) -> StageResult[Any]:
 
 
 def settle_item(sdef: StageDefinition[Any], returned: object) -> StageResult[Any]:
-    """:func:`settle` for a fan-out item of a plain stage. A plain success is kept as it
+    """`settle` for a fan-out item of a plain stage. A plain success is kept as it
     is, without the copy that adds ``attempts``: an item's result stays inside its
     stage, which reads missing attempts as one (a copy per item is a third of an
     item's cost)."""

@@ -66,10 +66,10 @@ class PipelineExecutor:
         """Run ``pipeline`` to completion and return its result.
 
         Stage failures are reported in the result, never raised. Raises
-        :class:`PipelineValidationError` for an invalid definition (before any stage
+        `PipelineValidationError` for an invalid definition (before any stage
         runs); cancellation of the caller's scope cancels every stage and propagates.
 
-        With ``events``, every transition is also sent there as a :class:`PipelineEvent`
+        With ``events``, every transition is also sent there as a `PipelineEvent`
         (the caller owns the channel; it is never closed here). A slow consumer never
         slows the run: see ``_observe._events`` for the buffer policy.
 
@@ -94,14 +94,14 @@ class PipelineExecutor:
         events: trio.MemorySendChannel[PipelineEvent] | None = None,
         subscriptions: Mapping[str, trio.MemorySendChannel[Any]] | None = None,
     ) -> RunHandle:
-        """Start ``pipeline`` as a task in ``nursery`` and return its :class:`RunHandle`
+        """Start ``pipeline`` as a task in ``nursery`` and return its `RunHandle`
         once the run has started (its ``RUN_STARTED`` event sent).
 
         An invalid definition raises here, before anything starts. The run's own
         failures and its cancellation (``handle.cancel()``) never raise into
         ``nursery``: ``await handle.wait()`` returns the result. Cancelling ``nursery``
         cancels the run too (its result then says cancelled). ``events`` and
-        ``subscriptions`` work as in :meth:`execute`; ``handle.events()`` follows the
+        ``subscriptions`` work as in `execute`; ``handle.events()`` follows the
         run's events as well, from the first.
         """
         run = self._prepare(pipeline, initial_input, context, subscriptions)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 def fan_out_items(sdef: StageDefinition[Any], value: Any) -> tuple[list[Any], str | None]:
     """The items to fan out over and, for a multi-input stage, the input they came from.
 
-    Raises :class:`FanOutInputError` naming the stage and the type it got.
+    Raises `FanOutInputError` naming the stage and the type it got.
     """
     source = None
     items = value

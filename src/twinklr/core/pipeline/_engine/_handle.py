@@ -1,5 +1,5 @@
-"""Background runs: :meth:`PipelineExecutor.start` runs a pipeline in a caller's
-nursery and hands back a :class:`RunHandle` to watch, cancel and await it.
+"""Background runs: `PipelineExecutor.start` runs a pipeline in a caller's
+nursery and hands back a `RunHandle` to watch, cancel and await it.
 
 The handle keeps every event of its run in order (three per stage, plus retries and
 fan-out items), so any number of readers can follow the run from its first event at
@@ -103,10 +103,10 @@ class RunEvents:
 
 
 class RunHandle:
-    """A run going on in the background (see :meth:`PipelineExecutor.start`).
+    """A run going on in the background (see `PipelineExecutor.start`).
 
     ``cancel()`` ends it promptly with its stages cancelled; ``await wait()`` returns its
-    :class:`PipelineResult` whatever happened (a cancelled run's result has
+    `PipelineResult` whatever happened (a cancelled run's result has
     ``cancelled=True`` and names its cancelled stages); ``events()`` follows it live.
     """
 

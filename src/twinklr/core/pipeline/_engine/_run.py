@@ -141,7 +141,7 @@ class Run:
         attempt: int | None = None,
         error: str | None = None,
     ) -> None:
-        """:meth:`transition` for the three every stage makes (queued, started, ended) at
+        """`transition` for the three every stage makes (queued, started, ended) at
         clock time ``at``, already read, without the keyword packing: with a consumer
         attached it runs 3 times a stage."""
         if self.logs_debug or self.spans is not None:

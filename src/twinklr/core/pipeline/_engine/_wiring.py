@@ -33,7 +33,7 @@ class OneShotChannel(trio.abc.Channel[Any]):
     Created empty (``OneShotChannel()``) or already holding its value
     (``OneShotChannel(value)``, what a finishing stage does for each outgoing edge).
     A second send raises ``trio.ClosedResourceError``; a receive after the value was
-    taken raises ``trio.EndOfChannel``; anything after :meth:`close` raises
+    taken raises ``trio.EndOfChannel``; anything after `close` raises
     ``trio.ClosedResourceError``.
     """
 
@@ -92,14 +92,14 @@ class OneShotChannel(trio.abc.Channel[Any]):
 
     def close(self) -> None:
         """Close the channel: an unsent or untaken value is dropped, and a task waiting
-        in :meth:`receive` wakes to ``trio.ClosedResourceError``."""
+        in `receive` wakes to ``trio.ClosedResourceError``."""
         self._value = _CLOSED
         if self._receiver is not None:
             trio.lowlevel.reschedule(self._receiver)
             self._receiver = None
 
     async def aclose(self) -> None:
-        """:meth:`close`, with a checkpoint."""
+        """`close`, with a checkpoint."""
         self.close()
         await trio.lowlevel.checkpoint()
 

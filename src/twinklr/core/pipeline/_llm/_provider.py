@@ -1,6 +1,6 @@
 """The LLM provider protocol for ``context.provider``, and a deterministic fake.
 
-A provider takes a prompt and returns a :class:`Completion` that says how many tokens it
+A provider takes a prompt and returns a `Completion` that says how many tokens it
 used. Providers pace themselves with the context's rate limiter:
 ``async with context.rate_limiter.acquire(tokens=n): ...``.
 """
@@ -58,7 +58,7 @@ class FakeLLMProvider:
 
     It waits for the context's rate limiter (``limiter`` names one of
     ``context.rate_limiters``; None: the default), sleeps ``latency_s``, and raises
-    :class:`ProviderError` for its first ``fail_times`` calls, for prompts containing any
+    `ProviderError` for its first ``fail_times`` calls, for prompts containing any
     of ``fail_on``, and once for each of ``fail_once_on``. ``calls`` records every prompt.
     """
 

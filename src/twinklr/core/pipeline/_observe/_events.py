@@ -61,7 +61,7 @@ class PipelineEvent:
 
     Frozen, compared and hashed by value. Not slotted on purpose: the fields a kind does
     not use are None on the class, so the executor's hot path builds an event as a
-    seven-entry dict (see :func:`stage_event`).
+    seven-entry dict (see `stage_event`).
     """
 
     kind: EventKind
@@ -118,7 +118,7 @@ def stage_event(  # noqa: PLR0917 (positional on purpose: this is the hot path)
     attempt: int | None,
     error: str | None,
 ) -> PipelineEvent:
-    """The same frozen :class:`PipelineEvent` as the constructor makes, for the three
+    """The same frozen `PipelineEvent` as the constructor makes, for the three
     events every stage sends, built by setting its instance dict in one go (the
     executor's hot path: about a third of the constructor's cost)."""
     event: PipelineEvent = _new(PipelineEvent)
@@ -139,7 +139,7 @@ def stage_event(  # noqa: PLR0917 (positional on purpose: this is the hot path)
 
 
 class EventSink(Protocol):
-    """Where a run's events go: :class:`EventRelay`, or a run handle's history."""
+    """Where a run's events go: `EventRelay`, or a run handle's history."""
 
     @property
     def dropped(self) -> int:

@@ -14,7 +14,7 @@ from .._timing import CriticalStep, ItemTiming, StageTiming, to_ms
 
 
 class Timeline(_ReadOnly):
-    """Stage id -> :class:`StageTiming`, for every stage that ended.
+    """Stage id -> `StageTiming`, for every stage that ended.
 
     Entries are made on first access: a 10,000-stage run should not pay for 10,000
     objects that nobody reads. It owns the records it is given; nothing changes them.

@@ -151,7 +151,7 @@ def render_graph(
     output_format: str | None = None,
 ) -> Path:
     """Draw ``pipeline`` to ``path`` with Graphviz (``svg``, ``png``, ``pdf``; by
-    default from the file's suffix). Raises :class:`GraphvizNotFoundError` without
+    default from the file's suffix). Raises `GraphvizNotFoundError` without
     ``dot``."""
     path = Path(path)
     fmt = output_format or path.suffix.lstrip(".") or "svg"

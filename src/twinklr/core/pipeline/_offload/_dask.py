@@ -96,7 +96,7 @@ class DaskRunner:
             cluster.close(timeout=self.shutdown_timeout_s)
 
     async def aclose(self) -> None:
-        """:meth:`close`, off the Trio loop, bounded by ``shutdown_timeout_s``."""
+        """`close`, off the Trio loop, bounded by ``shutdown_timeout_s``."""
         with trio.move_on_after(self.shutdown_timeout_s * 2):
             await trio.to_thread.run_sync(self.close, abandon_on_cancel=True)
 
