@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,3 +180,21 @@ async def test_a_failed_gather_falls_back_to_one_result_at_a_time() -> None:
     await bad.done.wait()
     assert good.value == 7
     assert isinstance(bad.error, ValueError)
+
+
+async def test_work_that_kills_its_worker_runs_once_not_four_times(
+    dask: DaskRunner, tmp_path: Path
+) -> None:
+    tries = tmp_path / "tries"
+
+    def crashes(_value: int) -> int:
+        with tries.open("a") as log:
+            log.write("x")
+        os._exit(1)  # the worker process dies with the work
+
+    pipeline = PipelineDefinition(
+        "crash", [StageDefinition("work", SyncStage(crashes, runner=dask))]
+    )
+    result = await PipelineExecutor().execute(pipeline, 5)
+    assert result.failed_stages == ("work",)
+    assert tries.read_text() == "x"  # Dask did not reschedule it (the executor owns retries)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from typing import Any
@@ -11,6 +12,7 @@ import trio
 
 from conftest import Unpicklable
 from twinklr.core.pipeline import (
+    DaskRunner,
     ExecutionPattern,
     PipelineDefinition,
     PipelineExecutor,
@@ -147,3 +149,24 @@ def test_bad_arguments_are_refused() -> None:
         ProcessRunner(max_workers=0)
     assert "ProcessRunner(max_workers=2)" in repr(SyncStage(square, runner=ProcessRunner(2)))
     assert repr(ThreadRunner()) == "ThreadRunner()"
+
+
+@pytest.mark.parametrize(
+    ("make", "extra"),
+    [
+        (ProcessRunner, "processes"),
+        (DaskRunner, "dask"),
+    ],
+    ids=["processes", "dask"],
+)
+def test_a_runner_without_its_extra_fails_at_construction_with_the_install_line(
+    monkeypatch: pytest.MonkeyPatch, make: Any, extra: str
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "cloudpickle" else real(name, *a),
+    )
+    with pytest.raises(ModuleNotFoundError, match=rf'pip install "twinklr-pipeline\[{extra}\]"'):
+        make()

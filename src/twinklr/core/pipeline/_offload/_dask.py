@@ -20,7 +20,7 @@ from typing import Any
 
 import trio
 
-from ._runners import call_pickled, pickle_work
+from ._runners import call_pickled, pickle_work, require_extra
 
 #: How many of the oldest pending calls a done-callback looks at for its batch.
 _SCAN_LIMIT = 512
@@ -40,6 +40,7 @@ class DaskRunner:
         startup_timeout_s: float = 60.0,
         shutdown_timeout_s: float = 30.0,
     ) -> None:
+        require_extra("dask", "distributed", "cloudpickle")
         self.address = address
         self.n_workers = n_workers
         self.local_directory = local_directory
@@ -66,9 +67,13 @@ class DaskRunner:
                 from distributed import Client, LocalCluster  # noqa: PLC0415
 
                 if self.address is None:
-                    # Every scratch file (the scheduler's too) under local_directory.
-                    scratch = {"temporary-directory": self.local_directory}
-                    with dask.config.set(scratch if self.local_directory else {}):
+                    # Every scratch file (the scheduler's too) under local_directory; and
+                    # no rescheduling of work whose worker died: the executor owns
+                    # retries (Dask's default reruns it up to three more times).
+                    settings: dict[str, Any] = {"distributed.scheduler.allowed-failures": 0}
+                    if self.local_directory:
+                        settings["temporary-directory"] = self.local_directory
+                    with dask.config.set(settings):
                         self._cluster = LocalCluster(  # type: ignore[no-untyped-call]
                             n_workers=self.n_workers,
                             threads_per_worker=1,

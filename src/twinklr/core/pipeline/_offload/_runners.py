@@ -8,6 +8,7 @@ the background) and kills a worker process.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -40,6 +41,18 @@ class ThreadRunner:
         return await trio.to_thread.run_sync(fn, value, abandon_on_cancel=True)
 
 
+def require_extra(extra: str, *modules: str) -> None:
+    """Raise ``ModuleNotFoundError`` with the install line when the ``extra``'s
+    ``modules`` are not installed (looked up, not imported)."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        msg = (
+            f"{', '.join(missing)} not installed: this runner needs the {extra} extra,"
+            f' pip install "twinklr-pipeline[{extra}]"'
+        )
+        raise ModuleNotFoundError(msg, name=missing[0])
+
+
 class ProcessRunner:
     """Runs the work in worker processes (trio-parallel; functions and values travel
     with cloudpickle, so lambdas and closures work). Cancellation kills the worker."""
@@ -50,6 +63,7 @@ class ProcessRunner:
         ):
             msg = f"ProcessRunner max_workers must be an int >= 1 or None, got {max_workers!r}"
             raise ValueError(msg)
+        require_extra("processes", "trio_parallel", "cloudpickle")
         self.max_workers = max_workers
         self._limiter: trio.CapacityLimiter | None = None
 
