@@ -32,7 +32,7 @@ def test_the_table_shows_running_stages_with_item_bars_and_retries() -> None:
     live.show(event(EventKind.STAGE_CACHE_HIT, "audio"))
     term.print(live.render())
     text = out.getvalue()
-    assert "1 stages ended (1 from the cache)" in text
+    assert "1 stage ended (1 from the cache)" in text
     assert "groups" in text
     assert "2/6" in text
     assert "macro" in text

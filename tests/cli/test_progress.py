@@ -82,3 +82,30 @@ async def test_quiet_prints_nothing_but_knows_what_was_cancelled(
     assert list(progress.cancelled) == ["slow"]
     assert progress.running == {}
     assert out.getvalue() == ""
+
+
+async def test_a_failed_item_is_not_counted_as_done(autojump_clock: trio.testing.MockClock) -> None:
+    async def items(_value: object) -> list[int]:
+        return [0, 1, 2]
+
+    async def work(item: int) -> int:
+        await trio.sleep(item)
+        if item == 1:
+            raise ValueError("item one is cursed")
+        return item
+
+    pipeline = PipelineDefinition(
+        "p",
+        [
+            StageDefinition("items", items),
+            StageDefinition("work", work, inputs=["items"], pattern=ExecutionPattern.FAN_OUT),
+        ],
+    )
+    out = io.StringIO()
+    await execute_with_progress(
+        PipelineExecutor(), pipeline, None, None, Progress(out, quiet=False)
+    )
+    lines = [line.split("] ", 1)[1] for line in out.getvalue().splitlines()]
+    assert "work: 1/3 items" in lines
+    assert "work: 1/3 items (item 1 failed: ValueError: item one is cursed)" in lines
+    assert not any("3/3" in line or "2/3" in line for line in lines)

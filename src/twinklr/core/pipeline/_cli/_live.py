@@ -55,7 +55,10 @@ class LiveProgress(Progress):
     def render(self) -> Table:
         """The table as it stands."""
         table = Table(
-            title=f"{self.finished} stages ended ({self.cached} from the cache)",
+            title=(
+                f"{self.finished} stage{'' if self.finished == 1 else 's'} ended"
+                f" ({self.cached} from the cache)"
+            ),
             title_justify="left",
         )
         table.add_column("running")

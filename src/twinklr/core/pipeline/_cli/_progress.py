@@ -54,7 +54,10 @@ class Progress:
 
     def _line(self, event: PipelineEvent) -> str | None:
         if event.kind is EventKind.ITEM_FINISHED:
-            return f"{event.stage}: {event.done}/{event.total} items"
+            counted = f"{event.stage}: {event.done}/{event.total} items"
+            if event.error:
+                return f"{counted} (item {event.item} failed: {event.error})"
+            return counted
         word = self._SHOWN.get(event.kind)
         if word is None or event.stage is None:
             return None

@@ -93,6 +93,7 @@ class Run:
         self.edges: list[OneShotChannel] = [NOT_SENT] * len(plan.edge_consumer)
         self.results: list[StageResult[Any] | None] = [None] * count
         self.records = RunRecords.for_stages(count)
+        self._items_done: dict[int, int] = {}  # per fan-out stage: items that succeeded
         # the records' lists, for the hot path
         self.queued = self.records.queued
         self.started = self.records.started
@@ -326,13 +327,17 @@ class Run:
         items.append((item, started, self.now(), status, attempts))
         if not self.watched:
             return
+        # A failed or cancelled item is not done: progress never reads 6/6 then FAILED.
+        done = self._items_done.get(index, 0)
+        if status is not StageStatus.FAILED and status is not StageStatus.CANCELLED:
+            done = self._items_done[index] = done + 1
         self.transition(
             EventKind.ITEM_FINISHED,
             index,
             item=item,
             attempt=attempts,
             error=None if result is None else result.error,
-            done=len(items),
+            done=done,
             total=total,
         )
 

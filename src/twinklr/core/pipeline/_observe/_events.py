@@ -36,7 +36,8 @@ class EventKind(enum.Enum):
     STAGE_CACHE_HIT = "stage_cache_hit"
     STAGE_CANCELLED = "stage_cancelled"
     ITEM_FINISHED = "item_finished"
-    """A fan-out item ended: ``done`` of ``total`` items have, for progress bars."""
+    """A fan-out item ended: ``done`` of ``total`` items have succeeded (a failed or
+    cancelled item is not counted; its ``error`` says why), for progress bars."""
     RUN_FINISHED = "run_finished"
 
     __hash__ = object.__hash__  # by identity, as members compare (Enum's is Python code)
