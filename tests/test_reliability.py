@@ -714,3 +714,123 @@ def test_memory_returns_to_its_baseline_after_batches_of_runs() -> None:
     # batch); later batches add nothing.
     assert after_one - baseline < 32 * 1024
     assert after_four - after_one < 1024, f"{after_four - after_one} bytes more after 150 runs"
+
+
+# -- shapes an adversarial pass tried: they hold, and stay held (bounded to seconds) ----
+
+
+async def _increment(value: int) -> int:
+    return value + 1
+
+
+def test_a_100000_stage_chain_runs_without_recursion() -> None:
+    from twinklr.core.pipeline import (  # noqa: PLC0415 (this section's own names)
+        PipelineDefinition,
+        PipelineExecutor,
+        StageDefinition,
+    )
+
+    count = 100_000
+    stages = [StageDefinition("s0", _increment)]
+    stages += [StageDefinition(f"s{n}", _increment, inputs=[f"s{n - 1}"]) for n in range(1, count)]
+    result = trio.run(PipelineExecutor().execute, PipelineDefinition("chain", stages), 0)
+    assert result.success
+    assert result.outputs[f"s{count - 1}"] == count
+
+
+def test_a_50000_item_fan_out_runs_every_item_once() -> None:
+    from twinklr.core.pipeline import (  # noqa: PLC0415
+        ExecutionPattern,
+        PipelineDefinition,
+        PipelineExecutor,
+        StageDefinition,
+    )
+
+    async def items(count: int) -> list[int]:
+        return list(range(count))
+
+    pipeline = PipelineDefinition(
+        "wide",
+        [
+            StageDefinition("items", items),
+            StageDefinition("each", _increment, inputs=["items"], pattern=ExecutionPattern.FAN_OUT),
+        ],
+    )
+    result = trio.run(PipelineExecutor().execute, pipeline, 50_000)
+    assert result.outputs["each"] == list(range(1, 50_001))
+
+
+def test_sub_pipelines_50_deep_run_and_fail_cleanly() -> None:
+    from twinklr.core.pipeline import (  # noqa: PLC0415
+        PipelineDefinition,
+        PipelineExecutor,
+        StageDefinition,
+        SubPipelineStage,
+    )
+
+    async def fails(value: int) -> int:
+        raise ValueError("the innermost stage fails")
+
+    def nest(depth: int, innermost: Any) -> PipelineDefinition:
+        pipeline = PipelineDefinition("level-0", [StageDefinition("work", innermost)])
+        for level in range(1, depth):
+            inner = SubPipelineStage(pipeline)
+            pipeline = PipelineDefinition(f"level-{level}", [StageDefinition("inner", inner)])
+        return pipeline
+
+    result = trio.run(PipelineExecutor().execute, nest(50, _increment), 1)
+    value: Any = result.outputs["inner"]
+    for _ in range(48):
+        value = value["inner"]
+    assert value == {"work": 2}
+    failed = trio.run(PipelineExecutor().execute, nest(50, fails), 1)
+    assert not failed.success
+    assert "the innermost stage fails" in str(failed.error)
+
+
+FOUR = textwrap.dedent(
+    """
+    import sys, trio
+    from twinklr.core.pipeline import (
+        ExecutionPattern, PipelineDefinition, PipelineExecutor, SQLiteCacheStore,
+        StageDefinition,
+    )
+
+    async def items(count):
+        return list(range(count))
+
+    async def square(item):
+        return item * item
+
+    pipeline = PipelineDefinition("shared", [
+        StageDefinition("items", items),
+        StageDefinition("sq", square, inputs=["items"], pattern=ExecutionPattern.FAN_OUT),
+    ])
+    store = SQLiteCacheStore(sys.argv[1])
+    for count in range(int(sys.argv[2]), int(sys.argv[2]) + 20):
+        result = trio.run(PipelineExecutor(cache=store).execute, pipeline, count)
+        assert result.outputs["sq"] == [i * i for i in range(count)], result.error
+    print("ok")
+    """
+)
+
+
+def test_four_processes_running_pipelines_on_one_sqlite_file(tmp_path: Path) -> None:
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", FOUR, str(tmp_path), str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for start in (10, 15, 20, 25)  # overlapping inputs: shared item entries
+    ]
+    for worker in workers:
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+        assert out.strip() == "ok"
+    with sqlite3.connect(tmp_path / "twinklr-cache.sqlite3") as db:
+        (items,) = db.execute("SELECT count(*) FROM entries WHERE stage = 'sq'").fetchone()
+        (runs,) = db.execute("SELECT count(*) FROM entries WHERE stage = 'items'").fetchone()
+    assert items == 44  # one entry per distinct item input (0..43), whoever wrote it
+    assert runs == 35  # one per distinct count (10..44)
