@@ -198,3 +198,50 @@ async def test_work_that_kills_its_worker_runs_once_not_four_times(
     result = await PipelineExecutor().execute(pipeline, 5)
     assert result.failed_stages == ("work",)
     assert tries.read_text() == "x"  # Dask did not reschedule it (the executor owns retries)
+
+
+def worker_pid(_value: object) -> int:
+    return os.getpid()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def wait_gone(pids: set[int]) -> bool:
+    for _ in range(100):  # a worker process exits just after the cluster closes
+        if not any(alive(pid) for pid in pids):
+            return True
+        await trio.to_thread.run_sync(time.sleep, 0.1)
+    return False
+
+
+async def test_a_cluster_a_run_started_is_closed_when_that_run_ends(tmp_path: Path) -> None:
+    runner = DaskRunner(n_workers=1, local_directory=str(tmp_path))
+    pipeline = PipelineDefinition(
+        "pid", [StageDefinition("pid", SyncStage(worker_pid, runner=runner))]
+    )
+    result = await PipelineExecutor().execute(pipeline, 0)
+    pid = result.outputs["pid"]
+    assert pid != os.getpid()
+    assert runner._cluster is None
+    assert await wait_gone({pid})  # its worker process is gone with the run
+
+
+async def test_a_held_runner_keeps_its_cluster_across_runs(tmp_path: Path) -> None:
+    def pipeline_of(runner: DaskRunner) -> PipelineDefinition:
+        return PipelineDefinition(
+            "pid", [StageDefinition("pid", SyncStage(worker_pid, runner=runner))]
+        )
+
+    async with DaskRunner(n_workers=1, local_directory=str(tmp_path)) as runner:
+        first = await PipelineExecutor().execute(pipeline_of(runner), 0)
+        second = await PipelineExecutor().execute(pipeline_of(runner), 0)
+        assert first.outputs["pid"] == second.outputs["pid"]  # the same worker, still up
+        assert alive(first.outputs["pid"])
+    assert runner._cluster is None
+    assert await wait_gone({first.outputs["pid"]})

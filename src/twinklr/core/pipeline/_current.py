@@ -8,7 +8,7 @@ engine class; the engine installs its executor as the one used outside any run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -42,6 +42,24 @@ current_context: ContextVar[PipelineContext | None] = ContextVar(
 #: The executor running the current task's pipeline: a sub-pipeline runs with it too
 #: (same cache store), so its stages are cached and resumed like the outer ones.
 current_executor: ContextVar[Executor | None] = ContextVar("twinklr_current_executor", default=None)
+
+#: What the outermost run in this task awaits when it ends (set by the engine; a
+#: sub-pipeline's run adds to its outer run's list).
+run_cleanups: ContextVar[list[Callable[[], Awaitable[None]]] | None] = ContextVar(
+    "twinklr_run_cleanups", default=None
+)
+
+
+def at_run_end(cleanup: Callable[[], Awaitable[None]]) -> bool:
+    """Have the outermost run this task is in await ``cleanup()`` when it ends (once,
+    however often it is asked); False outside any run."""
+    cleanups = run_cleanups.get()
+    if cleanups is None:
+        return False
+    if cleanup not in cleanups:
+        cleanups.append(cleanup)
+    return True
+
 
 _default_executor: list[Callable[[], Executor]] = []
 

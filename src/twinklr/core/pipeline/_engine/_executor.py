@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,12 @@ import trio
 from .._cache._run_cache import RunCache
 from .._cache._store import CacheStore
 from .._context import PipelineContext
-from .._current import current_context, current_executor, install_default_executor
+from .._current import (
+    current_context,
+    current_executor,
+    install_default_executor,
+    run_cleanups,
+)
 from .._observe._events import EventKind, EventRelay, PipelineEvent
 from .._observe._otel import find_tracer
 from .._results import PipelineResult
@@ -154,6 +159,8 @@ class PipelineExecutor:
         # limiters record their waits in this run's metrics.
         executor_token = current_executor.set(self)
         context_token = current_context.set(run.context)
+        outermost = run_cleanups.get() is None
+        cleanups_token = run_cleanups.set([]) if outermost else None
         try:
             await _supervise(run)
         except BaseException as exc:
@@ -167,8 +174,24 @@ class PipelineExecutor:
                 raise lone from None
             raise
         finally:
+            if cleanups_token is not None:
+                cleanups = run_cleanups.get() or []
+                run_cleanups.reset(cleanups_token)
+                await _clean_up(cleanups, run.log)
             current_context.reset(context_token)
             current_executor.reset(executor_token)
+
+
+async def _clean_up(cleanups: list[Callable[[], Awaitable[None]]], log: Any) -> None:
+    """Await what the run's stages asked to be done at its end (a runner closing the
+    cluster it started), shielded: a cancelled run still closes what it opened. Each
+    cleanup bounds itself; one that fails is logged and the others still run."""
+    with trio.CancelScope(shield=True):
+        for cleanup in cleanups:
+            try:
+                await cleanup()
+            except Exception as exc:  # noqa: BLE001 - the run's result stands; say so
+                log.warning("run_cleanup_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def _subscribers(

@@ -16,10 +16,11 @@ import functools
 import itertools
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import trio
 
+from .._current import at_run_end
 from ._runners import call_pickled, pickle_work, require_extra
 
 #: How many of the oldest pending calls a done-callback looks at for its batch.
@@ -29,7 +30,13 @@ _SCAN_LIMIT = 512
 class DaskRunner:
     """Runs work on a Dask cluster: the scheduler at ``address``, or a ``LocalCluster``
     of ``n_workers`` worker processes started on first use (its scratch files under
-    ``local_directory``). Startup and shutdown are bounded by their timeouts."""
+    ``local_directory``). Startup and shutdown are bounded by their timeouts.
+
+    What a run starts, the run closes: a cluster (or connection) opened by a run's
+    first call is closed when that run ends. To keep one open across runs, hold it:
+    ``async with DaskRunner() as runner:`` (closed when the block ends), or
+    ``runner.connect()`` before the runs and ``runner.close()`` after.
+    """
 
     def __init__(
         self,
@@ -48,6 +55,7 @@ class DaskRunner:
         self.shutdown_timeout_s = shutdown_timeout_s
         self._client: Any = None
         self._cluster: Any = None
+        self._holders = 0  # async with blocks open on this runner
         self._lock = threading.Lock()
         self._batch: list[_Call] = []
         # submitted calls whose outcome has not been fetched yet (see _finished)
@@ -78,7 +86,7 @@ class DaskRunner:
                             n_workers=self.n_workers,
                             threads_per_worker=1,
                             processes=True,
-                            dashboard_address=None,
+                            dashboard_address=":0",  # never a fixed port another holds
                             local_directory=self.local_directory,
                         )
                     self._client = Client(  # type: ignore[no-untyped-call]
@@ -100,6 +108,22 @@ class DaskRunner:
         if cluster is not None:
             cluster.close(timeout=self.shutdown_timeout_s)
 
+    async def __aenter__(self) -> Self:
+        """Hold the runner open across the runs inside the block (connected at once)."""
+        self._holders += 1
+        try:
+            with trio.fail_after(self.startup_timeout_s):
+                await trio.to_thread.run_sync(self.connect, abandon_on_cancel=True)
+        except BaseException:
+            self._holders -= 1
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._holders -= 1
+        if self._holders == 0:
+            await self.aclose()
+
     async def aclose(self) -> None:
         """`close`, off the Trio loop, bounded by ``shutdown_timeout_s``."""
         with trio.move_on_after(self.shutdown_timeout_s * 2):
@@ -112,6 +136,8 @@ class DaskRunner:
         if client is None:  # connecting blocks: in a thread, bounded
             with trio.fail_after(self.startup_timeout_s):
                 client = await trio.to_thread.run_sync(self.connect, abandon_on_cancel=True)
+            if not self._holders:
+                at_run_end(self.aclose)  # opened for this run: closed when it ends
         call = _Call(payload, trio.lowlevel.current_trio_token())
         if not self._batch:
             call.token.run_sync_soon(self._flush, client)
