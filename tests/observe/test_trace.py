@@ -97,3 +97,33 @@ def test_a_hand_made_result_has_no_critical_path() -> None:
     assert critical_path(result) == ()
     assert "FAILED" in timeline_report(result)
     assert to_chrome_trace(result)["traceEvents"][0]["ph"] == "M"
+
+
+async def test_the_report_lists_stages_that_never_started(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from twinklr.core.pipeline import (  # noqa: PLC0415 (this test's own names)
+        PipelineDefinition,
+        PipelineExecutor,
+        StageDefinition,
+    )
+
+    async def fails(_value: object) -> int:
+        raise ValueError("broken")
+
+    async def after(value: int) -> int:
+        return value
+
+    pipeline = PipelineDefinition(
+        "p",
+        [
+            StageDefinition("first", fails),
+            StageDefinition("second", after, inputs=["first"]),
+            StageDefinition("third", after, inputs=["second"]),
+        ],
+    )
+    result = await PipelineExecutor().execute(pipeline, 0)
+    rows = {line.split()[0]: line for line in timeline_report(result).splitlines()[2:]}
+    assert rows["second"].split()[1:3] == ["not", "started"]
+    assert rows["third"].split()[1:3] == ["not", "started"]
+    assert rows["first"].split()[1] == "failed"

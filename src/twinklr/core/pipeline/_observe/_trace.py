@@ -179,6 +179,11 @@ def timeline_report(result: PipelineResult) -> str:
         f"{t.attempts:>6}{_cached(result, t):>8}" + (f"  ({len(t.items)} items)" if t.items else "")
         for t in _by_start(result)
     )
+    # Stages the run never started (fail-fast came first): listed, so none goes missing.
+    lines.extend(
+        f"{stage:<20.20}{'not started':<12}" + f"{'-':>9}" * 4 + f"{'-':>8}" * 2 + f"{'-':>6}"
+        for stage in result.not_started_stages
+    )
     path = critical_path(result)
     if path:
         total = path[-1].finished_ms or 1.0
