@@ -271,8 +271,10 @@ async def test_the_runs_own_cancellation_is_still_cancellation(
         await trio.sleep(10)
 
     pipeline = PipelineDefinition("p", [StageDefinition("s", slow)])
-    with trio.move_on_after(1):
+    with trio.move_on_after(1) as scope:
         await PipelineExecutor().execute(pipeline, 0)
+    assert scope.cancelled_caught  # the caller's cancellation reached it as cancellation
+    assert trio.current_time() == 1
     handle_result = None
     async with trio.open_nursery() as nursery:
         handle = await PipelineExecutor().start(nursery, pipeline, 0)

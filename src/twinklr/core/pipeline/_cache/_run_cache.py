@@ -131,6 +131,7 @@ class RunCache:
             self._release = release
         entries = await self._read(Mapping, store.load, self.pipeline, self.group)
         if entries is not None:
+            # a copy: this run adds to it, and a store may have handed over its own dict
             self.entries = dict(entries)
             self.held.update(entries)
             if isinstance(store, IndexedCacheStore):

@@ -276,7 +276,7 @@ class SQLiteCacheStore:
 
     def _payloads(
         self,
-        rows: Iterable[tuple[str, bytes | str | None, str | None, int, float]],
+        rows: Iterable[tuple[str, bytes | None, str | None, int, float]],
         found: dict[str, Payload],
         now: float,
     ) -> list[str]:
@@ -289,8 +289,6 @@ class SQLiteCacheStore:
         for key, inline, file, size, used_at in rows:
             if file is not None:
                 found[key] = self._read_file(file, size)
-            elif isinstance(inline, str):
-                found[key] = inline.encode()
             elif inline is not None:
                 found[key] = inline
             if used_at < stale:

@@ -371,24 +371,25 @@ _AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
-def parse_size(text: str) -> int:
-    """``--max-bytes``: a byte count, with K, M, G or T (powers of 1024)."""
-    match = _SIZE.fullmatch(text.strip())
+def _number_and_unit(pattern: re.Pattern[str], text: str, examples: str) -> tuple[float, str]:
+    match = pattern.fullmatch(text.strip())
     if match is None:
-        msg = f"expected a size such as 1048576, 500M or 2G, not {text!r}"
+        msg = f"expected {examples}, not {text!r}"
         raise argparse.ArgumentTypeError(msg)
     number, unit = match.groups()
-    return int(float(number) * 1024 ** "_kmgt".index(unit.lower() or "_"))
+    return float(number), unit.lower()
+
+
+def parse_size(text: str) -> int:
+    """``--max-bytes``: a byte count, with K, M, G or T (powers of 1024)."""
+    number, unit = _number_and_unit(_SIZE, text, "a size such as 1048576, 500M or 2G")
+    return int(number * 1024 ** "_kmgt".index(unit or "_"))
 
 
 def parse_age(text: str) -> float:
     """``--older-than``: seconds, from a number and a unit (s, m, h, d, w)."""
-    match = _AGE.fullmatch(text.strip())
-    if match is None:
-        msg = f"expected an age such as 30s, 15m, 12h, 7d or 2w, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    number, unit = match.groups()
-    return float(number) * _SECONDS[unit.lower()]
+    number, unit = _number_and_unit(_AGE, text, "an age such as 30s, 15m, 12h, 7d or 2w")
+    return number * _SECONDS[unit]
 
 
 def _check_fail_at(fail_at: tuple[str, int | None], points: dict[str, int | None]) -> None:
