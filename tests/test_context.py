@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from twinklr.core.pipeline import PipelineContext
@@ -44,3 +46,17 @@ def test_snapshot_is_a_frozen_copy() -> None:
 def test_services_may_be_given_positionally() -> None:
     context = PipelineContext("llm", {"c": 1}, {"j": 2})
     assert (context.provider, context.config, context.job_config) == ("llm", {"c": 1}, {"j": 2})
+
+
+async def test_an_unset_rate_limiter_is_false_and_says_what_to_configure_when_used() -> None:
+    for context in (PipelineContext(), PipelineContext(rate_limiter=None)):
+        assert not context.rate_limiter
+        assert "rate_limiter=None" in repr(context)
+        with pytest.raises(LookupError, match=r"no rate limiter is configured: .*rate_limiter="):
+            async with context.rate_limiter.acquire(tokens=5):
+                pass
+        with pytest.raises(LookupError, match="no rate limiter is configured"):
+            await context.rate_limiter.wait_for_capacity()
+        with pytest.raises(LookupError, match="no rate limiter is configured"):
+            context.rate_limiter.statistics()  # type: ignore[attr-defined]
+    assert not copy.deepcopy(PipelineContext()).rate_limiter

@@ -245,7 +245,7 @@ async def test_one_limiter_paces_several_concurrent_runs(
         name = "call"
 
         async def execute(self, input: str, context: PipelineContext) -> StageResult[str]:
-            async with context.rate_limiter.acquire():  # type: ignore[union-attr]
+            async with context.rate_limiter.acquire():
                 admitted.append((input, trio.current_time()))
             return StageResult.success(input)
 

@@ -24,6 +24,44 @@ class Limiter(Protocol):
         ...
 
 
+_NO_DEFAULT = (
+    "no rate limiter is configured: give the context one, "
+    "PipelineContext(rate_limiter=RateLimiter(requests_per_minute=...))"
+)
+
+
+@attrs.frozen
+class NoRateLimiter:
+    """What ``context.rate_limiter`` holds when no limiter is configured.
+
+    It is false (``if context.rate_limiter:`` tells whether one is configured), and
+    using it raises a ``LookupError`` that says what to configure, instead of an
+    ``AttributeError`` on None.
+    """
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "<no rate limiter configured>"
+
+    def acquire(self, tokens: float = 1) -> AbstractAsyncContextManager[float]:
+        """Raises ``LookupError``: there is no limiter to wait for."""
+        raise LookupError(_NO_DEFAULT)
+
+    async def wait_for_capacity(self, tokens: float = 1) -> float:
+        """Raises ``LookupError``: there is no limiter to wait for."""
+        raise LookupError(_NO_DEFAULT)
+
+    def statistics(self) -> Any:
+        """Raises ``LookupError``: there is no limiter to report on."""
+        raise LookupError(_NO_DEFAULT)
+
+
+def _limiter_or_none(value: Limiter | None) -> Limiter:
+    return NoRateLimiter() if value is None else value
+
+
 #: A write a stage made through the context: ``(operation, name, value)``.
 Write = tuple[str, str, Any]
 
@@ -88,9 +126,12 @@ class PipelineContext:
     """Mutable state shared between stages."""
     metrics: dict[str, Any] = attrs.field(factory=dict)
     """Metrics recorded by stages and by the executor."""
-    rate_limiter: Limiter | None = None
+    rate_limiter: Limiter = attrs.field(
+        default=None, converter=_limiter_or_none, repr=lambda value: repr(value or None)
+    )
     """The process's rate limiter for LLM calls (a ``RateLimiter``), shared by every
-    stage and run."""
+    stage and run. Unset (or None), it is a false `NoRateLimiter` whose use raises a
+    ``LookupError`` that says what to configure."""
     rate_limiters: dict[str, Limiter] = attrs.field(factory=dict)
     """More limiters by name (one per model or provider), besides the default one."""
 
@@ -102,14 +143,10 @@ class PipelineContext:
         in an ``AttributeError`` on None.
         """
         found = self.rate_limiter if name is None else self.rate_limiters.get(name)
-        if found is None:
+        if not found:
             names = ", ".join(repr(known) for known in self.rate_limiters) or "none"
             if name is None:
-                msg = (
-                    "no rate limiter is configured: give the context one, "
-                    "PipelineContext(rate_limiter=RateLimiter(requests_per_minute=...))"
-                    f" (named limiters: {names})"
-                )
+                msg = f"{_NO_DEFAULT} (named limiters: {names})"
             else:
                 msg = (
                     f"no rate limiter named {name!r}: this context's named limiters are "

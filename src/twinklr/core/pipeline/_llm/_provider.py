@@ -96,7 +96,7 @@ class FakeLLMProvider:
             limiter = (
                 context.rate_limiter if self.limiter is None else context.limiter(self.limiter)
             )
-        if limiter is not None:
+        if limiter:
             await limiter.wait_for_capacity(completion.tokens_used)
         await trio.sleep(self.latency_s)
         if self._should_fail(prompt):
