@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import math
+import re
 
 import pytest
+import structlog
 import trio
 from rich.console import Console
 
 from twinklr.core.pipeline import EventKind, PipelineEvent, cli
+from twinklr.core.pipeline._cli import _commands
 from twinklr.core.pipeline._cli._live import LiveProgress
 
 
@@ -75,3 +78,48 @@ def test_terminals_get_the_live_display_and_pipes_plain_lines(
     assert type(cli.make_progress(io.StringIO(), quiet=False)) is cli.Progress
     monkeypatch.setitem(__import__("sys").modules, "twinklr.core.pipeline._cli._live", None)
     assert type(cli.make_progress(Terminal(), quiet=False)) is cli.Progress  # no rich
+
+
+def screen(written: str) -> list[str]:
+    """The lines a terminal shows after ``written``: the control sequences rich's live
+    display uses (carriage return, newline, cursor up, erase line, cursor shown/hidden)."""
+    lines, row = [""], 0
+    for piece in re.findall(r"\x1b\[\??[0-9]*[A-Za-z]|.", written, re.DOTALL):
+        if piece == "\r":
+            continue  # every line rich writes starts from column 0
+        if piece == "\n":
+            row += 1
+            lines.extend([""] * (row + 1 - len(lines)))
+        elif piece.endswith("A"):
+            row -= int(piece[2:-1] or 1)
+        elif piece == "\x1b[2K":
+            lines[row] = ""
+        elif not piece.startswith("\x1b"):
+            lines[row] += piece
+    return [line for line in lines if line.strip()]
+
+
+async def test_log_lines_are_printed_above_the_table_and_it_leaves_nothing_behind() -> None:
+    term, out = console()
+    live = LiveProgress(out, console=term)
+    send, receive = trio.open_memory_channel[PipelineEvent](math.inf)
+    _commands._configure_logging("console", quiet=False)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(live.consume, receive)
+            for stage in ("audio", "lyrics", "groups"):
+                send.send_nowait(event(EventKind.STAGE_STARTED, stage))
+            await trio.testing.wait_all_tasks_blocked()
+            structlog.get_logger("twinklr").warning("stage_retrying", stage="lyrics")
+            structlog.get_logger("twinklr").warning("stage_retrying", stage="groups")
+            send.send_nowait(event(EventKind.STAGE_FAILED, "groups", error="kaput"))
+            await trio.testing.wait_all_tasks_blocked()
+            send.close()
+    finally:
+        structlog.reset_defaults()
+    shown = screen(out.getvalue())
+    assert len(shown) == 3, shown
+    assert "stage_retrying" in shown[0]
+    assert "stage=lyrics" in shown[0]
+    assert "stage=groups" in shown[1]
+    assert shown[2] == "groups failed: kaput"

@@ -18,7 +18,7 @@ import tempfile
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 import trio
@@ -136,6 +136,18 @@ def make_progress(out: TextIO, *, quiet: bool) -> Progress:
     return Progress(out, quiet=quiet)
 
 
+class _StandardError:
+    """Standard error as it is at each write. The live display points ``sys.stderr``
+    above its table while it draws, so log lines are printed there instead of breaking
+    the table (a line written past it left the table's top edge behind)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def _configure_logging(log_format: str, *, quiet: bool) -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
@@ -151,7 +163,7 @@ def _configure_logging(log_format: str, *, quiet: bool) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.ERROR if quiet else logging.WARNING
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(cast("TextIO", _StandardError())),
     )
 
 

@@ -2,7 +2,8 @@
 
 One row per running stage, redrawn as events arrive: a bar for a fan-out stage's items
 (done/total) and its retries; a stage leaves the table when it ends, and a failure is
-printed above it. Only imported when standard error is a terminal and rich is installed.
+printed above it, as are log lines written to standard error or output while it draws.
+Only imported when standard error is a terminal and rich is installed.
 """
 
 from __future__ import annotations
@@ -76,7 +77,12 @@ class LiveProgress(Progress):
     async def consume(self, events: trio.MemoryReceiveChannel[PipelineEvent]) -> None:
         """Redraw the table as events arrive, until the channel closes."""
         with Live(
-            self.render(), console=self.console, refresh_per_second=8, transient=True
+            self.render(),
+            console=self.console,
+            refresh_per_second=8,
+            transient=True,
+            redirect_stderr=True,  # log lines are printed above the table
+            redirect_stdout=True,
         ) as live:
             async for event in events:
                 self.show(event)
