@@ -60,7 +60,7 @@ class Stub:
 
 
 def stub(output: Any = None, delay: float = 0.0, **kwargs: Any) -> Stub:
-    """A :class:`Stub` with the given output and delay."""
+    """A `Stub` with the given output and delay."""
     return Stub(output=output, delay=delay, **kwargs)
 
 

@@ -128,6 +128,53 @@ def test_the_api_reference_documents_every_public_name() -> None:
     assert documented == set(pipeline.__all__)
 
 
+def _public_docstrings() -> dict[str, str]:
+    """The docstrings the API reference renders: each public name's and its members'."""
+    from twinklr.core.pipeline import testing  # noqa: PLC0415 (the testing page's)
+
+    found: dict[str, str] = {}
+    for module, names in ((pipeline, pipeline.__all__), (testing, testing.__all__)):
+        found[module.__name__] = module.__doc__ or ""
+        for name in names:
+            obj = getattr(module, name)
+            found[name] = getattr(obj, "__doc__", None) or ""
+            for member, value in vars(obj).items() if isinstance(obj, type) else ():
+                doc = getattr(value, "__doc__", None)
+                if not member.startswith("_") and isinstance(doc, str):
+                    found[f"{name}.{member}"] = doc
+    return found
+
+
+def test_docstrings_are_markdown_in_words_for_users() -> None:
+    # Google-style sections and Markdown: no reStructuredText roles, no internal
+    # modules or project-history words in what the reference shows.
+    unfit = re.compile(r":(class|func|meth|attr|mod|exc|data):|``_[a-z]|\bseed's\b|\bissue \d")
+    bad = {
+        name: [m.group(0) for m in unfit.finditer(doc)]
+        for name, doc in _public_docstrings().items()
+    }
+    assert {name: found for name, found in bad.items() if found} == {}
+
+
+def test_docstrings_with_parameters_use_google_sections() -> None:
+    docs = _public_docstrings()
+    for name in (
+        "PipelineExecutor",
+        "PipelineExecutor.execute",
+        "PipelineExecutor.start",
+        "run_pipeline",
+        "stage",
+        "render_graph",
+        "RateLimiter",
+        "RefineStage",
+        "SQLiteCacheStore",
+        "MemoryCacheStore",
+        "SyncStage",
+        "DaskRunner",
+    ):
+        assert "\n    Args:\n" in docs[name] or "\n        Args:\n" in docs[name], name
+
+
 def test_public_values_pickle_by_their_public_path() -> None:
     # (A StageResult does not pickle: its metadata is a read-only mappingproxy.)
     values = [

@@ -211,9 +211,17 @@ def stage(
 ) -> FunctionStage[Any] | _Decorator:
     """Make an async function a stage, with a name and a cache version if wanted.
 
-    ``@stage`` on its own, or ``@stage(name="audio", version="2")``: ``version`` goes
-    into the cache key, so bumping it invalidates the stage's cached outputs. A plain
-    async function works as a stage without it.
+    ``@stage`` on its own, or ``@stage(name="audio", version="2")``. A plain async
+    function works as a stage without it.
+
+    Args:
+        fn: The function, when used as ``@stage`` without parentheses.
+        name: The stage's name (the function's name by default).
+        version: Goes into the cache key: bumping it invalidates the stage's cached
+            outputs.
+
+    Returns:
+        The stage, or (with parentheses) a decorator that makes one.
     """
 
     def wrap(function: Callable[..., Any]) -> FunctionStage[Any]:

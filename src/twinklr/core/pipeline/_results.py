@@ -333,8 +333,9 @@ class PipelineResult:
         """The output of ``stage`` in this run, typed as the stage's output (``T`` of a
         ``StageDefinition[T]``). A soft-failed stage's output is its best candidate.
 
-        Raises `NoOutputError` naming the stage when it has none: it never
-        started, failed, was cancelled or was skipped (or is not in this pipeline).
+        Raises [NoOutputError][twinklr.core.pipeline.NoOutputError] naming the stage
+        when it has none: it never started, failed, was cancelled or was skipped (or is
+        not in this pipeline).
         """
         stage_id = stage.id
         result = self.stage_results.get(stage_id)

@@ -98,7 +98,8 @@ class StageDefinition(Generic[T]):
     """One stage of a pipeline: its id, the stage object, its inputs and its policy.
 
     ``id`` and ``stage`` may be given positionally, as in ``StageDefinition("audio",
-    analyze)``. ``stage`` may also be a `PipelineDefinition` (a sub-pipeline).
+    analyze)``. ``stage`` may also be a
+    [PipelineDefinition][twinklr.core.pipeline.PipelineDefinition] (a sub-pipeline).
     A definition is generic in its stage's output type ``T``, which type checkers infer
     from a function's return annotation or from ``StageResult[T]`` on a class stage's
     ``execute``: ``result.output(definition)`` is then typed ``T``.
@@ -109,9 +110,10 @@ class StageDefinition(Generic[T]):
     stage: Any = attrs.field(converter=_to_stage)
     """An async function (``async def f(input)`` or ``f(input, context)``, whose return
     value is the output), or an object with a ``name`` and ``async def execute(input,
-    context)`` returning a ``StageResult``, or a `PipelineDefinition`."""
+    context)`` returning a ``StageResult``, or a
+    [PipelineDefinition][twinklr.core.pipeline.PipelineDefinition]."""
     pattern: ExecutionPattern = attrs.field(default=ExecutionPattern.SEQUENTIAL, kw_only=True)
-    """How the stage runs (see `ExecutionPattern`)."""
+    """How the stage runs (see [ExecutionPattern][twinklr.core.pipeline.ExecutionPattern])."""
     inputs: tuple[str, ...] = attrs.field(default=(), converter=_to_inputs, kw_only=True)
     """Ids of the stages whose outputs this stage needs."""
     condition: Callable[[PipelineContext], bool] | Callable[[PipelineContext, Any], bool] | None = (
@@ -218,7 +220,8 @@ class PipelineDefinition:
         return find_problems(self, self._strays())
 
     def validate(self) -> None:
-        """Raise `PipelineValidationError` listing every problem, if there is any."""
+        """Raise [PipelineValidationError][twinklr.core.pipeline.PipelineValidationError]
+        listing every problem, if there is any."""
         self.plan()
 
     def plan(self) -> Plan:

@@ -7,9 +7,9 @@
 - `run_virtual` runs a pipeline from synchronous code under an autojumping
   virtual clock; ``await`` `record_run` does the same inside a Trio test (use
   pytest-trio's ``autojump_clock`` fixture for virtual time). Both return a
-  `RunRecord`: the result, every event, and the assertions structured-concurrency
-  tests want (ran before/after, ran concurrently with, never started, was cancelled, no
-  task left running).
+  [RunRecord][twinklr.core.pipeline.testing.RunRecord]: the result, every event, and
+  the assertions structured-concurrency tests want (ran before/after, ran concurrently
+  with, never started, was cancelled, no task left running).
 - A pytest plugin (registered on install) with fixtures wrapping these: see
   ``twinklr_run_virtual`` and ``twinklr_record``.
 
@@ -52,7 +52,8 @@ __all__ = [
 
 @attrs.frozen
 class StageCall:
-    """One call of a `StubStage`, stamped with Trio's clock (seconds)."""
+    """One call of a [StubStage][twinklr.core.pipeline.testing.StubStage], stamped with
+    Trio's clock (seconds)."""
 
     input: Any
     """What the stage was given."""
@@ -268,8 +269,9 @@ async def record_run(
     *,
     executor: PipelineExecutor | None = None,
 ) -> RunRecord:
-    """Run ``pipeline`` inside the current Trio run and return its `RunRecord`
-    (with pytest-trio, request ``autojump_clock`` for virtual time)."""
+    """Run ``pipeline`` inside the current Trio run and return its
+    [RunRecord][twinklr.core.pipeline.testing.RunRecord] (with pytest-trio, request
+    ``autojump_clock`` for virtual time)."""
     executor = executor if executor is not None else PipelineExecutor()
     before = _live_tasks()
     async with trio.open_nursery() as nursery:

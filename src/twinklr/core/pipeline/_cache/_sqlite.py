@@ -95,16 +95,23 @@ ON CONFLICT (key) DO UPDATE SET
 
 
 class SQLiteCacheStore:
-    """A cache in one SQLite file.
+    """A cache in one SQLite file, shared safely by several processes.
 
-    ``path`` is the database file, or a directory to keep ``twinklr-cache.sqlite3`` in
-    (created if missing). ``max_bytes`` bounds the payloads it keeps: beyond it a save
-    evicts the entries used least recently, except those runs in progress in this
-    process hold (what they read and wrote). ``read_only`` opens it without ever
-    writing (automatic when the file cannot be written): it is read from, saves fail
-    (the run goes on uncached, warned once). ``busy_timeout_s`` bounds how long a write
-    waits for another process's write; ``read_timeout_s`` how long a read may take, in
-    real time (SQLite interrupts it: the run goes on with fewer hits).
+    Payloads over 256 KiB are kept as files beside it, in ``<file>-blobs/``.
+
+    Args:
+        path: The database file, or a directory to keep ``twinklr-cache.sqlite3`` in
+            (created if missing).
+        max_bytes: A bound on the payloads it keeps: beyond it a save evicts the
+            entries used least recently, except those runs in progress in this process
+            hold (what they read and wrote). None: unbounded.
+        read_only: Open it without ever writing (automatic when the file cannot be
+            written): it is read from, and saves fail (the run goes on uncached,
+            warned once).
+        busy_timeout_s: How long a write waits for another process's write.
+        read_timeout_s: How long a read may take, in real time (SQLite interrupts it:
+            the run goes on with fewer hits).
+        clock: The wall clock entries are dated by (for tests).
     """
 
     #: Reads are bounded by the store itself, in real time (see ``read_timeout_s``).

@@ -83,10 +83,10 @@ class CacheStore(Protocol):
     """What the executor needs from a store. All methods are async and never block the
     Trio loop; ``save`` is atomic (all records or none).
 
-    A store that also has ``keys`` and ``fetch`` (`IndexedCacheStore`, as both
-    stores here do) serves an entry to any run whose stage needs it, whichever run
-    wrote it; with only these four methods a run is served what runs of its own input
-    wrote.
+    A store that also has ``keys`` and ``fetch``
+    ([IndexedCacheStore][twinklr.core.pipeline.IndexedCacheStore], as both stores here
+    do) serves an entry to any run whose stage needs it, whichever run wrote it; with
+    only these four methods a run is served what runs of its own input wrote.
 
     A run gives each read ``LOAD_TIMEOUT_S`` (30 s, on Trio's clock) and each save
     ``SAVE_TIMEOUT_S``, then goes on without it; a store whose reads are bounded on
@@ -187,8 +187,10 @@ def evictable(
 class MemoryCacheStore:
     """A store in a dict: for tests and for caching within one process's lifetime.
 
-    ``max_bytes`` bounds the payloads it keeps: beyond it the entries used least
-    recently are evicted, except those runs in progress hold.
+    Args:
+        max_bytes: A bound on the payloads it keeps: beyond it the entries used least
+            recently are evicted, except those runs in progress hold. None: unbounded.
+        clock: The wall clock entries are dated by (for tests).
     """
 
     #: Reads never wait: nothing to bound.

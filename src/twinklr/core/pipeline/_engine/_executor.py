@@ -36,11 +36,21 @@ if TYPE_CHECKING:
 class PipelineExecutor:
     """Runs pipeline definitions on Trio: each stage a task, data on memory channels.
 
-    With a ``cache`` store, successful stage outputs are kept and a later run of the
-    same input serves them instead of running the stage (see ``docs/guides/caching.md``).
-    With an OpenTelemetry ``tracer`` (or an application that has set up OpenTelemetry),
-    each run is a span with a child span per stage attempt. ``runner`` is where
-    ``SyncStage`` work runs when the stage names no runner (a thread by default).
+    One executor may run any number of pipelines, one after another or at once.
+
+    Args:
+        cache: A cache store. Successful stage outputs are kept there, and a later run
+            of the same input serves them instead of running the stage (the caching
+            guide says what makes a key).
+        tracer: An OpenTelemetry tracer: each run is a span with a child span per
+            stage attempt. Without one, the application's global OpenTelemetry set-up
+            is used when there is one.
+        runner: Where [SyncStage][twinklr.core.pipeline.SyncStage] work runs when the
+            stage names no runner (a worker thread by default).
+
+    Raises:
+        TypeError: ``cache`` is not a cache store (a path is not: use
+            ``SQLiteCacheStore(path)``).
     """
 
     def __init__(
@@ -70,18 +80,32 @@ class PipelineExecutor:
     ) -> PipelineResult:
         """Run ``pipeline`` to completion and return its result.
 
-        Stage failures are reported in the result, never raised. Raises
-        `PipelineValidationError` for an invalid definition (before any stage
-        runs); cancellation of the caller's scope cancels every stage and propagates.
+        Stage failures are reported in the result, never raised. Cancellation of the
+        caller's scope cancels every stage and propagates.
 
-        With ``events``, every transition is also sent there as a `PipelineEvent`
-        (the caller owns the channel; it is never closed here). A slow consumer never
-        slows the run: see ``_observe._events`` for the buffer policy.
+        Args:
+            pipeline: The definition to run; it is validated first.
+            initial_input: What the entry stages (those without inputs) receive.
+            context: Services and shared state for the stages; a new, empty
+                [PipelineContext][twinklr.core.pipeline.PipelineContext] when None.
+            events: A channel that receives every transition as a
+                [PipelineEvent][twinklr.core.pipeline.PipelineEvent]. The caller owns
+                it (it is never closed here), and a slow consumer never slows the run:
+                events wait in a buffer of 1,024, the oldest is dropped when it is
+                full, and the last event, ``RUN_FINISHED``, says how many were.
+            subscriptions: Streaming stage ids mapped to channels that receive each
+                item the stage yields, once, as it is yielded (a slow subscriber holds
+                the stage back). The executor sends on a clone of each channel and
+                closes the clone when the stage ends: close yours after the call
+                starts, and the stream ends with the stage.
 
-        ``subscriptions`` maps streaming stages to channels that receive each item the
-        stage yields, once, as it is yielded (a slow subscriber holds the stage back).
-        The executor sends on a clone of each channel and closes the clone when the stage
-        ends: close yours after the call starts, and the stream ends with the stage.
+        Returns:
+            The run's result (outputs, each stage's result and status, timings and
+            metrics).
+
+        Raises:
+            PipelineValidationError: The definition is invalid; every problem is
+                listed, and no stage has run.
         """
         run = self._prepare(pipeline, initial_input, context, subscriptions)
         if events is not None:
@@ -99,15 +123,29 @@ class PipelineExecutor:
         events: trio.MemorySendChannel[PipelineEvent] | None = None,
         subscriptions: Mapping[str, trio.MemorySendChannel[Any]] | None = None,
     ) -> RunHandle:
-        """Start ``pipeline`` as a task in ``nursery`` and return its `RunHandle`
-        once the run has started (its ``RUN_STARTED`` event sent).
+        """Start ``pipeline`` as a task in ``nursery`` and return its handle once the
+        run has started (its ``RUN_STARTED`` event sent).
 
-        An invalid definition raises here, before anything starts. The run's own
-        failures and its cancellation (``handle.cancel()``) never raise into
-        ``nursery``: ``await handle.wait()`` returns the result. Cancelling ``nursery``
-        cancels the run too (its result then says cancelled). ``events`` and
-        ``subscriptions`` work as in `execute`; ``handle.events()`` follows the
-        run's events as well, from the first.
+        The run's own failures and its cancellation (``handle.cancel()``) never raise
+        into ``nursery``: ``await handle.wait()`` returns the result. Cancelling
+        ``nursery`` cancels the run too (its result then says cancelled).
+
+        Args:
+            nursery: The nursery the run's task belongs to.
+            pipeline: The definition to run; it is validated first.
+            initial_input: What the entry stages receive.
+            context: Services and shared state; a new, empty one when None.
+            events: As in [execute][twinklr.core.pipeline.PipelineExecutor.execute];
+                ``handle.events()`` follows the run's events as well, from the first.
+            subscriptions: As in
+                [execute][twinklr.core.pipeline.PipelineExecutor.execute].
+
+        Returns:
+            A [RunHandle][twinklr.core.pipeline.RunHandle] to wait for, cancel or
+            watch the run.
+
+        Raises:
+            PipelineValidationError: The definition is invalid (nothing has started).
         """
         run = self._prepare(pipeline, initial_input, context, subscriptions)
         history = EventHistory(EventRelay(events) if events is not None else None)
@@ -262,7 +300,21 @@ def run_pipeline(
     initial_input: Any = None,
     context: PipelineContext | None = None,
 ) -> PipelineResult:
-    """Run ``pipeline`` from synchronous code (starts its own Trio loop)."""
+    """Run ``pipeline`` from synchronous code: starts its own Trio loop, runs it with
+    a default [PipelineExecutor][twinklr.core.pipeline.PipelineExecutor] and returns
+    the result.
+
+    Args:
+        pipeline: The definition to run.
+        initial_input: What the entry stages receive.
+        context: Services and shared state; a new, empty one when None.
+
+    Returns:
+        The run's [PipelineResult][twinklr.core.pipeline.PipelineResult].
+
+    Raises:
+        PipelineValidationError: The definition is invalid.
+    """
     return trio.run(PipelineExecutor().execute, pipeline, initial_input, context)
 
 

@@ -103,11 +103,13 @@ class RunEvents:
 
 
 class RunHandle:
-    """A run going on in the background (see `PipelineExecutor.start`).
+    """A run going on in the background (see
+    [PipelineExecutor.start][twinklr.core.pipeline.PipelineExecutor.start]).
 
     ``cancel()`` ends it promptly with its stages cancelled; ``await wait()`` returns its
-    `PipelineResult` whatever happened (a cancelled run's result has
-    ``cancelled=True`` and names its cancelled stages); ``events()`` follows it live.
+    [PipelineResult][twinklr.core.pipeline.PipelineResult] whatever happened (a cancelled
+    run's result has ``cancelled=True`` and names its cancelled stages); ``events()``
+    follows it live.
     """
 
     def __init__(self, run: Run, history: EventHistory) -> None:

@@ -68,8 +68,14 @@ class RateLimiter:
     """Limits requests and tokens per minute; ``async with limiter.acquire(tokens=n)``
     waits for capacity, in arrival order.
 
-    Either limit may be None (not limited). ``window_s`` is the window's length (60 s:
-    "per minute").
+    Args:
+        requests_per_minute: Requests admitted per window; None: not limited.
+        tokens_per_minute: Tokens admitted per window; None: not limited.
+        name: Shown in its statistics and metrics.
+        window_s: The window's length in seconds (60: "per minute").
+
+    Raises:
+        ValueError: A limit that is not a positive, finite number (or None).
     """
 
     def __init__(

@@ -70,12 +70,24 @@ class Judge(Protocol):
 class RefineStage:
     """A stage that alternates ``planner`` and ``judge`` until the judge accepts.
 
-    Limits: ``max_iterations`` proposals, and ``token_budget`` tokens (planner's and
-    judge's together). The budget is checked before each iteration against the most any
-    iteration has cost so far, so the loop stops *before* an iteration that could
-    overspend (only a first iteration costlier than the whole budget can exceed it).
-    Metrics ``<name>_iterations``, ``<name>_tokens`` and ``<name>_best_score`` are added
-    to the run's; the result's metadata has the verdict history.
+    The token budget is checked before each iteration against the most any iteration
+    has cost so far, so the loop stops *before* an iteration that could overspend (only
+    a first iteration costlier than the whole budget can exceed it). When no proposal
+    is accepted, the stage soft-fails carrying the best-scored one. Metrics
+    ``<name>_iterations``, ``<name>_tokens`` and ``<name>_best_score`` are added to the
+    run's; the result's metadata has the verdict history.
+
+    Args:
+        planner: Proposes a candidate, given the input and the judge's last feedback.
+        judge: Scores a candidate and accepts it or not.
+        max_iterations: The most proposals made.
+        token_budget: The most tokens spent, planner's and judge's together; None: no
+            budget.
+        name: The stage's name, and the prefix of its metrics.
+
+    Raises:
+        TypeError: ``planner`` has no ``propose`` or ``judge`` no ``evaluate``.
+        ValueError: ``max_iterations`` below 1, or a budget that is not positive.
     """
 
     def __init__(

@@ -75,8 +75,16 @@ _MERMAID_SHAPES = {
 
 
 def to_mermaid(pipeline: PipelineDefinition, result: PipelineResult | None = None) -> str:
-    """A Mermaid flowchart of ``pipeline`` (left to right, data flowing along the
-    arrows), each stage coloured by its status in ``result`` when given."""
+    """A Mermaid flowchart of ``pipeline``, left to right, data flowing along the
+    arrows.
+
+    Args:
+        pipeline: The definition to draw.
+        result: A run's result: each stage is coloured by its status in it.
+
+    Returns:
+        The flowchart's Mermaid source.
+    """
     lines = ["flowchart LR"]
     classes: dict[str, list[str]] = {}
     for index, stage in enumerate(pipeline.stages):
@@ -115,8 +123,15 @@ _DOT_SHAPES = {"fan-out": "box3d", "conditional": "hexagon", "sub-pipeline": "co
 
 
 def to_dot(pipeline: PipelineDefinition, result: PipelineResult | None = None) -> str:
-    """Graphviz DOT of ``pipeline``, each stage coloured by its status in ``result``
-    when given."""
+    """The Graphviz DOT source of ``pipeline``'s graph.
+
+    Args:
+        pipeline: The definition to draw.
+        result: A run's result: each stage is coloured by its status in it.
+
+    Returns:
+        The DOT source.
+    """
     lines = [
         f"digraph {_dot_string(pipeline.name)} {{",
         "    rankdir=LR;",
@@ -150,9 +165,21 @@ def render_graph(
     result: PipelineResult | None = None,
     output_format: str | None = None,
 ) -> Path:
-    """Draw ``pipeline`` to ``path`` with Graphviz (``svg``, ``png``, ``pdf``; by
-    default from the file's suffix). Raises `GraphvizNotFoundError` without
-    ``dot``."""
+    """Draw ``pipeline`` to a file with Graphviz's ``dot``.
+
+    Args:
+        pipeline: The definition to draw.
+        path: The file to write.
+        result: A run's result: each stage is coloured by its status in it.
+        output_format: ``svg``, ``png``, ``pdf`` (any format ``dot`` knows); by
+            default from the file's suffix.
+
+    Returns:
+        The path written.
+
+    Raises:
+        GraphvizNotFoundError: The ``dot`` program is not installed.
+    """
     path = Path(path)
     fmt = output_format or path.suffix.lstrip(".") or "svg"
     dot = shutil.which("dot")

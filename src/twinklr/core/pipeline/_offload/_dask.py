@@ -28,14 +28,25 @@ _SCAN_LIMIT = 512
 
 
 class DaskRunner:
-    """Runs work on a Dask cluster: the scheduler at ``address``, or a ``LocalCluster``
-    of ``n_workers`` worker processes started on first use (its scratch files under
-    ``local_directory``). Startup and shutdown are bounded by their timeouts.
+    """Runs work on a Dask cluster (the ``dask`` extra). Dask never retries a
+    submission: retries are the executor's.
 
     What a run starts, the run closes: a cluster (or connection) opened by a run's
     first call is closed when that run ends. To keep one open across runs, hold it:
     ``async with DaskRunner() as runner:`` (closed when the block ends), or
     ``runner.connect()`` before the runs and ``runner.close()`` after.
+
+    Args:
+        address: The scheduler to connect to; None: start a ``LocalCluster`` on first
+            use.
+        n_workers: The local cluster's worker processes.
+        local_directory: Where the local cluster keeps its scratch files.
+        startup_timeout_s: The most starting or connecting may take.
+        shutdown_timeout_s: The most closing may take.
+
+    Raises:
+        ModuleNotFoundError: The ``dask`` extra is not installed (with the
+            ``pip install`` line that installs it).
     """
 
     def __init__(

@@ -105,11 +105,19 @@ def call_pickled(payload: bytes) -> Any:
 
 
 class SyncStage:
-    """A stage whose work is a plain synchronous ``fn(input) -> output`` run off the
-    Trio thread by ``runner`` (else the executor's ``runner``, else a thread).
+    """A stage whose work is a plain synchronous ``fn(input) -> output``, run off the
+    Trio thread.
 
     The output is ``fn``'s return value; an exception is a failure (retried by the
     executor like any other, if the stage has a retry policy).
+
+    Args:
+        fn: The synchronous work.
+        name: The stage's name (``fn``'s name by default).
+        runner: Where ``fn`` runs: a [ThreadRunner][twinklr.core.pipeline.ThreadRunner],
+            [ProcessRunner][twinklr.core.pipeline.ProcessRunner] or
+            [DaskRunner][twinklr.core.pipeline.DaskRunner]. None: the executor's
+            ``runner``, else a worker thread.
     """
 
     def __init__(
