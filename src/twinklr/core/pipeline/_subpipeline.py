@@ -23,6 +23,8 @@ class SubPipelineStage:
     stage with the inner error, and cancellation crosses the boundary unchanged.
     """
 
+    __twinklr_loop__ = "trio"  # Trio code, on any host loop
+
     pipeline: PipelineDefinition
     """The pipeline to run."""
 

@@ -76,6 +76,8 @@ class StubStage:
     result with ``error`` as its message.
     """
 
+    __twinklr_loop__ = "trio"  # Trio code, on any host loop
+
     name: str = "stub"
     output: Any = None
     delay: float = 0.0

@@ -15,6 +15,7 @@ import trio
 
 from .._cache._run_cache import Snapshots
 from .._context import record_writes, stop_recording
+from .._loops import execute_of
 from .._observe._events import EventKind
 from .._results import StageResult, StageStatus
 from ..definition import ExecutionPattern
@@ -44,7 +45,7 @@ async def direct_actor(run: Run, index: int) -> None:
         else:
             value = _receive_inputs(run, index)
         try:
-            returned = await sdef.stage.execute(value, run.context)
+            returned = await execute_of(sdef.stage)(value, run.context)
         except BaseException as exc:  # noqa: BLE001 - all but cancellation raised again
             result = settle_raised(sdef, exc)
         else:

@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from .._loops import execute_of
 from .._plan import is_plain
 from .._results import NO_METADATA, StageResult, StageStatus, make_result
 from ..definition import StageDefinition
@@ -88,9 +89,9 @@ async def _invoke(
     stage: Any, value: Any, context: Any, *, streaming: bool, forward: Forward | None = None
 ) -> Any:
     if not streaming:
-        return await stage.execute(value, context)
+        return await execute_of(stage)(value, context)
     # An async-generator stage: its output is the list of what it yielded.
-    async with aclosing(stage.execute(value, context)) as produced:
+    async with aclosing(execute_of(stage)(value, context)) as produced:
         if forward is None:
             return StageResult.success([item async for item in produced])
         items = []
@@ -211,7 +212,7 @@ async def run_unit(
     """
     if is_plain(sdef, streaming=streaming):
         try:
-            returned = await sdef.stage.execute(value, context)
+            returned = await execute_of(sdef.stage)(value, context)
         except BaseException as exc:  # noqa: BLE001 - all but cancellation raised again
             return settle_raised(sdef, exc)
         return settle(sdef, returned)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._context import record_writes, stop_recording
+from .._loops import execute_of
 from .._plan import is_plain
 from .._results import StageResult, StageStatus
 from ..errors import FanOutInputError, FanOutItemError
@@ -91,7 +92,9 @@ async def run_fan_out(
     )
     # Items of a plain stage (one call each, nothing to look up or write) await the
     # stage itself: two coroutines fewer per item.
-    execute = sdef.stage.execute if cache is None and is_plain(sdef, streaming=streaming) else None
+    execute = (
+        execute_of(sdef.stage) if cache is None and is_plain(sdef, streaming=streaming) else None
+    )
 
     async def run_item(index: int, item_value: Any, nursery: trio.Nursery) -> None:
         if first_failure:

@@ -11,9 +11,11 @@ import hashlib
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
+import sniffio
 import trio
 
 from .._context import work_metrics
+from .._loops import run_in_trio
 from ..errors import ProviderError
 
 if TYPE_CHECKING:
@@ -83,7 +85,11 @@ class FakeLLMProvider:
     _failed_once: set[str] = attrs.field(factory=set, alias="_failed_once")
 
     async def complete(self, prompt: str, context: PipelineContext | None = None) -> Completion:
-        """A deterministic completion of ``prompt``."""
+        """A deterministic completion of ``prompt`` (from Trio, or from an asyncio stage
+        of an `aio` run: it then waits in the run's Trio loop)."""
+        if sniffio.current_async_library() == "asyncio":
+            completion: Completion = await run_in_trio(self.complete, prompt, context)
+            return completion
         self.calls.append(prompt)
         digest = hashlib.sha256(f"{self.seed}|{prompt}".encode()).digest()
         count = 3 + digest[0] % max(1, self.max_words - 2)

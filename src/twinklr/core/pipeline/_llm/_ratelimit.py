@@ -11,15 +11,18 @@ stage and every pipeline run inside it.
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import attrs
+import sniffio
 import trio
 
 from .._context import work_metrics
 from .._current import current_context
+from .._loops import run_in_trio
 
 
 @attrs.frozen(kw_only=True)
@@ -109,6 +112,8 @@ class RateLimiter:
         self._tokens_admitted = 0.0
         self._total_wait = 0.0
         self._max_wait = 0.0
+        self._run: trio.lowlevel.TrioToken | None = None  # the run the window's times are in
+        self._offset = 0.0  # that run's clock minus the monotonic clock
 
     def __repr__(self) -> str:
         return (
@@ -126,9 +131,15 @@ class RateLimiter:
         """Wait until a request of ``tokens`` tokens fits and admit it; return the time
         waited in seconds.
 
+        Works from Trio and from an asyncio stage of an `aio` run (the wait happens in
+        the run's Trio loop, so all runs on one loop share the limiter).
+
         Raises ``ValueError`` for a request bigger than ``tokens_per_minute`` (it could
         never fit). Cancellation while waiting admits nothing and frees the place.
         """
+        if sniffio.current_async_library() == "asyncio":
+            waited: float = await run_in_trio(self.wait_for_capacity, tokens)
+            return waited
         if (
             not isinstance(tokens, int | float)
             or isinstance(tokens, bool)
@@ -143,6 +154,7 @@ class RateLimiter:
             )
             raise ValueError(msg)
         await trio.lowlevel.checkpoint_if_cancelled()
+        self._follow_the_clock()
         start = trio.current_time()
         waiter = _Waiter(tokens)
         self._queue.append(waiter)
@@ -175,11 +187,11 @@ class RateLimiter:
         """The limiter's state and history now (callable outside Trio too: then the
         window is as of the last request)."""
         try:
-            now = trio.current_time()
+            self._follow_the_clock()
         except RuntimeError:  # not inside a Trio run
             pass
         else:
-            self._expire(now)
+            self._expire(trio.current_time())
         return RateLimiterStatistics(
             name=self.name,
             requests_per_minute=self.requests_per_minute,
@@ -194,6 +206,19 @@ class RateLimiter:
         )
 
     # -- the window ---------------------------------------------------------------------
+
+    def _follow_the_clock(self) -> None:
+        """Carry the window over to this Trio run's clock when the limiter was last used
+        in another run (each run's clock has its own origin): what was admitted a
+        second ago still counts, in every run that shares the limiter."""
+        token = trio.lowlevel.current_trio_token()
+        offset = trio.current_time() - time.monotonic()
+        if self._run is not token:
+            if self._run is not None and self._log:
+                shift = offset - self._offset
+                self._log = deque((admitted + shift, used) for admitted, used in self._log)
+            self._run = token
+        self._offset = offset
 
     def _expire(self, now: float) -> None:
         log, window = self._log, self.window_s

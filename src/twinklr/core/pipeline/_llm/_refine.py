@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_check
 import attrs
 
 from .._context import work_metrics
+from .._loops import call_user
 from .._results import StageResult
 
 if TYPE_CHECKING:
@@ -90,6 +91,8 @@ class RefineStage:
         ValueError: ``max_iterations`` below 1, or a budget that is not positive.
     """
 
+    __twinklr_loop__ = "trio"  # Trio code, on any host loop
+
     def __init__(
         self,
         planner: Planner,
@@ -139,10 +142,12 @@ class RefineStage:
         feedback: str | None = None
         while (stop := loop.why_stop()) is None:
             proposal = _expect(
-                await self.planner.propose(input, feedback, context), Proposal, self.planner
+                await call_user(self.planner.propose, input, feedback, context),
+                Proposal,
+                self.planner,
             )
             verdict = _expect(
-                await self.judge.evaluate(proposal.output, context), Verdict, self.judge
+                await call_user(self.judge.evaluate, proposal.output, context), Verdict, self.judge
             )
             loop.record(proposal, verdict)
             if verdict.accepted:

@@ -120,6 +120,8 @@ class SyncStage:
             ``runner``, else a worker thread.
     """
 
+    __twinklr_loop__ = "trio"  # Trio code, on any host loop
+
     def __init__(
         self, fn: Callable[[Any], Any], *, name: str | None = None, runner: Runner | None = None
     ) -> None:
