@@ -64,32 +64,21 @@ def asyncio_native(target: Marked) -> Marked:
 # -- Trio -> asyncio: the stages written for asyncio -----------------------------------
 
 
-async def _await_task(task: asyncio.Task[Any], token: trio.lowlevel.TrioToken) -> Any:
-    """Wait, in Trio, for an asyncio task on the host loop; Trio's cancellation cancels
-    the task, and is raised once the task has ended (nothing is left running)."""
-    me = trio.lowlevel.current_task()
-    cancelled = False
+class _Waiting:
+    """A Trio task waiting for an asyncio task: Trio calls it to abort the wait (the
+    asyncio task is cancelled; the Trio task is woken once it has ended)."""
 
-    def wake(_: object) -> None:
-        try:
-            trio.lowlevel.reschedule(me)  # the host loop's thread, between guest ticks
-        except RuntimeError:  # the guest's run context is not this thread's
-            token.run_sync_soon(trio.lowlevel.reschedule, me)
+    __slots__ = ("cancelled", "task", "waiter")
 
-    def abort(_: Any) -> trio.lowlevel.Abort:
-        nonlocal cancelled
-        cancelled = True
-        task.cancel()
-        return trio.lowlevel.Abort.FAILED  # woken by ``wake`` once the task has ended
+    def __init__(self, task: asyncio.Task[Any], waiter: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.waiter = waiter
+        self.cancelled = False
 
-    task.add_done_callback(wake)
-    await trio.lowlevel.wait_task_rescheduled(abort)
-    if cancelled:
-        await trio.lowlevel.checkpoint()  # raises the Cancelled that stopped us
-    if task.cancelled():
-        msg = "the stage's asyncio task was cancelled from outside the pipeline run"
-        raise RuntimeError(msg)
-    return task.result()
+    def __call__(self, _: Any) -> trio.lowlevel.Abort:
+        self.cancelled = True
+        self.task.cancel()
+        return trio.lowlevel.Abort.FAILED
 
 
 async def _next_item(items: AsyncIterator[Any]) -> tuple[bool, Any]:
@@ -109,6 +98,8 @@ class _AsyncioStages:
         self.token = token
         self.default = default
         self._executes: dict[int, tuple[Any, Callable[[Any, Any], Any]]] = {}
+        self._waiting: dict[asyncio.Task[Any], _Waiting] = {}
+        self._quiet = contextvars.Context()  # the wake-ups need no context of their own
 
     def runs_here(self, target: object) -> bool:
         return (loop_of(target) or self.default) == "trio"
@@ -130,9 +121,27 @@ class _AsyncioStages:
     async def call(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         # The task starts with a copy of this Trio task's context: the run's context
         # variables (its context, the writes being recorded) reach the stage's code.
+        # Trio's cancellation cancels the task and is raised once the task has ended,
+        # so nothing is left running. (Few objects per call: this is the hand-over's
+        # whole cost, and allocation is what costs most, through the collector.)
         coroutine = cast("Coroutine[Any, Any, Any]", fn(*args))
         task = self.loop.create_task(coroutine, context=contextvars.copy_context())
-        return await _await_task(task, self.token)
+        waiting = self._waiting[task] = _Waiting(task, trio.lowlevel.current_task())
+        task.add_done_callback(self._wake, context=self._quiet)
+        await trio.lowlevel.wait_task_rescheduled(waiting)
+        if waiting.cancelled:
+            await trio.lowlevel.checkpoint()  # raises the Cancelled that stopped us
+        if task.cancelled():
+            msg = "the stage's asyncio task was cancelled from outside the pipeline run"
+            raise RuntimeError(msg)
+        return task.result()
+
+    def _wake(self, task: asyncio.Task[Any]) -> None:
+        waiter = self._waiting.pop(task).waiter
+        try:
+            trio.lowlevel.reschedule(waiter)  # the host loop's thread, between guest ticks
+        except RuntimeError:  # the guest's run context is not this thread's
+            self.token.run_sync_soon(trio.lowlevel.reschedule, waiter)
 
     async def _stream(
         self, execute: Callable[[Any, Any], AsyncIterator[Any]], value: Any, context: Any
@@ -291,9 +300,13 @@ install_trio_bridge(_bridge)
 class AsyncioRunHandle:
     """A run started by `start`, to wait for, cancel and watch from asyncio."""
 
-    def __init__(self, guest: _Guest, events: asyncio.Queue[PipelineEvent] | None) -> None:
+    def __init__(
+        self, guest: _Guest, events: asyncio.Queue[PipelineEvent] | None, *, recorded: bool
+    ) -> None:
         self._guest = guest
         self._queue = events
+        self._recorded = recorded  # events kept for readers (`start`), or none (`execute`)
+        self._scope = trio.CancelScope()  # the whole Trio side of the run
         self._trio: TrioRunHandle | None = None
         self._started: asyncio.Future[None] = guest.loop.create_future()
         self._finished: asyncio.Future[PipelineResult] = guest.loop.create_future()
@@ -326,9 +339,9 @@ class AsyncioRunHandle:
     def cancel(self) -> None:
         """Cancel the run; returns at once and may be called any number of times. A run
         that has already ended is left as it ended."""
-        if self._trio is not None and not self._finished.done():
+        if not self._finished.done():
             assert self._guest.token is not None  # noqa: S101 (set before ready)
-            self._guest.token.run_sync_soon(self._trio.cancel)
+            self._guest.token.run_sync_soon(self._cancel_in_trio)
 
     async def wait(self) -> PipelineResult:
         """Wait for the run to end and return its result (never raises for the run's own
@@ -355,6 +368,12 @@ class AsyncioRunHandle:
             await ready
 
     # -- the run's Trio side --
+
+    def _cancel_in_trio(self) -> None:
+        if self._trio is not None:
+            self._trio.cancel()  # the result says cancelled
+        else:
+            self._scope.cancel()  # not started yet, or a run without a Trio handle
 
     def _follow(self) -> None:
         """Follow the run's events from now on (from its first): when a reader or a
@@ -402,19 +421,14 @@ class AsyncioRunHandle:
         guest = self._guest
         assert guest.token is not None  # noqa: S101 (set before ready)
         stage_host.set(_AsyncioStages(guest.loop, guest.token, stage_loop))
+        result: PipelineResult | None = None
         try:
-            async with trio.open_nursery() as nursery:
-                handle = await executor.start(nursery, pipeline, initial_input, context)
-                self._trio, self.run_id, self.pipeline = handle, handle.run_id, handle.pipeline
-                self._nursery = nursery
-                self._started.set_result(None)
-                if self._queue is not None:
-                    self._follow()
-                result = await handle.wait()
-                self._nursery = None  # the follower, if any, ends with the run's events
-            if not self._following:  # nobody asked while it ran: its history, at once
-                self._events = list(handle._history.events)  # noqa: SLF001 (complete now)
-                self._heard(None)
+            with self._scope:
+                if self._recorded:
+                    result = await self._run_recorded(executor, pipeline, initial_input, context)
+                else:  # no handle, no events kept: the run costs what a Trio run costs
+                    self._started.set_result(None)
+                    result = await executor.execute(pipeline, initial_input, context)
         except BaseException as exc:
             self._heard(None)
             for future in (self._started, self._finished):
@@ -423,9 +437,34 @@ class AsyncioRunHandle:
             if not isinstance(exc, Exception):
                 raise  # cancellation, KeyboardInterrupt, SystemExit: on to the guest run
         else:
-            self._finished.set_result(result)
+            self._heard(None)
+            if result is None:  # cancelled before it started, or a run without a handle
+                self._started.cancel()
+                self._finished.cancel()
+            else:
+                self._finished.set_result(result)
         finally:
             guest.release()
+
+    async def _run_recorded(
+        self,
+        executor: PipelineExecutor,
+        pipeline: PipelineDefinition,
+        initial_input: Any,
+        context: PipelineContext | None,
+    ) -> PipelineResult:
+        async with trio.open_nursery() as nursery:
+            handle = await executor.start(nursery, pipeline, initial_input, context)
+            self._trio, self.run_id, self.pipeline = handle, handle.run_id, handle.pipeline
+            self._nursery = nursery
+            self._started.set_result(None)
+            if self._queue is not None:
+                self._follow()
+            result = await handle.wait()
+            self._nursery = None  # the follower, if any, ends with the run's events
+        if not self._following:  # nobody asked while it ran: its history, at once
+            self._events = list(handle._history.events)  # noqa: SLF001 (complete now)
+        return result
 
 
 async def start(
@@ -459,13 +498,28 @@ async def start(
     Raises:
         PipelineValidationError: The definition is invalid (nothing has started).
     """
+    return await _begin(
+        pipeline, initial_input, context, executor, events, stage_loop, recorded=True
+    )
+
+
+async def _begin(
+    pipeline: PipelineDefinition,
+    initial_input: Any,
+    context: PipelineContext | None,
+    executor: PipelineExecutor | None,
+    events: asyncio.Queue[PipelineEvent] | None,
+    stage_loop: Loop,
+    *,
+    recorded: bool,
+) -> AsyncioRunHandle:
     if stage_loop not in ("asyncio", "trio"):
         msg = f"stage_loop must be 'asyncio' or 'trio', got {stage_loop!r}"
         raise ValueError(msg)
     pipeline.validate()
     executor = executor if executor is not None else PipelineExecutor()
     guest = await _join()
-    handle = AsyncioRunHandle(guest, events)
+    handle = AsyncioRunHandle(guest, events, recorded=recorded)
     run = functools.partial(handle._run, executor, pipeline, initial_input, context, stage_loop)  # noqa: SLF001
     assert guest.token is not None  # noqa: S101 (set before ready)
     assert guest.nursery is not None  # noqa: S101
@@ -508,8 +562,8 @@ async def execute(
     Raises:
         PipelineValidationError: The definition is invalid (nothing has run).
     """
-    handle = await start(
-        pipeline, initial_input, context, executor=executor, events=events, stage_loop=stage_loop
+    handle = await _begin(
+        pipeline, initial_input, context, executor, events, stage_loop, recorded=events is not None
     )
     try:
         return await handle.wait()
