@@ -29,8 +29,8 @@ from typing import Literal
 
 import structlog
 import trio
-from bench_executor import Shape, definition, fan_out, random_dag
 
+from bench_executor import Shape, definition, fan_out, random_dag
 from twinklr.core.pipeline import PipelineDefinition, PipelineExecutor, aio
 
 

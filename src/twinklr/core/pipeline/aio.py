@@ -499,7 +499,13 @@ async def start(
         PipelineValidationError: The definition is invalid (nothing has started).
     """
     return await _begin(
-        pipeline, initial_input, context, executor, events, stage_loop, recorded=True
+        pipeline,
+        initial_input,
+        context,
+        executor=executor,
+        events=events,
+        stage_loop=stage_loop,
+        recorded=True,
     )
 
 
@@ -507,10 +513,10 @@ async def _begin(
     pipeline: PipelineDefinition,
     initial_input: Any,
     context: PipelineContext | None,
+    *,
     executor: PipelineExecutor | None,
     events: asyncio.Queue[PipelineEvent] | None,
     stage_loop: Loop,
-    *,
     recorded: bool,
 ) -> AsyncioRunHandle:
     if stage_loop not in ("asyncio", "trio"):
@@ -563,7 +569,13 @@ async def execute(
         PipelineValidationError: The definition is invalid (nothing has run).
     """
     handle = await _begin(
-        pipeline, initial_input, context, executor, events, stage_loop, recorded=events is not None
+        pipeline,
+        initial_input,
+        context,
+        executor=executor,
+        events=events,
+        stage_loop=stage_loop,
+        recorded=events is not None,
     )
     try:
         return await handle.wait()
