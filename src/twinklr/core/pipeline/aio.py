@@ -434,6 +434,8 @@ class AsyncioRunHandle:
             for future in (self._started, self._finished):
                 if not future.done():
                     future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        future.exception()  # raised on below as well: not "never retrieved"
             if not isinstance(exc, Exception):
                 raise  # cancellation, KeyboardInterrupt, SystemExit: on to the guest run
         else:
