@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from ._observe._events import PipelineEvent
     from .definition import PipelineDefinition
 
-__all__ = ["AsyncioRunHandle", "asyncio_native", "execute", "start", "trio_native"]
+__all__ = ["AsyncioRunHandle", "Loop", "asyncio_native", "execute", "start", "trio_native"]
 
 Marked = TypeVar("Marked")
 
