@@ -11,10 +11,16 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 import sniffio
 import trio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
+from fixtures.http import served
 from twinklr.core.pipeline import (
     EventKind,
     ExecutionPattern,
@@ -500,3 +506,85 @@ def test_trio_code_called_from_asyncio_outside_a_run_says_what_to_do() -> None:
 def test_marking_an_object_that_takes_no_attributes_says_so() -> None:
     with pytest.raises(TypeError, match="cannot mark 3 as trio code"):
         aio.trio_native(3)
+
+
+def lookup_service(hits: list[str], hung_up: list[str]) -> Starlette:
+    """A local HTTP service the stages call: ``/word/<w>`` answers its length;
+    ``/slow`` answers after 30 s (unless the caller hangs up first)."""
+
+    async def word(request: Request) -> Response:
+        hits.append(request.path_params["word"])
+        await asyncio.sleep(0.002)
+        return JSONResponse({"length": len(request.path_params["word"])})
+
+    async def slow(request: Request) -> Response:
+        for _ in range(3000):  # 30 s, unless the caller hangs up first
+            if await request.is_disconnected():
+                hung_up.append("slow")
+                break
+            await asyncio.sleep(0.01)
+        return JSONResponse({})
+
+    return Starlette(
+        routes=[Route("/word/{word}", word), Route("/slow", slow)],
+    )
+
+
+def test_stages_call_an_http_service_through_an_asyncio_client() -> None:
+    hits: list[str] = []
+    hung_up: list[str] = []
+    words = ["deck", "the", "halls", "with", "boughs", "of", "holly"]
+
+    async def main() -> tuple[Any, Any]:
+        async with (
+            served(lookup_service(hits, hung_up)) as url,
+            httpx.AsyncClient(base_url=url, timeout=30) as client,
+        ):
+
+            async def split(text: str) -> list[str]:
+                return text.split()
+
+            async def length(word: str) -> int:
+                answer = await client.get(f"/word/{word}")
+                answer.raise_for_status()
+                return int(answer.json()["length"])
+
+            async def stalls(value: str) -> None:
+                await client.get("/slow")
+
+            async def fails(value: str) -> None:
+                await asyncio.sleep(0.05)
+                raise ValueError("the planner gave up")
+
+            lengths = PipelineDefinition(
+                "lengths",
+                [
+                    StageDefinition("words", split),
+                    StageDefinition(
+                        "lengths",
+                        length,
+                        inputs=["words"],
+                        pattern=ExecutionPattern.FAN_OUT,
+                        max_concurrent_fan_out=3,
+                    ),
+                ],
+            )
+            broken = PipelineDefinition(
+                "broken", [StageDefinition("stalls", stalls), StageDefinition("fails", fails)]
+            )
+            done = await aio.execute(lengths, " ".join(words))
+            failed = await aio.execute(broken, "x")
+            # the hung-up request ends on the server's side too
+            for _ in range(500):
+                if hung_up:
+                    break
+                await asyncio.sleep(0.01)
+        return done, failed
+
+    done, failed = run(main)
+    assert done.success, done.error
+    assert done.outputs["lengths"] == [len(word) for word in words]
+    assert sorted(hits) == sorted(words)
+    assert failed.failed_stages == ("fails",)
+    assert failed.cancelled_stages == ("stalls",)
+    assert hung_up == ["slow"]

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-import uvicorn
 from asyncio_service import create_app, demo_contexts, demo_pipelines
 
+from fixtures.http import served
 from twinklr.core.pipeline import (
     PipelineContext,
     PipelineDefinition,
@@ -21,22 +20,6 @@ from twinklr.core.pipeline import (
     StageDefinition,
     aio,
 )
-
-
-@asynccontextmanager
-async def served(app: Any) -> AsyncIterator[str]:
-    """``app`` on uvicorn at a free port of 127.0.0.1; yields its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:  # noqa: ASYNC110 (uvicorn offers no event for it)
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def events_of(body: str) -> list[tuple[str, dict[str, Any]]]:
