@@ -75,6 +75,67 @@ def test_constructors_take_the_spec_order_positionally() -> None:
     assert RetryConfig(3, 10).delay_ms(1) == 10
 
 
+def test_stage_options_may_be_positional_in_the_original_twinklr_order() -> None:
+    def condition(context: object) -> bool:
+        return True
+
+    retry = RetryConfig(max_attempts=2)
+    definition = StageDefinition(
+        "groups",
+        stub(),
+        ExecutionPattern.FAN_OUT,
+        ["macro"],
+        condition,
+        retry,
+        5000,
+        False,  # noqa: FBT003 (critical, positionally as the original allowed)
+        4,
+        "plan each group",
+        "list[GroupContext]",
+        "list[GroupPlan]",
+    )
+    assert definition.pattern is ExecutionPattern.FAN_OUT
+    assert definition.inputs == ("macro",)
+    assert definition.condition is condition
+    assert definition.retry_config is retry
+    assert (definition.timeout_ms, definition.critical) == (5000, False)
+    assert definition.max_concurrent_fan_out == 4
+    assert definition.description == "plan each group"
+    assert (definition.input_type, definition.output_type) == (
+        "list[GroupContext]",
+        "list[GroupPlan]",
+    )
+    with pytest.raises(TypeError, match="multiple values for argument 'inputs'"):
+        StageDefinition("a", stub(), ExecutionPattern.SEQUENTIAL, ["x"], inputs=["y"])
+    with pytest.raises(TypeError, match="takes at most 12 positional arguments"):
+        StageDefinition("a", stub(), *([None] * 11))
+
+
+def test_a_string_output_type_is_documentation_and_the_stage_still_caches() -> None:
+    import trio  # noqa: PLC0415 (this test's own)
+
+    from twinklr.core.pipeline import MemoryCacheStore, PipelineExecutor  # noqa: PLC0415
+
+    async def plan(value: int) -> dict[str, int]:
+        return {"value": value}
+
+    pipeline = PipelineDefinition(
+        "p", [StageDefinition("plan", plan, output_type="dict[str, int]")]
+    )
+    executor = PipelineExecutor(cache=MemoryCacheStore())
+    first = trio.run(executor.execute, pipeline, 3)
+    second = trio.run(executor.execute, pipeline, 3)
+    assert second.cached_stages == ("plan",)
+    assert second.outputs == first.outputs == {"plan": {"value": 3}}
+
+
+def test_entry_points_are_the_stages_without_inputs() -> None:
+    a, b, c = StageDefinition("a", stub()), StageDefinition("b", stub()), None
+    c = StageDefinition("c", stub(), inputs=["a", "b"])
+    pipeline = PipelineDefinition("p", [a, c, b])
+    assert pipeline.get_entry_points() == [a, b]
+
+
 def test_an_unknown_option_is_refused_by_name() -> None:
     with pytest.raises(
         TypeError, match="StageDefinition\\(\\) got an unexpected keyword argument 'timeout'"

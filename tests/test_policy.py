@@ -34,6 +34,14 @@ def test_retryable_errors_match_substrings() -> None:
     assert RetryConfig(retryable_errors="timeout").retryable_errors == ("timeout",)
 
 
+def test_retryable_errors_match_whatever_the_case_as_the_original_did() -> None:
+    config = RetryConfig(retryable_errors=["Rate_Limit", "TIMEOUT"])
+    assert config.is_retryable("RuntimeError: rate_limit exceeded")
+    assert config.is_retryable("StageTimeoutError: stage 'a' timed out after 5 ms (timeout)")
+    assert config.is_retryable("ProviderError: RATE_LIMIT")
+    assert not config.is_retryable("ValueError: bad input")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import functools
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
 
 import attrs
+
+from ._current import current_context, run_cancelling
 
 
 class Limiter(Protocol):
@@ -134,6 +138,55 @@ class PipelineContext:
     ``LookupError`` that says what to configure."""
     rate_limiters: dict[str, Limiter] = attrs.field(factory=dict)
     """More limiters by name (one per model or provider), besides the default one."""
+
+    # The original Twinklr context's fields: carried for stages, not used by the engine.
+    app_config: Any = None
+    """The original's name for ``config``: either one sets both."""
+    session: Any = None
+    """The application session stages use (the original Twinklr's)."""
+    output_dir: Path | None = None
+    """Where stages write their artifacts."""
+    checkpoint_dir: Path | None = None
+    """Where stages keep checkpoints of their own."""
+    cache: Any = None
+    """A cache of the application's own for stages (the executor's is its ``cache``)."""
+    llm_logger: Any = None
+    """Where stages log their LLM calls."""
+    cancel_token: Any = None
+    """An event (anything with ``is_set()``) the application sets to ask for
+    cancellation; `is_cancelled` reports it."""
+    _cancel_checks: list[Callable[[], bool]] = attrs.field(
+        factory=list, init=False, repr=False, eq=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.app_config is None:
+            self.app_config = self.config
+        elif self.config is None:
+            self.config = self.app_config
+
+    def is_cancelled(self) -> bool:
+        """Whether a run of this context is being cancelled (fail-fast, a cancelled
+        handle or caller, a stage cancelled), or ``cancel_token`` is set.
+
+        A plain read, safe from any thread: synchronous work run off the Trio thread
+        (``SyncStage``) can poll it and stop early, since a worker thread cannot be
+        interrupted.
+        """
+        token = self.cancel_token
+        if token is not None and token.is_set():
+            return True
+        if current_context.get() is self:  # asked from inside a run of this context
+            check = run_cancelling.get()
+            if check is not None:
+                return check()  # its own run's: true still after an abandoned thread's run
+        return any(check() for check in self._cancel_checks)
+
+    def watch_cancellation(self, check: Callable[[], bool]) -> Callable[[], None]:
+        """Have `is_cancelled` also ask ``check`` (the engine registers each run that
+        uses this context); returns the function that removes it again."""
+        self._cancel_checks.append(check)
+        return functools.partial(self._cancel_checks.remove, check)
 
     def limiter(self, name: str | None = None) -> Limiter:
         """The limiter called ``name`` (the default ``rate_limiter`` for None).

@@ -39,6 +39,12 @@ current_context: ContextVar[PipelineContext | None] = ContextVar(
     "twinklr_current_context", default=None
 )
 
+#: Whether the run this task (or worker thread: Trio copies context variables into it)
+#: belongs to is being cancelled; it answers for that run even after the run ended.
+run_cancelling: ContextVar[Callable[[], bool] | None] = ContextVar(
+    "twinklr_run_cancelling", default=None
+)
+
 #: The executor running the current task's pipeline: a sub-pipeline runs with it too
 #: (same cache store), so its stages are cached and resumed like the outer ones.
 current_executor: ContextVar[Executor | None] = ContextVar("twinklr_current_executor", default=None)

@@ -78,8 +78,8 @@ class RetryConfig:
     retryable_errors: tuple[str, ...] | None = attrs.field(
         default=None, converter=_to_error_patterns
     )
-    """Retry only failures whose ``ExceptionType: message`` contains one of these strings
-    (a timeout contains "timeout"); None retries every failure."""
+    """Retry only failures whose ``ExceptionType: message`` contains one of these strings,
+    whatever their case (a timeout contains "timeout"); None retries every failure."""
 
     def delay_ms(self, attempt: int) -> float:
         """The delay after failed attempt number ``attempt`` (1-based)."""
@@ -91,4 +91,5 @@ class RetryConfig:
         """Whether a failure described by ``error_text`` may be retried."""
         if self.retryable_errors is None:
             return True
-        return any(pattern in error_text for pattern in self.retryable_errors)
+        text = error_text.casefold()
+        return any(pattern.casefold() in text for pattern in self.retryable_errors)

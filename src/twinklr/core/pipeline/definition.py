@@ -90,6 +90,7 @@ class StageOptions(TypedDict, total=False):
     version: str
     cache: bool
     cache_ttl: float | timedelta | None
+    input_type: Any
     output_type: Any
 
 
@@ -98,7 +99,10 @@ class StageDefinition(Generic[T]):
     """One stage of a pipeline: its id, the stage object, its inputs and its policy.
 
     ``id`` and ``stage`` may be given positionally, as in ``StageDefinition("audio",
-    analyze)``. ``stage`` may also be a
+    analyze)``, and so may the rest in the original Twinklr's order (``pattern``,
+    ``inputs``, ``condition``, ``retry_config``, ``timeout_ms``, ``critical``,
+    ``max_concurrent_fan_out``, ``description``, ``input_type``, ``output_type``); the
+    options added since are keyword-only. ``stage`` may also be a
     [PipelineDefinition][twinklr.core.pipeline.PipelineDefinition] (a sub-pipeline).
     A definition is generic in its stage's output type ``T``, which type checkers infer
     from a function's return annotation or from ``StageResult[T]`` on a class stage's
@@ -140,9 +144,12 @@ class StageDefinition(Generic[T]):
     """Whether successful outputs are cached (when the executor has a cache store)."""
     cache_ttl: float | timedelta | None = attrs.field(default=None, kw_only=True)
     """How long a cached output is served (seconds, or a timedelta); None: no expiry."""
+    input_type: Any = attrs.field(default=None, kw_only=True)
+    """What the stage takes, for people (a type or its name; nothing checks it)."""
     output_type: Any = attrs.field(default=None, kw_only=True)
     """The type cached outputs are read back as; by default the ``T`` of execute's
-    ``StageResult[T]`` return annotation (a function's return annotation)."""
+    ``StageResult[T]`` return annotation (a function's return annotation). A string is
+    documentation only, as in the original Twinklr."""
 
     @overload
     def __init__(
@@ -187,8 +194,30 @@ class StageDefinition(Generic[T]):
     def __init__(
         self: StageDefinition[Any], id: str, stage: object, **options: Unpack[StageOptions]
     ) -> None: ...
-    def __init__(self, id: str, stage: Any, **options: Any) -> None:
+    @overload
+    def __init__(
+        self: StageDefinition[Any],
+        id: str,
+        stage: object,
+        pattern: ExecutionPattern,
+        /,
+        *more: Any,
+        **options: Any,
+    ) -> None: ...
+    def __init__(self, id: str, stage: Any, *positional: Any, **options: Any) -> None:
         # Typed by the overloads; attrs converts ``stage`` and ``inputs``.
+        if len(positional) > len(_POSITIONAL):
+            msg = (
+                f"StageDefinition() takes at most {2 + len(_POSITIONAL)} positional "
+                f"arguments ({', '.join(('id', 'stage', *_POSITIONAL))}); "
+                f"{2 + len(positional)} were given"
+            )
+            raise TypeError(msg)
+        for name, value in zip(_POSITIONAL, positional, strict=False):
+            if name in options:
+                msg = f"StageDefinition() got multiple values for argument {name!r}"
+                raise TypeError(msg)
+            options[name] = value
         unknown = options.keys() - _OPTIONS
         if unknown:
             msg = f"StageDefinition() got an unexpected keyword argument {min(unknown)!r}"
@@ -197,6 +226,20 @@ class StageDefinition(Generic[T]):
 
 
 _OPTIONS = frozenset(StageOptions.__annotations__)
+
+#: The options that may also be given positionally, in the original Twinklr's order.
+_POSITIONAL = (
+    "pattern",
+    "inputs",
+    "condition",
+    "retry_config",
+    "timeout_ms",
+    "critical",
+    "max_concurrent_fan_out",
+    "description",
+    "input_type",
+    "output_type",
+)
 
 
 @attrs.frozen
@@ -249,3 +292,12 @@ class PipelineDefinition:
                 return stage
         msg = f"pipeline '{self.name}' has no stage '{stage_id}'"
         raise KeyError(msg)
+
+    def get_entry_points(self) -> list[StageDefinition[Any]]:
+        """The stages without inputs, in definition order: they receive the run's
+        initial input."""
+        return [
+            stage
+            for stage in self.stages
+            if isinstance(stage, StageDefinition) and not stage.inputs
+        ]

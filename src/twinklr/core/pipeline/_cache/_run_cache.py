@@ -59,8 +59,8 @@ _output_types: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 def output_type(sdef: StageDefinition[Any]) -> Any:
     """The type a cached output is read back as."""
-    if sdef.output_type is not None:
-        return sdef.output_type
+    if sdef.output_type is not None and not isinstance(sdef.output_type, str):
+        return sdef.output_type  # a string is documentation (as in the original Twinklr)
     code = owner(sdef.stage)
     known = _output_types.get(code, _UNKNOWN)
     if known is _UNKNOWN:

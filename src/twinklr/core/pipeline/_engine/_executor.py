@@ -19,6 +19,7 @@ from .._current import (
     current_context,
     current_executor,
     install_default_executor,
+    run_cancelling,
     run_cleanups,
 )
 from .._observe._events import EventKind, EventRelay, PipelineEvent
@@ -199,6 +200,9 @@ class PipelineExecutor:
         context_token = current_context.set(run.context)
         outermost = run_cleanups.get() is None
         cleanups_token = run_cleanups.set([]) if outermost else None
+        watch = getattr(run.context, "watch_cancellation", None)  # a context of your own
+        unwatch = watch(run.is_cancelling) if watch is not None else _nothing
+        cancelling_token = run_cancelling.set(run.is_cancelling)
         try:
             await _supervise(run)
         except BaseException as exc:
@@ -212,12 +216,18 @@ class PipelineExecutor:
                 raise lone from None
             raise
         finally:
+            unwatch()
+            run_cancelling.reset(cancelling_token)
             if cleanups_token is not None:
                 cleanups = run_cleanups.get() or []
                 run_cleanups.reset(cleanups_token)
                 await _clean_up(cleanups, run.log)
             current_context.reset(context_token)
             current_executor.reset(executor_token)
+
+
+def _nothing() -> None:
+    pass
 
 
 async def _clean_up(cleanups: list[Callable[[], Awaitable[None]]], log: Any) -> None:

@@ -187,6 +187,12 @@ class Run:
                 actors[index] = streaming_actor
         return actors
 
+    def is_cancelling(self) -> bool:
+        """Whether the run is being cancelled: stopped (fail-fast, a cancelled handle)
+        or a stage cancelled (the caller's cancellation reaching it). A plain read, for
+        ``context.is_cancelled()`` from any thread."""
+        return self.stopped or bool(self.cancelled)
+
     def stop(self) -> None:
         """Start nothing more: a stage queued but not yet begun never starts, and no
         output is handed on (a cancel from outside is on its way)."""
