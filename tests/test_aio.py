@@ -588,3 +588,19 @@ def test_stages_call_an_http_service_through_an_asyncio_client() -> None:
     assert failed.failed_stages == ("fails",)
     assert failed.cancelled_stages == ("stalls",)
     assert hung_up == ["slow"]
+
+
+def test_an_executor_awaited_from_asyncio_runs_its_pipeline_on_that_loop() -> None:
+    pipeline = PipelineDefinition(
+        "p", [StageDefinition("a", double), StageDefinition("b", Add(1), inputs=["a"])]
+    )
+    executor = PipelineExecutor()
+    result = run(lambda: executor.execute(pipeline, 20))
+    assert result.outputs == {"a": 40, "b": 41}
+
+    async def with_a_trio_channel() -> None:
+        send, _ = trio.open_memory_channel[Any](1)
+        with pytest.raises(TypeError, match=r"aio\.execute\(pipeline, \.\.\., events=asyncio"):
+            await executor.execute(pipeline, 1, events=send)
+
+    run(with_a_trio_channel)

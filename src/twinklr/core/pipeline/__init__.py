@@ -5,6 +5,9 @@ Declare stages and their inputs with `PipelineDefinition` and
 the moment its inputs arrive.
 """
 
+# The asyncio entry point, loaded with the package: an executor awaited from asyncio
+# (``asyncio.run(PipelineExecutor().execute(p))``) runs there through it.
+from . import aio as aio
 from ._cache._sqlite import SQLiteCacheStore as SQLiteCacheStore
 from ._cache._store import CacheEntry as CacheEntry
 from ._cache._store import CacheRecord as CacheRecord

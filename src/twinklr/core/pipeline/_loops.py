@@ -95,6 +95,29 @@ async def call_user(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
     return await host.call(fn, *args)
 
 
+#: Runs a pipeline for an executor awaited from asyncio; installed by ``aio``.
+_from_asyncio: list[Callable[..., Awaitable[Any]]] = []
+
+
+def install_asyncio_entry(entry: Callable[..., Awaitable[Any]]) -> None:
+    """Make ``entry(executor, pipeline, initial_input, context)`` what an executor's
+    ``execute`` awaited from asyncio runs (``aio.execute`` with that executor)."""
+    _from_asyncio[:] = [entry]
+
+
+def awaited_from_asyncio() -> bool:
+    """Whether the running coroutine is awaited by an asyncio task (not Trio's)."""
+    return sniffio.current_async_library() == "asyncio"
+
+
+async def execute_from_asyncio(executor: Any, *args: Any) -> Any:
+    """Run ``executor.execute(*args)``'s pipeline for an asyncio caller."""
+    if not _from_asyncio:  # pragma: no cover (installed when the package is imported)
+        msg = "asyncio support is not loaded: import twinklr.core.pipeline.aio"
+        raise RuntimeError(msg)
+    return await _from_asyncio[0](executor, *args)
+
+
 #: Runs Trio code for an asyncio task on a hosted run's loop; installed by ``aio``.
 _to_trio: list[Callable[..., Awaitable[Any]]] = []
 

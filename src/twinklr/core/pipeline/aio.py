@@ -32,6 +32,7 @@ from ._engine._handle import RunHandle as TrioRunHandle
 from ._engine._handle import RunStatus
 from ._loops import (
     Loop,
+    install_asyncio_entry,
     install_trio_bridge,
     loop_of,
     mark,
@@ -292,6 +293,19 @@ async def _bridge(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
 
 
 install_trio_bridge(_bridge)
+
+
+async def _execute_for(
+    executor: PipelineExecutor,
+    pipeline: PipelineDefinition,
+    initial_input: Any,
+    context: PipelineContext | None,
+) -> PipelineResult:
+    """``await executor.execute(...)`` from asyncio: `execute` with that executor."""
+    return await execute(pipeline, initial_input, context, executor=executor)
+
+
+install_asyncio_entry(_execute_for)
 
 
 # -- runs ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from .._current import (
     run_cancelling,
     run_cleanups,
 )
+from .._loops import awaited_from_asyncio, execute_from_asyncio
 from .._observe._events import EventKind, EventRelay, PipelineEvent
 from .._observe._otel import find_tracer
 from .._results import PipelineResult
@@ -108,6 +109,17 @@ class PipelineExecutor:
             PipelineValidationError: The definition is invalid; every problem is
                 listed, and no stage has run.
         """
+        if awaited_from_asyncio():  # an asyncio program: run on its loop (see aio)
+            if events is not None or subscriptions is not None:
+                msg = (
+                    "events and subscriptions are Trio channels: from asyncio, use "
+                    "aio.execute(pipeline, ..., events=asyncio.Queue()) or aio.start()"
+                )
+                raise TypeError(msg)
+            result: PipelineResult = await execute_from_asyncio(
+                self, pipeline, initial_input, context
+            )
+            return result
         run = self._prepare(pipeline, initial_input, context, subscriptions)
         if events is not None:
             run.listen(EventRelay(events))
