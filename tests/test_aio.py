@@ -604,3 +604,29 @@ def test_an_executor_awaited_from_asyncio_runs_its_pipeline_on_that_loop() -> No
             await executor.execute(pipeline, 1, events=send)
 
     run(with_a_trio_channel)
+
+
+def test_setting_the_contexts_cancel_token_cancels_the_run() -> None:
+    saw: list[str] = []
+
+    async def slow(value: int, context: PipelineContext) -> int:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            saw.append(f"cancelled, is_cancelled={context.is_cancelled()}")
+            raise
+        return value
+
+    pipeline = PipelineDefinition("p", [StageDefinition("a", slow)])
+
+    async def main() -> Any:
+        token = asyncio.Event()
+        context = PipelineContext(cancel_token=token)
+        asyncio.get_running_loop().call_later(0.02, token.set)
+        return await aio.execute(pipeline, 1, context)
+
+    result = run(main)
+    assert result.cancelled
+    assert result.cancelled_stages == ("a",)
+    assert result.metadata is result.metrics
+    assert saw == ["cancelled, is_cancelled=True"]

@@ -325,6 +325,11 @@ class PipelineResult:
     nursery it ran in) before it finished; ``cancelled_stages`` names the stages that
     were running then."""
 
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """The original Twinklr's name for ``metrics``."""
+        return self.metrics
+
     def get_output(self, stage_id: str, default: Any = None) -> Any:
         """The output of ``stage_id``, or ``default`` when it produced none."""
         return self.outputs.get(stage_id, default)

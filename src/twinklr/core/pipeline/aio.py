@@ -217,16 +217,16 @@ class _Guest:
 _guests: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Guest] = weakref.WeakKeyDictionary()
 
 
-async def _wait_out(future: asyncio.Future[Any]) -> None:
+async def _wait_out(future: asyncio.Future[Any], *, raise_cancelled: bool = True) -> None:
     """Wait for ``future`` however often this task is cancelled meanwhile; then raise
-    the first cancellation, if any (what was started is seen to its end)."""
+    the first cancellation, if any and if asked (what was started is seen to its end)."""
     cancelled: asyncio.CancelledError | None = None
     while not future.done():
         try:
             await asyncio.wait({future})
         except asyncio.CancelledError as exc:
             cancelled = cancelled or exc
-    if cancelled is not None:
+    if cancelled is not None and raise_cancelled:
         raise cancelled
 
 
@@ -327,6 +327,7 @@ class AsyncioRunHandle:
         self._events: list[PipelineEvent] = []
         self._closed = False
         self._readers: list[asyncio.Future[None]] = []
+        self._watcher: asyncio.Task[None] | None = None
         self._asked = False
         self._following = False
         self._nursery: trio.Nursery | None = None
@@ -361,6 +362,9 @@ class AsyncioRunHandle:
         """Wait for the run to end and return its result (never raises for the run's own
         failures or cancellation; cancelling the waiter leaves the run going)."""
         await asyncio.wait({self._finished})
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.wait({self._watcher})
         if self._guest.closing:
             await asyncio.wait({self._guest.ended})  # the last run: the Trio run has ended
         return self._finished.result()
@@ -380,6 +384,26 @@ class AsyncioRunHandle:
             ready = self._guest.loop.create_future()
             self._readers.append(ready)
             await ready
+
+    async def _cancelled(self) -> None:
+        """The caller was cancelled: cancel the run and see it (and the Trio run, if
+        it was the last) to its end, whatever else cancels the caller meanwhile."""
+        self.cancel()
+        await _wait_out(self._finished, raise_cancelled=False)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await _wait_out(self._watcher, raise_cancelled=False)
+        if self._guest.closing:
+            await _wait_out(self._guest.ended, raise_cancelled=False)
+
+    def _watch(self, token: asyncio.Event) -> None:
+        """Cancel the run when ``token`` is set (the context's ``cancel_token``)."""
+
+        async def watch() -> None:
+            await token.wait()
+            self.cancel()
+
+        self._watcher = self._guest.loop.create_task(watch())
 
     # -- the run's Trio side --
 
@@ -540,8 +564,14 @@ async def _begin(
         raise ValueError(msg)
     pipeline.validate()
     executor = executor if executor is not None else PipelineExecutor()
+    token = getattr(context, "cancel_token", None)
+    if not isinstance(token, asyncio.Event):  # the original Twinklr's way to stop a run
+        token = None
     guest = await _join()
-    handle = AsyncioRunHandle(guest, events, recorded=recorded)
+    # A run that may be cancelled from outside keeps a handle: its result says so.
+    handle = AsyncioRunHandle(guest, events, recorded=recorded or token is not None)
+    if token is not None:
+        handle._watch(token)  # noqa: SLF001 (its own)
     run = functools.partial(handle._run, executor, pipeline, initial_input, context, stage_loop)  # noqa: SLF001
     assert guest.token is not None  # noqa: S101 (set before ready)
     assert guest.nursery is not None  # noqa: S101
@@ -549,8 +579,7 @@ async def _begin(
     try:
         await _wait_out(handle._started)  # noqa: SLF001 (its own future)
     except asyncio.CancelledError:
-        handle.cancel()
-        await _wait_out(handle._finished)  # noqa: SLF001
+        await handle._cancelled()  # noqa: SLF001 (its own)
         raise
     return handle
 
@@ -596,8 +625,5 @@ async def execute(
     try:
         return await handle.wait()
     except asyncio.CancelledError:
-        handle.cancel()
-        await _wait_out(handle._finished)  # noqa: SLF001 (its own future)
-        if handle._guest.closing:  # noqa: SLF001
-            await _wait_out(handle._guest.ended)  # noqa: SLF001
+        await handle._cancelled()  # noqa: SLF001 (its own)
         raise
