@@ -28,6 +28,7 @@ from twinklr.core.pipeline import (
     PipelineContext,
     PipelineDefinition,
     PipelineExecutor,
+    PipelineResult,
     PipelineValidationError,
     Proposal,
     RateLimiter,
@@ -39,6 +40,7 @@ from twinklr.core.pipeline import (
     Verdict,
     aio,
 )
+from twinklr.core.pipeline._loops import load_trio_asyncio
 
 
 def run(main: Callable[[], Awaitable[Any]]) -> Any:
@@ -630,3 +632,80 @@ def test_setting_the_contexts_cancel_token_cancels_the_run() -> None:
     assert result.cancelled_stages == ("a",)
     assert result.metadata is result.metrics
     assert saw == ["cancelled, is_cancelled=True"]
+
+
+def on_trio_asyncio(main: Callable[[], Awaitable[Any]]) -> Any:
+    """``main()`` as the asyncio code of a Trio program, on a trio-asyncio loop."""
+    trio_asyncio = load_trio_asyncio()
+
+    async def checked() -> Any:
+        before = asyncio.all_tasks()
+        result = await main()
+        assert asyncio.all_tasks() == before, "asyncio tasks left running"
+        assert not aio._guests, "the pipeline's Trio side did not end"
+        return result
+
+    return trio_asyncio.run(trio_asyncio.aio_as_trio(checked))
+
+
+def test_on_a_trio_asyncio_loop_runs_go_in_the_trio_run_already_there() -> None:
+    hosts: list[str] = []
+
+    @aio.trio_native
+    async def on_trio(value: int) -> int:
+        await trio.sleep(0.001)
+        hosts.append(sniffio.current_async_library())
+        return value + 1
+
+    pipeline = PipelineDefinition(
+        "p",
+        [
+            StageDefinition("items", count_to),
+            StageDefinition("each", square, inputs=["items"], pattern=ExecutionPattern.FAN_OUT),
+            StageDefinition("start", double),
+            StageDefinition("after", on_trio, inputs=["start"]),
+        ],
+    )
+
+    async def main() -> tuple[PipelineResult, PipelineResult]:
+        return await asyncio.gather(aio.execute(pipeline, 3), aio.execute(pipeline, 4))
+
+    first, second = on_trio_asyncio(main)
+    assert first.outputs == {"items": [0, 1, 2], "each": [0, 1, 4], "start": 6, "after": 7}
+    assert second.outputs["after"] == 9
+    assert hosts == ["trio", "trio"]
+
+
+def test_on_a_trio_asyncio_loop_fail_fast_and_the_callers_timeout_cancel_stages() -> None:
+    saw: list[str] = []
+
+    async def slow(value: int) -> int:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            saw.append(f"cancelled {value}")
+            raise
+        return value
+
+    async def fails(value: int) -> int:
+        await asyncio.sleep(0.01)
+        raise ValueError("broken")
+
+    failing = PipelineDefinition(
+        "p", [StageDefinition("slow", slow), StageDefinition("fails", fails)]
+    )
+    waiting = PipelineDefinition("w", [StageDefinition("slow", slow)])
+
+    async def main() -> PipelineResult:
+        result = await aio.execute(failing, 1)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await aio.execute(waiting, 2)
+        return result
+
+    started = time.monotonic()
+    result = on_trio_asyncio(main)
+    assert time.monotonic() - started < 5
+    assert result.failed_stages == ("fails",)
+    assert result.cancelled_stages == ("slow",)
+    assert saw == ["cancelled 1", "cancelled 2"]

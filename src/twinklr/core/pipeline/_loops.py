@@ -15,11 +15,16 @@ the function a function stage wraps; unmarked stages take the run's default.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import functools
+import inspect
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any, Literal, Protocol, TypeVar
 
 import sniffio
+import trio
 
 Loop = Literal["trio", "asyncio"]
 
@@ -139,3 +144,88 @@ async def run_in_trio(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         )
         raise RuntimeError(msg)
     return await _to_trio[0](fn, *args)
+
+
+# -- asyncio stages in a plain Trio run: through trio-asyncio (the ``asyncio`` extra) ----
+
+
+class TrioAsyncioStages:
+    """The stage host of a plain Trio run whose pipeline has stages marked as asyncio
+    code: those run on a trio-asyncio loop, every other stage as Trio code."""
+
+    def __init__(self, aio_as_trio: Callable[[Any], Any]) -> None:
+        self._aio_as_trio = aio_as_trio
+        self._executes: dict[int, tuple[Any, Callable[[Any, Any], Any]]] = {}
+
+    def runs_here(self, target: object) -> bool:
+        return loop_of(target) != "asyncio"
+
+    def execute_of(self, stage: Any) -> Callable[[Any, Any], Any]:
+        known = self._executes.get(id(stage))
+        if known is not None and known[0] is stage:
+            return known[1]
+        execute = stage.execute
+        if self.runs_here(stage):
+            adapted = execute
+        elif inspect.isasyncgenfunction(execute):
+            adapted = functools.partial(self._stream, execute)
+        else:
+            adapted = functools.partial(self.call, execute)
+        self._executes[id(stage)] = (stage, adapted)
+        return adapted  # type: ignore[no-any-return]
+
+    async def call(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        return await self._aio_as_trio(fn)(*args)
+
+    async def _stream(
+        self, execute: Callable[[Any, Any], AsyncIterator[Any]], value: Any, context: Any
+    ) -> AsyncIterator[Any]:
+        produced = execute(value, context)
+        try:
+            async for item in self._aio_as_trio(produced):
+                yield item
+        finally:
+            with trio.CancelScope(shield=True):  # closed on its own loop
+                await self._aio_as_trio(produced.aclose)()  # type: ignore[attr-defined]
+
+
+def load_trio_asyncio() -> Any:
+    """The trio-asyncio module (the ``asyncio`` extra), imported on first use.
+
+    Importing trio-asyncio makes every event loop that asyncio creates outside Trio, in
+    any thread, one of its own: ``asyncio.run`` then runs inside a Trio run of its own,
+    and libraries that run asyncio in threads of their own (Dask's client, for one)
+    break. When it is this function that imports it, asyncio outside Trio is left as it
+    was: trio-asyncio hands loop creation outside Trio to a policy it is given, and it is
+    given the one that was in place. A program that imported trio-asyncio itself keeps
+    the behaviour it chose.
+    """
+    imported = "trio_asyncio" in sys.modules
+    try:
+        import trio_asyncio  # noqa: PLC0415 (the optional extra, loaded when used)
+    except ImportError as exc:
+        msg = (
+            "stages marked as asyncio code need an asyncio loop: run the pipeline with "
+            "twinklr.core.pipeline.aio.execute from asyncio, or install trio-asyncio "
+            '(pip install "twinklr-pipeline[asyncio]") to run them from Trio'
+        )
+        raise ModuleNotFoundError(msg) from exc
+    if not imported:
+        policies = getattr(trio_asyncio, "_loop", None)
+        faked = getattr(policies, "_FakedPolicy", None)
+        original = getattr(policies, "_original_policy", None)
+        if faked is not None and original is not None:
+            faked.policy = original  # every thread's default, outside Trio
+    return trio_asyncio
+
+
+@asynccontextmanager
+async def trio_asyncio_host() -> AsyncIterator[None]:
+    """A trio-asyncio loop for the stages marked as asyncio code, while the run lasts."""
+    trio_asyncio = load_trio_asyncio()
+    async with trio_asyncio.open_loop():
+        token = stage_host.set(TrioAsyncioStages(trio_asyncio.aio_as_trio))
+        try:
+            yield
+        finally:
+            stage_host.reset(token)

@@ -14,6 +14,7 @@ import attrs
 
 from . import _graph
 from ._function import arguments
+from ._loops import loop_of
 from ._policy import ExecutionPattern
 from ._subpipeline import SubPipelineStage
 from ._validation import analyse
@@ -66,6 +67,9 @@ class Plan:
     """For each edge id, the stage it feeds (so its length is the number of edges)."""
     streams_to: tuple[tuple[int, ...], ...]
     """For each streaming stage, the stages pipelined on it."""
+    asyncio_stages: bool = False
+    """Whether a stage is marked as asyncio code (``aio.asyncio_native``): a plain Trio
+    run then runs those through trio-asyncio."""
 
     def waves(self) -> list[list[str]]:
         """Stage ids grouped by depth (a display of the plan, never a schedule)."""
@@ -95,12 +99,14 @@ def compile_plan(pipeline: PipelineDefinition, strays: Sequence[object]) -> Plan
     cacheable: list[bool] = []
     plain: list[bool] = []
     condition_input: list[bool] = []
+    asyncio_stages = False
     for stage in stages:
         condition = stage.condition
         condition_input.append(condition is not None and arguments(condition) == 2)  # noqa: PLR2004
         streams = _streams(stage.stage, generators)
         streaming.append(streams)
         cacheable.append(stage.cache and not isinstance(stage.stage, SubPipelineStage))
+        asyncio_stages = asyncio_stages or loop_of(stage.stage) == "asyncio"
         if stage.pattern is fan_out:
             source = stage.fan_out_over if stage.fan_out_over is not None else stage.inputs[0]
             slots.append(stage.inputs.index(source))
@@ -142,6 +148,7 @@ def compile_plan(pipeline: PipelineDefinition, strays: Sequence[object]) -> Plan
         cacheable=tuple(cacheable),
         condition_input=tuple(condition_input),
         plain=tuple(plain),
+        asyncio_stages=asyncio_stages,
     )
 
 

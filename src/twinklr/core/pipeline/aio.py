@@ -20,6 +20,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import sys
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -175,6 +176,9 @@ class _Guest:
         self.nursery: trio.Nursery | None = None
         self.token: trio.lowlevel.TrioToken | None = None
         self._stop: trio.Event | None = None
+        if _runs_on_trio(loop):  # a trio-asyncio loop: Trio is running already
+            loop.trio_as_future(self._main).add_done_callback(self._hosted_done)  # type: ignore[attr-defined]
+            return
         trio.lowlevel.start_guest_run(
             self._main,
             run_sync_soon_threadsafe=loop.call_soon_threadsafe,
@@ -199,6 +203,13 @@ class _Guest:
             self.ready.set_exception(RuntimeError(f"the Trio guest run ended at once: {ended!r}"))
         self.ended.set_result(ended)
 
+    def _hosted_done(self, future: asyncio.Future[None]) -> None:
+        if future.cancelled():
+            self._done(outcome.Error(asyncio.CancelledError()))
+        else:
+            error = future.exception()
+            self._done(outcome.Value(None) if error is None else outcome.Error(error))
+
     def release(self) -> None:
         """One user fewer; the last one ends the Trio run (in Trio or on the host)."""
         self.users -= 1
@@ -212,6 +223,14 @@ class _Guest:
             except RuntimeError:
                 assert self.token is not None  # noqa: S101
                 self.token.run_sync_soon(self._stop.set)
+
+
+def _runs_on_trio(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` is trio-asyncio's, so its callbacks already run inside a Trio run
+    (as every loop ``asyncio.run`` makes does once trio-asyncio is imported): the
+    pipeline's Trio side then runs in that run, since a thread has one Trio run at most."""
+    trio_asyncio = sys.modules.get("trio_asyncio")
+    return trio_asyncio is not None and isinstance(loop, trio_asyncio.BaseTrioEventLoop)
 
 
 _guests: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Guest] = weakref.WeakKeyDictionary()

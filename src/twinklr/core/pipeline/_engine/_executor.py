@@ -22,7 +22,7 @@ from .._current import (
     run_cancelling,
     run_cleanups,
 )
-from .._loops import awaited_from_asyncio, execute_from_asyncio
+from .._loops import awaited_from_asyncio, execute_from_asyncio, stage_host, trio_asyncio_host
 from .._observe._events import EventKind, EventRelay, PipelineEvent
 from .._observe._otel import find_tracer
 from .._results import PipelineResult
@@ -216,7 +216,11 @@ class PipelineExecutor:
         unwatch = watch(run.is_cancelling) if watch is not None else _nothing
         cancelling_token = run_cancelling.set(run.is_cancelling)
         try:
-            await _supervise(run)
+            if run.plan.asyncio_stages and stage_host.get() is None:
+                async with trio_asyncio_host():  # stages marked asyncio, in plain Trio
+                    await _supervise(run)
+            else:
+                await _supervise(run)
         except BaseException as exc:
             if is_cancellation(exc):
                 ids = run.plan.ids
