@@ -42,6 +42,7 @@ COMMANDS: dict[str, list[list[str]]] = {
         ["python", "benchmarks/bench_large.py"],
         ["python", "benchmarks/bench_load.py"],
         ["python", "benchmarks/bench_offload.py"],
+        ["python", "benchmarks/bench_aio.py"],
     ],
 }
 
