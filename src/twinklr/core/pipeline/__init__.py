@@ -34,6 +34,9 @@ from ._llm._refine import RefineStage as RefineStage
 from ._llm._refine import Verdict as Verdict
 from ._observe._events import EventKind as EventKind
 from ._observe._events import PipelineEvent as PipelineEvent
+from ._observe._runs import RunRecord as RunRecord
+from ._observe._runs import RunStore as RunStore
+from ._observe._runs import StageRecord as StageRecord
 from ._observe._trace import critical_path as critical_path
 from ._observe._trace import timeline_report as timeline_report
 from ._observe._trace import to_chrome_trace as to_chrome_trace
@@ -113,13 +116,16 @@ __all__ = [
     "RetryConfig",
     "RunEvents",
     "RunHandle",
+    "RunRecord",
     "RunStatus",
+    "RunStore",
     "Runner",
     "SQLiteCacheStore",
     "StageDefinition",
     "StageExecutionError",
     "StageFailedError",
     "StageOutputError",
+    "StageRecord",
     "StageResult",
     "StageStatus",
     "StageTimeoutError",

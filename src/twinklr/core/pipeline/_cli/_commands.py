@@ -1,4 +1,4 @@
-"""The ``twinklr-pipeline`` command: run, validate, graph, cache, demo.
+"""The ``twinklr-pipeline`` command: run, validate, graph, cache, runs, demo.
 
 Exit status: 0 on success, 1 when a run failed, 2 for a usage or validation error (one
 line on stderr, no traceback), 130 when interrupted (Ctrl-C cancels the run cleanly and
@@ -26,14 +26,20 @@ import trio
 from .._cache._export import to_plain
 from .._cache._sqlite import DEFAULT_FILENAME, SQLiteCacheStore
 from .._engine._executor import PipelineExecutor
+from .._observe._runs import RunStore
 from .._observe._trace import timeline_report, to_chrome_trace, to_mermaid_gantt
 from .._observe._viz import render_graph, to_dot, to_mermaid
 from .._results import PipelineResult
 from ..definition import PipelineDefinition
 from ..errors import GraphvizNotFoundError, PipelineValidationError
+from ._history import RunsUsageError, add_runs_command
 from ._progress import Progress, execute_with_progress
 
 DEFAULT_CACHE = ".twinklr"
+RUNS_HELP = (
+    "record the run in this directory's run store (default: the --cache directory, when"
+    " one is given; 'none': do not record)"
+)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -220,6 +226,26 @@ def _store(args: argparse.Namespace) -> SQLiteCacheStore | None:
     return cache_store(args.cache) if args.cache else None
 
 
+def run_store(args: argparse.Namespace, cache: SQLiteCacheStore | None) -> RunStore | None:
+    """Where ``run`` and ``demo`` record their runs: ``--runs DIR``, else the cache's
+    directory when ``--cache`` was given, else nowhere (``--runs none`` turns it off)."""
+    if args.runs == "none":
+        return None
+    if args.runs is not None:
+        return RunStore(args.runs)
+    if args.cache and cache is not None:
+        return RunStore(cache.path.parent)
+    return None
+
+
+def _recorded(store: RunStore | None, result: PipelineResult | None, *, quiet: bool) -> None:
+    if store is not None and result is not None and not quiet:
+        print(
+            f"recorded as run {result.run_id} in {store.path} "
+            f"(twinklr-pipeline runs show {result.run_id} --store {store.path.parent})"
+        )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     check_writable(args.outputs, "--outputs")
     check_writable(args.trace, "--trace")
@@ -227,10 +253,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.target)
     initial_input = parse_input(args.input)
     pipeline.validate()
-    executor = PipelineExecutor(cache=_store(args))
+    cache = _store(args)
+    runs = run_store(args, cache)
+    executor = PipelineExecutor(cache=cache, runs=runs)
     progress = make_progress(sys.stderr, quiet=args.quiet)
-    result = trio.run(execute_with_progress, executor, pipeline, initial_input, None, progress)
-    return _finish(result, progress, args, pipeline)
+    try:
+        result = trio.run(execute_with_progress, executor, pipeline, initial_input, None, progress)
+        status = _finish(result, progress, args, pipeline)
+        _recorded(runs, result, quiet=args.quiet)
+    finally:
+        if runs is not None:
+            runs.close()
+    return status
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -349,12 +383,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     check_writable(args.gantt, "--gantt")
     with tempfile.TemporaryDirectory(prefix="twinklr-demo-") as scratch:
         store = cache_store(args.cache or scratch)
-        executor = PipelineExecutor(cache=store)
+        recording = run_store(args, store)
+        executor = PipelineExecutor(cache=store, runs=recording)
         song = args.song
-        runs = [fail_at, None] if fail_at is not None else [None]
+        attempts = [fail_at, None] if fail_at is not None else [None]
         status = EXIT_OK
-        for number, failure in enumerate(runs, start=1):
-            if len(runs) > 1:
+        for number, failure in enumerate(attempts, start=1):
+            if len(attempts) > 1:
                 what = f"with a failure injected at {args.fail_at}" if failure else "resuming"
                 print(f"== run {number}: {what}")
             pipeline = build_pipeline()
@@ -362,7 +397,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             context = demo_context(song, failure)
             result = trio.run(execute_with_progress, executor, pipeline, song, context, progress)
             status = _finish(result, progress, args, pipeline)
-            if result is not None and len(runs) > 1:
+            _recorded(recording, result, quiet=args.quiet)
+            if result is not None and len(attempts) > 1:
                 print(f"cached: {', '.join(result.cached_stages) or 'none'}{_items(result)}")
             if status == EXIT_INTERRUPTED:
                 return status
@@ -470,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="write every stage's output here as JSON (arrays as lists, models as objects)",
     )
+    run.add_argument("--runs", metavar="DIR", help=RUNS_HELP)
     with_output_options(run)
     run.set_defaults(handler=cmd_run)
 
@@ -514,6 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cache.set_defaults(handler=cmd_cache)
 
+    add_runs_command(commands, common, parse_age)
+
     demo = commands.add_parser("demo", parents=[common], help="the Twinklr sequencer, offline")
     demo.add_argument(
         "--song", default="Carol of the Bells", help="the song to sequence (default: %(default)s)"
@@ -524,6 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="inject a failure there, then resume the run from the cache",
     )
     demo.add_argument("--cache", help="cache directory (default: a temporary one)")
+    demo.add_argument("--runs", metavar="DIR", help=RUNS_HELP)
     with_output_options(demo)
     demo.set_defaults(handler=cmd_demo)
     return parser
@@ -535,7 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(getattr(args, "log_format", "console"), quiet=getattr(args, "quiet", False))
     try:
         return int(args.handler(args))
-    except UsageError as exc:
+    except (UsageError, RunsUsageError) as exc:
         if getattr(args, "debug", False) and exc.__cause__ is not None:
             traceback.print_exception(exc.__cause__, file=sys.stderr)
         print(f"twinklr-pipeline: {exc}", file=sys.stderr)

@@ -25,10 +25,14 @@ from .._current import (
 from .._loops import awaited_from_asyncio, execute_from_asyncio, stage_host, trio_asyncio_host
 from .._observe._events import EventKind, EventRelay, PipelineEvent
 from .._observe._otel import find_tracer
+from .._observe._recording import RunRecorder
+from .._observe._runs import RunState, RunStore
 from .._results import PipelineResult
+from .._timing import to_ms
 from ..definition import ExecutionPattern, PipelineDefinition
 from ._actor import is_cancellation
 from ._handle import EventHistory, RunHandle
+from ._record import recorder_for
 from ._run import Run
 
 if TYPE_CHECKING:
@@ -49,14 +53,22 @@ class PipelineExecutor:
             is used when there is one.
         runner: Where [SyncStage][twinklr.core.pipeline.SyncStage] work runs when the
             stage names no runner (a worker thread by default).
+        runs: A [RunStore][twinklr.core.pipeline.RunStore] that records every run:
+            its stages' statuses, times, attempts and errors, written in batches
+            beside the run (``twinklr-pipeline runs`` and ``ui`` read it).
 
     Raises:
         TypeError: ``cache`` is not a cache store (a path is not: use
-            ``SQLiteCacheStore(path)``).
+            ``SQLiteCacheStore(path)``), or ``runs`` is not a run store.
     """
 
     def __init__(
-        self, *, cache: CacheStore | None = None, tracer: Any = None, runner: Any = None
+        self,
+        *,
+        cache: CacheStore | None = None,
+        tracer: Any = None,
+        runner: Any = None,
+        runs: RunStore | None = None,
     ) -> None:
         given: object = cache  # checked whatever the annotation promises
         if given is not None and not isinstance(given, CacheStore):
@@ -67,9 +79,19 @@ class PipelineExecutor:
             )
             msg = f"cache must be a cache store, got {type(given).__name__} {given!r:.60}{hint}"
             raise TypeError(msg)
+        store: object = runs
+        if store is not None and not isinstance(store, RunStore):
+            hint = (
+                f" (for run history in a directory: runs=RunStore({store!r}))"
+                if isinstance(store, str | os.PathLike)
+                else ""
+            )
+            msg = f"runs must be a RunStore, got {type(store).__name__} {store!r:.60}{hint}"
+            raise TypeError(msg)
         self.cache = cache
         self.tracer = tracer
         self.runner = runner
+        self.runs = runs
 
     async def execute(
         self,
@@ -193,6 +215,8 @@ class PipelineExecutor:
         )
         if self.cache is not None:
             run.cache = RunCache(self.cache, plan.name, initial_input, run.log)
+        if self.runs is not None:
+            run.recorder = recorder_for(run, self.runs)
         if subscriptions:
             run.subscribers = _subscribers(plan, subscriptions)
         tracer = find_tracer(self.tracer)
@@ -215,6 +239,7 @@ class PipelineExecutor:
         watch = getattr(run.context, "watch_cancellation", None)  # a context of your own
         unwatch = watch(run.is_cancelling) if watch is not None else _nothing
         cancelling_token = run_cancelling.set(run.is_cancelling)
+        ended: BaseException | None = None
         try:
             if run.plan.asyncio_stages and stage_host.get() is None:
                 async with trio_asyncio_host():  # stages marked asyncio, in plain Trio
@@ -222,6 +247,7 @@ class PipelineExecutor:
             else:
                 await _supervise(run)
         except BaseException as exc:
+            ended = exc
             if is_cancellation(exc):
                 ids = run.plan.ids
                 run.log.info("run_cancelled", cancelled=[ids[i] for i in run.cancelled])
@@ -232,6 +258,8 @@ class PipelineExecutor:
                 raise lone from None
             raise
         finally:
+            if run.recorder is not None:
+                await _record_end(run, run.recorder, ended)
             unwatch()
             run_cancelling.reset(cancelling_token)
             if cleanups_token is not None:
@@ -244,6 +272,21 @@ class PipelineExecutor:
 
 def _nothing() -> None:
     pass
+
+
+async def _record_end(run: Run, recorder: RunRecorder, ended: BaseException | None) -> None:
+    """Write how the run ended into its run store."""
+    status: RunState
+    error = run.error
+    if ended is None:
+        status = "succeeded" if error is None else "failed"
+    elif is_cancellation(ended):
+        status, error = "cancelled", error or "the run was cancelled"
+    elif isinstance(ended, Exception):
+        status, error = "failed", f"the run ended with {type(ended).__name__}: {ended}"
+    else:  # KeyboardInterrupt, SystemExit: the process is going
+        status, error = "interrupted", f"the run ended with {type(ended).__name__}"
+    await recorder.finish(status, error, to_ms(run.end_time - run.start_time))
 
 
 async def _clean_up(cleanups: list[Callable[[], Awaitable[None]]], log: Any) -> None:
@@ -288,8 +331,8 @@ def _subscribers(
 async def _supervise(run: Run) -> None:
     """Run every stage in a supervisor nursery. The cache's writer and the event relay
     run beside it (not inside), so fail-fast never drops a write or an event."""
-    cache, events = run.cache, run.events
-    if cache is None and events is None:
+    cache, events, recorder = run.cache, run.events, run.recorder
+    if cache is None and events is None and recorder is None:
         try:
             async with trio.open_nursery() as supervisor:
                 run.start(supervisor)
@@ -303,6 +346,8 @@ async def _supervise(run: Run) -> None:
             beside.start_soon(cache.write_behind)
         if events is not None:
             beside.start_soon(events.relay)
+        if recorder is not None:
+            beside.start_soon(recorder.write_behind)
         try:
             async with trio.open_nursery() as supervisor:
                 run.start(supervisor)
@@ -312,6 +357,8 @@ async def _supervise(run: Run) -> None:
                 cache.close()
             if events is not None:
                 events.close()
+            if recorder is not None:
+                recorder.close()
 
 
 def _lone_exception(exc: BaseException) -> BaseException:

@@ -28,6 +28,7 @@ from ._wiring import NOT_SENT, OneShotChannel
 if TYPE_CHECKING:
     from .._cache._run_cache import RunCache
     from .._context import PipelineContext
+    from .._observe._recording import RunRecorder
     from .._plan import Plan
 
 #: A stage's task function, started as ``actor(run, index)``.
@@ -105,6 +106,11 @@ class Run:
         self.nursery: trio.Nursery  # the supervisor's, set by start
         self.actors: list[Actor]  # each stage's task function, set by start
         self.cache: RunCache | None = None
+        self.recorder: RunRecorder | None = None
+        # For the run history: each fan-out stage's item count, and every retry as
+        # [stage, item, attempt, error, delay ms, time ms].
+        self.item_totals: dict[int, int] = {}
+        self.retries: list[list[Any]] = []
         # stage -> the channel its pipelined input's items arrive on
         self.streams: dict[int, trio.MemoryReceiveChannel[Any]] = {}
         # streaming stage -> the callers' channels subscribed to the items it yields
@@ -305,6 +311,9 @@ class Run:
         index = self.plan.index_of[stage_id]
         self.records.retry_s[index] = self.records.retry_s.get(index, 0.0) + delay_s
         text = error_text(error)
+        self.retries.append(
+            [stage_id, item, attempt, text, to_ms(delay_s), to_ms(self.now() - self.start_time)]
+        )
         self.transition(EventKind.ATTEMPT_FAILED, index, attempt=attempt, item=item, error=text)
         self.transition(
             EventKind.STAGE_RETRYING,
@@ -331,6 +340,7 @@ class Run:
         if items is None:
             items = self.records.items[index] = []
         items.append((item, started, self.now(), status, attempts))
+        self.item_totals[index] = total
         if not self.watched:
             return
         # A failed or cancelled item is not done: progress never reads 6/6 then FAILED.

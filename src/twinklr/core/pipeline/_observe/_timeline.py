@@ -3,6 +3,7 @@ critical path."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -120,4 +121,5 @@ class RunRecords:
     @classmethod
     def for_stages(cls, count: int) -> RunRecords:
         """Empty records for ``count`` stages."""
-        return cls(queued=[0.0] * count, started=[None] * count, finished=[0.0] * count)
+        # NaN: not queued yet (the run history tells a queued stage by its time).
+        return cls(queued=[math.nan] * count, started=[None] * count, finished=[0.0] * count)

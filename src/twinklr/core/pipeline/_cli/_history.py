@@ -1,0 +1,204 @@
+"""``twinklr-pipeline runs``: list, show and prune the runs a run store recorded."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .._observe._runs import RunRecord, RunStore, StageRecord
+
+#: Where ``runs`` looks by default: the directory ``run --cache`` and ``demo --cache``
+#: record into.
+DEFAULT_STORE = ".twinklr"
+STATUSES = ("running", "succeeded", "failed", "cancelled", "interrupted")
+
+
+class RunsUsageError(Exception):
+    """A run or store that is not there: one line on stderr, exit status 2."""
+
+
+def add_runs_command(
+    commands: Any, common: argparse.ArgumentParser, parse_age: Callable[[str], float]
+) -> None:
+    """``runs list|show|prune`` on the command line."""
+    runs = commands.add_parser(
+        "runs", parents=[common], help="list, show or prune the recorded runs"
+    )
+    actions = runs.add_subparsers(dest="action", required=True, help="what to do with them")
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument(
+        "--store",
+        default=DEFAULT_STORE,
+        metavar="DIR",
+        help=f"the run store: a directory or its file (default {DEFAULT_STORE})",
+    )
+    listing = actions.add_parser("list", parents=[common, store], help="the runs, newest first")
+    listing.add_argument("--pipeline", help="only this pipeline's runs")
+    listing.add_argument("--status", choices=STATUSES, help="only runs that ended so")
+    listing.add_argument("--limit", type=_positive, default=50, help="at most N (default 50)")
+    listing.add_argument("--json", action="store_true", help="a JSON list")
+    show = actions.add_parser(
+        "show", parents=[common, store], help="one run: its stages, errors included"
+    )
+    show.add_argument("run_id", metavar="RUN_ID", help="the run's id (a unique prefix will do)")
+    show.add_argument("--json", action="store_true", help="the run and its stages as JSON")
+    prune = actions.add_parser("prune", parents=[common, store], help="forget old runs")
+    prune.add_argument(
+        "--older-than",
+        type=parse_age,
+        default=30 * 86400.0,
+        metavar="AGE",
+        help="forget runs that ended more than AGE ago (30s, 15m, 12h, 7d, 2w; default 30d)",
+    )
+    runs.set_defaults(handler=cmd_runs)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        msg = f"expected a positive whole number, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return int(text)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """List, show or prune the runs of ``--store``."""
+    store = RunStore(args.store)
+    try:
+        if args.action == "prune":
+            removed = store.prune(older_than=args.older_than)
+            print(f"removed {removed} runs from {store.path}")
+            return 0
+        if not store.path.exists():
+            if args.action == "show":
+                msg = f"no run {args.run_id!r}: nothing is recorded at {store.path}"
+                raise RunsUsageError(msg)
+            if args.json:
+                print("[]")
+            else:
+                print(f"no runs recorded at {store.path}")
+            return 0
+        if args.action == "list":
+            return _list(store, args)
+        return _show(store, args)
+    except sqlite3.DatabaseError as exc:
+        msg = f"{store.path} is not a twinklr run store: {exc}"
+        raise RunsUsageError(msg) from exc
+    finally:
+        store.close()
+
+
+def _list(store: RunStore, args: argparse.Namespace) -> int:
+    records = store.runs(pipeline=args.pipeline, status=args.status, limit=args.limit)
+    if args.json:
+        print(json.dumps([record.as_json() for record in records], indent=2))
+        return 0
+    if not records:
+        print(f"no runs recorded at {store.path}" + _filters(args))
+        return 0
+    rows = [
+        (
+            record.run_id,
+            record.pipeline,
+            record.status,
+            record.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+            _duration(record.duration_ms),
+            str(record.stage_count),
+            _short(record.error or "", 60),
+        )
+        for record in records
+    ]
+    _table(("RUN ID", "PIPELINE", "STATUS", "STARTED", "TOOK", "STAGES", "ERROR"), rows)
+    return 0
+
+
+def _filters(args: argparse.Namespace) -> str:
+    parts = [
+        f"--{name} {value}" for name in ("pipeline", "status") if (value := getattr(args, name))
+    ]
+    return f" matching {' '.join(parts)}" if parts else ""
+
+
+def _show(store: RunStore, args: argparse.Namespace) -> int:
+    record = store.get(args.run_id)
+    if record is None:
+        msg = f"no run {args.run_id!r} at {store.path} (twinklr-pipeline runs list shows them)"
+        raise RunsUsageError(msg)
+    stages = store.stages(record.run_id)
+    if args.json:
+        print(json.dumps(run_json(record, stages), indent=2))
+        return 0
+    print(f"run {record.run_id}  {record.pipeline}  {record.status.upper()}")
+    started = record.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    print(f"started {started}, took {_duration(record.duration_ms)}, {record.stage_count} stages")
+    print(f"definition {record.definition}, input {record.input_fingerprint or '-'}")
+    if record.error:
+        print(f"error: {record.error}")
+    print()
+    _table(
+        ("STAGE", "STATUS", "QUEUED", "STARTED", "FINISHED", "TOOK", "ATTEMPTS", "NOTE"),
+        [_stage_row(stage) for stage in stages],
+    )
+    for stage in stages:
+        if stage.error or stage.attempt_errors:
+            print(f"\n== {stage.id}: {stage.status}")
+            for number, error in enumerate(stage.attempt_errors, start=1):
+                print(f"attempt {number}: {error}")
+            if stage.error:
+                print(f"error: {stage.error}")
+            if stage.traceback:
+                print(stage.traceback.rstrip())
+    return 0
+
+
+def run_json(record: RunRecord, stages: Sequence[StageRecord]) -> dict[str, Any]:
+    """A run and its stages as JSON values (``runs show --json``, the web view's API)."""
+    return {**record.as_json(), "stages": [stage.as_json() for stage in stages]}
+
+
+def _stage_row(stage: StageRecord) -> tuple[str, ...]:
+    notes = []
+    if stage.items_total is not None:
+        done = sum(item.status.value not in ("failed", "cancelled") for item in stage.items)
+        notes.append(f"items {done}/{stage.items_total}")
+    if stage.error:
+        notes.append(_short(stage.error, 50))
+    return (
+        stage.id,
+        stage.status,
+        _ms(stage.queued_ms),
+        _ms(stage.started_ms),
+        _ms(stage.finished_ms),
+        _duration(stage.duration_ms),
+        str(stage.attempts or "-"),
+        "; ".join(notes),
+    )
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}ms"
+
+
+def _duration(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    if ms < 1000:  # noqa: PLR2004
+        return f"{ms:.1f}ms"
+    return f"{ms / 1000:.2f}s"
+
+
+def _short(text: str, width: int) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print(
+            "  ".join(
+                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+            ).rstrip()
+        )

@@ -1,0 +1,200 @@
+"""What a run's recorder writes, read from the run's own state: the definition's graph
+and fingerprint, the input's fingerprint, and snapshots of where every stage is.
+
+Nothing here is on a stage's path: the recorder calls `snapshot` a few times a second
+and once at the end, and it reads the lists the supervisor keeps anyway.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import time
+import traceback
+import weakref
+from array import array
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import tenacity
+
+from .._cache._code import code_identity
+from .._cache._serialize import NotSerializableError, fingerprint
+from .._observe._recording import RunRecorder
+from .._observe._runs import CODE_OF, Items, Progress, RunBegin, RunStore
+from .._results import NO_METADATA, StageStatus
+from ._attempts import ONE_ATTEMPT
+
+if TYPE_CHECKING:
+    from .._plan import Plan
+    from ._run import Run
+
+_NAN = float("nan")
+_QUEUED, _RUNNING, _PENDING, _NOT_STARTED = ord("q"), ord("r"), ord("."), ord("-")
+_ROUTINE = (StageStatus.SUCCEEDED, StageStatus.CACHED, StageStatus.SKIPPED)
+# Per plan (by identity: a plan compares by value, and is not hashable).
+_definitions: dict[int, tuple[weakref.ref[Plan], tuple[str, str]]] = {}
+
+
+def definition_of(plan: Plan) -> tuple[str, str]:
+    """The definition's fingerprint and its graph as JSON (computed once per plan)."""
+    memo = _definitions.get(id(plan))
+    if memo is not None and memo[0]() is plan:
+        return memo[1]
+    stages = [
+        {
+            "id": sdef.id,
+            "inputs": list(sdef.inputs),
+            "pattern": sdef.pattern.value,
+            "critical": sdef.critical,
+            "conditional": sdef.condition is not None,
+            "code": code_identity(sdef.stage)[0],
+        }
+        for sdef in plan.stages
+    ]
+    digest = hashlib.sha256()
+    digest.update(json.dumps([plan.name, stages], sort_keys=True).encode())
+    for sdef in plan.stages:
+        digest.update(code_identity(sdef.stage)[1].encode())
+    graph = json.dumps({"pipeline": plan.name, "stages": stages})
+    known = (digest.hexdigest()[:16], graph)
+    key = id(plan)
+    _definitions[key] = (weakref.ref(plan, lambda _: _definitions.pop(key, None)), known)
+    return known
+
+
+def recorder_for(run: Run, store: RunStore) -> RunRecorder:
+    """A recorder of ``run`` into ``store``."""
+    definition, graph = definition_of(run.plan)
+    try:
+        input_fingerprint: str | None = fingerprint(run.initial_input)[:16]
+    except NotSerializableError:
+        input_fingerprint = None
+    begin = RunBegin(
+        run_id=run.run_id,
+        pipeline=run.plan.name,
+        definition=definition,
+        graph=graph,
+        input_fingerprint=input_fingerprint,
+        stage_count=len(run.plan.ids),
+        started_at=time.time(),
+    )
+    return RunRecorder(store, begin, lambda final: snapshot(run, final=final), run.log)
+
+
+def snapshot(run: Run, *, final: bool) -> tuple[bytes, str]:
+    """Where every stage of ``run`` is: the progress blob and the details JSON."""
+    # One pass per column, as comprehensions: this runs on the Trio thread, a few
+    # times a second and once at the run's end, over every stage.
+    nan, code_of, one, none = _NAN, CODE_OF, ONE_ATTEMPT, NO_METADATA
+    results, run_started = run.results, run.started
+    started = array("d", [nan if began is None else began for began in run_started])
+    finished = array(
+        "d",
+        [nan if result is None else end for result, end in zip(results, run.finished, strict=True)],
+    )
+    waiting = _NOT_STARTED if final else None
+    codes = bytes(
+        [
+            code_of[result.status]
+            if result is not None
+            else _RUNNING
+            if began is not None
+            else waiting or (_PENDING if spawned != spawned else _QUEUED)  # noqa: PLR0124 (NaN)
+            for result, began, spawned in zip(results, run_started, run.queued, strict=True)
+        ]
+    )
+    attempts = array(
+        "I",
+        [
+            0
+            if result is None
+            else 1
+            if (metadata := result.metadata) is one
+            else 0
+            if metadata is none
+            else metadata.get("attempts", 0)  # (as the result's timeline counts them)
+            for result in results
+        ],
+    )
+    unusual = [
+        index
+        for index, result in enumerate(results)
+        if result is not None
+        and (
+            result.status not in _ROUTINE
+            or (result.metadata is not one and result.metadata is not none)
+        )
+    ]
+    progress = Progress(
+        origin=run.start_time,
+        codes=bytes(codes),
+        attempts=attempts,
+        queued=array("d", run.queued),
+        started=started,
+        finished=finished,
+        items={index: _items(items) for index, items in run.records.items.items()},
+    )
+    return progress.encode(), json.dumps(_details(run, unusual))
+
+
+def _items(items: list[tuple[int, float, float, StageStatus, int]]) -> Items:
+    index, began, ended, statuses, tries = zip(*items, strict=True)
+    return Items(
+        index=array("I", index),
+        codes=bytes([CODE_OF[status] for status in statuses]),
+        started=array("d", began),
+        finished=array("d", ended),
+        attempts=array("I", tries),
+    )
+
+
+def user_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback as text, without the executor's and tenacity's frames (the
+    stage's own code is what a reader looks for); all of it when nothing else is left."""
+    shown = traceback.TracebackException.from_exception(exc)
+    _trim(shown, set())
+    return "".join(shown.format())
+
+
+_MACHINERY = (
+    str(Path(__file__).parent),
+    str(Path(tenacity.__file__).parent),
+    str(Path(concurrent.futures.__file__).parent),
+)
+
+
+def _trim(shown: traceback.TracebackException, seen: set[int]) -> None:
+    if id(shown) in seen:
+        return
+    seen.add(id(shown))
+    own = [frame for frame in shown.stack if not frame.filename.startswith(_MACHINERY)]
+    if own:
+        shown.stack = traceback.StackSummary.from_list(own)
+    for linked in (shown.__cause__, shown.__context__, *(shown.exceptions or ())):
+        if linked is not None:
+            _trim(linked, seen)
+
+
+def _details(run: Run, unusual: list[int]) -> dict[str, Any]:
+    ids = run.plan.ids
+    stages: dict[str, dict[str, Any]] = {}
+    for index in unusual:
+        result = run.results[index]
+        assert result is not None  # noqa: S101 (only ended stages are unusual)
+        entry: dict[str, Any] = {}
+        if result.error is not None:
+            entry["error"] = result.error
+        if result.exception is not None:
+            entry["traceback"] = user_traceback(result.exception)
+        errors = result.metadata.get("attempt_errors")
+        if errors:
+            entry["attempt_errors"] = list(errors)
+        if entry:
+            stages[ids[index]] = entry
+    return {
+        "stages": stages,
+        "items_total": {ids[index]: total for index, total in run.item_totals.items()},
+        "retries": run.retries,
+    }

@@ -1,0 +1,104 @@
+"""A run's recorder: the one writer task that keeps a `RunStore` up to date.
+
+It runs beside the run's stages. Every `INTERVAL_S` it takes a snapshot of the run (on
+the Trio thread, between stage steps: where every stage is, as `Progress` columns) and
+writes it from a worker thread, skipping a write when nothing changed unless the row's
+heartbeat is due; a run shorter than `FIRST_WRITE_S` is written once, at its end. The
+run's end is written by `finish`, shielded, before the run returns. Any write that
+fails is a warning and the end of recording for that run, never a failure of the run.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from ._runs import HEARTBEAT_S, RunBegin, RunState, RunStore
+
+#: Seconds before a run's first write: a run shorter than this is written once, at its
+#: end (a thread hand-off and a commit at the start would cost a short run more than
+#: its stages do). A process killed before then leaves no record of the run.
+FIRST_WRITE_S = 0.05
+#: Seconds between two snapshots of a running run (a watcher sees a stage's end within
+#: this, plus its own polling).
+INTERVAL_S = 0.25
+
+Snapshot = Callable[[bool], tuple[bytes, str]]
+"""``snapshot(final)``: the run's progress blob and details JSON (``final``: the run has
+ended, so a stage that never ran is ``not_started``)."""
+
+
+class RunRecorder:
+    """Writes one run into a `RunStore`, off the stages' path."""
+
+    def __init__(self, store: RunStore, begin: RunBegin, snapshot: Snapshot, log: Any) -> None:
+        self.store = store
+        self.begin = begin
+        self.snapshot = snapshot
+        self.log = log
+        self.broken = False
+        self._closed = False
+        self._wake = trio.Event()
+        self._last: tuple[bytes, str] | None = None
+
+    async def write_behind(self) -> None:
+        """Record the run's progress until `close`: first after `FIRST_WRITE_S`, then
+        every `INTERVAL_S` when something changed (at least every `HEARTBEAT_S`)."""
+        delay = FIRST_WRITE_S
+        written_at = -HEARTBEAT_S
+        while not self.broken:
+            with trio.move_on_after(delay):
+                await self._wake.wait()
+            if self._closed:
+                return
+            delay = INTERVAL_S
+            current = self.snapshot(False)  # noqa: FBT003 (the snapshot's one flag)
+            now = trio.current_time()
+            if current == self._last and now - written_at < HEARTBEAT_S:
+                continue
+            self._last, written_at = current, now
+            await self._write(
+                functools.partial(
+                    self.store.write,
+                    self.begin,
+                    status="running",
+                    progress=current[0],
+                    details=current[1],
+                )
+            )
+
+    def close(self) -> None:
+        """The run's stages have ended: the writer stops taking snapshots."""
+        self._closed = True
+        self._wake.set()
+
+    async def finish(self, status: RunState, error: str | None, duration_ms: float) -> None:
+        """Record how the run ended (shielded: a cancelled run is recorded too)."""
+        progress, details = self.snapshot(True)  # noqa: FBT003
+        with trio.CancelScope(shield=True):
+            await self._write(
+                lambda: self.store.write(
+                    self.begin,
+                    status=status,
+                    progress=progress,
+                    details=details,
+                    error=error,
+                    duration_ms=duration_ms,
+                )
+            )
+
+    async def _write(self, call: Callable[[], None]) -> None:
+        if self.broken:
+            return
+        try:
+            await trio.to_thread.run_sync(call)
+        except Exception as exc:  # noqa: BLE001 - the run goes on unrecorded; say so
+            self.broken = True
+            self.log.warning(
+                "run_record_failed",
+                store=str(self.store.path),
+                error=f"{type(exc).__name__}: {exc}",
+            )

@@ -1,0 +1,195 @@
+"""``twinklr-pipeline runs``: what ``run`` and ``demo`` record, listed, shown and pruned."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from twinklr.core.pipeline import RunStore
+from twinklr.core.pipeline.cli import main
+
+TESTS = Path(__file__).parents[1]
+FIXTURES = "fixtures.cli_pipelines"
+
+
+@pytest.fixture(autouse=True)
+def in_tests_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(TESTS)
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def recorded_id(out: str) -> str:
+    found = re.search(r"recorded as run (\w+) in ", out)
+    assert found, out
+    return found.group(1)
+
+
+def test_run_with_a_cache_records_into_its_directory_and_says_how_to_look(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, _ = cli(
+        capsys, "run", f"{FIXTURES}:numbers", "--input", "1", "--cache", str(tmp_path)
+    )
+    assert code == 0
+    run_id = recorded_id(out)
+    assert f"twinklr-pipeline runs show {run_id} --store {tmp_path}" in out
+    (record,) = RunStore(tmp_path).runs()
+    assert (record.run_id, record.pipeline, record.status) == (run_id, "numbers", "succeeded")
+
+
+def test_run_records_nothing_without_a_directory_or_with_runs_none(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, _ = cli(capsys, "run", f"{FIXTURES}:numbers", "--input", "1")
+    assert code == 0
+    assert "recorded as run" not in out
+    code, out, _ = cli(
+        capsys,
+        "run",
+        f"{FIXTURES}:numbers",
+        "--input",
+        "1",
+        "--cache",
+        str(tmp_path),
+        "--runs",
+        "none",
+    )
+    assert code == 0
+    assert "recorded as run" not in out
+    assert RunStore(tmp_path).runs() == []
+
+
+def test_runs_list_shows_the_newest_first_and_filters(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store = str(tmp_path / "history")
+    _, out, _ = cli(capsys, "run", f"{FIXTURES}:numbers", "--input", "1", "--runs", store)
+    ok = recorded_id(out)
+    _, out, _ = cli(capsys, "run", f"{FIXTURES}:failing", "--input", "1", "--runs", store)
+    bad = recorded_id(out)
+
+    code, out, _ = cli(capsys, "runs", "list", "--store", store)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["RUN", "ID", "PIPELINE", "STATUS"]
+    assert [line.split()[:3] for line in lines[1:]] == [
+        [bad, "failing", "failed"],
+        [ok, "numbers", "succeeded"],
+    ]
+    assert "this stage always fails" in lines[1]
+
+    _, out, _ = cli(capsys, "runs", "list", "--store", store, "--status", "succeeded", "--json")
+    (listed,) = json.loads(out)
+    assert {"run_id", "pipeline", "status", "started_at", "finished_at"} <= set(listed)
+    assert (listed["run_id"], listed["status"]) == (ok, "succeeded")
+    _, out, _ = cli(capsys, "runs", "list", "--store", store, "--pipeline", "failing", "--json")
+    assert [r["run_id"] for r in json.loads(out)] == [bad]
+    _, out, _ = cli(capsys, "runs", "list", "--store", store, "--limit", "1", "--json")
+    assert [r["run_id"] for r in json.loads(out)] == [bad]
+    _, out, _ = cli(capsys, "runs", "list", "--store", store, "--pipeline", "ghost")
+    where = tmp_path / "history" / "twinklr-runs.sqlite3"
+    assert out.strip() == f"no runs recorded at {where} matching --pipeline ghost"
+
+
+def test_runs_show_gives_the_stage_table_with_the_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _, out, _ = cli(capsys, "run", f"{FIXTURES}:failing", "--input", "1", "--runs", str(tmp_path))
+    run_id = recorded_id(out)
+    code, out, _ = cli(capsys, "runs", "show", run_id[:6], "--store", str(tmp_path))
+    assert code == 0
+    assert out.startswith(f"run {run_id}  failing  FAILED\n")
+    rows = {
+        line.split()[0]: line.split()[1] for line in out.splitlines() if line[:2] in ("a ", "b ")
+    }
+    assert rows == {"a": "succeeded", "b": "failed"}
+    assert "== b: failed" in out
+    assert "error: this stage always fails" in out
+
+    code, out, _ = cli(capsys, "runs", "show", run_id, "--store", str(tmp_path), "--json")
+    shown = json.loads(out)
+    assert shown["run_id"] == run_id
+    assert [(s["id"], s["status"], s["attempts"], s["error"]) for s in shown["stages"]] == [
+        ("a", "succeeded", 1, None),
+        ("b", "failed", 1, "this stage always fails"),
+    ]
+
+
+def test_runs_show_of_an_unknown_run_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = cli(capsys, "runs", "show", "nope", "--store", str(tmp_path))
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1
+    assert "no run 'nope'" in err
+    cli(capsys, "run", f"{FIXTURES}:numbers", "--input", "1", "--runs", str(tmp_path))
+    code, _, err = cli(capsys, "runs", "show", "nope", "--store", str(tmp_path))
+    assert code == 2
+    assert "twinklr-pipeline runs list shows them" in err
+
+
+def test_a_store_that_is_not_a_database_is_named(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bogus = tmp_path / "twinklr-runs.sqlite3"
+    bogus.write_text("hello, not sqlite " * 100)
+    code, out, err = cli(capsys, "runs", "list", "--store", str(tmp_path))
+    assert (code, out) == (2, "")
+    assert f"{bogus} is not a twinklr run store" in err
+
+
+def test_runs_prune_forgets_old_runs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    for _ in range(2):
+        cli(capsys, "run", f"{FIXTURES}:numbers", "--input", "1", "--runs", str(tmp_path))
+    store = RunStore(tmp_path)
+    old = store.runs()[-1].run_id
+    db = sqlite3.connect(store.path)
+    with db:
+        db.execute(
+            "UPDATE runs SET started_at = started_at - 3 * 86400, "
+            "finished_at = finished_at - 3 * 86400 WHERE run_id = ?",
+            (old,),
+        )
+    db.close()
+    code, out, _ = cli(capsys, "runs", "prune", "--store", str(tmp_path), "--older-than", "30d")
+    assert (code, out) == (0, f"removed 0 runs from {store.path}\n")
+    code, out, _ = cli(capsys, "runs", "prune", "--store", str(tmp_path), "--older-than", "2d")
+    assert (code, out) == (0, f"removed 1 runs from {store.path}\n")
+    assert old not in {r.run_id for r in store.runs()}
+    with pytest.raises(SystemExit) as exited:
+        main(["runs", "prune", "--store", str(tmp_path), "--older-than", "soon"])
+    assert exited.value.code == 2
+    assert "not 'soon'" in capsys.readouterr().err
+
+
+def test_the_demo_records_when_given_a_cache(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "twinklr.core.pipeline.cli"]
+    done = subprocess.run(
+        [*command, "demo", "--cache", str(tmp_path), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    listed = subprocess.run(
+        [*command, "runs", "list", "--store", str(tmp_path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    (record,) = json.loads(listed.stdout)
+    assert record["status"] == "succeeded"
+    assert record["stage_count"] > 5

@@ -1,0 +1,449 @@
+"""The run store: what an executor given ``runs=RunStore(...)`` records, and reading it
+back (in this process and from another one)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import given, settings
+
+from conftest import RandomDag, Stub, random_dags, stub
+from twinklr.core.pipeline import (
+    ExecutionPattern,
+    MemoryCacheStore,
+    PipelineContext,
+    PipelineDefinition,
+    PipelineExecutor,
+    RetryConfig,
+    RunStore,
+    StageDefinition,
+)
+from twinklr.core.pipeline._observe._runs import DEFAULT_FILENAME, Progress
+
+
+def chain(*stubs: Stub, name: str = "p") -> PipelineDefinition:
+    return PipelineDefinition(
+        name,
+        [
+            StageDefinition(f"s{i}", s, inputs=[f"s{i - 1}"] if i else [])
+            for i, s in enumerate(stubs)
+        ],
+    )
+
+
+async def test_a_run_is_recorded_with_each_stages_times_on_the_runs_clock(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    store = RunStore(tmp_path)
+    pipeline = chain(stub(1, delay=1), stub(2, delay=2), name="songs")
+    result = await PipelineExecutor(runs=store).execute(pipeline, "jingle")
+    assert store.path == tmp_path / DEFAULT_FILENAME
+    (record,) = store.runs()
+    assert record.run_id == result.run_id
+    assert record.pipeline == "songs"
+    assert record.status == "succeeded"
+    assert record.duration_ms == 3000.0
+    assert record.stage_count == 2
+    assert record.error is None
+    assert record.finished_at is not None
+    assert record.started_at <= record.finished_at
+    assert record.pid == os.getpid()
+    stages = store.stages(result.run_id)
+    assert [
+        (s.id, s.status, s.queued_ms, s.started_ms, s.finished_ms, s.attempts) for s in stages
+    ] == [
+        ("s0", "succeeded", 0.0, 0.0, 1000.0, 1),
+        ("s1", "succeeded", 1000.0, 1000.0, 3000.0, 1),
+    ]
+    assert [s.duration_ms for s in stages] == [1000.0, 2000.0]
+
+
+async def test_fingerprints_tell_definitions_and_inputs_apart(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    store = RunStore(tmp_path)
+    executor = PipelineExecutor(runs=store)
+    one = chain(stub(1), stub(2))
+    await executor.execute(one, {"song": "a"})
+    await executor.execute(chain(stub(1), stub(2)), {"song": "a"})  # the same, rebuilt
+    await executor.execute(one, {"song": "b"})
+    longer = chain(stub(1), stub(2), stub(3))
+    await executor.execute(longer, {"song": "a"})
+    newest_first = store.runs()
+    assert [r.stage_count for r in newest_first] == [3, 2, 2, 2]
+    longer_run, other_input, rebuilt, first = newest_first
+    assert first.definition == rebuilt.definition == other_input.definition
+    assert longer_run.definition != first.definition
+    assert first.input_fingerprint == rebuilt.input_fingerprint != other_input.input_fingerprint
+    assert store.graph(first.run_id) == {
+        "pipeline": "p",
+        "stages": [
+            {
+                "id": "s0",
+                "inputs": [],
+                "pattern": "sequential",
+                "critical": True,
+                "conditional": False,
+                "code": "conftest.Stub",
+            },
+            {
+                "id": "s1",
+                "inputs": ["s0"],
+                "pattern": "sequential",
+                "critical": True,
+                "conditional": False,
+                "code": "conftest.Stub",
+            },
+        ],
+    }
+
+
+async def test_a_failure_is_recorded_with_its_attempts_traceback_and_retries(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def flaky(value: int) -> int:
+        await trio.sleep(1)
+        raise ValueError(f"no luck with {value}")
+
+    store = RunStore(tmp_path)
+    retry = RetryConfig(max_attempts=2, initial_delay_ms=500)
+    pipeline = PipelineDefinition(
+        "p",
+        [
+            StageDefinition("first", stub(7, delay=1)),
+            StageDefinition("flaky", flaky, inputs=["first"], retry_config=retry),
+            StageDefinition("after", stub(1), inputs=["flaky"]),
+        ],
+    )
+    result = await PipelineExecutor(runs=store).execute(pipeline)
+    record = store.get(result.run_id)
+    assert record is not None
+    assert record.status == "failed"
+    assert record.error == result.error
+    first, failed, after = store.stages(result.run_id)
+    assert first.status == "succeeded"
+    assert failed.status == "failed"
+    assert failed.attempts == 2
+    assert failed.error == "ValueError: no luck with 7"
+    assert failed.attempt_errors == ("ValueError: no luck with 7",) * 2
+    assert failed.traceback is not None
+    assert failed.traceback.endswith("ValueError: no luck with 7\n")
+    assert 'in flaky\n    raise ValueError(f"no luck with {value}")' in failed.traceback
+    assert "tenacity" not in failed.traceback  # the machinery's frames are left out
+    assert (failed.started_ms, failed.finished_ms) == (1000.0, 3500.0)
+    assert after.status == "not_started"
+    assert after.queued_ms is after.started_ms is None
+    kinds = [(e.kind.value, e.stage, e.time_ms) for e in store.events(result.run_id)]
+    assert ("attempt_failed", "flaky", 2000.0) in kinds
+    assert ("stage_retrying", "flaky", 2000.0) in kinds
+    assert kinds[-1] == ("run_finished", None, 3500.0)
+
+
+async def test_cache_hits_and_fan_out_items_are_recorded(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def square(value: int, context: PipelineContext) -> int:
+        await trio.sleep(value)
+        if value == 2 and context.state.get("fail"):
+            raise RuntimeError("item two")
+        return value * value
+
+    store = RunStore(tmp_path)
+    pipeline = PipelineDefinition(
+        "p",
+        [
+            StageDefinition("items", stub([1, 2, 3])),
+            StageDefinition("squares", square, inputs=["items"], pattern=ExecutionPattern.FAN_OUT),
+        ],
+    )
+    executor = PipelineExecutor(cache=MemoryCacheStore(), runs=store)
+    failing = await executor.execute(pipeline, context=PipelineContext(state={"fail": True}))
+    resumed = await executor.execute(pipeline)
+    _, squares = store.stages(failing.run_id)
+    assert squares.status == "failed"
+    assert squares.items_total == 3
+    assert {(i.index, i.status.value, i.started_ms, i.finished_ms) for i in squares.items} == {
+        (0, "succeeded", 0.0, 1000.0),
+        (1, "failed", 0.0, 2000.0),
+        (2, "cancelled", 0.0, 2000.0),
+    }
+    items, squares = store.stages(resumed.run_id)
+    assert items.status == "cached"
+    assert items.cached
+    assert squares.status == "succeeded"
+    assert {(i.index, i.status.value) for i in squares.items} == {
+        (0, "cached"),
+        (1, "succeeded"),
+        (2, "succeeded"),
+    }
+
+
+async def test_a_running_run_can_be_watched_and_its_events_rebuilt(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    gate = trio.Event()
+
+    async def waits(value: int) -> int:
+        await gate.wait()
+        return value
+
+    store = RunStore(tmp_path)
+    pipeline = PipelineDefinition(
+        "p",
+        [
+            StageDefinition("fast", stub(1, delay=1)),
+            StageDefinition("slow", waits, inputs=["fast"]),
+            StageDefinition("last", stub(3), inputs=["slow"]),
+        ],
+    )
+    async with trio.open_nursery() as nursery:
+        handle = await PipelineExecutor(runs=store).start(nursery, pipeline)
+        watched = []
+        for _ in range(1000):  # as a watcher would: poll (the writer's thread is off the clock)
+            await trio.sleep(0.25)
+            stages = await trio.to_thread.run_sync(store.stages, handle.run_id)
+            watched = [s.status for s in stages]
+            if watched == ["succeeded", "running", "pending"]:
+                break
+        assert watched == ["succeeded", "running", "pending"]
+        record = await trio.to_thread.run_sync(store.get, handle.run_id)
+        assert record is not None
+        assert record.status == "running"
+        assert record.finished_at is None
+        gate.set()
+        result = await handle.wait()
+    live = [(e.kind, e.stage, e.item, e.time_ms) async for e in handle.events()]
+    rebuilt = [(e.kind, e.stage, e.item, e.time_ms) for e in store.events(result.run_id)]
+    assert rebuilt == live
+
+
+async def test_cancelled_runs_are_recorded_as_cancelled(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    store = RunStore(tmp_path)
+    pipeline = chain(stub(1, delay=1), stub(2, delay=10))
+    async with trio.open_nursery() as nursery:
+        handle = await PipelineExecutor(runs=store).start(nursery, pipeline)
+        await trio.sleep(2)
+        handle.cancel()
+        await handle.wait()
+    with trio.move_on_after(3):
+        await PipelineExecutor(runs=store).execute(pipeline)
+    outer, by_handle = store.runs()
+    for record in (outer, by_handle):
+        assert record.status == "cancelled"
+        assert record.error == "the run was cancelled"
+        assert [s.status for s in store.stages(record.run_id)] == ["succeeded", "cancelled"]
+    assert by_handle.duration_ms == 2000.0
+    assert outer.duration_ms == 3000.0
+
+
+def test_the_executor_refuses_a_path_for_runs(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"runs=RunStore\("):
+        PipelineExecutor(runs=str(tmp_path))  # type: ignore[arg-type]
+
+
+async def test_listing_filters_by_pipeline_and_status_newest_first(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    store = RunStore(tmp_path)
+    executor = PipelineExecutor(runs=store)
+    ok = await executor.execute(chain(stub(1), name="a"))
+    bad = await executor.execute(chain(Stub(fail_times=1), name="a"))
+    other = await executor.execute(chain(stub(1), name="b"))
+    assert [r.run_id for r in store.runs()] == [other.run_id, bad.run_id, ok.run_id]
+    assert [r.run_id for r in store.runs(pipeline="a")] == [bad.run_id, ok.run_id]
+    assert [r.run_id for r in store.runs(status="failed")] == [bad.run_id]
+    assert [r.run_id for r in store.runs(limit=1)] == [other.run_id]
+    assert store.runs(status="running") == []
+    prefix = ok.run_id[:5]
+    found = store.get(prefix)
+    assert found is not None
+    assert found.run_id == ok.run_id
+    assert store.get("zzz") is None
+    assert store.stages("zzz") == []
+    assert RunStore(tmp_path / "none").runs() == []
+
+
+async def test_prune_forgets_runs_that_ended_long_enough_ago(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    store = RunStore(tmp_path)
+    executor = PipelineExecutor(runs=store)
+    old = await executor.execute(chain(stub(1), name="old"))
+    await executor.execute(chain(stub(1), name="new"))
+    db = sqlite3.connect(store.path)
+    with db:
+        db.execute(
+            "UPDATE runs SET started_at = started_at - 40 * 86400, "
+            "finished_at = finished_at - 40 * 86400 WHERE run_id = ?",
+            (old.run_id,),
+        )
+    db.close()
+    assert store.prune(older_than=dt.timedelta(days=30)) == 1
+    assert [r.pipeline for r in store.runs()] == ["new"]
+    assert store.graph(old.run_id) is None
+    remaining = sqlite3.connect(store.path).execute("SELECT pipeline FROM definitions").fetchall()
+    assert remaining == [("new",)]  # the definition went with its last run
+    assert store.prune() == 1
+
+
+def test_progress_blobs_round_trip_and_a_cut_one_is_refused() -> None:
+    from array import array  # noqa: PLC0415
+
+    from twinklr.core.pipeline._observe._runs import Items  # noqa: PLC0415
+
+    nan = float("nan")
+    progress = Progress(
+        origin=100.0,
+        codes=b"sr.",
+        attempts=array("I", [1, 2, 0]),
+        queued=array("d", [100.0, 100.5, nan]),
+        started=array("d", [100.0, 100.75, nan]),
+        finished=array("d", [100.25, nan, nan]),
+        items={
+            1: Items(
+                index=array("I", [3, 0]),
+                codes=b"sf",
+                started=array("d", [100.5, 100.5]),
+                finished=array("d", [100.6, 100.7]),
+                attempts=array("I", [1, 3]),
+            )
+        },
+    )
+    blob = progress.encode()
+    back = Progress.decode(blob)
+    assert back.codes == b"sr."
+    assert list(back.attempts) == [1, 2, 0]
+    assert [back.ms(t) for t in back.finished] == [250.0, None, None]
+    assert list(back.items[1].index) == [3, 0]
+    assert back.items[1].codes == b"sf"
+    assert list(back.items[1].attempts) == [1, 3]
+    with pytest.raises(ValueError, match="cut short"):
+        Progress.decode(blob[:-3])
+
+
+@settings(max_examples=40, deadline=None)
+@given(dag=random_dags())
+def test_a_random_dags_record_matches_its_result(tmp_path_factory: Any, dag: RandomDag) -> None:
+    deps, durations, failing = dag
+    stubs = [
+        Stub(name=str(i), output=i, delay=durations[i], fail_times=int(i == failing))
+        for i in range(len(deps))
+    ]
+    pipeline = PipelineDefinition(
+        "random",
+        [
+            StageDefinition(str(i), stubs[i], inputs=[str(d) for d in deps[i]])
+            for i in range(len(deps))
+        ],
+    )
+    store = RunStore(tmp_path_factory.mktemp("runs"))
+    result = trio.run(
+        PipelineExecutor(runs=store).execute,
+        pipeline,
+        clock=trio.testing.MockClock(autojump_threshold=0),
+    )
+    (record,) = store.runs()
+    assert record.status == ("succeeded" if result.success else "failed")
+    assert record.duration_ms == result.total_duration_ms
+    for stage in store.stages(result.run_id):
+        ended = result.stage_results.get(stage.id)
+        if ended is None:
+            assert stage.status == "not_started"
+            continue
+        assert stage.status == ended.status.value
+        timing = result.timeline[stage.id]
+        assert (stage.queued_ms, stage.started_ms, stage.finished_ms) == (
+            timing.queued_ms,
+            timing.started_ms,
+            timing.finished_ms,
+        )
+        assert stage.attempts == timing.attempts
+
+
+# -- another process ------------------------------------------------------------------
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time, trio
+    from twinklr.core.pipeline import (
+        PipelineDefinition, PipelineExecutor, RunStore, StageDefinition
+    )
+
+    store = RunStore(sys.argv[1])
+
+    async def first(value):
+        return 1
+
+    async def forever(value):
+        await trio.sleep_forever()
+
+    async def main():
+        stages = [
+            StageDefinition("first", first),
+            StageDefinition("forever", forever, inputs=["first"]),
+        ]
+        pipeline = PipelineDefinition("killed", stages)
+        async with trio.open_nursery() as nursery:
+            handle = await PipelineExecutor(runs=store).start(nursery, pipeline)
+            while True:  # until the first stage's end is in the file
+                await trio.sleep(0.05)
+                stages = await trio.to_thread.run_sync(store.stages, handle.run_id)
+                if stages and stages[0].status == "succeeded":
+                    print(handle.run_id, flush=True)
+                    break
+
+    trio.run(main)
+    """
+)
+
+
+def test_a_run_killed_with_sigkill_reads_as_interrupted_with_what_it_wrote(tmp_path: Path) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        run_id = child.stdout.readline().strip()
+        assert run_id, "the child never saw its first stage recorded"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        if child.stdout is not None:
+            child.stdout.close()
+    store = RunStore(tmp_path)
+    record = store.get(run_id)
+    assert record is not None
+    assert record.status == "interrupted"
+    assert record.finished_at is None
+    assert [s.status for s in store.stages(run_id)] == ["succeeded", "running"]
+    assert [r.run_id for r in store.runs(status="interrupted")] == [run_id]
+    assert store.runs(status="running") == []
+
+
+def test_a_run_whose_writer_went_quiet_reads_as_interrupted(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    trio.run(PipelineExecutor(runs=store).execute, chain(stub(1)))
+    (record,) = store.runs()
+    db = sqlite3.connect(store.path)
+    with db:  # as if a process on another host stopped writing an hour ago
+        db.execute(
+            "UPDATE runs SET status = 'running', host = 'elsewhere', updated_at = ?",
+            (time.time() - 3600,),
+        )
+    db.close()
+    assert store.get(record.run_id).status == "interrupted"  # type: ignore[union-attr]
