@@ -43,6 +43,7 @@ COMMANDS: dict[str, list[list[str]]] = {
         ["python", "benchmarks/bench_load.py"],
         ["python", "benchmarks/bench_offload.py"],
         ["python", "benchmarks/bench_aio.py"],
+        ["python", "benchmarks/bench_runs.py"],
     ],
 }
 

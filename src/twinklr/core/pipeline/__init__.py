@@ -34,9 +34,9 @@ from ._llm._refine import RefineStage as RefineStage
 from ._llm._refine import Verdict as Verdict
 from ._observe._events import EventKind as EventKind
 from ._observe._events import PipelineEvent as PipelineEvent
-from ._observe._runs import RunRecord as RunRecord
+from ._observe._runs import RecordedRun as RecordedRun
+from ._observe._runs import RecordedStage as RecordedStage
 from ._observe._runs import RunStore as RunStore
-from ._observe._runs import StageRecord as StageRecord
 from ._observe._trace import critical_path as critical_path
 from ._observe._trace import timeline_report as timeline_report
 from ._observe._trace import to_chrome_trace as to_chrome_trace
@@ -112,11 +112,12 @@ __all__ = [
     "ProviderError",
     "RateLimiter",
     "RateLimiterStatistics",
+    "RecordedRun",
+    "RecordedStage",
     "RefineStage",
     "RetryConfig",
     "RunEvents",
     "RunHandle",
-    "RunRecord",
     "RunStatus",
     "RunStore",
     "Runner",
@@ -125,7 +126,6 @@ __all__ = [
     "StageExecutionError",
     "StageFailedError",
     "StageOutputError",
-    "StageRecord",
     "StageResult",
     "StageStatus",
     "StageTimeoutError",

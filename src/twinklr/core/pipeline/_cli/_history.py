@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._observe._runs import RunRecord, RunStore, StageRecord
+from .._observe._runs import RecordedRun, RecordedStage, RunStore
 
 #: Where ``runs`` looks by default: the directory ``run --cache`` and ``demo --cache``
 #: record into.
@@ -153,12 +153,12 @@ def _show(store: RunStore, args: argparse.Namespace) -> int:
     return 0
 
 
-def run_json(record: RunRecord, stages: Sequence[StageRecord]) -> dict[str, Any]:
+def run_json(record: RecordedRun, stages: Sequence[RecordedStage]) -> dict[str, Any]:
     """A run and its stages as JSON values (``runs show --json``, the web view's API)."""
     return {**record.as_json(), "stages": [stage.as_json() for stage in stages]}
 
 
-def _stage_row(stage: StageRecord) -> tuple[str, ...]:
+def _stage_row(stage: RecordedStage) -> tuple[str, ...]:
     notes = []
     if stage.items_total is not None:
         done = sum(item.status.value not in ("failed", "cancelled") for item in stage.items)

@@ -248,7 +248,7 @@ class RunBegin:
 
 
 @attrs.frozen(kw_only=True)
-class RunRecord:
+class RecordedRun:
     """One recorded run (`RunStore.runs`, `RunStore.get`)."""
 
     run_id: str
@@ -279,7 +279,7 @@ class RunRecord:
 
 
 @attrs.frozen(kw_only=True)
-class StageRecord:
+class RecordedStage:
     """One stage of a recorded run (`RunStore.stages`)."""
 
     id: str
@@ -473,7 +473,7 @@ class RunStore:
         pipeline: str | None = None,
         status: RunState | None = None,
         limit: int | None = None,
-    ) -> list[RunRecord]:
+    ) -> list[RecordedRun]:
         """Recorded runs, newest first, of ``pipeline`` and in ``status`` if given."""
         if not self.path.exists():
             return []
@@ -496,12 +496,12 @@ class RunStore:
                 records = records[:limit]
         return records
 
-    def get(self, run_id: str) -> RunRecord | None:
+    def get(self, run_id: str) -> RecordedRun | None:
         """The run ``run_id`` (a unique prefix of it will do), or None."""
         row = self._row(run_id, _SUMMARY)
         return None if row is None else self._record(row)
 
-    def stages(self, run_id: str) -> list[StageRecord]:
+    def stages(self, run_id: str) -> list[RecordedStage]:
         """Each stage of the run, in the definition's order."""
         row = self._row(run_id, "progress, details, definition")
         if row is None:
@@ -587,7 +587,7 @@ class RunStore:
             row = rows[0] if len(rows) == 1 else None
         return row  # type: ignore[no-any-return]
 
-    def _record(self, row: Sequence[Any]) -> RunRecord:
+    def _record(self, row: Sequence[Any]) -> RecordedRun:
         (
             run_id,
             pipeline,
@@ -609,7 +609,7 @@ class RunStore:
             status = "interrupted"
         started = _when(started_at)
         assert started is not None  # noqa: S101 (NOT NULL)
-        return RunRecord(
+        return RecordedRun(
             run_id=run_id,
             pipeline=pipeline,
             definition=definition,
@@ -638,13 +638,13 @@ class _transaction:  # noqa: N801 (used as a statement)
 
 def _stage_records(
     ids: Sequence[str], blob: bytes | None, details: Mapping[str, Any]
-) -> Iterator[StageRecord]:
+) -> Iterator[RecordedStage]:
     per_stage: Mapping[str, Any] = details.get("stages", {})
     totals: Mapping[str, int] = details.get("items_total", {})
     progress = Progress.decode(blob) if blob else None
     for index, stage_id in enumerate(ids):
         if progress is None or index >= len(progress.codes):
-            yield StageRecord(
+            yield RecordedStage(
                 id=stage_id,
                 status="pending",
                 queued_ms=None,
@@ -667,7 +667,7 @@ def _stage_records(
                 )
                 for i in range(len(columns.codes))
             )
-        yield StageRecord(
+        yield RecordedStage(
             id=stage_id,
             status=CODES.get(progress.codes[index : index + 1], "pending"),
             queued_ms=progress.ms(progress.queued[index]),
@@ -702,8 +702,8 @@ def _depths(graph: Mapping[str, Any]) -> dict[str, int]:
 
 
 def _events(
-    record: RunRecord,
-    stages: Sequence[StageRecord],
+    record: RecordedRun,
+    stages: Sequence[RecordedStage],
     retries: Sequence[Sequence[Any]],
     depths: Mapping[str, int],
 ) -> list[PipelineEvent]:
