@@ -118,6 +118,10 @@ def test_optional_parts_are_not_imported() -> None:
         "twinklr.core.pipeline.cli",
         "twinklr.core.pipeline._cli",
         "twinklr.core.pipeline._cli._live",
+        "twinklr.core.pipeline.ui",
+        "twinklr.core.pipeline._ui",
+        "starlette",
+        "hypercorn",
     )
     for heavy in optional:
         assert f"'{heavy}'" not in loaded

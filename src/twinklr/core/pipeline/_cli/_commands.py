@@ -1,4 +1,4 @@
-"""The ``twinklr-pipeline`` command: run, validate, graph, cache, runs, demo.
+"""The ``twinklr-pipeline`` command: run, validate, graph, cache, runs, ui, demo.
 
 Exit status: 0 on success, 1 when a run failed, 2 for a usage or validation error (one
 line on stderr, no traceback), 130 when interrupted (Ctrl-C cancels the run cleanly and
@@ -34,6 +34,7 @@ from ..definition import PipelineDefinition
 from ..errors import GraphvizNotFoundError, PipelineValidationError
 from ._history import RunsUsageError, add_runs_command
 from ._progress import Progress, execute_with_progress
+from ._ui import add_ui_command
 
 DEFAULT_CACHE = ".twinklr"
 RUNS_HELP = (
@@ -552,6 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.set_defaults(handler=cmd_cache)
 
     add_runs_command(commands, common, parse_age)
+    add_ui_command(commands, common, load_pipeline)
 
     demo = commands.add_parser("demo", parents=[common], help="the Twinklr sequencer, offline")
     demo.add_argument(

@@ -1,0 +1,421 @@
+"""The web view's ASGI application: its pages, the JSON API they use, server-sent events
+read from the store, and the checks that keep it safe.
+
+Safe by default: without a token only a loopback ``Host`` is answered (a page on another
+site cannot reach it through DNS rebinding); with a token every request needs it (a
+``Bearer`` header, or ``?token=`` once, which sets a same-site cookie). The view is
+read-only but for cancelling a run this process started (`RunsView.track`), which needs
+the token or a same-origin request. Pages are static: the script fills them with
+``textContent``, never markup, and the content security policy allows no inline code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import re
+import secrets
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .. import _graph
+from .._cli._history import run_json
+from .._engine._handle import RunHandle, RunStatus
+from .._observe._runs import RunStore
+from ..definition import PipelineDefinition, StageDefinition
+
+STATIC = Path(__file__).parent / "static"
+#: Seconds between two reads of the store by an open event stream: a stage's end
+#: written by another process shows on the page within this plus the writer's interval.
+POLL_S = 0.2
+#: Seconds between two checks of a shown definition's file.
+RELOAD_POLL_S = 0.5
+#: Seconds of silence after which an event stream sends a comment (keeps proxies open).
+KEEPALIVE_S = 15.0
+COOKIE = "twinklr_ui_token"
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+Loader = Callable[[str], PipelineDefinition]
+
+
+class RunsView:
+    """The web view of a `RunStore`, as an ASGI application.
+
+    ``token``: when given, every request must carry it. ``pipeline`` and ``load``: a
+    ``module:attr`` definition to show at ``/definition`` and how to load it (the CLI's
+    loader), reloaded when its file changes. Runs this process starts can be cancelled
+    from their page once given to `track`.
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        *,
+        token: str | None = None,
+        pipeline: str | None = None,
+        load: Loader | None = None,
+    ) -> None:
+        self.store = store
+        self.token = token
+        self.handles: dict[str, RunHandle] = {}
+        self.definition = (
+            DefinitionSource(pipeline, load) if pipeline is not None and load else None
+        )
+        routes = [
+            Route("/", self._page("runs.html")),
+            Route("/runs/{run_id}", self._page("run.html")),
+            Route("/definition", self._definition_page),
+            Route("/api/runs", self._runs),
+            Route("/api/runs/{run_id}", self._run),
+            Route("/api/runs/{run_id}/events", self._run_events),
+            Route("/api/runs/{run_id}/cancel", self._cancel, methods=["POST"]),
+            Route("/api/definition", self._definition),
+            Route("/api/definition/events", self._definition_events),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ]
+        self.app = Starlette(routes=routes, middleware=[Middleware(_Guard, view=self)])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    def track(self, handle: RunHandle) -> None:
+        """Offer a cancel button on the page of this run (one this process started)."""
+        self.handles[handle.run_id] = handle
+
+    # -- pages -------------------------------------------------------------------------
+
+    def _page(self, name: str) -> Callable[[Request], Awaitable[Response]]:
+        async def page(_request: Request) -> Response:
+            return FileResponse(STATIC / name, media_type="text/html")
+
+        return page
+
+    async def _definition_page(self, request: Request) -> Response:
+        if self.definition is None:
+            return _not_found("no definition is shown: start the view with --pipeline")
+        return FileResponse(STATIC / "definition.html", media_type="text/html")
+
+    # -- the API -----------------------------------------------------------------------
+
+    async def _runs(self, request: Request) -> Response:
+        query = request.query_params
+        status = query.get("status") or None
+        limit_text = query.get("limit", "100")
+        if not limit_text.isdigit() or int(limit_text) < 1:
+            return _bad_request(f"limit must be a positive whole number, not {limit_text!r}")
+        if status not in (None, "running", "succeeded", "failed", "cancelled", "interrupted"):
+            return _bad_request(f"no such status: {status!r}")
+        records = await anyio.to_thread.run_sync(
+            lambda: self.store.runs(
+                pipeline=query.get("pipeline") or None,
+                status=status,  # type: ignore[arg-type]
+                limit=int(limit_text),
+            )
+        )
+        return JSONResponse([record.as_json() for record in records])
+
+    async def _run(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        payload = await anyio.to_thread.run_sync(self.payload, run_id)
+        if payload is None:
+            return _not_found(f"no run {run_id!r}")
+        return JSONResponse(payload)
+
+    def payload(self, run_id: str) -> dict[str, Any] | None:
+        """``/api/runs/{run_id}``: the run, its stages, its graph and critical path."""
+        record = self.store.get(run_id)
+        if record is None:
+            return None
+        stages = self.store.stages(record.run_id)
+        graph = self.store.graph(record.run_id) or {"stages": []}
+        payload = run_json(record, stages)
+        payload["graph"] = graph["stages"]
+        payload["critical_path"] = _critical_path(graph["stages"], payload["stages"])
+        handle = self.handles.get(record.run_id)
+        payload["cancellable"] = handle is not None and handle.status is RunStatus.RUNNING
+        return payload
+
+    async def _run_events(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        first = await anyio.to_thread.run_sync(self.payload, run_id)
+        if first is None:
+            return _not_found(f"no run {run_id!r}")
+
+        async def stream() -> AsyncIterator[str]:
+            payload: dict[str, Any] | None = first
+            last, quiet = "", 0.0
+            while payload is not None:
+                text = json.dumps(payload)
+                if text != last:
+                    yield f"event: run\ndata: {text}\n\n"
+                    last, quiet = text, 0.0
+                elif quiet >= KEEPALIVE_S:
+                    yield ": still here\n\n"
+                    quiet = 0.0
+                if payload["status"] != "running":
+                    yield "event: end\ndata: {}\n\n"
+                    return
+                await anyio.sleep(POLL_S)
+                quiet += POLL_S
+                payload = await anyio.to_thread.run_sync(self.payload, run_id)
+
+        return _event_stream(stream())
+
+    async def _cancel(self, request: Request) -> Response:
+        if self.token is None and not _same_origin(request):
+            return JSONResponse({"error": "cancelling needs a same-origin request"}, 403)
+        run_id = request.path_params["run_id"]
+        handle = self.handles.get(run_id)
+        if handle is None:
+            return _not_found(f"run {run_id!r} was not started by this process")
+        if handle.status is not RunStatus.RUNNING:
+            return JSONResponse({"error": f"run {run_id!r} has already ended"}, 409)
+        handle.cancel()
+        return JSONResponse({"run_id": run_id, "cancelled": True}, 202)
+
+    async def _definition(self, request: Request) -> Response:
+        if self.definition is None:
+            return _not_found("no definition is shown: start the view with --pipeline")
+        shown = await anyio.to_thread.run_sync(self.definition.current)
+        return JSONResponse(shown)
+
+    async def _definition_events(self, request: Request) -> Response:
+        source = self.definition
+        if source is None:
+            return _not_found("no definition is shown: start the view with --pipeline")
+
+        async def stream() -> AsyncIterator[str]:
+            last = ""
+            while True:
+                shown = await anyio.to_thread.run_sync(source.current)
+                text = json.dumps(shown)
+                if text != last:
+                    yield f"event: definition\ndata: {text}\n\n"
+                    last = text
+                await anyio.sleep(RELOAD_POLL_S)
+
+        return _event_stream(stream())
+
+
+class DefinitionSource:
+    """The definition at ``target`` (``module:attr``), reloaded when its file changes."""
+
+    def __init__(self, target: str, load: Loader) -> None:
+        self.target = target
+        self.load = load
+        self.module = target.partition(":")[0]
+        self._stamp: int | None = None
+        self._shown: dict[str, Any] = {}
+        self._version = 0
+
+    def _file(self) -> Path | None:
+        module = sys.modules.get(self.module)
+        origin = getattr(module, "__file__", None)
+        if origin is None:
+            if "" not in sys.path:
+                sys.path.insert(0, "")
+            try:
+                spec = importlib.util.find_spec(self.module)
+            except (ImportError, ValueError):
+                return None
+            origin = spec.origin if spec is not None else None
+        return Path(origin) if origin else None
+
+    def current(self) -> dict[str, Any]:
+        """The definition as it is in its file now: its graph and problems, or why it
+        cannot be loaded (``error``); ``version`` counts the reloads."""
+        path = self._file()
+        try:
+            stamp = path.stat().st_mtime_ns if path is not None else 0
+        except OSError:
+            stamp = 0
+        if stamp == self._stamp:
+            return self._shown
+        first = self._stamp is None
+        self._stamp = stamp
+        self._version += 1
+        self._shown = self._read(reload=not first)
+        return self._shown
+
+    def _read(self, *, reload: bool) -> dict[str, Any]:
+        shown: dict[str, Any] = {"target": self.target, "version": self._version}
+        try:
+            if reload and self.module in sys.modules:
+                importlib.reload(sys.modules[self.module])
+            pipeline = self.load(self.target)
+        except Exception as exc:  # noqa: BLE001 - shown on the page until the file is fixed
+            return {**shown, "pipeline": None, "stages": [], "problems": [], "error": str(exc)}
+        stages = definition_graph(pipeline)
+        ids = [stage["id"] for stage in stages]
+        problems = [
+            {"message": message, "stages": problem_stages(message, ids)}
+            for message in pipeline.validate_pipeline()
+        ]
+        return {
+            **shown,
+            "pipeline": str(pipeline.name),
+            "stages": stages,
+            "problems": problems,
+            "error": None,
+        }
+
+
+def definition_graph(pipeline: PipelineDefinition) -> list[dict[str, Any]]:
+    """A definition's stages as the page draws them, valid or not."""
+    stages = []
+    declared: list[object] = list(pipeline.stages)  # (a bad definition may hold anything)
+    for position, stage in enumerate(declared):
+        if not isinstance(stage, StageDefinition):
+            stages.append({"id": f"#{position}", "inputs": [], "pattern": "?"})
+            continue
+        inputs = stage.inputs if isinstance(stage.inputs, list | tuple) else []
+        stages.append(
+            {
+                "id": str(stage.id),
+                "inputs": [str(name) for name in inputs],
+                "pattern": getattr(stage.pattern, "value", str(stage.pattern)),
+            }
+        )
+    return stages
+
+
+_QUOTED = re.compile(r"'([^']*)'")
+_CYCLE = "dependency cycle: "
+
+
+def problem_stages(message: str, ids: list[str]) -> list[str]:
+    """The stages a validation problem concerns: those its message names."""
+    known = set(ids)
+    if message.startswith(_CYCLE):
+        named = message.removeprefix(_CYCLE).split(" -> ")
+    else:
+        named = _QUOTED.findall(message)
+    return [name for name in dict.fromkeys(named) if name in known]
+
+
+def _critical_path(graph: list[dict[str, Any]], stages: list[dict[str, Any]]) -> list[str]:
+    finished = {
+        stage["id"]: stage["finished_ms"]
+        for stage in stages
+        if stage["finished_ms"] is not None and stage["status"] not in ("skipped", "cancelled")
+    }
+    ids = [stage["id"] for stage in graph if stage["id"] in finished]
+    index = {stage_id: i for i, stage_id in enumerate(ids)}
+    deps = [
+        [index[name] for name in stage["inputs"] if name in index]
+        for stage in graph
+        if stage["id"] in finished
+    ]
+    order = _graph.topological_order(deps)
+    if order is None:  # pragma: no cover (a recorded run's definition was valid)
+        return []
+    path = _graph.critical_path(deps, order, lambda i: finished[ids[i]])
+    return [ids[i] for i in path]
+
+
+def _event_stream(events: AsyncIterator[str]) -> Response:
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+def _not_found(message: str) -> Response:
+    return JSONResponse({"error": message}, 404)
+
+
+def _bad_request(message: str) -> Response:
+    return JSONResponse({"error": message}, 400)
+
+
+def _same_origin(request: Request) -> bool:
+    if request.headers.get("sec-fetch-site") == "same-origin":
+        return True
+    origin = request.headers.get("origin")
+    host = request.headers.get("host")
+    return origin is not None and host is not None and origin == f"{request.url.scheme}://{host}"
+
+
+def host_name(host_header: str) -> str:
+    """The name in a ``Host`` header, without its port."""
+    if host_header.startswith("["):
+        return host_header.partition("]")[0] + "]"
+    return host_header.rpartition(":")[0] if ":" in host_header else host_header
+
+
+class _Guard:
+    """Every request: the token (when there is one) or a loopback Host; the headers."""
+
+    def __init__(self, app: ASGIApp, view: RunsView) -> None:
+        self.app = app
+        self.view = view
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        token = self.view.token
+        set_cookie = False
+        if token is None:
+            if host_name(request.headers.get("host", "")) not in LOOPBACK_NAMES:
+                await _refuse(scope, receive, send, 403, "this view answers loopback names only")
+                return
+        else:
+            offered = _offered_token(request)
+            if offered is None or not secrets.compare_digest(offered.encode(), token.encode()):
+                await _refuse(scope, receive, send, 401, "a token is needed (?token=...)")
+                return
+            set_cookie = request.query_params.get("token") is not None
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.extend((k.lower().encode(), v.encode()) for k, v in HEADERS.items())
+                if set_cookie and token is not None:
+                    cookie = f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
+                    headers.append((b"set-cookie", cookie.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _offered_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.query_params.get("token") or request.cookies.get(COOKIE)
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
+    response = JSONResponse({"error": message}, status, headers=HEADERS)
+    await response(scope, receive, send)
+
+
+def environment_token() -> str | None:
+    """The token in ``TWINKLR_UI_TOKEN``, if set (so it stays out of ``ps``)."""
+    return os.environ.get("TWINKLR_UI_TOKEN") or None

@@ -1,0 +1,61 @@
+"""Serving the web view: hypercorn on Trio, bound where it is safe to."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable
+
+import hypercorn.config
+import hypercorn.trio
+import trio
+
+from ._app import RunsView
+
+
+class UnsafeBindError(ValueError):
+    """A non-loopback address without a token: anyone who reaches it would see the runs."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse a non-loopback ``host`` unless a token guards the view."""
+    if token is None and not is_loopback(host):
+        msg = (
+            f"refusing to serve on {host} without --token: anyone who can reach it would "
+            "see every run (bind 127.0.0.1, or give --token)"
+        )
+        raise UnsafeBindError(msg)
+
+
+async def serve(
+    view: RunsView,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``view`` until ``shutdown_trigger`` returns (or the task is cancelled);
+    ``task_status.started`` gets the bound addresses (``http://127.0.0.1:8000``)."""
+    check_bind(host, view.token)
+    config = hypercorn.config.Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("twinklr.core.pipeline.ui")
+    config.graceful_timeout = 1.0
+    await hypercorn.trio.serve(
+        view,  # type: ignore[arg-type]
+        config,
+        shutdown_trigger=shutdown_trigger,
+        task_status=task_status,
+    )

@@ -1,0 +1,324 @@
+// The web view's pages, filled from the JSON API. Every text the user's code produced
+// (stage ids, errors, tracebacks) goes into the page through textContent, never markup.
+"use strict";
+
+const SVG = "http://www.w3.org/2000/svg";
+const TERMINAL = new Set(["succeeded", "cached", "failed", "cancelled", "skipped", "soft_failed", "not_started"]);
+
+function el(tag, attributes, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, value);
+  for (const child of children) {
+    node.append(child instanceof Node ? child : document.createTextNode(String(child ?? "")));
+  }
+  return node;
+}
+
+function svgEl(tag, attributes) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, value);
+  return node;
+}
+
+function took(ms) {
+  if (ms === null || ms === undefined) return "-";
+  return ms < 1000 ? `${ms.toFixed(1)} ms` : `${(ms / 1000).toFixed(2)} s`;
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString() : "-";
+}
+
+function short(text, width) {
+  const line = String(text || "").split(/\s+/).join(" ");
+  return line.length <= width ? line : line.slice(0, width - 1) + "…";
+}
+
+async function getJSON(url) {
+  const response = await fetch(url, { headers: { Accept: "application/json" } });
+  if (!response.ok) throw new Error(`${url}: ${response.status}`);
+  return response.json();
+}
+
+// -- the graph: laid out by dagre, drawn as SVG ---------------------------------------
+
+function drawGraph(svg, stages, markEdge) {
+  const graph = new dagre.graphlib.Graph({ multigraph: false });
+  graph.setGraph({ rankdir: "LR", nodesep: 14, ranksep: 40, marginx: 12, marginy: 12 });
+  graph.setDefaultEdgeLabel(() => ({}));
+  const ids = new Set(stages.map((stage) => stage.id));
+  for (const stage of stages) {
+    const label = short(stage.id, 32);
+    graph.setNode(stage.id, { label, width: 18 + 7 * label.length, height: 28 });
+  }
+  for (const stage of stages) {
+    for (const input of stage.inputs) if (ids.has(input)) graph.setEdge(input, stage.id);
+  }
+  dagre.layout(graph);
+  svg.replaceChildren();
+  const size = graph.graph();
+  svg.setAttribute("width", Math.max(size.width || 0, 100));
+  svg.setAttribute("height", Math.max(size.height || 0, 40));
+  const edges = svgEl("g", { class: "edges" });
+  for (const edge of graph.edges()) {
+    const points = graph.edge(edge).points || [];
+    const d = points.map((p, i) => `${i ? "L" : "M"}${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(" ");
+    const path = svgEl("path", { d, class: "edge", "marker-end": "url(#arrow)" });
+    if (markEdge && markEdge(edge.v, edge.w)) path.classList.add("problem");
+    edges.append(path);
+  }
+  const defs = svgEl("defs");
+  const marker = svgEl("marker", {
+    id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5",
+    markerWidth: "7", markerHeight: "7", orient: "auto-start-reverse",
+  });
+  marker.append(svgEl("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#8b93a5" }));
+  defs.append(marker);
+  svg.append(defs, edges);
+  const nodes = new Map();
+  for (const stage of stages) {
+    const box = graph.node(stage.id);
+    const group = svgEl("g", { class: "node", "data-stage": stage.id });
+    const rect = svgEl("rect", {
+      x: (box.x - box.width / 2).toFixed(1), y: (box.y - box.height / 2).toFixed(1),
+      width: box.width, height: box.height,
+    });
+    const text = svgEl("text", { x: (box.x - box.width / 2 + 9).toFixed(1), y: box.y.toFixed(1) });
+    text.textContent = box.label;
+    const title = svgEl("title");
+    title.textContent = stage.id;
+    group.append(title, rect, text);
+    svg.append(group);
+    nodes.set(stage.id, group);
+  }
+  return nodes;
+}
+
+function markNode(group, classes, tooltip) {
+  group.setAttribute("class", ["node", ...classes].join(" "));
+  group.querySelector("title").textContent = tooltip;
+}
+
+function legend(container) {
+  container.replaceChildren();
+  const shown = ["pending", "queued", "running", "succeeded", "cached", "failed", "soft_failed", "skipped", "cancelled", "not_started"];
+  for (const status of shown) {
+    const swatch = el("i", { class: `swatch ${status}` });
+    container.append(el("span", {}, swatch, status.replace("_", " ")));
+  }
+}
+
+// -- the runs list ------------------------------------------------------------------
+
+async function runsPage() {
+  const params = new URLSearchParams(location.search);
+  const pipelineSelect = document.getElementById("pipeline");
+  const statusSelect = document.getElementById("status");
+  statusSelect.value = params.get("status") || "";
+  const known = new Set();
+
+  async function refresh() {
+    const everything = await getJSON("/api/runs?limit=1000");
+    for (const run of everything) {
+      if (!known.has(run.pipeline)) {
+        known.add(run.pipeline);
+        pipelineSelect.append(el("option", { value: run.pipeline }, run.pipeline));
+      }
+    }
+    if (params.get("pipeline") && !pipelineSelect.dataset.set) {
+      pipelineSelect.value = params.get("pipeline");
+      pipelineSelect.dataset.set = "1";
+    }
+    const query = new URLSearchParams();
+    if (pipelineSelect.value) query.set("pipeline", pipelineSelect.value);
+    if (statusSelect.value) query.set("status", statusSelect.value);
+    query.set("limit", "200");
+    const runs = await getJSON(`/api/runs?${query}`);
+    const body = document.querySelector("#runs tbody");
+    body.replaceChildren(...runs.map((run) => {
+      const link = el("a", { href: `/runs/${encodeURIComponent(run.run_id)}` }, run.run_id);
+      const badge = el("span", { class: `badge ${run.status}` }, run.status);
+      return el("tr", { "data-run": run.run_id, "data-status": run.status },
+        el("td", {}, link), el("td", {}, run.pipeline), el("td", {}, badge),
+        el("td", {}, when(run.started_at)), el("td", {}, took(run.duration_ms)),
+        el("td", {}, run.stage_count), el("td", { class: "error" }, short(run.error, 90)));
+    }));
+    document.getElementById("empty").hidden = runs.length > 0;
+  }
+
+  for (const select of [pipelineSelect, statusSelect]) {
+    select.addEventListener("change", () => {
+      const query = new URLSearchParams();
+      if (pipelineSelect.value) query.set("pipeline", pipelineSelect.value);
+      if (statusSelect.value) query.set("status", statusSelect.value);
+      history.replaceState(null, "", query.toString() ? `/?${query}` : "/");
+      refresh();
+    });
+  }
+  await refresh();
+  setInterval(() => refresh().catch(() => {}), 2000);
+}
+
+// -- a run's page -------------------------------------------------------------------
+
+function runPage() {
+  const runId = decodeURIComponent(location.pathname.split("/").pop());
+  document.getElementById("run-id").textContent = runId;
+  legend(document.getElementById("legend"));
+  let nodes = null;
+  let cancel = document.getElementById("cancel");
+  cancel.addEventListener("click", async () => {
+    cancel.disabled = true;
+    await fetch(`/api/runs/${encodeURIComponent(runId)}/cancel`, { method: "POST" });
+  });
+
+  function render(run) {
+    document.title = `${run.pipeline} ${run.run_id} · twinklr-pipeline`;
+    document.getElementById("pipeline").textContent = run.pipeline;
+    const status = document.getElementById("status");
+    status.textContent = run.status;
+    status.className = `badge ${run.status}`;
+    document.body.dataset.status = run.status;
+    const done = run.stages.filter((stage) => TERMINAL.has(stage.status)).length;
+    document.getElementById("facts").textContent =
+      `started ${when(run.started_at)} · took ${took(run.duration_ms)} · ` +
+      `${done}/${run.stage_count} stages ended · definition ${run.definition} · ` +
+      `input ${run.input_fingerprint || "-"}`;
+    const runError = document.getElementById("run-error");
+    runError.hidden = !run.error;
+    runError.textContent = run.error || "";
+    cancel.hidden = !run.cancellable;
+    if (nodes === null) nodes = drawGraph(document.getElementById("graph"), run.graph);
+    const critical = new Set(run.critical_path);
+    for (const stage of run.stages) {
+      const group = nodes.get(stage.id);
+      if (!group) continue;
+      const classes = [stage.status];
+      if (critical.has(stage.id)) classes.push("critical");
+      markNode(group, classes, `${stage.id}: ${stage.status}${stage.error ? "\n" + stage.error : ""}`);
+    }
+    stageTable(run.stages);
+    failures(run.stages);
+    gantt(run.stages, critical);
+  }
+
+  const stream = new EventSource(`/api/runs/${encodeURIComponent(runId)}/events`);
+  stream.addEventListener("run", (event) => render(JSON.parse(event.data)));
+  stream.addEventListener("end", () => stream.close());
+  stream.onerror = () => {
+    if (stream.readyState === EventSource.CLOSED) {
+      getJSON(`/api/runs/${encodeURIComponent(runId)}`).then(render).catch((error) => {
+        document.getElementById("run-error").hidden = false;
+        document.getElementById("run-error").textContent = String(error);
+      });
+    }
+  };
+}
+
+function stageTable(stages) {
+  const body = document.querySelector("#stages tbody");
+  body.replaceChildren(...stages.map((stage) => {
+    const notes = [];
+    if (stage.cached) notes.push("from the cache");
+    if (stage.attempts > 1) notes.push(`${stage.attempts} attempts`);
+    if (stage.error) notes.push(short(stage.error, 80));
+    const items = stage.items_total === null ? "-"
+      : `${stage.items.filter((item) => item.status !== "failed" && item.status !== "cancelled").length}/${stage.items_total}`;
+    return el("tr", { "data-stage": stage.id, "data-status": stage.status },
+      el("td", {}, stage.id), el("td", {}, el("span", { class: `badge ${stage.status}` }, stage.status)),
+      el("td", {}, stage.started_ms === null ? "-" : `${stage.started_ms.toFixed(1)} ms`),
+      el("td", {}, took(stage.duration_ms)), el("td", {}, stage.attempts || "-"),
+      el("td", {}, items), el("td", { class: stage.error ? "error" : "" }, notes.join("; ")));
+  }));
+}
+
+function failures(stages) {
+  const shown = stages.filter((stage) => stage.error || stage.attempts > 1);
+  document.getElementById("failures-section").hidden = shown.length === 0;
+  document.getElementById("failures").replaceChildren(...shown.map((stage) => {
+    const box = el("div", { class: "failure", "data-stage": stage.id },
+      el("h3", {}, `${stage.id}: ${stage.status}`));
+    if (stage.attempts > 1) {
+      stage.attempt_errors.forEach((error, i) => box.append(el("p", {}, `attempt ${i + 1}: ${error}`)));
+    }
+    if (stage.error) box.append(el("p", { class: "error" }, stage.error));
+    if (stage.traceback) box.append(el("pre", {}, stage.traceback));
+    return box;
+  }));
+}
+
+function gantt(stages, critical) {
+  const svg = document.getElementById("gantt");
+  const rows = stages.filter((stage) => stage.started_ms !== null)
+    .sort((a, b) => a.started_ms - b.started_ms);
+  const end = Math.max(1, ...rows.map((stage) => stage.finished_ms ?? stage.started_ms));
+  const label = 170, width = 900, row = 18;
+  svg.setAttribute("width", label + width + 20);
+  svg.setAttribute("height", rows.length * row + 30);
+  svg.replaceChildren();
+  const scale = (ms) => label + (ms / end) * width;
+  rows.forEach((stage, i) => {
+    const y = 8 + i * row;
+    const finish = stage.finished_ms ?? end;
+    const text = svgEl("text", { x: 4, y: y + 7 });
+    text.textContent = short(stage.id, 24);
+    const bar = svgEl("rect", {
+      x: scale(stage.started_ms).toFixed(1), y, height: row - 5,
+      width: Math.max(2, scale(finish) - scale(stage.started_ms)).toFixed(1),
+      class: `bar ${stage.status}${critical.has(stage.id) ? " critical" : ""}`,
+      "data-stage": stage.id,
+    });
+    const title = svgEl("title");
+    title.textContent = `${stage.id}: ${took(stage.duration_ms)}`;
+    bar.append(title);
+    svg.append(text, bar);
+  });
+  const axis = svgEl("text", { x: label, y: rows.length * row + 20 });
+  axis.textContent = `0 ms … ${took(end)}`;
+  svg.append(axis);
+}
+
+// -- a definition's page ------------------------------------------------------------
+
+function definitionPage() {
+  const stream = new EventSource("/api/definition/events");
+  stream.addEventListener("definition", (event) => {
+    const shown = JSON.parse(event.data);
+    document.getElementById("target").textContent = shown.target;
+    document.getElementById("pipeline").textContent = shown.pipeline || shown.target;
+    document.getElementById("version").textContent = shown.version;
+    const verdict = document.getElementById("verdict");
+    const valid = !shown.error && shown.problems.length === 0;
+    const count = shown.problems.length;
+    verdict.textContent = shown.error ? "cannot load" : valid ? "valid" : `${count} problem${count === 1 ? "" : "s"}`;
+    verdict.className = `badge ${valid ? "valid" : "invalid"}`;
+    document.body.dataset.version = shown.version;
+    const loadError = document.getElementById("load-error");
+    loadError.hidden = !shown.error;
+    loadError.textContent = shown.error || "";
+    const concerns = new Map();
+    const cycles = [];
+    for (const problem of shown.problems) {
+      for (const id of problem.stages) {
+        if (!concerns.has(id)) concerns.set(id, []);
+        concerns.get(id).push(problem.message);
+      }
+      if (problem.message.startsWith("dependency cycle: ")) cycles.push(new Set(problem.stages));
+    }
+    const inCycle = (a, b) => cycles.some((members) => members.has(a) && members.has(b));
+    const nodes = drawGraph(document.getElementById("graph"), shown.stages, inCycle);
+    for (const [id, group] of nodes) {
+      const messages = concerns.get(id) || [];
+      markNode(group, messages.length ? ["problem"] : [], [id, ...messages].join("\n"));
+    }
+    document.getElementById("problems").replaceChildren(...shown.problems.map(
+      (problem) => el("li", { "data-stages": problem.stages.join(" ") }, problem.message)));
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const page = document.body.dataset.page;
+  if (page === "runs") runsPage();
+  else if (page === "run") runPage();
+  else if (page === "definition") definitionPage();
+});

@@ -1,0 +1,275 @@
+"""The web view in a real browser: headless Chromium (Debian's package) driven by
+Playwright, against ``twinklr-pipeline ui`` running as its own process, with runs
+recorded by this process or by a third one."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from conftest import stub
+from twinklr.core.pipeline import PipelineDefinition, PipelineExecutor, RunStore, StageDefinition
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
+# As root in a container, on a machine with no network beyond loopback.
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+Ui = Callable[..., str]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    opened.on("dialog", lambda dialog: errors.append(f"dialog: {dialog.message}"))
+    yield opened
+    context.close()
+    assert errors == []  # no script error, no alert() from injected markup
+
+
+@pytest.fixture
+def ui(tmp_path: Path) -> Iterator[Ui]:
+    """Starts ``twinklr-pipeline ui --port 0`` on a store; returns its address."""
+    servers: list[subprocess.Popen[str]] = []
+
+    def start(store: Path, *args: str, cwd: Path | None = None) -> str:
+        server = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "twinklr.core.pipeline.cli", "ui", "--port", "0"),
+                *("--store", str(store), *args),
+            ],
+            cwd=cwd or tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        servers.append(server)
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert " at http://" in line, line + (server.stderr.read() if server.stderr else "")
+        return line.split(" at ")[1].strip().rstrip("/")
+
+    yield start
+    for server in servers:
+        server.terminate()
+        server.wait(timeout=30)
+        for pipe in (server.stdout, server.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def record(store_dir: Path, pipeline: PipelineDefinition) -> str:
+    store = RunStore(store_dir)
+    result = trio.run(PipelineExecutor(runs=store).execute, pipeline)
+    store.close()
+    return result.run_id
+
+
+async def failing(value: int) -> int:
+    raise ValueError(f"the light controller refused {value}")
+
+
+def test_the_runs_list_shows_a_finished_run(page: Any, ui: Ui, tmp_path: Path) -> None:
+    run_id = record(tmp_path, PipelineDefinition("carols", [StageDefinition("a", stub(1))]))
+    base = ui(tmp_path)
+    page.goto(base + "/")
+    row = page.locator(f'#runs tbody tr[data-run="{run_id}"]')
+    playwright_api.expect(row).to_have_attribute("data-status", "succeeded")
+    playwright_api.expect(row).to_contain_text("carols")
+    row.locator("a").click()
+    page.wait_for_url(f"**/runs/{run_id}")
+    playwright_api.expect(page.locator("#status")).to_have_text("succeeded")
+
+
+def test_the_runs_list_filters_by_status(page: Any, ui: Ui, tmp_path: Path) -> None:
+    ok = record(tmp_path, PipelineDefinition("carols", [StageDefinition("a", stub(1))]))
+    bad = record(tmp_path, PipelineDefinition("hymns", [StageDefinition("a", failing)]))
+    page.goto(ui(tmp_path) + "/")
+    rows = page.locator("#runs tbody tr")
+    playwright_api.expect(rows).to_have_count(2)
+    page.select_option("#status", "failed")
+    playwright_api.expect(rows).to_have_count(1)
+    playwright_api.expect(rows.first).to_have_attribute("data-run", bad)
+    page.select_option("#status", "")
+    page.select_option("#pipeline", "carols")
+    playwright_api.expect(rows).to_have_count(1)
+    playwright_api.expect(rows.first).to_have_attribute("data-run", ok)
+    assert "pipeline=carols" in page.url
+
+
+def test_a_failed_stages_error_and_traceback_are_shown(page: Any, ui: Ui, tmp_path: Path) -> None:
+    pipeline = PipelineDefinition(
+        "show", [StageDefinition("a", stub(7)), StageDefinition("lights", failing, inputs=["a"])]
+    )
+    run_id = record(tmp_path, pipeline)
+    page.goto(f"{ui(tmp_path)}/runs/{run_id}")
+    node = page.locator('#graph .node[data-stage="lights"]')
+    playwright_api.expect(node).to_have_class(re.compile(r"\bfailed\b"))
+    playwright_api.expect(page.locator('#graph .node[data-stage="a"]')).to_have_class(
+        re.compile(r"\bsucceeded\b")
+    )
+    failure = page.locator('.failure[data-stage="lights"]')
+    playwright_api.expect(failure).to_contain_text("ValueError: the light controller refused 7")
+    playwright_api.expect(failure.locator("pre")).to_contain_text("in failing")
+    playwright_api.expect(page.locator("#run-error")).to_contain_text("stage 'lights' failed")
+    playwright_api.expect(page.locator("#gantt rect.bar")).to_have_count(2)
+    playwright_api.expect(page.locator("#gantt rect.bar.critical")).to_have_count(2)
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, trio
+    from pathlib import Path
+    from twinklr.core.pipeline import (
+        PipelineDefinition, PipelineExecutor, RunStore, StageDefinition,
+    )
+
+    store, gate = RunStore(sys.argv[1]), Path(sys.argv[2])
+
+    async def first(value):
+        return 1
+
+    async def waits(value):
+        while not gate.exists():
+            await trio.sleep(0.01)
+        return 2
+
+    async def last(value):
+        await trio.sleep(0.3)
+        return 3
+
+    async def main():
+        stages = [
+            StageDefinition("first", first),
+            StageDefinition("gate", waits, inputs=["first"]),
+            StageDefinition("last", last, inputs=["gate"]),
+        ]
+        pipeline = PipelineDefinition("live", stages)
+        async with trio.open_nursery() as nursery:
+            handle = await PipelineExecutor(runs=store).start(nursery, pipeline)
+            while not await trio.to_thread.run_sync(store.stages, handle.run_id):
+                await trio.sleep(0.02)
+            print(handle.run_id, flush=True)
+
+    trio.run(main)
+    """
+)
+
+
+def test_a_live_runs_stage_turns_green_within_a_second_of_its_end(
+    page: Any, ui: Ui, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path), str(gate)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        run_id = child.stdout.readline().strip()
+        page.goto(f"{ui(tmp_path)}/runs/{run_id}")
+        node = page.locator('#graph .node[data-stage="gate"]')
+        playwright_api.expect(node).to_have_class(re.compile(r"\brunning\b"))
+        playwright_api.expect(page.locator("#status")).to_have_text("running")
+        gate.touch()
+        opened = time.monotonic()
+        playwright_api.expect(node).to_have_class(re.compile(r"\bsucceeded\b"), timeout=1000)
+        assert time.monotonic() - opened < 1.0
+        playwright_api.expect(page.locator("#status")).to_have_text("succeeded", timeout=10_000)
+        assert child.wait(timeout=30) == 0
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+
+
+def test_user_text_is_shown_as_text_never_as_markup(page: Any, ui: Ui, tmp_path: Path) -> None:
+    sneaky = "<img src=x onerror=alert(1)>"
+
+    async def shouts(value: int) -> int:
+        raise ValueError("<b>not bold</b><script>alert(2)</script>")
+
+    pipeline = PipelineDefinition(
+        "xss", [StageDefinition(sneaky, stub(1)), StageDefinition("b", shouts, inputs=[sneaky])]
+    )
+    run_id = record(tmp_path, pipeline)
+    page.goto(f"{ui(tmp_path)}/runs/{run_id}")
+    row = page.locator("#stages tbody tr").first
+    playwright_api.expect(row.locator("td").first).to_have_text(sneaky)
+    failure = page.locator('.failure[data-stage="b"]')
+    playwright_api.expect(failure).to_contain_text("<b>not bold</b><script>alert(2)</script>")
+    assert page.locator("img").count() == 0
+    assert page.locator("main b, main script").count() == 0
+    page.goto(ui(tmp_path) + "/")  # (a second server on the same store)
+    playwright_api.expect(page.locator("#runs tbody tr")).to_have_count(1)
+    assert page.locator("img").count() == 0
+
+
+SHOWN = textwrap.dedent(
+    """
+    from twinklr.core.pipeline import PipelineDefinition, StageDefinition
+
+    async def echo(value):
+        return value
+
+    pipeline = PipelineDefinition("looped", [
+        StageDefinition("fetch", echo),
+        StageDefinition("plan", echo, inputs=["fetch", "render"]),
+        StageDefinition("render", echo, inputs=["plan"]),
+    ])
+    """
+)
+
+
+def test_the_definition_page_marks_a_cycle_and_reloads_when_fixed(
+    page: Any, ui: Ui, tmp_path: Path
+) -> None:
+    module = tmp_path / "shown_definition.py"
+    module.write_text(SHOWN)
+    page.goto(ui(tmp_path, "--pipeline", "shown_definition:pipeline") + "/definition")
+    plan = page.locator('#graph .node[data-stage="plan"]')
+    playwright_api.expect(plan).to_have_class(re.compile(r"\bproblem\b"))
+    playwright_api.expect(page.locator('#graph .node[data-stage="render"]')).to_have_class(
+        re.compile(r"\bproblem\b")
+    )
+    playwright_api.expect(page.locator('#graph .node[data-stage="fetch"]')).not_to_have_class(
+        re.compile(r"\bproblem\b")
+    )
+    playwright_api.expect(page.locator("#problems li")).to_contain_text(["dependency cycle"])
+    playwright_api.expect(page.locator("#graph path.edge.problem")).to_have_count(2)
+    playwright_api.expect(page.locator("#verdict")).to_have_text("1 problem")
+
+    time.sleep(0.05)  # a new modification time, even on a coarse clock
+    module.write_text(SHOWN.replace('inputs=["fetch", "render"]', 'inputs=["fetch"]'))
+    playwright_api.expect(page.locator("#verdict")).to_have_text("valid", timeout=10_000)
+    playwright_api.expect(plan).not_to_have_class(re.compile(r"\bproblem\b"))
+    playwright_api.expect(page.locator("#problems li")).to_have_count(0)
