@@ -6,6 +6,8 @@
                                   the docs (strict), mypy --strict
     python3 tools/dev.py docs     build the documentation site into ./site (strict)
     python3 tools/dev.py bench    run the benchmarks
+    python3 tools/dev.py screenshots
+                                  remake the web view's screenshots in docs/images
 
 It finds uv (on PATH, or in ./.tools, installing it there from PyPI the first time),
 syncs the locked environment into ./.venv, and runs the command inside it.
@@ -44,7 +46,9 @@ COMMANDS: dict[str, list[list[str]]] = {
         ["python", "benchmarks/bench_offload.py"],
         ["python", "benchmarks/bench_aio.py"],
         ["python", "benchmarks/bench_runs.py"],
+        ["python", "benchmarks/bench_ui.py"],
     ],
+    "screenshots": [["python", "tools/screenshots.py"]],
 }
 
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,3 +116,71 @@ def test_ui_refuses_a_pipeline_module_that_is_nowhere(
     _, err = capsys.readouterr()
     assert code == 2
     assert "no module 'no_such_module_here'" in err
+
+
+def test_ui_in_process_serves_the_store_and_a_definition_until_sigint(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with socket.socket() as probe:  # a free port (the server binds it a moment later)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    answers: dict[str, Any] = {}
+
+    def client() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(base + "/api/runs", timeout=5) as response:  # noqa: S310
+                    answers["runs"] = json.load(response)
+                with urllib.request.urlopen(base + "/api/definition", timeout=5) as response:  # noqa: S310
+                    answers["definition"] = json.load(response)
+                break
+            except OSError:
+                time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
+
+    helper = threading.Thread(target=client)
+    helper.start()
+    code = main(
+        [
+            *("ui", "--store", str(tmp_path), "--port", str(port)),
+            *("--pipeline", "fixtures.cli_pipelines:invalid"),
+        ]
+    )
+    helper.join()
+    out, _ = capsys.readouterr()
+    assert code == 0
+    assert out.splitlines() == [
+        f"serving the runs of {tmp_path / 'twinklr-runs.sqlite3'} at {base}/",
+        f"the definition fixtures.cli_pipelines:invalid at {base}/definition",
+    ]
+    assert answers["runs"] == []
+    concerns = {p["message"]: p["stages"] for p in answers["definition"]["problems"]}
+    assert concerns == {
+        "stage 'a' depends on unknown stage 'ghost'": ["a"],
+        "pipeline 'invalid' has no entry stage (every stage has inputs)": [],
+    }
+
+
+def test_ui_without_its_extra_says_how_to_install_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "starlette" else real(name, *a),
+    )
+    code = main(["ui", "--store", str(tmp_path)])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert 'the web view needs starlette: pip install "twinklr-pipeline[ui]"' in err
+
+
+def test_ui_refuses_a_malformed_pipeline_target(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(["ui", "--store", str(tmp_path), "--pipeline", "no-colon-here"])
+    assert code == 2
+    assert "expected MODULE:ATTR" in capsys.readouterr().err

@@ -245,6 +245,7 @@ SHOWN = textwrap.dedent(
         StageDefinition("fetch", echo),
         StageDefinition("plan", echo, inputs=["fetch", "render"]),
         StageDefinition("render", echo, inputs=["plan"]),
+        StageDefinition("publish", echo, inputs=["render", "preview"]),
     ])
     """
 )
@@ -266,10 +267,16 @@ def test_the_definition_page_marks_a_cycle_and_reloads_when_fixed(
     )
     playwright_api.expect(page.locator("#problems li")).to_contain_text(["dependency cycle"])
     playwright_api.expect(page.locator("#graph path.edge.problem")).to_have_count(2)
-    playwright_api.expect(page.locator("#verdict")).to_have_text("1 problem")
+    playwright_api.expect(page.locator("#verdict")).to_have_text("2 problems")
+    ghost = page.locator('#graph .node.missing[data-stage="preview"]')  # drawn, as missing
+    playwright_api.expect(ghost).to_have_count(1)
+    playwright_api.expect(page.locator('#graph .node[data-stage="publish"]')).to_have_class(
+        re.compile(r"\bproblem\b")
+    )
 
     time.sleep(0.05)  # a new modification time, even on a coarse clock
-    module.write_text(SHOWN.replace('inputs=["fetch", "render"]', 'inputs=["fetch"]'))
+    fixed = SHOWN.replace('inputs=["fetch", "render"]', 'inputs=["fetch"]')
+    module.write_text(fixed.replace('"preview"', '"plan"'))
     playwright_api.expect(page.locator("#verdict")).to_have_text("valid", timeout=10_000)
     playwright_api.expect(plan).not_to_have_class(re.compile(r"\bproblem\b"))
     playwright_api.expect(page.locator("#problems li")).to_have_count(0)

@@ -3,6 +3,7 @@
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
+const BIG_GRAPH = 200;
 const TERMINAL = new Set(["succeeded", "cached", "failed", "cancelled", "skipped", "soft_failed", "not_started"]);
 
 function el(tag, attributes, ...children) {
@@ -42,17 +43,30 @@ async function getJSON(url) {
 
 // -- the graph: laid out by dagre, drawn as SVG ---------------------------------------
 
-function drawGraph(svg, stages, markEdge) {
+function drawGraph(svg, stages, markEdge, missing) {
   const graph = new dagre.graphlib.Graph({ multigraph: false });
-  graph.setGraph({ rankdir: "LR", nodesep: 14, ranksep: 40, marginx: 12, marginy: 12 });
+  // dagre's default ranking (network simplex) draws the tidiest graphs but takes seconds
+  // past a few hundred stages; longest-path ranks them in a fraction of that.
+  const ranker = stages.length > BIG_GRAPH ? "longest-path" : "network-simplex";
+  graph.setGraph({ rankdir: "LR", nodesep: 14, ranksep: 40, marginx: 12, marginy: 12, ranker });
   graph.setDefaultEdgeLabel(() => ({}));
   const ids = new Set(stages.map((stage) => stage.id));
   for (const stage of stages) {
     const label = short(stage.id, 32);
     graph.setNode(stage.id, { label, width: 18 + 7 * label.length, height: 28 });
   }
+  const phantoms = [];
   for (const stage of stages) {
-    for (const input of stage.inputs) if (ids.has(input)) graph.setEdge(input, stage.id);
+    for (const input of stage.inputs) {
+      if (!ids.has(input)) {
+        if (!missing) continue;  // (a recorded run's graph has none)
+        ids.add(input);
+        phantoms.push({ id: input, inputs: [], missing: true });
+        const label = short(input, 32);
+        graph.setNode(input, { label, width: 18 + 7 * label.length, height: 28 });
+      }
+      graph.setEdge(input, stage.id);
+    }
   }
   dagre.layout(graph);
   svg.replaceChildren();
@@ -76,9 +90,9 @@ function drawGraph(svg, stages, markEdge) {
   defs.append(marker);
   svg.append(defs, edges);
   const nodes = new Map();
-  for (const stage of stages) {
+  for (const stage of [...stages, ...phantoms]) {
     const box = graph.node(stage.id);
-    const group = svgEl("g", { class: "node", "data-stage": stage.id });
+    const group = svgEl("g", { class: stage.missing ? "node missing" : "node", "data-stage": stage.id });
     const rect = svgEl("rect", {
       x: (box.x - box.width / 2).toFixed(1), y: (box.y - box.height / 2).toFixed(1),
       width: box.width, height: box.height,
@@ -88,8 +102,9 @@ function drawGraph(svg, stages, markEdge) {
     const title = svgEl("title");
     title.textContent = stage.id;
     group.append(title, rect, text);
+    if (stage.missing) title.textContent = `${stage.id}: no such stage`;
     svg.append(group);
-    nodes.set(stage.id, group);
+    if (!stage.missing) nodes.set(stage.id, group);
   }
   return nodes;
 }
@@ -306,7 +321,7 @@ function definitionPage() {
       if (problem.message.startsWith("dependency cycle: ")) cycles.push(new Set(problem.stages));
     }
     const inCycle = (a, b) => cycles.some((members) => members.has(a) && members.has(b));
-    const nodes = drawGraph(document.getElementById("graph"), shown.stages, inCycle);
+    const nodes = drawGraph(document.getElementById("graph"), shown.stages, inCycle, true);
     for (const [id, group] of nodes) {
       const messages = concerns.get(id) || [];
       markNode(group, messages.length ? ["problem"] : [], [id, ...messages].join("\n"));
