@@ -70,6 +70,9 @@ class Plan:
     asyncio_stages: bool = False
     """Whether a stage is marked as asyncio code (``aio.asyncio_native``): a plain Trio
     run then runs those through trio-asyncio."""
+    branches: tuple[dict[str, tuple[int, ...]] | None, ...] = ()
+    """For each stage with ``routes``, its branches as stage indices (None for the
+    others); empty when no stage routes."""
 
     def waves(self) -> list[list[str]]:
         """Stage ids grouped by depth (a display of the plan, never a schedule)."""
@@ -114,6 +117,14 @@ def compile_plan(pipeline: PipelineDefinition, strays: Sequence[object]) -> Plan
         else:
             slots.append(-1)
             plain.append(is_plain(stage, streaming=streams))
+    index_of = {stage.id: index for index, stage in enumerate(stages)}
+    branches = [
+        None
+        if stage.routes is None
+        else {branch: tuple(index_of[t] for t in ids) for branch, ids in stage.routes.items()}
+        for stage in stages
+    ]
+    routed = {target for found in branches if found for ids in found.values() for target in ids}
     pipelined_on = [-1] * len(stages)
     streams_to: list[tuple[int, ...]] = [()] * len(stages)
     out_edges: list[tuple[int, ...]] = [()] * len(stages)
@@ -123,6 +134,10 @@ def compile_plan(pipeline: PipelineDefinition, strays: Sequence[object]) -> Plan
         producer_of_stream = -1
         if slots[consumer] >= 0:
             producer_of_stream = _pipelined_on(stages[consumer], inputs, stages, streaming)
+            if producer_of_stream >= 0 and (  # routing decides once its producer has ended
+                branches[producer_of_stream] is not None or producer_of_stream in routed
+            ):
+                producer_of_stream = -1
             if producer_of_stream >= 0:
                 pipelined_on[consumer] = producer_of_stream
                 streams_to[producer_of_stream] += (consumer,)
@@ -134,7 +149,7 @@ def compile_plan(pipeline: PipelineDefinition, strays: Sequence[object]) -> Plan
     return Plan(
         name=pipeline.name,
         ids=tuple(stage.id for stage in stages),
-        index_of={stage.id: index for index, stage in enumerate(stages)},
+        index_of=index_of,
         stages=stages,
         deps=tuple(deps),
         order=tuple(order),
@@ -149,6 +164,7 @@ def compile_plan(pipeline: PipelineDefinition, strays: Sequence[object]) -> Plan
         condition_input=tuple(condition_input),
         plain=tuple(plain),
         asyncio_stages=asyncio_stages,
+        branches=tuple(branches) if any(found is not None for found in branches) else (),
     )
 
 

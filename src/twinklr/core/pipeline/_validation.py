@@ -114,6 +114,12 @@ def analyse(
             continue
         problems.extend(_stage_problems(stage, index, checked, check_inputs=suspect))
 
+    problems.extend(
+        problem
+        for stage in stages
+        if stage.routes is not None or stage.router is not None
+        for problem in _route_problems(stage, stages, index)
+    )
     if not has_entry:
         problems.append(f"pipeline '{name}' has no entry stage (every stage has inputs)")
     order = _graph.topological_order(deps)
@@ -233,4 +239,39 @@ def _fan_out_problems(stage: StageDefinition[Any], where: str) -> list[str]:
         problems.append(f"{where} sets max_concurrent_fan_out but its pattern is not FAN_OUT")
     elif limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         problems.append(f"{where}: max_concurrent_fan_out must be an int >= 1, got {limit!r}")
+    return problems
+
+
+def _route_problems(
+    stage: StageDefinition[Any], stages: Sequence[StageDefinition[Any]], index: dict[str, int]
+) -> list[str]:
+    """A routing stage's branches: a mapping of names to stages that read this one."""
+    where = f"stage '{stage.id}'"
+    routes: object = stage.routes
+    router: object = stage.router
+    problems = []
+    if router is not None and not callable(router):
+        problems.append(f"{where}: router must be callable, got {router!r}")
+    if routes is None:
+        problems.append(f"{where} has a router but no routes")
+        return problems
+    if not isinstance(routes, dict) or not routes:
+        return [
+            *problems,
+            f"{where}: routes must be a non-empty {{branch: [stage ids]}}, got {routes!r}",
+        ]
+    for branch, ids in routes.items():
+        if not isinstance(branch, str) or not branch:
+            problems.append(f"{where}: a branch name must be a non-empty string, got {branch!r}")
+        if not isinstance(ids, tuple):
+            problems.append(f"{where}: branch {branch!r} must list stage ids, got {ids!r}")
+            continue
+        for target in ids:
+            if target not in index:
+                problems.append(f"{where} routes branch {branch!r} to unknown stage {target!r}")
+            elif stage.id not in stages[index[target]].inputs:
+                problems.append(
+                    f"{where} routes branch {branch!r} to stage '{target}', "
+                    f"which does not take '{stage.id}' as an input"
+                )
     return problems

@@ -7,7 +7,7 @@ raises `PipelineValidationError` before any stage runs.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypedDict, TypeVar, Unpack, overload
 
@@ -63,6 +63,21 @@ def _to_stage(value: Any) -> Any:
     return value
 
 
+def _to_routes(value: Any) -> Any:
+    """``{branch: ids}`` with each branch's ids as a tuple (one id may be a string); any
+    other value is kept for validation to report."""
+    if value is None or not isinstance(value, Mapping):
+        return value
+    return {
+        branch: (ids,) if isinstance(ids, str) else tuple(ids) if _iterable(ids) else ids
+        for branch, ids in value.items()
+    }
+
+
+def _iterable(value: object) -> bool:
+    return isinstance(value, list | tuple | set | frozenset)
+
+
 class _ReturnsResult(Protocol[T]):
     """A class stage: its ``execute`` returns ``StageResult[T]``."""
 
@@ -92,6 +107,8 @@ class StageOptions(TypedDict, total=False):
     cache_ttl: float | timedelta | None
     input_type: Any
     output_type: Any
+    routes: Mapping[str, Iterable[str] | str] | None
+    router: Callable[[Any], Any] | None
 
 
 @attrs.frozen(init=False)
@@ -150,6 +167,17 @@ class StageDefinition(Generic[T]):
     """The type cached outputs are read back as; by default the ``T`` of execute's
     ``StageResult[T]`` return annotation (a function's return annotation). A string is
     documentation only, as in the original Twinklr."""
+    routes: Mapping[str, tuple[str, ...]] | None = attrs.field(
+        default=None, converter=_to_routes, kw_only=True, hash=False
+    )
+    """Branches this stage chooses between: ``{branch: [stage_id, ...]}``, each listed
+    stage taking this one as an input. The stage's output (or ``router(output)``) names
+    the branch or branches taken (a string, or several; none is allowed); the stages
+    listed only under branches not taken are skipped, and so is every stage whose inputs
+    were all skipped by routing. A stage with one live input runs (None for the others)."""
+    router: Callable[[Any], Any] | None = attrs.field(default=None, kw_only=True)
+    """Picks the branch or branches from the output (by default the output is the branch
+    name); naming a branch that is not in ``routes`` fails the stage."""
 
     @overload
     def __init__(

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import trio
 
 from .._observe._events import EventKind, EventSink, PipelineEvent, stage_event
@@ -23,6 +24,7 @@ from .._timing import to_ms
 from ._actor import direct_actor, stage_actor, streaming_actor
 from ._attempts import ONE_ATTEMPT
 from ._retry import error_text
+from ._routing import ROUTABLE, RoutingError, chosen_branches
 from ._wiring import NOT_SENT, OneShotChannel
 
 if TYPE_CHECKING:
@@ -115,6 +117,11 @@ class Run:
         self.streams: dict[int, trio.MemoryReceiveChannel[Any]] = {}
         # streaming stage -> the callers' channels subscribed to the items it yields
         self.subscribers: dict[int, list[trio.MemorySendChannel[Any]]] = {}
+        # Routing (plans with ``routes`` only): stages a routing stage's choice left out,
+        # and stages skipped by routing (theirs, and those whose inputs all were).
+        self.routing = bool(plan.branches)
+        self.routed_off = bytearray(count if self.routing else 0)
+        self.route_skipped = bytearray(count if self.routing else 0)
         # The run's clock, read directly: stage tasks read it three times each.
         self.now = trio.lowlevel.current_clock().current_time
         self.start_time = self.end_time = self.now()
@@ -252,6 +259,8 @@ class Run:
 
     def stage_finished(self, index: int, result: StageResult[Any]) -> None:
         """Record ``result``; hand the output on, or fail the run."""
+        if self.routing and self.plan.branches[index] is not None:
+            result = self._route(index, result)
         self.finished[index] = now = self.now()
         self.results[index] = result
         if result.status is StageStatus.FAILED:
@@ -267,6 +276,9 @@ class Run:
             output = result.output
         if self.stopped:
             return
+        if self.routing:
+            self._hand_on_routed(index, output, now)
+            return
         remaining = self.remaining
         edges = self.edges
         consumers = self.plan.edge_consumer
@@ -276,6 +288,64 @@ class Run:
             remaining[consumer] -= 1
             if remaining[consumer] == 0:
                 self._spawn(consumer, now)  # queued the moment its last input finished
+
+    def _route(self, index: int, result: StageResult[Any]) -> StageResult[Any]:
+        """Mark the stages routing stage ``index`` leaves out; a choice of a branch it
+        does not have (or a router that raises) fails it instead."""
+        branches = self.plan.branches[index]
+        assert branches is not None  # noqa: S101 (only routing stages come here)
+        sdef = self.plan.stages[index]
+        taken: set[str] = set()
+        if result.status in ROUTABLE:
+            try:
+                taken = chosen_branches(sdef, result.output, branches)
+            except Exception as exc:  # noqa: BLE001 - the stage's failure, named
+                error = str(exc) if isinstance(exc, RoutingError) else error_text(exc)
+                return StageResult.failure(error, stage_name=sdef.id, metadata=result.metadata)
+            result = attrs.evolve(
+                result, metadata={**result.metadata, "branches": tuple(sorted(taken))}
+            )
+        live = {target for branch in taken for target in branches[branch]}
+        for branch, targets in branches.items():
+            if branch not in taken:
+                for target in targets:
+                    if target not in live:
+                        self.routed_off[target] = 1
+        return result
+
+    def _hand_on_routed(self, index: int, output: Any, now: float) -> None:
+        """Hand ``output`` on, as the plain loop does, but skip the stages routing left
+        out and those whose inputs were all skipped by routing (without a task: they
+        hand None on in turn, iteratively, however long the chain)."""
+        plan = self.plan
+        remaining, edges, consumers = self.remaining, self.edges, plan.edge_consumer
+        routed_off, route_skipped = self.routed_off, self.route_skipped
+        work = [(index, output)]
+        while work:
+            producer, value = work.pop()
+            for edge in plan.out_edges[producer]:
+                edges[edge] = OneShotChannel(value)
+                consumer = consumers[edge]
+                remaining[consumer] -= 1
+                if remaining[consumer]:
+                    continue
+                if routed_off[consumer]:
+                    self._skip_routed(consumer, now, "routing did not take its branch")
+                    work.append((consumer, None))
+                elif all(route_skipped[d] for d in plan.deps[consumer]):
+                    self._skip_routed(consumer, now, "routing skipped all its inputs")
+                    work.append((consumer, None))
+                else:
+                    self._spawn(consumer, now)
+
+    def _skip_routed(self, index: int, now: float, reason: str) -> None:
+        self.queued[index] = self.started[index] = self.finished[index] = now
+        self.route_skipped[index] = 1
+        stage_id = self.plan.ids[index]
+        self.results[index] = result = StageResult.skipped(stage_name=stage_id, reason=reason)
+        if self.watched:
+            self.stage_transition(EventKind.STAGE_QUEUED, index, now)
+            self.stage_transition(EventKind.STAGE_SKIPPED, index, now, None, result.error)
 
     def _stage_failed(self, index: int, result: StageResult[Any]) -> None:
         stage_id = self.plan.ids[index]
