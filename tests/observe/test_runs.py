@@ -447,3 +447,26 @@ def test_a_run_whose_writer_went_quiet_reads_as_interrupted(tmp_path: Path) -> N
         )
     db.close()
     assert store.get(record.run_id).status == "interrupted"  # type: ignore[union-attr]
+
+
+async def test_a_routing_stage_records_its_routes_and_the_branches_it_took(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    store = RunStore(tmp_path)
+    pipeline = PipelineDefinition(
+        "routed",
+        [
+            StageDefinition("kind", stub("b"), routes={"a": ["left"], "b": ["right"]}),
+            StageDefinition("left", stub(1), inputs=["kind"]),
+            StageDefinition("right", stub(2), inputs=["kind"]),
+        ],
+    )
+    result = await PipelineExecutor(runs=store).execute(pipeline)
+    graph = store.graph(result.run_id)
+    assert graph is not None
+    assert graph["stages"][0]["routes"] == {"a": ["left"], "b": ["right"]}
+    assert "routes" not in graph["stages"][1]
+    kind, left, right = store.stages(result.run_id)
+    assert (kind.branches, left.branches) == (("b",), None)
+    assert (left.status, right.status) == ("skipped", "succeeded")
+    assert kind.as_json()["branches"] == ("b",)

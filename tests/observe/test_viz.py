@@ -126,3 +126,41 @@ def test_rendering_without_graphviz_says_what_to_install(
     monkeypatch.setattr(shutil, "which", lambda _name: None)
     with pytest.raises(GraphvizNotFoundError, match="apt-get install graphviz"):
         render_graph(build_pipeline(), tmp_path / "graph.svg")
+
+
+def routed() -> PipelineDefinition:
+    return PipelineDefinition(
+        "routed",
+        [
+            StageDefinition(
+                "kind", stub("lyrics"), routes={"lyrics": ["lyrics"], "instrumental": ["chords"]}
+            ),
+            StageDefinition("lyrics", stub(1), inputs=["kind"]),
+            StageDefinition("chords", stub(2), inputs=["kind"]),
+            StageDefinition("merge", stub(3), inputs=["lyrics", "chords"]),
+        ],
+    )
+
+
+def test_routes_are_drawn_with_their_branches_and_the_branch_taken() -> None:
+    pipeline = routed()
+    mermaid = to_mermaid(pipeline)
+    assert 's0["kind<br/>routes: lyrics | instrumental"]' in mermaid
+    assert "    s0 -->|lyrics| s1\n" in mermaid
+    assert "    s0 -->|instrumental| s2\n" in mermaid
+    assert "linkStyle" not in mermaid  # no run: nothing taken or not
+    result = trio.run(
+        PipelineExecutor().execute, pipeline, clock=trio.testing.MockClock(autojump_threshold=0)
+    )
+    coloured = to_mermaid(pipeline, result)
+    assert "    linkStyle 0 stroke-width:3px\n" in coloured
+    assert "    linkStyle 1 stroke:#bdbdbd,stroke-dasharray:4 4\n" in coloured
+    dot = to_dot(pipeline, result)
+    assert '"kind" -> "lyrics" [label="lyrics", penwidth=2.5];' in dot
+    assert (
+        '"kind" -> "chords" [label="instrumental", style=dashed, color="#bdbdbd", '
+        'fontcolor="#9e9e9e"];'
+    ) in dot
+    assert '"lyrics" -> "merge";' in dot
+    if HAS_DOT:
+        subprocess.run(["dot", "-Tsvg"], input=dot, text=True, check=True, capture_output=True)  # noqa: S607

@@ -145,6 +145,33 @@ def test_a_failed_stages_error_and_traceback_are_shown(page: Any, ui: Ui, tmp_pa
     playwright_api.expect(page.locator("#gantt rect.bar.critical")).to_have_count(2)
 
 
+def test_a_routed_runs_page_shows_the_branch_taken(page: Any, ui: Ui, tmp_path: Path) -> None:
+    pipeline = PipelineDefinition(
+        "routed",
+        [
+            StageDefinition(
+                "kind", stub("lyrics"), routes={"lyrics": ["words"], "music": ["notes"]}
+            ),
+            StageDefinition("words", stub(1), inputs=["kind"]),
+            StageDefinition("notes", stub(2), inputs=["kind"]),
+        ],
+    )
+    run_id = record(tmp_path, pipeline)
+    page.goto(f"{ui(tmp_path)}/runs/{run_id}")
+    taken = page.locator('#graph path.route[data-to="words"]')
+    playwright_api.expect(taken).to_have_class(re.compile(r"\btaken\b"))
+    playwright_api.expect(page.locator('#graph path.route[data-to="notes"]')).to_have_class(
+        re.compile(r"\buntaken\b")
+    )
+    playwright_api.expect(page.locator("#graph text.branch")).to_have_text(["lyrics", "music"])
+    playwright_api.expect(page.locator('#graph .node[data-stage="notes"]')).to_have_class(
+        re.compile(r"\bskipped\b")
+    )
+    playwright_api.expect(page.locator('#stages tr[data-stage="kind"]')).to_contain_text(
+        "took lyrics"
+    )
+
+
 CHILD = textwrap.dedent(
     """
     import sys, trio

@@ -30,6 +30,7 @@ from typing import Any, BinaryIO, TypeVar
 
 import trio
 
+from .._wal import use_wal
 from ._store import CacheEntry, CacheRecord, Holds, Kept, Payload, evictable, payload_size
 
 T = TypeVar("T")
@@ -187,7 +188,7 @@ class SQLiteCacheStore:
             (version,) = db.execute("PRAGMA user_version").fetchone()
             self._current = version == SCHEMA_VERSION
             return
-        db.execute("PRAGMA journal_mode = WAL")
+        use_wal(db, self._busy_timeout_ms / 1000)
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("BEGIN IMMEDIATE")
         try:

@@ -50,6 +50,7 @@ def definition_of(plan: Plan) -> tuple[str, str]:
             "critical": sdef.critical,
             "conditional": sdef.condition is not None,
             "code": code_identity(sdef.stage)[0],
+            **({"routes": {b: list(ids) for b, ids in sdef.routes.items()}} if sdef.routes else {}),
         }
         for sdef in plan.stages
     ]
@@ -191,6 +192,9 @@ def _details(run: Run, unusual: list[int]) -> dict[str, Any]:
         errors = result.metadata.get("attempt_errors")
         if errors:
             entry["attempt_errors"] = list(errors)
+        branches = result.metadata.get("branches")
+        if branches is not None:
+            entry["branches"] = list(branches)
         if entry:
             stages[ids[index]] = entry
     return {

@@ -35,6 +35,7 @@ import attrs
 
 from .._results import StageStatus
 from .._timing import ItemTiming, to_ms
+from .._wal import use_wal
 from ._events import EventKind, PipelineEvent
 
 T = TypeVar("T")
@@ -299,6 +300,8 @@ class RecordedStage:
     """A fan-out stage's items that have ended (once the run has, all of them)."""
     items_total: int | None = None
     """A fan-out stage's item count, once known."""
+    branches: tuple[str, ...] | None = None
+    """A routing stage's branches taken, once it has ended (None for other stages)."""
 
     @property
     def cached(self) -> bool:
@@ -394,7 +397,7 @@ class RunStore:
                 check_same_thread=False,  # one thread at a time (the lock)
             )
             try:
-                connection.execute("PRAGMA journal_mode = WAL")
+                use_wal(connection, self._busy_timeout_s)
                 connection.execute("PRAGMA synchronous = NORMAL")
                 (version,) = connection.execute("PRAGMA user_version").fetchone()
                 if version != SCHEMA_VERSION:
@@ -677,6 +680,7 @@ def _stage_records(
             error=extra.get("error"),
             traceback=extra.get("traceback"),
             attempt_errors=tuple(extra.get("attempt_errors", ())),
+            branches=tuple(extra["branches"]) if "branches" in extra else None,
             items=items,
             items_total=totals.get(stage_id),
         )

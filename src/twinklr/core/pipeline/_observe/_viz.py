@@ -1,8 +1,9 @@
 """Pictures of a definition: Mermaid flowcharts and Graphviz DOT, coloured by a run.
 
 Shapes say how a stage runs (a fan-out stage is a stack, a conditional one a hexagon, a
-sub-pipeline a subroutine box), a dashed border marks a non-critical stage, and given a
-run's result every stage is filled with the colour of its status.
+sub-pipeline a subroutine box), a dashed border marks a non-critical stage, a routing
+stage's edges carry their branch names, and given a run's result every stage is filled
+with the colour of its status and the branches taken are drawn bold, the others faint.
 """
 
 from __future__ import annotations
@@ -50,8 +51,30 @@ def _kind(stage: StageDefinition[Any]) -> str:
     return ""
 
 
+def _branches_to(source: StageDefinition[Any], target: str) -> list[str]:
+    """The branches of routing stage ``source`` that lead to ``target``."""
+    routes = source.routes
+    if not isinstance(routes, dict):
+        return []
+    return [
+        str(branch) for branch, ids in routes.items() if isinstance(ids, tuple) and target in ids
+    ]
+
+
+def _taken(source: StageDefinition[Any], result: PipelineResult | None) -> set[str] | None:
+    """The branches routing stage ``source`` took in ``result`` (None: not known)."""
+    if result is None or source.routes is None:
+        return None
+    found = result.get_result(source.id)
+    if found is None:
+        return None
+    return set(found.metadata.get("branches", ()))
+
+
 def _notes(stage: StageDefinition[Any]) -> list[str]:
     notes = [_kind(stage)] if _kind(stage) else []
+    if isinstance(stage.routes, dict) and stage.routes:
+        notes.append("routes: " + " | ".join(map(str, stage.routes)))
     if stage.max_concurrent_fan_out is not None:
         notes.append(f"max {stage.max_concurrent_fan_out} at once")
     if not stage.critical:
@@ -98,10 +121,27 @@ def to_mermaid(pipeline: PipelineDefinition, result: PipelineResult | None = Non
         if status is not None:
             classes.setdefault(status, []).append(node)
     index_of = {stage.id: index for index, stage in enumerate(pipeline.stages)}
+    links = 0
+    taken_links: list[int] = []
+    untaken_links: list[int] = []
     for index, stage in enumerate(pipeline.stages):
         arrow = "-.->" if _kind(stage) == "conditional" else "-->"
-        lines.extend(
-            f"    s{index_of[name]} {arrow} s{index}" for name in stage.inputs if name in index_of
+        for name in stage.inputs:
+            if name not in index_of:
+                continue
+            source = pipeline.stages[index_of[name]]
+            branches = _branches_to(source, stage.id)
+            label = f"|{_mermaid_text(' / '.join(branches))}|" if branches else ""
+            lines.append(f"    s{index_of[name]} {arrow}{label} s{index}")
+            taken = _taken(source, result) if branches else None
+            if taken is not None:
+                (taken_links if taken & set(branches) else untaken_links).append(links)
+            links += 1
+    if taken_links:
+        lines.append(f"    linkStyle {','.join(map(str, taken_links))} stroke-width:3px")
+    if untaken_links:
+        lines.append(
+            f"    linkStyle {','.join(map(str, untaken_links))} stroke:#bdbdbd,stroke-dasharray:4 4"
         )
     if "noncritical" in classes:
         lines.append("    classDef noncritical stroke-dasharray: 5 5")
@@ -149,11 +189,21 @@ def to_dot(pipeline: PipelineDefinition, result: PipelineResult | None = None) -
             attributes.append(f'fillcolor="{STATUS_COLOURS[status]}"')
             attributes.append(f"tooltip={_dot_string(status)}")
         lines.append(f"    {_dot_string(stage.id)} [{', '.join(attributes)}];")
+    by_id = {stage.id: stage for stage in pipeline.stages}
     for stage in pipeline.stages:
-        style = " [style=dashed]" if _kind(stage) == "conditional" else ""
-        lines.extend(
-            f"    {_dot_string(name)} -> {_dot_string(stage.id)}{style};" for name in stage.inputs
-        )
+        for name in stage.inputs:
+            attributes = ["style=dashed"] if _kind(stage) == "conditional" else []
+            source = by_id.get(name)
+            branches = _branches_to(source, stage.id) if source is not None else []
+            if branches:
+                attributes.append(f"label={_dot_string(' / '.join(branches))}")
+                taken = _taken(source, result) if source is not None else None
+                if taken is not None and taken & set(branches):
+                    attributes.append("penwidth=2.5")
+                elif taken is not None:
+                    attributes.extend(["style=dashed", 'color="#bdbdbd"', 'fontcolor="#9e9e9e"'])
+            style = f" [{', '.join(dict.fromkeys(attributes))}]" if attributes else ""
+            lines.append(f"    {_dot_string(name)} -> {_dot_string(stage.id)}{style};")
     lines.append("}")
     return "\n".join(lines) + "\n"
 

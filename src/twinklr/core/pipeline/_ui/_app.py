@@ -138,13 +138,14 @@ class RunsView:
 
     async def _run(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
-        payload = await anyio.to_thread.run_sync(self.payload, run_id)
+        payload = await self._payload(run_id)
         if payload is None:
             return _not_found(f"no run {run_id!r}")
         return JSONResponse(payload)
 
     def payload(self, run_id: str) -> dict[str, Any] | None:
-        """``/api/runs/{run_id}``: the run, its stages, its graph and critical path."""
+        """``/api/runs/{run_id}``: the run, its stages, its graph and critical path (read
+        from the store: any thread)."""
         record = self.store.get(run_id)
         if record is None:
             return None
@@ -153,13 +154,24 @@ class RunsView:
         payload = run_json(record, stages)
         payload["graph"] = graph["stages"]
         payload["critical_path"] = _critical_path(graph["stages"], payload["stages"])
-        handle = self.handles.get(record.run_id)
-        payload["cancellable"] = handle is not None and handle.status is RunStatus.RUNNING
+        return payload
+
+    async def _payload(self, run_id: str) -> dict[str, Any] | None:
+        """`payload`, read in a worker thread, and whether its page may cancel it (read
+        here, on the event loop's thread, where the handles live)."""
+        payload = await anyio.to_thread.run_sync(self.payload, run_id)
+        if payload is not None:
+            handle = self.handles.get(payload["run_id"])
+            payload["cancellable"] = (
+                handle is not None
+                and handle.status is RunStatus.RUNNING
+                and payload["status"] == "running"
+            )
         return payload
 
     async def _run_events(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
-        first = await anyio.to_thread.run_sync(self.payload, run_id)
+        first = await self._payload(run_id)
         if first is None:
             return _not_found(f"no run {run_id!r}")
 
@@ -179,7 +191,7 @@ class RunsView:
                     return
                 await anyio.sleep(POLL_S)
                 quiet += POLL_S
-                payload = await anyio.to_thread.run_sync(self.payload, run_id)
+                payload = await self._payload(run_id)
 
         return _event_stream(stream())
 
@@ -291,13 +303,18 @@ def definition_graph(pipeline: PipelineDefinition) -> list[dict[str, Any]]:
             stages.append({"id": f"#{position}", "inputs": [], "pattern": "?"})
             continue
         inputs = stage.inputs if isinstance(stage.inputs, list | tuple) else []
-        stages.append(
-            {
-                "id": str(stage.id),
-                "inputs": [str(name) for name in inputs],
-                "pattern": getattr(stage.pattern, "value", str(stage.pattern)),
+        shown = {
+            "id": str(stage.id),
+            "inputs": [str(name) for name in inputs],
+            "pattern": getattr(stage.pattern, "value", str(stage.pattern)),
+        }
+        routes: object = stage.routes
+        if isinstance(routes, dict):
+            shown["routes"] = {
+                str(branch): [str(i) for i in ids] if isinstance(ids, tuple) else []
+                for branch, ids in routes.items()
             }
-        )
+        stages.append(shown)
     return stages
 
 

@@ -74,12 +74,27 @@ function drawGraph(svg, stages, markEdge, missing) {
   svg.setAttribute("width", Math.max(size.width || 0, 100));
   svg.setAttribute("height", Math.max(size.height || 0, 40));
   const edges = svgEl("g", { class: "edges" });
+  const byId = new Map(stages.map((stage) => [stage.id, stage]));
   for (const edge of graph.edges()) {
     const points = graph.edge(edge).points || [];
     const d = points.map((p, i) => `${i ? "L" : "M"}${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(" ");
     const path = svgEl("path", { d, class: "edge", "marker-end": "url(#arrow)" });
+    path.dataset.from = edge.v;
+    path.dataset.to = edge.w;
     if (markEdge && markEdge(edge.v, edge.w)) path.classList.add("problem");
     edges.append(path);
+    const routes = (byId.get(edge.v) || {}).routes;
+    if (routes) {  // a routing stage's edge: its branch names, half-way along
+      const branches = Object.keys(routes).filter((branch) => routes[branch].includes(edge.w));
+      if (branches.length && points.length) {
+        path.classList.add("route");
+        path.dataset.branches = branches.join(" ");
+        const middle = points[Math.floor(points.length / 2)];
+        const label = svgEl("text", { x: middle.x.toFixed(1), y: (middle.y - 6).toFixed(1), class: "branch" });
+        label.textContent = branches.join(" / ");
+        edges.append(label);
+      }
+    }
   }
   const defs = svgEl("defs");
   const marker = svgEl("marker", {
@@ -212,6 +227,16 @@ function runPage() {
       if (critical.has(stage.id)) classes.push("critical");
       markNode(group, classes, `${stage.id}: ${stage.status}${stage.error ? "\n" + stage.error : ""}`);
     }
+    for (const stage of run.stages) {  // the branches a routing stage took, and the others
+      if (stage.branches === null || stage.branches === undefined) continue;
+      const taken = new Set(stage.branches);
+      for (const path of document.querySelectorAll("#graph path.route")) {
+        if (path.dataset.from !== stage.id) continue;
+        const on = path.dataset.branches.split(" ").some((branch) => taken.has(branch));
+        path.classList.toggle("taken", on);
+        path.classList.toggle("untaken", !on);
+      }
+    }
     stageTable(run.stages);
     failures(run.stages);
     gantt(run.stages, critical);
@@ -236,6 +261,7 @@ function stageTable(stages) {
     const notes = [];
     if (stage.cached) notes.push("from the cache");
     if (stage.attempts > 1) notes.push(`${stage.attempts} attempts`);
+    if (stage.branches) notes.push(`took ${stage.branches.length ? stage.branches.join(", ") : "no branch"}`);
     if (stage.error) notes.push(short(stage.error, 80));
     const items = stage.items_total === null ? "-"
       : `${stage.items.filter((item) => item.status !== "failed" && item.status !== "cancelled").length}/${stage.items_total}`;
