@@ -65,6 +65,8 @@ PUBLIC = {
     "RunStatus",
     "RunStore",
     "RecordedRun",
+    "InputRequest",
+    "WaitForInput",
     "RecordedStage",
     "StageDefinition",
     "StageExecutionError",

@@ -22,6 +22,8 @@ from ._engine._handle import RunEvents as RunEvents
 from ._engine._handle import RunHandle as RunHandle
 from ._engine._handle import RunStatus as RunStatus
 from ._function import stage as stage
+from ._gate import InputRequest as InputRequest
+from ._gate import WaitForInput as WaitForInput
 from ._llm._provider import Completion as Completion
 from ._llm._provider import FakeLLMProvider as FakeLLMProvider
 from ._llm._provider import LLMProvider as LLMProvider
@@ -93,6 +95,7 @@ __all__ = [
     "FanOutItemError",
     "GraphvizNotFoundError",
     "IndexedCacheStore",
+    "InputRequest",
     "ItemTiming",
     "Judge",
     "LLMProvider",
@@ -134,6 +137,7 @@ __all__ = [
     "SyncStage",
     "ThreadRunner",
     "Verdict",
+    "WaitForInput",
     "critical_path",
     "failure_result",
     "render_graph",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ._context import PipelineContext
+    from ._gate import Gates
     from ._results import PipelineResult
     from .definition import PipelineDefinition
 
@@ -48,6 +49,10 @@ run_cancelling: ContextVar[Callable[[], bool] | None] = ContextVar(
 #: The executor running the current task's pipeline: a sub-pipeline runs with it too
 #: (same cache store), so its stages are cached and resumed like the outer ones.
 current_executor: ContextVar[Executor | None] = ContextVar("twinklr_current_executor", default=None)
+
+#: The open requests for input of the run this task belongs to (a `WaitForInput` stage
+#: opens its request there; the run's handle answers it).
+current_gates: ContextVar[Gates | None] = ContextVar("twinklr_current_gates", default=None)
 
 #: What the outermost run in this task awaits when it ends (set by the engine; a
 #: sub-pipeline's run adds to its outer run's list).

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _graph
 from ._function import FunctionStage, arguments, signature_text
+from ._gate import WaitForInput
 from ._policy import ExecutionPattern, RetryConfig
 from ._protocol import stage_problem, stage_problems_depend_on_the_instance
 from ._subpipeline import SubPipelineStage
@@ -164,6 +165,8 @@ def _stage_problems(
     if not isinstance(pattern, ExecutionPattern):
         problems.append(f"{where}: pattern must be an ExecutionPattern, got {pattern!r}")
     problems.extend(_fan_out_problems(stage, where))
+    if pattern is ExecutionPattern.FAN_OUT and isinstance(stage.stage, WaitForInput):
+        problems.append(f"{where}: a WaitForInput gate cannot be a fan-out stage (one answer)")
     if pattern is ExecutionPattern.CONDITIONAL and stage.condition is None:
         problems.append(f"conditional {where} has no condition")
     condition: object = stage.condition

@@ -18,6 +18,7 @@ from .._context import PipelineContext
 from .._current import (
     current_context,
     current_executor,
+    current_gates,
     install_default_executor,
     run_cancelling,
     run_cleanups,
@@ -239,6 +240,7 @@ class PipelineExecutor:
         watch = getattr(run.context, "watch_cancellation", None)  # a context of your own
         unwatch = watch(run.is_cancelling) if watch is not None else _nothing
         cancelling_token = run_cancelling.set(run.is_cancelling)
+        gates_token = current_gates.set(run.gates)
         ended: BaseException | None = None
         try:
             if run.plan.asyncio_stages and stage_host.get() is None:
@@ -261,6 +263,7 @@ class PipelineExecutor:
             if run.recorder is not None:
                 await _record_end(run, run.recorder, ended)
             unwatch()
+            current_gates.reset(gates_token)
             run_cancelling.reset(cancelling_token)
             if cleanups_token is not None:
                 cleanups = run_cleanups.get() or []

@@ -10,7 +10,7 @@ event. The history lives as long as the handle.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -20,6 +20,7 @@ from ._actor import is_cancellation
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from .._gate import InputRequest
     from .._observe._events import EventRelay, PipelineEvent
     from .._results import PipelineResult
     from ._run import Run
@@ -149,6 +150,18 @@ class RunHandle:
         await self._done.wait()
         assert self._result is not None  # noqa: S101 (set before _done)
         return self._result
+
+    def waiting(self) -> list[InputRequest]:
+        """The run's gates waiting for input (`WaitForInput` stages), oldest first."""
+        return self._run.gates.waiting()
+
+    def respond(self, stage_id: str, value: Any) -> None:
+        """Answer gate ``stage_id`` with ``value``, its output; its dependents go on.
+
+        Raises `LookupError` naming the gates that wait when ``stage_id`` is not one of
+        them (unknown, not waiting yet, or already answered).
+        """
+        self._run.gates.respond(stage_id, value)
 
     def events(self) -> RunEvents:
         """Every event of the run from its first, then live until it finishes; each call

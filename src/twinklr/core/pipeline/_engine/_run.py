@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
+from .._gate import Gates
 from .._observe._events import EventKind, EventSink, PipelineEvent, stage_event
 from .._observe._logs import run_logger
 from .._observe._otel import SpanRecorder
@@ -43,6 +44,8 @@ _LOG_LEVELS = {
     EventKind.ATTEMPT_FAILED: "info",
     EventKind.STAGE_RETRYING: "info",
     EventKind.STAGE_FAILED: "warning",
+    EventKind.INPUT_REQUESTED: "info",  # the run waits for someone
+    EventKind.INPUT_RECEIVED: "info",
 }
 _TERMINAL = {
     StageStatus.SUCCEEDED: EventKind.STAGE_SUCCEEDED,
@@ -122,6 +125,14 @@ class Run:
         self.routing = bool(plan.branches)
         self.routed_off = bytearray(count if self.routing else 0)
         self.route_skipped = bytearray(count if self.routing else 0)
+        # Gates (WaitForInput stages): their open requests, answered through the handle.
+        self.gates = Gates(
+            plan.index_of,
+            on_request=lambda stage: self.transition(
+                EventKind.INPUT_REQUESTED, plan.index_of[stage]
+            ),
+            on_answer=lambda stage: self.transition(EventKind.INPUT_RECEIVED, plan.index_of[stage]),
+        )
         # The run's clock, read directly: stage tasks read it three times each.
         self.now = trio.lowlevel.current_clock().current_time
         self.start_time = self.end_time = self.now()

@@ -38,6 +38,10 @@ class EventKind(enum.Enum):
     ITEM_FINISHED = "item_finished"
     """A fan-out item ended: ``done`` of ``total`` items have succeeded (a failed or
     cancelled item is not counted; its ``error`` says why), for progress bars."""
+    INPUT_REQUESTED = "input_requested"
+    """A gate (`WaitForInput`) opened its request: ``handle.waiting()`` lists it."""
+    INPUT_RECEIVED = "input_received"
+    """A gate's request was answered (``handle.respond``)."""
     RUN_FINISHED = "run_finished"
 
     __hash__ = object.__hash__  # by identity, as members compare (Enum's is Python code)

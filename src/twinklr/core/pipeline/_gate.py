@@ -1,0 +1,144 @@
+"""Gates: stages whose output a person (or a program) provides while the run waits.
+
+A `WaitForInput` stage opens a request in its run's `Gates` and waits for the answer;
+the run's handle lists the open requests (`waiting`) and answers them (`respond`). The
+rest of the run goes on meanwhile: only the gate's dependents wait for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Container
+from typing import Any, Final
+
+import attrs
+import trio
+
+from ._current import current_gates
+from ._results import StageResult
+
+
+class _NoDefault:
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+
+NO_DEFAULT: Final = _NoDefault()
+"""`WaitForInput`'s default ``default``: a timeout fails the gate."""
+
+
+@attrs.frozen(kw_only=True)
+class InputRequest:
+    """A gate waiting for its answer (`RunHandle.waiting`)."""
+
+    stage_id: str
+    prompt: str
+    input: Any
+    """What the gate's stage received: shown with the prompt."""
+    since: dt.datetime
+    """When the gate opened (UTC)."""
+
+
+@attrs.define
+class _Open:
+    request: InputRequest
+    answered: trio.Event = attrs.field(factory=trio.Event)
+    value: Any = None
+
+
+class Gates:
+    """One run's open requests for input, and the answers given."""
+
+    def __init__(
+        self,
+        stage_ids: Container[str],
+        on_request: Callable[[str], None],
+        on_answer: Callable[[str], None],
+    ) -> None:
+        self._known = stage_ids
+        self._open: dict[str, _Open] = {}
+        self._answered: set[str] = set()
+        self._on_request = on_request
+        self._on_answer = on_answer
+
+    def open(self, stage_id: str, prompt: str, value: Any) -> _Open:
+        """Open stage ``stage_id``'s request (its task then waits for the answer)."""
+        request = InputRequest(
+            stage_id=stage_id, prompt=prompt, input=value, since=dt.datetime.now(dt.UTC)
+        )
+        opened = self._open[stage_id] = _Open(request)
+        self._on_request(stage_id)
+        return opened
+
+    def close(self, stage_id: str) -> None:
+        """The gate's task is done waiting (answered, timed out or cancelled)."""
+        self._open.pop(stage_id, None)
+
+    def waiting(self) -> list[InputRequest]:
+        """The open requests, oldest first."""
+        return [opened.request for opened in self._open.values()]
+
+    def respond(self, stage_id: str, value: Any) -> None:
+        """Answer stage ``stage_id``'s request with ``value`` (its output)."""
+        opened = self._open.get(stage_id)
+        if opened is None or opened.answered.is_set():
+            if stage_id in self._answered:
+                msg = f"stage '{stage_id}' has already been answered"
+            elif stage_id in self._known:
+                msg = f"stage '{stage_id}' is not waiting for input{self._listing()}"
+            else:
+                msg = f"the run has no stage '{stage_id}'{self._listing()}"
+            raise LookupError(msg)
+        opened.value = value
+        opened.answered.set()
+        self._answered.add(stage_id)
+        self._on_answer(stage_id)
+
+    def _listing(self) -> str:
+        waiting = ", ".join(f"'{stage_id}'" for stage_id in self._open) or "none"
+        return f" (waiting for input: {waiting})"
+
+
+@attrs.frozen
+class WaitForInput:
+    """A stage whose output is the value someone gives it while the run waits.
+
+    Its input is shown with ``prompt`` (`RunHandle.waiting`); `RunHandle.respond` gives
+    the answer, which becomes its output. Stages that do not depend on it go on in the
+    meantime. After ``timeout_ms`` without an answer the gate fails like any stage,
+    unless a ``default`` is given: that is then its output.
+    """
+
+    prompt: str
+    timeout_ms: float | None = attrs.field(default=None, kw_only=True)
+    default: Any = attrs.field(default=NO_DEFAULT, kw_only=True)
+    name: str = attrs.field(default="wait_for_input", kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        timeout = self.timeout_ms
+        if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
+            msg = f"WaitForInput timeout_ms must be a number > 0, got {timeout!r}"
+            raise ValueError(msg)
+
+    async def execute(self, input: Any, context: Any) -> Any:
+        """Open the request, wait for its answer (or the timeout), and return it."""
+        gates = current_gates.get()
+        if gates is None:
+            msg = "WaitForInput runs inside a pipeline run (its handle answers it)"
+            raise RuntimeError(msg)
+        stage_id = trio.lowlevel.current_task().name  # the engine names each stage's task
+        opened = gates.open(stage_id, self.prompt, input)
+        try:
+            if self.timeout_ms is None:
+                await opened.answered.wait()
+            else:
+                with trio.move_on_after(self.timeout_ms / 1000):
+                    await opened.answered.wait()
+        finally:
+            gates.close(stage_id)
+        if opened.answered.is_set():
+            return StageResult.success(opened.value)
+        if self.default is not NO_DEFAULT:
+            return StageResult.success(self.default, metadata={"defaulted": True})
+        msg = f"stage '{stage_id}' got no input within {self.timeout_ms:g} ms (timeout)"
+        return StageResult.failure(TimeoutError(msg), stage_name=stage_id)
