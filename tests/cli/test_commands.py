@@ -416,3 +416,21 @@ def test_a_run_on_a_terminal_previews_what_the_terminal_stages_produced(
     assert preview[0] == "outputs:"
     assert all(line.startswith("  ") for line in preview[1:])
     assert len(preview) >= 2
+
+
+@pytest.mark.parametrize(("answer", "rendered"), [("y\n", True), ("n\n", False), ("", False)])
+def test_demo_approve_asks_before_rendering(answer: str, *, rendered: bool) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "twinklr.core.pipeline.cli", "demo", "--approve"],
+        cwd=TESTS,
+        input=answer,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "approve: Render the show from these group plans?" in done.stderr
+    assert "approve: waiting for input" in done.stderr
+    assert ("render: done" in done.stderr) is rendered
+    assert ("render: skipped" in done.stderr) is not rendered

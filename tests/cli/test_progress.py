@@ -109,3 +109,32 @@ async def test_a_failed_item_is_not_counted_as_done(autojump_clock: trio.testing
     assert "work: 1/3 items" in lines
     assert "work: 1/3 items (item 1 failed: ValueError: item one is cursed)" in lines
     assert not any("3/3" in line or "2/3" in line for line in lines)
+
+
+async def test_the_gates_of_a_run_are_answered_by_ask(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from twinklr.core.pipeline import WaitForInput  # noqa: PLC0415
+
+    asked: list[tuple[str, object]] = []
+
+    def ask(request: object) -> object:
+        asked.append((request.prompt, request.input))  # type: ignore[attr-defined]
+        return "yes"
+
+    pipeline = PipelineDefinition(
+        "gated",
+        [
+            StageDefinition("plan", stub("the plan", delay=1)),
+            StageDefinition("approve", WaitForInput("Go?"), inputs=["plan"]),
+        ],
+    )
+    out = io.StringIO()
+    result = await execute_with_progress(
+        PipelineExecutor(), pipeline, None, None, Progress(out, quiet=False), ask=ask
+    )
+    assert result is not None
+    assert result.outputs["approve"] == "yes"
+    assert asked == [("Go?", "the plan")]
+    assert "approve: waiting for input" in out.getvalue()
+    assert "approve: answered" in out.getvalue()

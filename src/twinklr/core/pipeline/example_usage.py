@@ -34,6 +34,7 @@ from . import (
     StageDefinition,
     StageResult,
     Verdict,
+    WaitForInput,
     timeline_report,
 )
 from .definition import RetryConfig
@@ -231,8 +232,14 @@ class RenderStage:
         )
 
 
-def build_pipeline(*, with_lyrics: bool = True) -> PipelineDefinition:
-    """The sequencer pipeline, using every pattern."""
+def approved(answer: Any) -> str | None:
+    """The approval gate's router: an answer (the group plans) renders, None does not."""
+    return None if answer is None else "approved"
+
+
+def build_pipeline(*, with_lyrics: bool = True, approve: bool = False) -> PipelineDefinition:
+    """The sequencer pipeline, using every pattern; with ``approve``, a person approves
+    the group plans before the render (a gate whose answer routes to it, or not)."""
     llm_retry = RetryConfig(
         max_attempts=3,
         initial_delay_ms=20,
@@ -275,7 +282,20 @@ def build_pipeline(*, with_lyrics: bool = True) -> PipelineDefinition:
                 retry_config=RetryConfig(max_attempts=2, initial_delay_ms=10),
                 max_concurrent_fan_out=3,
             ),
-            StageDefinition("render", RenderStage(), inputs=["groups"]),
+            *(
+                [
+                    StageDefinition(
+                        "approve",
+                        WaitForInput("Render the show from these group plans?"),
+                        inputs=["groups"],
+                        routes={"approved": ["render"]},
+                        router=approved,
+                    )
+                ]
+                if approve
+                else []
+            ),
+            StageDefinition("render", RenderStage(), inputs=["approve" if approve else "groups"]),
         ],
     )
 
@@ -292,7 +312,9 @@ def summarize(result: PipelineResult) -> str:
             f"limiter; macro plan accepted after {metrics.get('macro_iterations', 0)} iterations"
         ),
     ]
-    if result.success:
+    if result.success and "render" in result.skipped_stages:
+        lines.append("render: skipped (not approved)")
+    elif result.success:
         lines.append(f"render: {result.outputs['render']}")
     else:
         lines.append(f"error: {result.error}")

@@ -8,6 +8,7 @@ names the stages it cancelled).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import logging
@@ -26,6 +27,7 @@ import trio
 from .._cache._export import to_plain
 from .._cache._sqlite import DEFAULT_FILENAME, SQLiteCacheStore
 from .._engine._executor import PipelineExecutor
+from .._gate import InputRequest
 from .._observe._runs import RunStore
 from .._observe._trace import timeline_report, to_chrome_trace, to_mermaid_gantt
 from .._observe._viz import render_graph, to_dot, to_mermaid
@@ -393,10 +395,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
             if len(attempts) > 1:
                 what = f"with a failure injected at {args.fail_at}" if failure else "resuming"
                 print(f"== run {number}: {what}")
-            pipeline = build_pipeline()
-            progress = make_progress(sys.stderr, quiet=args.quiet)
+            pipeline = build_pipeline(approve=args.approve)
+            # (asking on the terminal: plain lines, a redrawn table would hide the question)
+            progress = (
+                Progress(sys.stderr, quiet=args.quiet)
+                if args.approve
+                else make_progress(sys.stderr, quiet=args.quiet)
+            )
             context = demo_context(song, failure)
-            result = trio.run(execute_with_progress, executor, pipeline, song, context, progress)
+            ask = ask_on_terminal if args.approve else None
+            result = trio.run(
+                functools.partial(execute_with_progress, ask=ask),
+                executor,
+                pipeline,
+                song,
+                context,
+                progress,
+            )
             status = _finish(result, progress, args, pipeline)
             _recorded(recording, result, quiet=args.quiet)
             if result is not None and len(attempts) > 1:
@@ -404,6 +419,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
             if status == EXIT_INTERRUPTED:
                 return status
         return status
+
+
+def ask_on_terminal(request: InputRequest) -> Any:
+    """A gate's question on the terminal: yes gives the gate its input (approved), anything
+    else (or the end of the input) None (rejected)."""
+    shown = request.input
+    if isinstance(shown, list):
+        shown = f"{len(shown)} items: " + ", ".join(repr(item)[:60] for item in shown[:3])
+    print(f"{request.stage_id}: {request.prompt}\n  {str(shown)[:300]}", file=sys.stderr)
+    print("  approve? [y/N] ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline().strip().lower()
+    return request.input if answer in ("y", "yes") else None
 
 
 def _items(result: PipelineResult) -> str:
@@ -563,6 +590,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--fail-at",
         metavar="STAGE[:ITEM]",
         help="inject a failure there, then resume the run from the cache",
+    )
+    demo.add_argument(
+        "--approve",
+        action="store_true",
+        help="ask on the terminal before rendering (y renders the group plans, n skips)",
     )
     demo.add_argument("--cache", help="cache directory (default: a temporary one)")
     demo.add_argument("--runs", metavar="DIR", help=RUNS_HELP)

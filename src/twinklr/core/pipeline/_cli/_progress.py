@@ -13,7 +13,11 @@ import trio.lowlevel
 from .._observe._events import EventKind, PipelineEvent
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .._engine._executor import PipelineExecutor
+    from .._engine._handle import RunHandle
+    from .._gate import InputRequest
     from .._results import PipelineResult
     from ..definition import PipelineDefinition
 
@@ -30,6 +34,8 @@ class Progress:
         EventKind.STAGE_SOFT_FAILED: "soft-failed",
         EventKind.STAGE_CACHE_HIT: "cached",
         EventKind.STAGE_CANCELLED: "cancelled",
+        EventKind.INPUT_REQUESTED: "waiting for input",
+        EventKind.INPUT_RECEIVED: "answered",
     }
 
     def __init__(self, out: TextIO, *, quiet: bool) -> None:
@@ -77,21 +83,42 @@ async def execute_with_progress(
     initial_input: Any,
     context: Any,
     progress: Progress,
+    *,
+    ask: Callable[[InputRequest], Any] | None = None,
 ) -> PipelineResult | None:
-    """Run with live progress; Ctrl-C cancels the run (returns None)."""
+    """Run with live progress; Ctrl-C cancels the run (returns None). ``ask`` answers
+    the run's gates (called in a worker thread: it may read the terminal)."""
     send, receive = trio.open_memory_channel[PipelineEvent](math.inf)
     result = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(progress.consume, receive)
         with trio.CancelScope() as run_scope:
             nursery.start_soon(_cancel_on_interrupt, run_scope)
-            result = await executor.execute(pipeline, initial_input, context, events=send)
+            if ask is None:
+                result = await executor.execute(pipeline, initial_input, context, events=send)
+            else:
+                async with trio.open_nursery() as running:
+                    handle = await executor.start(
+                        running, pipeline, initial_input, context, events=send
+                    )
+                    running.start_soon(_answer_gates, handle, ask)
+                    result = await handle.wait()
+                    running.cancel_scope.cancel()  # no gate is left to answer
         send.close()
         nursery.cancel_scope.deadline = trio.current_time() + 1  # let progress catch up
         if result is not None:
             await _drained(receive)
         nursery.cancel_scope.cancel()
     return result
+
+
+async def _answer_gates(handle: RunHandle, ask: Callable[[InputRequest], Any]) -> None:
+    async for event in handle.events():
+        if event.kind is EventKind.INPUT_REQUESTED:
+            for request in handle.waiting():
+                if request.stage_id == event.stage:
+                    answer = await trio.to_thread.run_sync(ask, request, abandon_on_cancel=True)
+                    handle.respond(request.stage_id, answer)
 
 
 async def _drained(receive: trio.MemoryReceiveChannel[PipelineEvent]) -> None:
