@@ -164,3 +164,17 @@ def test_routes_are_drawn_with_their_branches_and_the_branch_taken() -> None:
     assert '"lyrics" -> "merge";' in dot
     if HAS_DOT:
         subprocess.run(["dot", "-Tsvg"], input=dot, text=True, check=True, capture_output=True)  # noqa: S607
+
+
+def test_a_gate_is_drawn_as_a_trapezoid() -> None:
+    from twinklr.core.pipeline import WaitForInput  # noqa: PLC0415
+
+    pipeline = PipelineDefinition(
+        "gated",
+        [StageDefinition("a", stub(1)), StageDefinition("ok", WaitForInput("?"), inputs=["a"])],
+    )
+    assert '    s1[/"ok<br/>gate"\\]\n' in to_mermaid(pipeline)
+    dot = to_dot(pipeline)
+    assert '"ok" [label="ok\\ngate", shape=invhouse];' in dot
+    if HAS_DOT:
+        subprocess.run(["dot", "-Tsvg"], input=dot, text=True, check=True, capture_output=True)  # noqa: S607

@@ -21,6 +21,7 @@ import tenacity
 
 from .._cache._code import code_identity
 from .._cache._serialize import NotSerializableError, fingerprint
+from .._gate import WaitForInput
 from .._observe._recording import RunRecorder
 from .._observe._runs import CODE_OF, Items, Progress, RunBegin, RunStore
 from .._results import NO_METADATA, StageStatus
@@ -51,6 +52,7 @@ def definition_of(plan: Plan) -> tuple[str, str]:
             "conditional": sdef.condition is not None,
             "code": code_identity(sdef.stage)[0],
             **({"routes": {b: list(ids) for b, ids in sdef.routes.items()}} if sdef.routes else {}),
+            **({"gate": True} if isinstance(sdef.stage, WaitForInput) else {}),
         }
         for sdef in plan.stages
     ]

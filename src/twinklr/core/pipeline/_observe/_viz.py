@@ -1,9 +1,10 @@
 """Pictures of a definition: Mermaid flowcharts and Graphviz DOT, coloured by a run.
 
 Shapes say how a stage runs (a fan-out stage is a stack, a conditional one a hexagon, a
-sub-pipeline a subroutine box), a dashed border marks a non-critical stage, a routing
-stage's edges carry their branch names, and given a run's result every stage is filled
-with the colour of its status and the branches taken are drawn bold, the others faint.
+sub-pipeline a subroutine box, a gate waiting for input a trapezoid), a dashed border
+marks a non-critical stage, a routing stage's edges carry their branch names, and given
+a run's result every stage is filled with the colour of its status and the branches
+taken are drawn bold, the others faint.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._gate import WaitForInput
 from .._results import StageStatus
 from .._subpipeline import SubPipelineStage
 from ..definition import ExecutionPattern
@@ -42,6 +44,8 @@ def _status_of(stage_id: str, result: PipelineResult | None) -> str | None:
 
 
 def _kind(stage: StageDefinition[Any]) -> str:
+    if isinstance(stage.stage, WaitForInput):
+        return "gate"
     if stage.pattern is ExecutionPattern.FAN_OUT:
         return "fan-out"
     if stage.pattern is ExecutionPattern.CONDITIONAL or stage.condition is not None:
@@ -90,6 +94,7 @@ def _mermaid_text(text: str) -> str:
 
 
 _MERMAID_SHAPES = {
+    "gate": ('[/"', '"\\]'),  # a trapezoid: someone's answer comes in here
     "fan-out": ('[["', '"]]'),
     "conditional": ('{{"', '"}}'),
     "sub-pipeline": ('[/"', '"/]'),
@@ -159,7 +164,13 @@ def _dot_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-_DOT_SHAPES = {"fan-out": "box3d", "conditional": "hexagon", "sub-pipeline": "component", "": "box"}
+_DOT_SHAPES = {
+    "gate": "invhouse",
+    "fan-out": "box3d",
+    "conditional": "hexagon",
+    "sub-pipeline": "component",
+    "": "box",
+}
 
 
 def to_dot(pipeline: PipelineDefinition, result: PipelineResult | None = None) -> str:

@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .. import _graph
 from .._cli._history import run_json
 from .._engine._handle import RunHandle, RunStatus
+from .._gate import WaitForInput
 from .._observe._runs import RunStore
 from ..definition import PipelineDefinition, StageDefinition
 
@@ -308,6 +309,8 @@ def definition_graph(pipeline: PipelineDefinition) -> list[dict[str, Any]]:
             "inputs": [str(name) for name in inputs],
             "pattern": getattr(stage.pattern, "value", str(stage.pattern)),
         }
+        if isinstance(stage.stage, WaitForInput):
+            shown["gate"] = True
         routes: object = stage.routes
         if isinstance(routes, dict):
             shown["routes"] = {

@@ -108,6 +108,7 @@ function drawGraph(svg, stages, markEdge, missing) {
   for (const stage of [...stages, ...phantoms]) {
     const box = graph.node(stage.id);
     const group = svgEl("g", { class: stage.missing ? "node missing" : "node", "data-stage": stage.id });
+    if (stage.gate) group.dataset.gate = "1";
     const rect = svgEl("rect", {
       x: (box.x - box.width / 2).toFixed(1), y: (box.y - box.height / 2).toFixed(1),
       width: box.width, height: box.height,
@@ -118,6 +119,7 @@ function drawGraph(svg, stages, markEdge, missing) {
     title.textContent = stage.id;
     group.append(title, rect, text);
     if (stage.missing) title.textContent = `${stage.id}: no such stage`;
+    if (stage.gate) group.classList.add("gate");
     svg.append(group);
     if (!stage.missing) nodes.set(stage.id, group);
   }
@@ -125,7 +127,8 @@ function drawGraph(svg, stages, markEdge, missing) {
 }
 
 function markNode(group, classes, tooltip) {
-  group.setAttribute("class", ["node", ...classes].join(" "));
+  const kind = group.dataset.gate ? ["gate"] : [];
+  group.setAttribute("class", ["node", ...kind, ...classes].join(" "));
   group.querySelector("title").textContent = tooltip;
 }
 
