@@ -338,3 +338,91 @@ def test_a_problem_concerns_the_stages_its_message_names() -> None:
     assert problem_stages("dependency cycle: plan -> render -> plan", ids) == ["plan", "render"]
     assert problem_stages("stage 'render' depends on unknown stage 'ghost'", ids) == ["render"]
     assert problem_stages("pipeline 'p' has no stages", ids) == []
+
+
+async def test_a_tracked_runs_gate_is_answered_from_the_page(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    from twinklr.core.pipeline import WaitForInput  # noqa: PLC0415
+
+    store = RunStore(tmp_path)
+    pipeline = PipelineDefinition(
+        "gated",
+        [
+            StageDefinition("plan", stub({"lights": 3})),
+            StageDefinition("approve", WaitForInput("Render?"), inputs=["plan"]),
+            StageDefinition("render", stub(lambda answer: answer), inputs=["approve"]),
+        ],
+    )
+    view = RunsView(store)
+    async with trio.open_nursery() as nursery:
+        handle = await PipelineExecutor(runs=store).start(nursery, pipeline)
+        view.track(handle)
+        await trio.sleep(1)
+        url = f"/api/runs/{handle.run_id}/respond"
+        async with client(view) as http:
+            run: dict[str, Any] = {}
+            for _ in range(1000):  # until the store has the run (its thread is off the clock)
+                response = await http.get(f"/api/runs/{handle.run_id}")
+                if response.status_code == 200:
+                    run = response.json()
+                    break
+                await trio.sleep(0.25)
+            (waiting,) = run["waiting"]
+            assert (waiting["stage_id"], waiting["prompt"]) == ("approve", "Render?")
+            assert waiting["input"] == {"lights": 3}
+            body = {"stage_id": "approve", "action": "edit", "value": {"lights": 4}}
+            cross = await http.post(url, json=body, headers={"Origin": "http://evil.example"})
+            assert cross.status_code == 403
+            bad = await http.post(url, content=b"not json", headers={"Origin": LOCAL})
+            assert bad.status_code == 400
+            odd = await http.post(url, json={"stage_id": "approve"}, headers={"Origin": LOCAL})
+            assert odd.status_code == 400
+            wrong = await http.post(
+                url, json={**body, "stage_id": "render"}, headers={"Origin": LOCAL}
+            )
+            assert wrong.status_code == 409
+            assert "waiting for input: 'approve'" in wrong.json()["error"]
+            done = await http.post(url, json=body, headers={"Origin": LOCAL})
+            assert done.status_code == 202
+            assert done.json()["answered_at"]
+            result = await handle.wait()
+            again = await http.post(url, json=body, headers={"Origin": LOCAL})
+            assert again.status_code == 409
+    assert result.outputs["render"] == {"lights": 4}
+    assert result.stage_results["approve"].metadata["answered_at"]
+    recorded = {stage.id: stage for stage in store.stages(handle.run_id)}
+    assert (
+        recorded["approve"].answered_at == result.stage_results["approve"].metadata["answered_at"]
+    )
+
+
+async def test_approve_gives_the_gate_its_input_and_reject_none(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    from twinklr.core.pipeline import WaitForInput  # noqa: PLC0415
+
+    outputs = []
+    for action in ("approve", "reject"):
+        store = RunStore(tmp_path / action)
+        pipeline = PipelineDefinition(
+            "gated",
+            [
+                StageDefinition("plan", stub("the plan")),
+                StageDefinition("approve", WaitForInput("Render?"), inputs=["plan"]),
+            ],
+        )
+        view = RunsView(store)
+        async with trio.open_nursery() as nursery:
+            handle = await PipelineExecutor(runs=store).start(nursery, pipeline)
+            view.track(handle)
+            await trio.sleep(1)
+            async with client(view) as http:
+                answered = await http.post(
+                    f"/api/runs/{handle.run_id}/respond",
+                    json={"stage_id": "approve", "action": action},
+                    headers={"Origin": LOCAL},
+                )
+                assert answered.status_code == 202
+            outputs.append((await handle.wait()).outputs["approve"])
+    assert outputs == ["the plan", None]

@@ -307,3 +307,70 @@ def test_the_definition_page_marks_a_cycle_and_reloads_when_fixed(
     playwright_api.expect(page.locator("#verdict")).to_have_text("valid", timeout=10_000)
     playwright_api.expect(plan).not_to_have_class(re.compile(r"\bproblem\b"))
     playwright_api.expect(page.locator("#problems li")).to_have_count(0)
+
+
+SERVING = textwrap.dedent(
+    """
+    import functools, sys, trio
+    from twinklr.core.pipeline import (
+        PipelineDefinition, PipelineExecutor, RunStore, StageDefinition, WaitForInput,
+    )
+    from twinklr.core.pipeline.ui import RunsView, serve
+
+    store = RunStore(sys.argv[1])
+
+    async def plan(value):
+        return {"lights": 3}
+
+    async def render(answer):
+        return answer
+
+    async def main():
+        view = RunsView(store)
+        pipeline = PipelineDefinition("gated", [
+            StageDefinition("plan", plan),
+            StageDefinition("approve", WaitForInput("Render?"), inputs=["plan"]),
+            StageDefinition("render", render, inputs=["approve"]),
+        ])
+        async with trio.open_nursery() as nursery:
+            (address,) = await nursery.start(functools.partial(serve, view, port=0))
+            handle = await PipelineExecutor(runs=store).start(nursery, pipeline)
+            view.track(handle)
+            while not await trio.to_thread.run_sync(store.stages, handle.run_id):
+                await trio.sleep(0.02)
+            print(address, handle.run_id, flush=True)
+            result = await handle.wait()
+            print(result.outputs["render"], flush=True)
+            await trio.sleep_forever()
+
+    trio.run(main)
+    """
+)
+
+
+@pytest.mark.parametrize(("button", "rendered"), [("edit", "{'lights': 5}"), ("reject", "None")])
+def test_a_gate_is_answered_from_its_runs_page(
+    page: Any, tmp_path: Path, button: str, rendered: str
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", SERVING, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        address, run_id = child.stdout.readline().split()
+        page.goto(f"{address}/runs/{run_id}")
+        request = page.locator('.gate-request[data-stage="approve"]')
+        playwright_api.expect(request).to_contain_text("approve: Render?")
+        editor = request.locator("textarea")
+        playwright_api.expect(editor).to_have_value(re.compile(r'"lights": 3'))
+        editor.fill('{"lights": 5}')
+        request.locator(f'button[data-action="{button}"]').click()
+        playwright_api.expect(request.locator("p.hint").last).to_contain_text("answered at")
+        playwright_api.expect(page.locator("#status")).to_have_text("succeeded", timeout=10_000)
+        assert child.stdout.readline().strip() == rendered
+        playwright_api.expect(page.locator("#waiting-section")).to_be_hidden()
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()

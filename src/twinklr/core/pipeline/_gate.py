@@ -44,6 +44,7 @@ class _Open:
     request: InputRequest
     answered: trio.Event = attrs.field(factory=trio.Event)
     value: Any = None
+    answered_at: dt.datetime | None = None
 
 
 class Gates:
@@ -90,6 +91,7 @@ class Gates:
                 msg = f"the run has no stage '{stage_id}'{self._listing()}"
             raise LookupError(msg)
         opened.value = value
+        opened.answered_at = dt.datetime.now(dt.UTC)
         opened.answered.set()
         self._answered.add(stage_id)
         self._on_answer(stage_id)
@@ -137,7 +139,9 @@ class WaitForInput:
         finally:
             gates.close(stage_id)
         if opened.answered.is_set():
-            return StageResult.success(opened.value)
+            assert opened.answered_at is not None  # noqa: S101 (set with the answer)
+            answered = {"answered_at": opened.answered_at.isoformat()}
+            return StageResult.success(opened.value, metadata=answered)
         if self.default is not NO_DEFAULT:
             return StageResult.success(self.default, metadata={"defaulted": True})
         msg = f"stage '{stage_id}' got no input within {self.timeout_ms:g} ms (timeout)"

@@ -197,6 +197,9 @@ def _details(run: Run, unusual: list[int]) -> dict[str, Any]:
         branches = result.metadata.get("branches")
         if branches is not None:
             entry["branches"] = list(branches)
+        answered = result.metadata.get("answered_at")
+        if answered is not None:
+            entry["answered_at"] = answered
         if entry:
             stages[ids[index]] = entry
     return {

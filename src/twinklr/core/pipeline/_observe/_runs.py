@@ -302,6 +302,8 @@ class RecordedStage:
     """A fan-out stage's item count, once known."""
     branches: tuple[str, ...] | None = None
     """A routing stage's branches taken, once it has ended (None for other stages)."""
+    answered_at: str | None = None
+    """When a gate (`WaitForInput`) was answered (ISO 8601, UTC)."""
 
     @property
     def cached(self) -> bool:
@@ -681,6 +683,7 @@ def _stage_records(
             traceback=extra.get("traceback"),
             attempt_errors=tuple(extra.get("attempt_errors", ())),
             branches=tuple(extra["branches"]) if "branches" in extra else None,
+            answered_at=extra.get("answered_at"),
             items=items,
             items_total=totals.get(stage_id),
         )

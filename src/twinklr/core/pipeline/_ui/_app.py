@@ -11,6 +11,7 @@ the token or a same-origin request. Pages are static: the script fills them with
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import importlib.util
 import json
@@ -33,6 +34,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import _graph
+from .._cache._export import to_plain
 from .._cli._history import run_json
 from .._engine._handle import RunHandle, RunStatus
 from .._gate import WaitForInput
@@ -92,6 +94,7 @@ class RunsView:
             Route("/api/runs/{run_id}", self._run),
             Route("/api/runs/{run_id}/events", self._run_events),
             Route("/api/runs/{run_id}/cancel", self._cancel, methods=["POST"]),
+            Route("/api/runs/{run_id}/respond", self._respond, methods=["POST"]),
             Route("/api/definition", self._definition),
             Route("/api/definition/events", self._definition_events),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
@@ -168,6 +171,15 @@ class RunsView:
                 and handle.status is RunStatus.RUNNING
                 and payload["status"] == "running"
             )
+            payload["waiting"] = [
+                {
+                    "stage_id": waiting.stage_id,
+                    "prompt": waiting.prompt,
+                    "input": to_plain(waiting.input),
+                    "since": waiting.since.isoformat(),
+                }
+                for waiting in (handle.waiting() if payload["cancellable"] and handle else [])
+            ]
         return payload
 
     async def _run_events(self, request: Request) -> Response:
@@ -207,6 +219,39 @@ class RunsView:
             return JSONResponse({"error": f"run {run_id!r} has already ended"}, 409)
         handle.cancel()
         return JSONResponse({"run_id": run_id, "cancelled": True}, 202)
+
+    async def _respond(self, request: Request) -> Response:
+        """Answer a gate of a tracked run: ``{"stage_id", "action": "approve" | "reject" |
+        "edit", "value"}``; approve gives the gate its input, reject None, edit ``value``."""
+        if self.token is None and not _same_origin(request):
+            return JSONResponse({"error": "answering needs a same-origin request"}, 403)
+        run_id = request.path_params["run_id"]
+        handle = self.handles.get(run_id)
+        if handle is None:
+            return _not_found(f"run {run_id!r} was not started by this process")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _bad_request("the body must be JSON: {stage_id, action, value}")
+        action = body.get("action") if isinstance(body, dict) else None
+        if action not in ("approve", "reject", "edit") or not isinstance(body.get("stage_id"), str):
+            return _bad_request("expected {stage_id, action: approve|reject|edit, value}")
+        stage_id = body["stage_id"]
+        waiting = {r.stage_id: r for r in handle.waiting()}
+        value = None
+        if action == "approve" and stage_id in waiting:
+            value = waiting[stage_id].input
+        elif action == "edit":
+            value = body.get("value")
+        try:
+            handle.respond(stage_id, value)
+        except LookupError as exc:
+            return JSONResponse({"error": str(exc)}, 409)
+        answered = dt.datetime.now(dt.UTC).isoformat()
+        return JSONResponse(
+            {"run_id": run_id, "stage_id": stage_id, "action": action, "answered_at": answered},
+            202,
+        )
 
     async def _definition(self, request: Request) -> Response:
         if self.definition is None:
