@@ -118,12 +118,14 @@ def compile_plan(pipeline: PipelineDefinition, strays: Sequence[object]) -> Plan
             slots.append(-1)
             plain.append(is_plain(stage, streaming=streams))
     index_of = {stage.id: index for index, stage in enumerate(stages)}
-    branches = [
-        None
-        if stage.routes is None
-        else {branch: tuple(index_of[t] for t in ids) for branch, ids in stage.routes.items()}
-        for stage in stages
-    ]
+    branches: list[dict[str, tuple[int, ...]] | None] = []
+    if any(stage.routes is not None for stage in stages):  # (most plans route nothing)
+        branches = [
+            None
+            if stage.routes is None
+            else {b: tuple(index_of[t] for t in ids) for b, ids in stage.routes.items()}
+            for stage in stages
+        ]
     routed = {target for found in branches if found for ids in found.values() for target in ids}
     pipelined_on = [-1] * len(stages)
     streams_to: list[tuple[int, ...]] = [()] * len(stages)
@@ -134,8 +136,10 @@ def compile_plan(pipeline: PipelineDefinition, strays: Sequence[object]) -> Plan
         producer_of_stream = -1
         if slots[consumer] >= 0:
             producer_of_stream = _pipelined_on(stages[consumer], inputs, stages, streaming)
-            if producer_of_stream >= 0 and (  # routing decides once its producer has ended
-                branches[producer_of_stream] is not None or producer_of_stream in routed
+            if (  # routing decides once its producer has ended
+                producer_of_stream >= 0
+                and branches
+                and (branches[producer_of_stream] is not None or producer_of_stream in routed)
             ):
                 producer_of_stream = -1
             if producer_of_stream >= 0:
@@ -164,7 +168,7 @@ def compile_plan(pipeline: PipelineDefinition, strays: Sequence[object]) -> Plan
         condition_input=tuple(condition_input),
         plain=tuple(plain),
         asyncio_stages=asyncio_stages,
-        branches=tuple(branches) if any(found is not None for found in branches) else (),
+        branches=tuple(branches),
     )
 
 
