@@ -208,13 +208,22 @@ class RunsView:
 
         return _event_stream(stream())
 
-    async def _cancel(self, request: Request) -> Response:
+    def _tracked(self, request: Request, doing: str) -> RunHandle | Response:
+        """The handle of the run a write request (cancel, respond) is for, or why not:
+        it needs the token or a same-origin request, and a run this process tracks."""
         if self.token is None and not _same_origin(request):
-            return JSONResponse({"error": "cancelling needs a same-origin request"}, 403)
+            return JSONResponse({"error": f"{doing} needs a same-origin request"}, 403)
         run_id = request.path_params["run_id"]
         handle = self.handles.get(run_id)
         if handle is None:
             return _not_found(f"run {run_id!r} was not started by this process")
+        return handle
+
+    async def _cancel(self, request: Request) -> Response:
+        handle = self._tracked(request, "cancelling")
+        if isinstance(handle, Response):
+            return handle
+        run_id = handle.run_id
         if handle.status is not RunStatus.RUNNING:
             return JSONResponse({"error": f"run {run_id!r} has already ended"}, 409)
         handle.cancel()
@@ -223,12 +232,10 @@ class RunsView:
     async def _respond(self, request: Request) -> Response:
         """Answer a gate of a tracked run: ``{"stage_id", "action": "approve" | "reject" |
         "edit", "value"}``; approve gives the gate its input, reject None, edit ``value``."""
-        if self.token is None and not _same_origin(request):
-            return JSONResponse({"error": "answering needs a same-origin request"}, 403)
-        run_id = request.path_params["run_id"]
-        handle = self.handles.get(run_id)
-        if handle is None:
-            return _not_found(f"run {run_id!r} was not started by this process")
+        handle = self._tracked(request, "answering")
+        if isinstance(handle, Response):
+            return handle
+        run_id = handle.run_id
         try:
             body = await request.json()
         except ValueError:
