@@ -193,3 +193,72 @@ def test_the_demo_records_when_given_a_cache(tmp_path: Path) -> None:
     (record,) = json.loads(listed.stdout)
     assert record["status"] == "succeeded"
     assert record["stage_count"] > 5
+
+
+GATED = """
+import sys, trio
+from twinklr.core.pipeline import (
+    PipelineDefinition, PipelineExecutor, RunStore, StageDefinition, WaitForInput,
+)
+
+store = RunStore(sys.argv[1])
+
+async def plan(value):
+    return "the plan"
+
+async def main():
+    pipeline = PipelineDefinition("gated", [
+        StageDefinition("plan", plan),
+        StageDefinition("approve", WaitForInput("Render?"), inputs=["plan"]),
+    ])
+    async with trio.open_nursery() as nursery:
+        handle = await PipelineExecutor(runs=store).start(nursery, pipeline)
+        while not await trio.to_thread.run_sync(store.waiting, handle.run_id):
+            await trio.sleep(0.02)
+        print(handle.run_id, flush=True)
+        result = await handle.wait()
+        print(repr(result.outputs["approve"]), flush=True)
+
+trio.run(main)
+"""
+
+
+def test_runs_respond_answers_a_gate_of_a_run_in_another_process(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", GATED, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        run_id = child.stdout.readline().strip()
+        code, out, _ = cli(capsys, "runs", "show", run_id, "--store", str(tmp_path))
+        assert code == 0
+        assert "waiting for input: approve: Render? (since " in out
+        assert f"twinklr-pipeline runs respond {run_id} approve --value JSON" in out
+        code, _, err = cli(
+            capsys, "runs", "respond", run_id, "approve", "--value", "{", "--store", str(tmp_path)
+        )
+        assert code == 2
+        assert "--value must be JSON" in err
+        code, _, err = cli(
+            capsys, "runs", "respond", run_id, "plan", "--value", "1", "--store", str(tmp_path)
+        )
+        assert code == 2
+        assert "no gate 'plan' waits for input (waiting: 'approve')" in err
+        code, out, _ = cli(
+            capsys,
+            *("runs", "respond", run_id[:8], "approve", "--value", '{"lights": 4}'),
+            *("--store", str(tmp_path)),
+        )
+        assert (code, out) == (
+            0,
+            f"answered approve of run {run_id}: the run takes it with its next batch\n",
+        )
+        assert child.stdout.readline().strip() == "{'lights': 4}"
+        assert child.wait(timeout=30) == 0
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()

@@ -470,3 +470,43 @@ async def test_a_routing_stage_records_its_routes_and_the_branches_it_took(
     assert (kind.branches, left.branches) == (("b",), None)
     assert (left.status, right.status) == ("skipped", "succeeded")
     assert kind.as_json()["branches"] == ("b",)
+
+
+async def test_a_gate_is_answered_through_the_store_as_another_process_would(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    from twinklr.core.pipeline import WaitForInput  # noqa: PLC0415
+
+    store = RunStore(tmp_path)
+    pipeline = PipelineDefinition(
+        "gated",
+        [
+            StageDefinition("plan", stub("the plan")),
+            StageDefinition("approve", WaitForInput("Render?"), inputs=["plan"]),
+        ],
+    )
+    other = RunStore(tmp_path)  # its own connection, as another process has
+    async with trio.open_nursery() as nursery:
+        handle = await PipelineExecutor(runs=store).start(nursery, pipeline)
+        waiting: list[dict[str, Any]] = []
+        for _ in range(1000):  # until the store shows the gate waiting
+            await trio.sleep(0.25)
+            waiting = await trio.to_thread.run_sync(other.waiting, handle.run_id)
+            if waiting:
+                break
+        (gate,) = waiting
+        assert (gate["stage_id"], gate["prompt"]) == ("approve", "Render?")
+        with pytest.raises(
+            LookupError, match=r"no gate 'plan' waits for input \(waiting: 'approve'\)"
+        ):
+            other.respond(handle.run_id, "plan", "yes")
+        with pytest.raises(LookupError, match="no run 'nope'"):
+            other.respond("nope", "approve", "yes")
+        full = await trio.to_thread.run_sync(other.respond, handle.run_id[:6], "approve", {"ok": 1})
+        assert full == handle.run_id
+        result = await handle.wait()
+    assert result.outputs["approve"] == {"ok": 1}
+    assert other.waiting(handle.run_id) == []
+    with pytest.raises(LookupError, match="is not running"):
+        other.respond(handle.run_id, "approve", "yes")
+    assert other.take_responses(handle.run_id) == []  # taken once

@@ -53,6 +53,17 @@ def add_runs_command(
         metavar="AGE",
         help="forget runs that ended more than AGE ago (30s, 15m, 12h, 7d, 2w; default 30d)",
     )
+    respond = actions.add_parser(
+        "respond", parents=[common, store], help="answer a running run's gate (WaitForInput)"
+    )
+    respond.add_argument("run_id", metavar="RUN_ID", help="the run's id (a unique prefix will do)")
+    respond.add_argument("stage", metavar="STAGE", help="the gate's stage id")
+    respond.add_argument(
+        "--value",
+        required=True,
+        metavar="JSON",
+        help="the answer, as JSON: the gate's output ('true', '\"yes\"', '{\"lights\": 4}')",
+    )
     runs.set_defaults(handler=cmd_runs)
 
 
@@ -67,6 +78,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     """List, show or prune the runs of ``--store``."""
     store = RunStore(args.store)
     try:
+        if args.action == "respond":
+            return _respond(store, args)
         if args.action == "prune":
             removed = store.prune(older_than=args.older_than)
             print(f"removed {removed} runs from {store.path}")
@@ -88,6 +101,20 @@ def cmd_runs(args: argparse.Namespace) -> int:
         raise RunsUsageError(msg) from exc
     finally:
         store.close()
+
+
+def _respond(store: RunStore, args: argparse.Namespace) -> int:
+    try:
+        value = json.loads(args.value)
+    except ValueError as exc:
+        msg = f"--value must be JSON, not {args.value!r} ({exc})"
+        raise RunsUsageError(msg) from exc
+    try:
+        run_id = store.respond(args.run_id, args.stage, value)
+    except LookupError as exc:
+        raise RunsUsageError(str(exc.args[0])) from exc
+    print(f"answered {args.stage} of run {run_id}: the run takes it with its next batch")
+    return 0
 
 
 def _list(store: RunStore, args: argparse.Namespace) -> int:
@@ -136,6 +163,11 @@ def _show(store: RunStore, args: argparse.Namespace) -> int:
     print(f"definition {record.definition}, input {record.input_fingerprint or '-'}")
     if record.error:
         print(f"error: {record.error}")
+    for gate in store.waiting(record.run_id):
+        print(
+            f"waiting for input: {gate['stage_id']}: {gate['prompt']} (since {gate['since']}; "
+            f"twinklr-pipeline runs respond {record.run_id} {gate['stage_id']} --value JSON)"
+        )
     print()
     _table(
         ("STAGE", "STATUS", "QUEUED", "STARTED", "FINISHED", "TOOK", "ATTEMPTS", "NOTE"),

@@ -83,7 +83,7 @@ def recorder_for(run: Run, store: RunStore) -> RunRecorder:
         stage_count=len(run.plan.ids),
         started_at=time.time(),
     )
-    return RunRecorder(store, begin, lambda final: snapshot(run, final=final), run.log)
+    return RunRecorder(store, begin, lambda final: snapshot(run, final=final), run.log, run.gates)
 
 
 def snapshot(run: Run, *, final: bool) -> tuple[bytes, str]:
@@ -202,8 +202,15 @@ def _details(run: Run, unusual: list[int]) -> dict[str, Any]:
             entry["answered_at"] = answered
         if entry:
             stages[ids[index]] = entry
-    return {
+    details: dict[str, Any] = {
         "stages": stages,
         "items_total": {ids[index]: total for index, total in run.item_totals.items()},
         "retries": run.retries,
     }
+    waiting = run.gates.waiting()
+    if waiting:  # (so another process can see them, and answer: runs respond)
+        details["waiting"] = [
+            {"stage_id": gate.stage_id, "prompt": gate.prompt, "since": gate.since.isoformat()}
+            for gate in waiting
+        ]
+    return details

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ._runs import HEARTBEAT_S, RunBegin, RunState, RunStore
+
+if TYPE_CHECKING:
+    from .._gate import Gates
 
 #: Seconds before a run's first write: a run shorter than this is written once, at its
 #: end (a thread hand-off and a commit at the start would cost a short run more than
@@ -34,11 +37,19 @@ ended, so a stage that never ran is ``not_started``)."""
 class RunRecorder:
     """Writes one run into a `RunStore`, off the stages' path."""
 
-    def __init__(self, store: RunStore, begin: RunBegin, snapshot: Snapshot, log: Any) -> None:
+    def __init__(
+        self,
+        store: RunStore,
+        begin: RunBegin,
+        snapshot: Snapshot,
+        log: Any,
+        gates: Gates | None = None,
+    ) -> None:
         self.store = store
         self.begin = begin
         self.snapshot = snapshot
         self.log = log
+        self.gates = gates
         self.broken = False
         self._closed = False
         self._wake = trio.Event()
@@ -55,6 +66,8 @@ class RunRecorder:
             if self._closed:
                 return
             delay = INTERVAL_S
+            if self.gates is not None and self.gates.waiting():
+                await self._take_answers(self.gates)
             current = self.snapshot(False)  # noqa: FBT003 (the snapshot's one flag)
             now = trio.current_time()
             if current == self._last and now - written_at < HEARTBEAT_S:
@@ -69,6 +82,20 @@ class RunRecorder:
                     details=current[1],
                 )
             )
+
+    async def _take_answers(self, gates: Gates) -> None:
+        """Answers given through the store (``twinklr-pipeline runs respond``, from any
+        process) to this run's waiting gates."""
+        try:
+            answers = await trio.to_thread.run_sync(self.store.take_responses, self.begin.run_id)
+        except Exception as exc:  # noqa: BLE001 - the gates still answer through the handle
+            self.log.warning("run_answers_unread", store=str(self.store.path), error=str(exc))
+            return
+        for stage_id, value in answers:
+            try:
+                gates.respond(stage_id, value)
+            except LookupError as exc:  # answered meanwhile, or gone: the first answer won
+                self.log.warning("run_answer_ignored", stage=stage_id, reason=str(exc))
 
     def close(self) -> None:
         """The run's stages have ended: the writer stops taking snapshots."""

@@ -60,7 +60,7 @@ DEFAULT_FILENAME = "twinklr-runs.sqlite3"
 #: refreshes the row at least every `HEARTBEAT_S`).
 STALE_AFTER_S = 60.0
 HEARTBEAT_S = 5.0
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: answers to gates (responses)
 
 #: One byte per stage in the progress blob.
 CODES: Mapping[bytes, StageState] = {
@@ -114,6 +114,14 @@ CREATE TABLE IF NOT EXISTS runs (
     duration_ms REAL,
     progress BLOB,
     details TEXT
+);
+CREATE TABLE IF NOT EXISTS responses (
+    run_id TEXT NOT NULL,
+    stage_id TEXT NOT NULL,
+    value TEXT NOT NULL,
+    answered_at REAL NOT NULL,
+    taken INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, stage_id)
 );
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
 CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (pipeline, started_at);
@@ -469,6 +477,62 @@ class RunStore:
                 )
 
         self._locked(work)
+
+    # -- answering gates from another process ---------------------------------------
+
+    def waiting(self, run_id: str) -> list[dict[str, Any]]:
+        """The gates (`WaitForInput`) of a running run that wait for input, as its last
+        batch recorded them: ``{"stage_id", "prompt", "since"}`` each."""
+        record = self.get(run_id)
+        if record is None or record.status != "running":
+            return []
+        row = self._row(record.run_id, "details")
+        details = json.loads(row[0]) if row is not None and row[0] else {}
+        return list(details.get("waiting", ()))
+
+    def respond(self, run_id: str, stage_id: str, value: Any) -> str:
+        """Answer gate ``stage_id`` of the running run ``run_id`` (a unique prefix will
+        do) with ``value`` (JSON): the run's own process picks the answer up with its next
+        batch. Returns the run's full id; `LookupError` says why not (no such run, not
+        running, or that gate does not wait)."""
+        record = self.get(run_id)
+        if record is None:
+            msg = f"no run {run_id!r} at {self.path}"
+            raise LookupError(msg)
+        waiting = [gate["stage_id"] for gate in self.waiting(record.run_id)]
+        if stage_id not in waiting:
+            state = "is not running" if record.status != "running" else "does not wait there"
+            listed = ", ".join(f"'{gate}'" for gate in waiting) or "none"
+            msg = (
+                f"run {record.run_id} {state}: no gate '{stage_id}' waits for input "
+                f"(waiting: {listed})"
+            )
+            raise LookupError(msg)
+        text = json.dumps(value)
+
+        def work(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.execute(
+                    "INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, 0)",
+                    (record.run_id, stage_id, text, time.time()),
+                )
+
+        self._locked(work)
+        return record.run_id
+
+    def take_responses(self, run_id: str) -> list[tuple[str, Any]]:
+        """The answers given to ``run_id``'s gates not taken yet (marked taken now)."""
+
+        def work(db: sqlite3.Connection) -> list[tuple[str, Any]]:
+            with _transaction(db):
+                rows = db.execute(
+                    "SELECT stage_id, value FROM responses WHERE run_id = ? AND taken = 0",
+                    (run_id,),
+                ).fetchall()
+                db.execute("UPDATE responses SET taken = 1 WHERE run_id = ?", (run_id,))
+            return [(stage_id, json.loads(value)) for stage_id, value in rows]
+
+        return self._locked(work)
 
     # -- reading -----------------------------------------------------------------------
 
