@@ -19,6 +19,7 @@ import os
 import re
 import secrets
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -294,6 +295,7 @@ class DefinitionSource:
         self._stamp: int | None = None
         self._shown: dict[str, Any] = {}
         self._version = 0
+        self._lock = threading.Lock()  # open pages ask from worker threads at once
 
     def _file(self) -> Path | None:
         module = sys.modules.get(self.module)
@@ -311,6 +313,10 @@ class DefinitionSource:
     def current(self) -> dict[str, Any]:
         """The definition as it is in its file now: its graph and problems, or why it
         cannot be loaded (``error``); ``version`` counts the reloads."""
+        with self._lock:
+            return self._current()
+
+    def _current(self) -> dict[str, Any]:
         path = self._file()
         try:
             stamp = path.stat().st_mtime_ns if path is not None else 0
