@@ -15,6 +15,7 @@ from twinklr.core.pipeline import (
     PipelineDefinition,
     PipelineExecutor,
     PipelineResult,
+    StageDefinition,
     StageResult,
 )
 
@@ -100,6 +101,23 @@ def random_dags(draw: st.DrawFn, max_size: int = 25, max_duration: int = 5) -> R
     durations = draw(st.lists(st.integers(0, max_duration), min_size=size, max_size=size))
     failing = draw(st.none() | st.integers(0, size - 1))
     return deps, durations, failing
+
+
+def random_pipeline(dag: RandomDag) -> tuple[PipelineDefinition, list[Stub]]:
+    """``dag`` as a pipeline of stubs named by index (the failing one fails once)."""
+    deps, durations, failing = dag
+    stubs = [
+        Stub(name=str(i), output=i, delay=durations[i], fail_times=int(i == failing))
+        for i in range(len(deps))
+    ]
+    pipeline = PipelineDefinition(
+        "random",
+        [
+            StageDefinition(str(i), stubs[i], inputs=[str(d) for d in deps[i]])
+            for i in range(len(deps))
+        ],
+    )
+    return pipeline, stubs
 
 
 class Unpicklable:

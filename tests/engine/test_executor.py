@@ -14,7 +14,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import RandomDag, Stub, const, random_dags, run_virtual, stub
+from conftest import RandomDag, Stub, const, random_dags, random_pipeline, run_virtual, stub
 from twinklr.core.pipeline import (
     EventKind,
     PipelineContext,
@@ -248,18 +248,8 @@ async def test_context_metrics_and_snapshot_are_in_the_result() -> None:
 def test_random_dags_run_in_dataflow_order(
     dag: RandomDag,
 ) -> None:
-    deps, durations, failing = dag
-    stubs = [
-        Stub(name=str(i), output=i, delay=durations[i], fail_times=int(i == failing))
-        for i in range(len(deps))
-    ]
-    pipeline = PipelineDefinition(
-        "random",
-        [
-            StageDefinition(str(i), stubs[i], inputs=[str(d) for d in deps[i]])
-            for i in range(len(deps))
-        ],
-    )
+    deps, _, failing = dag
+    pipeline, stubs = random_pipeline(dag)
     result = run_virtual(pipeline)
     finish = {i: s.finished[0] for i, s in enumerate(stubs) if s.finished}
     for i, s in enumerate(stubs):

@@ -19,7 +19,7 @@ import trio
 import trio.testing
 from hypothesis import given, settings
 
-from conftest import RandomDag, Stub, random_dags, stub
+from conftest import RandomDag, Stub, random_dags, random_pipeline, stub
 from twinklr.core.pipeline import (
     ExecutionPattern,
     MemoryCacheStore,
@@ -338,18 +338,7 @@ def test_progress_blobs_round_trip_and_a_cut_one_is_refused() -> None:
 @settings(max_examples=40, deadline=None)
 @given(dag=random_dags())
 def test_a_random_dags_record_matches_its_result(tmp_path_factory: Any, dag: RandomDag) -> None:
-    deps, durations, failing = dag
-    stubs = [
-        Stub(name=str(i), output=i, delay=durations[i], fail_times=int(i == failing))
-        for i in range(len(deps))
-    ]
-    pipeline = PipelineDefinition(
-        "random",
-        [
-            StageDefinition(str(i), stubs[i], inputs=[str(d) for d in deps[i]])
-            for i in range(len(deps))
-        ],
-    )
+    pipeline, _ = random_pipeline(dag)
     store = RunStore(tmp_path_factory.mktemp("runs"))
     result = trio.run(
         PipelineExecutor(runs=store).execute,

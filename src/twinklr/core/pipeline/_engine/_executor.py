@@ -71,24 +71,18 @@ class PipelineExecutor:
         runner: Any = None,
         runs: RunStore | None = None,
     ) -> None:
-        given: object = cache  # checked whatever the annotation promises
-        if given is not None and not isinstance(given, CacheStore):
-            hint = (
-                f" (for a cache in a directory: cache=SQLiteCacheStore({given!r}))"
-                if isinstance(given, str | os.PathLike)
-                else ""
-            )
-            msg = f"cache must be a cache store, got {type(given).__name__} {given!r:.60}{hint}"
-            raise TypeError(msg)
-        store: object = runs
-        if store is not None and not isinstance(store, RunStore):
-            hint = (
-                f" (for run history in a directory: runs=RunStore({store!r}))"
-                if isinstance(store, str | os.PathLike)
-                else ""
-            )
-            msg = f"runs must be a RunStore, got {type(store).__name__} {store!r:.60}{hint}"
-            raise TypeError(msg)
+        # Checked whatever the annotations promise; a path gets the call to make instead.
+        _check_store(
+            "cache",
+            cache,
+            CacheStore,
+            what="a cache store",
+            purpose="a cache",
+            constructor="SQLiteCacheStore",
+        )
+        _check_store(
+            "runs", runs, RunStore, what="a RunStore", purpose="run history", constructor="RunStore"
+        )
         self.cache = cache
         self.tracer = tracer
         self.runner = runner
@@ -271,6 +265,20 @@ class PipelineExecutor:
                 await _clean_up(cleanups, run.log)
             current_context.reset(context_token)
             current_executor.reset(executor_token)
+
+
+def _check_store(
+    name: str, given: object, kind: type, *, what: str, purpose: str, constructor: str
+) -> None:
+    if given is None or isinstance(given, kind):
+        return
+    hint = (
+        f" (for {purpose} in a directory: {name}={constructor}({given!r}))"
+        if isinstance(given, str | os.PathLike)
+        else ""
+    )
+    msg = f"{name} must be {what}, got {type(given).__name__} {given!r:.60}{hint}"
+    raise TypeError(msg)
 
 
 def _nothing() -> None:
