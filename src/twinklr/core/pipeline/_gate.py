@@ -8,13 +8,14 @@ rest of the run goes on meanwhile: only the gate's dependents wait for it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Mapping
 from typing import Any, Final
 
 import attrs
 import trio
 
 from ._current import current_gates
+from ._loops import mark
 from ._results import StageResult
 
 
@@ -55,12 +56,16 @@ class Gates:
         stage_ids: Container[str],
         on_request: Callable[[str], None],
         on_answer: Callable[[str], None],
+        answers: Mapping[str, Any] | None = None,
     ) -> None:
         self._known = stage_ids
         self._open: dict[str, _Open] = {}
         self._answered: set[str] = set()
         self._on_request = on_request
         self._on_answer = on_answer
+        # Answers given before the gates opened (a resumed run's): each gate that has
+        # one is answered the moment it opens.
+        self.answers: dict[str, Any] = dict(answers or {})
 
     def open(self, stage_id: str, prompt: str, value: Any) -> _Open:
         """Open stage ``stage_id``'s request (its task then waits for the answer)."""
@@ -68,6 +73,14 @@ class Gates:
             stage_id=stage_id, prompt=prompt, input=value, since=dt.datetime.now(dt.UTC)
         )
         opened = self._open[stage_id] = _Open(request)
+        if stage_id in self.answers:  # answered before it asked: no wait
+            opened.value = self.answers[stage_id]
+            opened.answered_at = request.since
+            opened.answered.set()
+            self._answered.add(stage_id)
+            self._on_request(stage_id)
+            self._on_answer(stage_id)
+            return opened
         self._on_request(stage_id)
         return opened
 
@@ -76,8 +89,8 @@ class Gates:
         self._open.pop(stage_id, None)
 
     def waiting(self) -> list[InputRequest]:
-        """The open requests, oldest first."""
-        return [opened.request for opened in self._open.values()]
+        """The open requests not answered yet, oldest first."""
+        return [opened.request for opened in self._open.values() if not opened.answered.is_set()]
 
     def respond(self, stage_id: str, value: Any) -> None:
         """Answer stage ``stage_id``'s request with ``value`` (its output)."""
@@ -146,3 +159,7 @@ class WaitForInput:
             return StageResult.success(self.default, metadata={"defaulted": True})
         msg = f"stage '{stage_id}' got no input within {self.timeout_ms:g} ms (timeout)"
         return StageResult.failure(TimeoutError(msg), stage_name=stage_id)
+
+
+# It waits on the run's own Trio primitives: Trio code in an asyncio program's run too.
+mark(WaitForInput, "trio")

@@ -32,6 +32,7 @@ Loop = Literal["trio", "asyncio"]
 MARK = "__twinklr_loop__"
 
 Marked = TypeVar("Marked")
+T = TypeVar("T")
 
 
 def mark(target: Marked, loop: Loop) -> Marked:
@@ -121,6 +122,16 @@ async def execute_from_asyncio(executor: Any, *args: Any) -> Any:
         msg = "asyncio support is not loaded: import twinklr.core.pipeline.aio"
         raise RuntimeError(msg)
     return await _from_asyncio[0](executor, *args)
+
+
+async def in_worker_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` (blocking work: a store's file) in a worker thread, awaited from
+    whichever loop is running."""
+    if awaited_from_asyncio():
+        import asyncio  # noqa: PLC0415 (an asyncio program has it loaded already)
+
+        return await asyncio.to_thread(fn, *args)
+    return await trio.to_thread.run_sync(fn, *args)
 
 
 #: Runs Trio code for an asyncio task on a hosted run's loop; installed by ``aio``.

@@ -14,6 +14,7 @@ import attrs
 
 from . import _graph
 from ._function import arguments
+from ._gate import WaitForInput
 from ._loops import loop_of
 from ._policy import ExecutionPattern
 from ._subpipeline import SubPipelineStage
@@ -49,8 +50,8 @@ class Plan:
     stage whose only input is a streaming stage that is never retried, with no
     condition, starts with its input and fans out over each item as it is yielded."""
     cacheable: tuple[bool, ...]
-    """For each stage, whether its output may be cached (``cache=True``, not a
-    sub-pipeline, whose own stages are cached instead)."""
+    """For each stage, whether its output may be cached (``cache=True``, not a gate,
+    not a sub-pipeline, whose own stages are cached instead)."""
     condition_input: tuple[bool, ...]
     """For each stage, whether its condition is called with its input too
     (``condition(context, input)``) rather than ``condition(context)``."""
@@ -73,6 +74,8 @@ class Plan:
     branches: tuple[dict[str, tuple[int, ...]] | None, ...] = ()
     """For each stage with ``routes``, its branches as stage indices (None for the
     others); empty when no stage routes."""
+    gates: tuple[int, ...] = ()
+    """The stages that wait for input (`WaitForInput`)."""
 
     def waves(self) -> list[list[str]]:
         """Stage ids grouped by depth (a display of the plan, never a schedule)."""
@@ -81,6 +84,9 @@ class Plan:
         for node in self.order:
             waves[depth[node]].append(self.ids[node])
         return waves
+
+
+_UNCACHED = (WaitForInput, SubPipelineStage)
 
 
 def compile_plan(pipeline: PipelineDefinition, strays: Sequence[object]) -> Plan:
@@ -108,7 +114,9 @@ def compile_plan(pipeline: PipelineDefinition, strays: Sequence[object]) -> Plan
         condition_input.append(condition is not None and arguments(condition) == 2)  # noqa: PLR2004
         streams = _streams(stage.stage, generators)
         streaming.append(streams)
-        cacheable.append(stage.cache and not isinstance(stage.stage, SubPipelineStage))
+        # A gate's output is someone's answer: never served to a later run (a resumed
+        # run is given its answers again); a sub-pipeline's own stages are cached.
+        cacheable.append(stage.cache and not isinstance(stage.stage, _UNCACHED))
         asyncio_stages = asyncio_stages or loop_of(stage.stage) == "asyncio"
         if stage.pattern is fan_out:
             source = stage.fan_out_over if stage.fan_out_over is not None else stage.inputs[0]
@@ -169,6 +177,7 @@ def compile_plan(pipeline: PipelineDefinition, strays: Sequence[object]) -> Plan
         plain=tuple(plain),
         asyncio_stages=asyncio_stages,
         branches=tuple(branches),
+        gates=tuple(i for i, stage in enumerate(stages) if isinstance(stage.stage, WaitForInput)),
     )
 
 

@@ -293,7 +293,9 @@ class PipelineResult:
     run_id: str
     """A unique id for this run, also bound into its log events."""
     success: bool
-    """True unless a critical stage failed (soft failures and skips do not count)."""
+    """True when the run got to its end and no critical stage failed (soft failures and
+    skips do not count); False for a failure, a cancelled run and a run that ended
+    waiting for input (``waiting_stages``)."""
     outputs: Mapping[str, Any] = attrs.field(converter=_frozen_mapping)
     """Stage id -> output, for every stage that finished before the run ended."""
     stage_results: Mapping[str, StageResult[Any]] = attrs.field(converter=_frozen_mapping)
@@ -324,6 +326,15 @@ class PipelineResult:
     """True when the run was cancelled from outside (``RunHandle.cancel()`` or the
     nursery it ran in) before it finished; ``cancelled_stages`` names the stages that
     were running then."""
+    waiting_stages: tuple[str, ...] = ()
+    """The gates a suspended run waits for (``suspend_on_wait``, ``RunHandle.suspend``):
+    the run ended with nothing else to do, not failed (``error`` is None), and
+    ``PipelineExecutor.resume`` goes on from there with their answers."""
+
+    @property
+    def waiting(self) -> bool:
+        """True when the run was suspended waiting for input (see ``waiting_stages``)."""
+        return bool(self.waiting_stages)
 
     @property
     def metadata(self) -> Mapping[str, Any]:
@@ -345,11 +356,12 @@ class PipelineResult:
         stage_id = stage.id
         result = self.stage_results.get(stage_id)
         if result is None:
-            reason = (
-                "it never started"
-                if stage_id in self.not_started_stages
-                else "the pipeline has no such stage"
-            )
+            if stage_id in self.waiting_stages:
+                reason = "it waits for input (the run was suspended)"
+            elif stage_id in self.not_started_stages:
+                reason = "it never started"
+            else:
+                reason = "the pipeline has no such stage"
             raise NoOutputError(self.pipeline_name, stage_id, reason)
         status = result.status
         if status is StageStatus.FAILED:

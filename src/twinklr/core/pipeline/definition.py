@@ -7,6 +7,7 @@ raises `PipelineValidationError` before any stage runs.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypedDict, TypeVar, Unpack, overload
@@ -270,6 +271,29 @@ _POSITIONAL = (
 )
 
 
+# Every definition alive in this process, and where some came from (MODULE:ATTR, for
+# the command line), so a suspended run can be resumed without being handed its own.
+_defined: weakref.WeakValueDictionary[int, PipelineDefinition] = weakref.WeakValueDictionary()
+_sources: dict[int, tuple[weakref.ref[PipelineDefinition], str]] = {}
+
+
+def definitions_named(name: str) -> list[PipelineDefinition]:
+    """The definitions called ``name`` alive in this process."""
+    return [found for found in list(_defined.values()) if found.name == name]
+
+
+def remember_source(pipeline: PipelineDefinition, target: str) -> None:
+    """Note that ``pipeline`` was loaded from ``target`` (MODULE:ATTR)."""
+    key = id(pipeline)
+    _sources[key] = (weakref.ref(pipeline, lambda _: _sources.pop(key, None)), target)
+
+
+def source_of(pipeline: PipelineDefinition) -> str | None:
+    """Where ``pipeline`` was loaded from (`remember_source`), if known."""
+    known = _sources.get(id(pipeline))
+    return known[1] if known is not None and known[0]() is pipeline else None
+
+
 @attrs.frozen
 class PipelineDefinition:
     """A named set of stages; their ``inputs`` form the DAG."""
@@ -285,6 +309,9 @@ class PipelineDefinition:
     With False, independent branches run on and only dependents of the failure are
     cancelled (never started)."""
     _plan: Plan | None = attrs.field(default=None, init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        _defined[id(self)] = self  # (`PipelineExecutor.resume` looks a run's one up)
 
     def validate_pipeline(self) -> list[str]:
         """Every problem with this definition, as messages; empty when valid."""

@@ -23,7 +23,13 @@ from .._current import (
     run_cancelling,
     run_cleanups,
 )
-from .._loops import awaited_from_asyncio, execute_from_asyncio, stage_host, trio_asyncio_host
+from .._loops import (
+    awaited_from_asyncio,
+    execute_from_asyncio,
+    in_worker_thread,
+    stage_host,
+    trio_asyncio_host,
+)
 from .._observe._events import EventKind, EventRelay, PipelineEvent
 from .._observe._otel import find_tracer
 from .._observe._recording import RunRecorder
@@ -34,6 +40,7 @@ from ..definition import ExecutionPattern, PipelineDefinition
 from ._actor import is_cancellation
 from ._handle import EventHistory, RunHandle
 from ._record import recorder_for
+from ._resume import Resuming, check_answers, decode, find_definition, keep_answers, keeper
 from ._run import Run
 
 if TYPE_CHECKING:
@@ -57,10 +64,15 @@ class PipelineExecutor:
         runs: A [RunStore][twinklr.core.pipeline.RunStore] that records every run:
             its stages' statuses, times, attempts and errors, written in batches
             beside the run (``twinklr-pipeline runs`` and ``ui`` read it).
+        suspend_on_wait: End a run as waiting (``result.waiting_stages``) once its only
+            remaining work is gates waiting for input, instead of waiting on; a later
+            process goes on with [resume][twinklr.core.pipeline.PipelineExecutor.resume].
+            Needs ``cache`` and ``runs``.
 
     Raises:
         TypeError: ``cache`` is not a cache store (a path is not: use
             ``SQLiteCacheStore(path)``), or ``runs`` is not a run store.
+        ValueError: ``suspend_on_wait`` without a cache and a run store.
     """
 
     def __init__(
@@ -70,6 +82,7 @@ class PipelineExecutor:
         tracer: Any = None,
         runner: Any = None,
         runs: RunStore | None = None,
+        suspend_on_wait: bool = False,
     ) -> None:
         # Checked whatever the annotations promise; a path gets the call to make instead.
         _check_store(
@@ -83,10 +96,19 @@ class PipelineExecutor:
         _check_store(
             "runs", runs, RunStore, what="a RunStore", purpose="run history", constructor="RunStore"
         )
+        if suspend_on_wait and (cache is None or runs is None):
+            msg = (
+                "suspend_on_wait needs a cache (what finished is served from it when the "
+                "run is resumed) and a run store (the run is kept there): "
+                "PipelineExecutor(cache=SQLiteCacheStore(path), runs=RunStore(path), "
+                "suspend_on_wait=True)"
+            )
+            raise ValueError(msg)
         self.cache = cache
         self.tracer = tracer
         self.runner = runner
         self.runs = runs
+        self.suspend_on_wait = suspend_on_wait
 
     async def execute(
         self,
@@ -188,6 +210,63 @@ class PipelineExecutor:
         )
         return started
 
+    async def resume(
+        self,
+        run_id: str,
+        *,
+        responses: Mapping[str, Any] | None = None,
+        pipeline: PipelineDefinition | None = None,
+        context: PipelineContext | None = None,
+        events: trio.MemorySendChannel[PipelineEvent] | None = None,
+    ) -> PipelineResult:
+        """Go on with a run that was suspended waiting for input, in this process or
+        another, and return its result.
+
+        The run's definition runs again under the same run id with the same initial
+        input (both kept in the run store): what had finished is served from the cache,
+        each gate is given its answer (from ``responses``, or given earlier: through the
+        store, ``twinklr-pipeline runs respond``, or to the run before it suspended) the
+        moment it opens, and the rest runs. A gate without an answer waits again (and
+        with ``suspend_on_wait`` the run suspends again there).
+
+        Args:
+            run_id: The suspended run's id (a unique prefix will do).
+            responses: Gate id -> its answer (the gate's output).
+            pipeline: The definition to resume with. By default, the one defined in
+                this process that is the same as the run's (import or build it first);
+                give it to resume with an edited one of the same name.
+            context: Services for the stages; a new, empty one when None (what the
+                finished stages wrote to theirs is replayed from the cache).
+            events: As in [execute][twinklr.core.pipeline.PipelineExecutor.execute].
+
+        Returns:
+            The resumed run's result (it may be waiting again).
+
+        Raises:
+            ValueError: This executor has no cache or no run store, an answer is for a
+                stage that is not a gate, or ``pipeline`` is another pipeline.
+            LookupError: No such run, it is not suspended (or another process resumed
+                it first), or its definition is not defined in this process.
+        """
+        store, cache = self.runs, self.cache
+        if store is None or cache is None:
+            msg = (
+                "resume needs the run store the run was suspended in and the cache its "
+                "stages were kept in: PipelineExecutor(cache=..., runs=...)"
+            )
+            raise ValueError(msg)
+        record, state, stored = await in_worker_thread(store.suspension, run_id)
+        pipeline = find_definition(record, pipeline)
+        pipeline.validate()
+        suspension = decode(state)
+        answers = {**suspension.answers, **stored, **(responses or {})}
+        check_answers(pipeline, answers)
+        await in_worker_thread(store.claim, record.run_id, keep_answers(suspension, answers))
+        resuming = Resuming(
+            run_id=record.run_id, initial_input=suspension.initial_input, answers=answers
+        )
+        return await self.execute(pipeline, resuming, context, events=events)
+
     def _prepare(
         self,
         pipeline: PipelineDefinition,
@@ -201,17 +280,27 @@ class PipelineExecutor:
             msg = f"execute() needs a PipelineDefinition, got {type(given).__name__}"
             raise TypeError(msg)
         plan = pipeline.plan()
+        answers = None
+        if type(initial_input) is Resuming:  # (from resume)
+            run_id, answers = initial_input.run_id, initial_input.answers
+            initial_input = initial_input.initial_input
+        else:
+            run_id = uuid.uuid4().hex[:12]
         run = Run(
             plan,
             initial_input,
             context if context is not None else PipelineContext(),
             fail_fast=pipeline.fail_fast,
-            run_id=uuid.uuid4().hex[:12],
+            run_id=run_id,
+            answers=answers,
         )
         if self.cache is not None:
             run.cache = RunCache(self.cache, plan.name, initial_input, run.log)
         if self.runs is not None:
             run.recorder = recorder_for(run, self.runs)
+            if self.cache is not None and plan.gates:
+                run.on_suspend = keeper(pipeline)
+                run.suspend_wanted = self.suspend_on_wait
         if subscriptions:
             run.subscribers = _subscribers(plan, subscriptions)
         tracer = find_tracer(self.tracer)
@@ -289,7 +378,9 @@ async def _record_end(run: Run, recorder: RunRecorder, ended: BaseException | No
     """Write how the run ended into its run store."""
     status: RunState
     error = run.error
-    if ended is None:
+    if ended is None and run.suspended is not None and error is None:
+        status = "waiting"
+    elif ended is None:
         status = "succeeded" if error is None else "failed"
     elif is_cancellation(ended):
         status, error = "cancelled", error or "the run was cancelled"
@@ -297,7 +388,12 @@ async def _record_end(run: Run, recorder: RunRecorder, ended: BaseException | No
         status, error = "failed", f"the run ended with {type(ended).__name__}: {ended}"
     else:  # KeyboardInterrupt, SystemExit: the process is going
         status, error = "interrupted", f"the run ended with {type(ended).__name__}"
-    await recorder.finish(status, error, to_ms(run.end_time - run.start_time))
+    await recorder.finish(
+        status,
+        error,
+        to_ms(run.end_time - run.start_time),
+        run.suspension if status == "waiting" else None,
+    )
 
 
 async def _clean_up(cleanups: list[Callable[[], Awaitable[None]]], log: Any) -> None:

@@ -35,6 +35,9 @@ class RunStatus(enum.Enum):
     """A critical stage failed (or the run task itself crashed)."""
     CANCELLED = "cancelled"
     """``RunHandle.cancel()``, or the nursery the run was started in, cancelled it."""
+    WAITING = "waiting"
+    """Suspended: its only remaining work was gates waiting for input
+    (``result.waiting_stages``); ``PipelineExecutor.resume`` goes on from there."""
 
 
 class EventHistory:
@@ -163,6 +166,25 @@ class RunHandle:
         """
         self._run.gates.respond(stage_id, value)
 
+    def suspend(self) -> None:
+        """End the run as waiting (status ``WAITING``, ``result.waiting_stages``) once
+        its only remaining work is gates waiting for input, now if it already is: the
+        gates are withdrawn and nothing else is cancelled. A later process goes on with
+        ``PipelineExecutor.resume(run_id, responses=...)``.
+
+        Raises:
+            RuntimeError: The run cannot be resumed: its executor has no cache and run
+                store to keep it in.
+        """
+        if self._run.on_suspend is None:
+            msg = (
+                f"run {self.run_id} cannot be suspended: its executor needs a cache (what "
+                "finished is served from it) and a run store (the run is kept there): "
+                "PipelineExecutor(cache=SQLiteCacheStore(path), runs=RunStore(path))"
+            )
+            raise RuntimeError(msg)
+        self._run.suspend()
+
     def events(self) -> RunEvents:
         """Every event of the run from its first, then live until it finishes; each call
         is a reader of its own."""
@@ -198,6 +220,8 @@ class RunHandle:
         self._result = result
         if cancelled:
             self._status = RunStatus.CANCELLED
+        elif result.waiting_stages:
+            self._status = RunStatus.WAITING
         elif result.success:
             self._status = RunStatus.SUCCEEDED
         else:

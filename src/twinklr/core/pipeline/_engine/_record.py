@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 _NAN = float("nan")
 _QUEUED, _RUNNING, _PENDING, _NOT_STARTED = ord("q"), ord("r"), ord("."), ord("-")
+_WAITING = ord("w")
 _ROUTINE = (StageStatus.SUCCEEDED, StageStatus.CACHED, StageStatus.SKIPPED)
 # Per plan (by identity: a plan compares by value, and is not hashable).
 _definitions: dict[int, tuple[weakref.ref[Plan], tuple[str, str]]] = {}
@@ -82,6 +83,7 @@ def recorder_for(run: Run, store: RunStore) -> RunRecorder:
         input_fingerprint=input_fingerprint,
         stage_count=len(run.plan.ids),
         started_at=time.time(),
+        resumed=run.resumed,
     )
     return RunRecorder(store, begin, lambda final: snapshot(run, final=final), run.log, run.gates)
 
@@ -108,6 +110,11 @@ def snapshot(run: Run, *, final: bool) -> tuple[bytes, str]:
             for result, began, spawned in zip(results, run_started, run.queued, strict=True)
         ]
     )
+    if run.suspended is not None:  # its gates wait (they ended no task: no result)
+        marked = bytearray(codes)
+        for request in run.suspended:
+            marked[run.plan.index_of[request.stage_id]] = _WAITING
+        codes = bytes(marked)
     attempts = array(
         "I",
         [
@@ -207,7 +214,7 @@ def _details(run: Run, unusual: list[int]) -> dict[str, Any]:
         "items_total": {ids[index]: total for index, total in run.item_totals.items()},
         "retries": run.retries,
     }
-    waiting = run.gates.waiting()
+    waiting = run.gates.waiting() if run.suspended is None else run.suspended
     if waiting:  # (so another process can see them, and answer: runs respond)
         details["waiting"] = [
             {"stage_id": gate.stage_id, "prompt": gate.prompt, "since": gate.since.isoformat()}

@@ -8,14 +8,14 @@ frozen result.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
-from .._gate import Gates
+from .._gate import Gates, InputRequest
 from .._observe._events import EventKind, EventSink, PipelineEvent, stage_event
 from .._observe._logs import run_logger
 from .._observe._otel import SpanRecorder
@@ -78,6 +78,7 @@ class Run:
         *,
         fail_fast: bool,
         run_id: str,
+        answers: Mapping[str, Any] | None = None,
     ) -> None:
         self.plan = plan
         self.initial_input = initial_input
@@ -125,14 +126,25 @@ class Run:
         self.routing = bool(plan.branches)
         self.routed_off = bytearray(count if self.routing else 0)
         self.route_skipped = bytearray(count if self.routing else 0)
-        # Gates (WaitForInput stages): their open requests, answered through the handle.
+        # Gates (WaitForInput stages): their open requests, answered through the handle
+        # (or before they open: a resumed run's answers).
         self.gates = Gates(
             plan.index_of,
-            on_request=lambda stage: self.transition(
-                EventKind.INPUT_REQUESTED, plan.index_of[stage]
-            ),
+            on_request=self._input_requested,
             on_answer=lambda stage: self.transition(EventKind.INPUT_RECEIVED, plan.index_of[stage]),
+            answers=answers,
         )
+        # Suspending (see `suspend`): stages whose task has been started and has not
+        # ended, and once suspended, the gates the run waits for.
+        self.active = 0
+        self.suspend_wanted = False
+        self.suspended: list[InputRequest] | None = None
+        # Called when the run suspends, before anything is cancelled: it sets
+        # ``suspension``, what a resumed run needs (see ``_resume``), or raises to
+        # refuse (the run then waits on).
+        self.on_suspend: Callable[[Run], None] | None = None
+        self.suspension: bytes | None = None
+        self.resumed = answers is not None
         # The run's clock, read directly: stage tasks read it three times each.
         self.now = trio.lowlevel.current_clock().current_time
         self.start_time = self.end_time = self.now()
@@ -234,6 +246,7 @@ class Run:
 
     def _spawn(self, index: int, now: float) -> None:
         """Start stage ``index``'s task: its inputs are all in since ``now``."""
+        self.active += 1
         self.queued[index] = now
         if self.watched:
             self.stage_transition(EventKind.STAGE_QUEUED, index, now)
@@ -270,35 +283,72 @@ class Run:
 
     def stage_finished(self, index: int, result: StageResult[Any]) -> None:
         """Record ``result``; hand the output on, or fail the run."""
-        if self.routing and self.plan.branches[index] is not None:
-            result = self._route(index, result)
-        self.finished[index] = now = self.now()
-        self.results[index] = result
-        if result.status is StageStatus.FAILED:
-            self._stage_failed(index, result)
-            if self.plan.stages[index].critical:
+        self.active -= 1
+        try:
+            if self.routing and self.plan.branches[index] is not None:
+                result = self._route(index, result)
+            self.finished[index] = now = self.now()
+            self.results[index] = result
+            if result.status is StageStatus.FAILED:
+                self._stage_failed(index, result)
+                if self.plan.stages[index].critical:
+                    return
+                output = None
+            else:
+                if self.watched:
+                    attempt = result.metadata.get("attempts")
+                    kind = _TERMINAL[result.status]
+                    self.stage_transition(kind, index, now, attempt, result.error)
+                output = result.output
+            if self.stopped:
                 return
-            output = None
-        else:
-            if self.watched:
-                attempt = result.metadata.get("attempts")
-                kind = _TERMINAL[result.status]
-                self.stage_transition(kind, index, now, attempt, result.error)
-            output = result.output
-        if self.stopped:
+            if self.routing:
+                self._hand_on_routed(index, output, now)
+                return
+            remaining = self.remaining
+            edges = self.edges
+            consumers = self.plan.edge_consumer
+            for edge in self.plan.out_edges[index]:
+                edges[edge] = OneShotChannel(output)
+                consumer = consumers[edge]
+                remaining[consumer] -= 1
+                if remaining[consumer] == 0:
+                    self._spawn(consumer, now)  # queued the moment its last input finished
+        finally:  # (free in the common case: no exception raised, one flag read)
+            if self.suspend_wanted:
+                self.try_suspend()  # the run may be down to its gates now
+
+    # -- suspending ----------------------------------------------------------------------
+
+    def suspend(self) -> None:
+        """End the run as waiting once its only remaining work is gates waiting for
+        input (now, if it already is): they are withdrawn, nothing else is cancelled."""
+        self.suspend_wanted = True
+        self.try_suspend()
+
+    def _input_requested(self, stage_id: str) -> None:
+        self.transition(EventKind.INPUT_REQUESTED, self.plan.index_of[stage_id])
+        if self.suspend_wanted:
+            self.try_suspend()
+
+    def try_suspend(self) -> None:
+        """Suspend if every stage still going is a gate waiting for its answer."""
+        if self.stopped or self.suspended is not None:
             return
-        if self.routing:
-            self._hand_on_routed(index, output, now)
+        waiting = self.gates.waiting()
+        if not waiting or len(waiting) != self.active:
             return
-        remaining = self.remaining
-        edges = self.edges
-        consumers = self.plan.edge_consumer
-        for edge in self.plan.out_edges[index]:
-            edges[edge] = OneShotChannel(output)
-            consumer = consumers[edge]
-            remaining[consumer] -= 1
-            if remaining[consumer] == 0:
-                self._spawn(consumer, now)  # queued the moment its last input finished
+        if self.on_suspend is not None:
+            try:
+                self.on_suspend(self)
+            except Exception as exc:  # noqa: BLE001 - the run cannot be kept: it waits on
+                self.suspend_wanted = False
+                self.log.warning("run_not_suspended", reason=str(exc))
+                return
+        self.suspended = waiting
+        self.log.info("run_suspended", waiting=[request.stage_id for request in waiting])
+        self.stopped = True
+        self.nursery.cancel_scope.cancel()
 
     def _route(self, index: int, result: StageResult[Any]) -> StageResult[Any]:
         """Mark the stages routing stage ``index`` leaves out; a choice of a branch it
@@ -374,6 +424,11 @@ class Run:
 
     def stage_cancelled(self, index: int) -> None:
         """Record that stage ``index`` was cancelled while it ran."""
+        self.active -= 1
+        if self.suspended is not None and any(
+            request.stage_id == self.plan.ids[index] for request in self.suspended
+        ):
+            return  # a gate withdrawn by suspending: it waits, it was not cancelled
         self.finished[index] = self.now()
         self.cancelled.append(index)
         reason = self.error or "the run was cancelled"
@@ -456,9 +511,11 @@ class Run:
         }
         not_started: list[str] = []
         succeeded = StageStatus.SUCCEEDED
+        waiting = () if self.suspended is None else tuple(r.stage_id for r in self.suspended)
         for stage_id, result in zip(ids, self.results, strict=True):
             if result is None:
-                not_started.append(stage_id)
+                if stage_id not in waiting:
+                    not_started.append(stage_id)
                 continue
             stage_results[stage_id] = result
             status = result.status
@@ -473,7 +530,7 @@ class Run:
         return PipelineResult(
             pipeline_name=plan.name,
             run_id=self.run_id,
-            success=error is None,
+            success=error is None and not waiting,
             outputs=MappingProxyType(outputs),
             stage_results=MappingProxyType(stage_results),
             failed_stages=tuple(ids[i] for i in self.failed),
@@ -490,6 +547,7 @@ class Run:
             ),
             error=error,
             cancelled=cancelled,
+            waiting_stages=waiting,
         )
 
 

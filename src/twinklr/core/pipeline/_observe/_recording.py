@@ -102,8 +102,15 @@ class RunRecorder:
         self._closed = True
         self._wake.set()
 
-    async def finish(self, status: RunState, error: str | None, duration_ms: float) -> None:
-        """Record how the run ended (shielded: a cancelled run is recorded too)."""
+    async def finish(
+        self,
+        status: RunState,
+        error: str | None,
+        duration_ms: float,
+        suspension: bytes | None = None,
+    ) -> None:
+        """Record how the run ended (shielded: a cancelled run is recorded too), with
+        what resuming it needs when it was suspended."""
         progress, details = self.snapshot(True)  # noqa: FBT003
         with trio.CancelScope(shield=True):
             await self._write(
@@ -114,6 +121,7 @@ class RunRecorder:
                     details=details,
                     error=error,
                     duration_ms=duration_ms,
+                    suspension=suspension,
                 )
             )
 

@@ -40,11 +40,12 @@ from ._events import EventKind, PipelineEvent
 
 T = TypeVar("T")
 
-RunState = Literal["running", "succeeded", "failed", "cancelled", "interrupted"]
+RunState = Literal["running", "succeeded", "failed", "cancelled", "interrupted", "waiting"]
 StageState = Literal[
     "pending",
     "queued",
     "running",
+    "waiting",
     "succeeded",
     "failed",
     "skipped",
@@ -60,13 +61,14 @@ DEFAULT_FILENAME = "twinklr-runs.sqlite3"
 #: refreshes the row at least every `HEARTBEAT_S`).
 STALE_AFTER_S = 60.0
 HEARTBEAT_S = 5.0
-SCHEMA_VERSION = 2  # 2: answers to gates (responses)
+SCHEMA_VERSION = 3  # 2: answers to gates (responses); 3: suspended runs (suspensions)
 
 #: One byte per stage in the progress blob.
 CODES: Mapping[bytes, StageState] = {
     b".": "pending",
     b"q": "queued",
     b"r": "running",
+    b"w": "waiting",
     b"s": "succeeded",
     b"f": "failed",
     b"k": "skipped",
@@ -122,6 +124,10 @@ CREATE TABLE IF NOT EXISTS responses (
     answered_at REAL NOT NULL,
     taken INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, stage_id)
+);
+CREATE TABLE IF NOT EXISTS suspensions (
+    run_id TEXT PRIMARY KEY,
+    state BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
 CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (pipeline, started_at);
@@ -254,6 +260,8 @@ class RunBegin:
     input_fingerprint: str | None
     stage_count: int
     started_at: float
+    resumed: bool = False
+    """A suspended run resumed: its suspension is forgotten once it ends for good."""
 
 
 @attrs.frozen(kw_only=True)
@@ -268,8 +276,9 @@ class RecordedRun:
     input_fingerprint: str | None
     """A fingerprint of the initial input (None: it had none that could be computed)."""
     status: RunState
-    """``running``, ``succeeded``, ``failed``, ``cancelled`` or ``interrupted`` (still
-    marked running, and its process is gone or has not written for a minute)."""
+    """``running``, ``succeeded``, ``failed``, ``cancelled``, ``interrupted`` (still
+    marked running, and its process is gone or has not written for a minute) or
+    ``waiting`` (suspended until its gates are answered: ``PipelineExecutor.resume``)."""
     started_at: dt.datetime
     finished_at: dt.datetime | None
     duration_ms: float | None
@@ -444,8 +453,10 @@ class RunStore:
         details: str,
         error: str | None = None,
         duration_ms: float | None = None,
+        suspension: bytes | None = None,
     ) -> None:
-        """Record ``run`` as it stands: running (its progress so far) or ended."""
+        """Record ``run`` as it stands: running (its progress so far) or ended; a run
+        that ends ``waiting`` keeps ``suspension``, what resuming it needs."""
         now = time.time()
         finished_at = None if status == "running" else now
 
@@ -475,33 +486,45 @@ class RunStore:
                         details,
                     ),
                 )
+                if status == "waiting" and suspension is not None:
+                    db.execute(
+                        "INSERT OR REPLACE INTO suspensions VALUES (?, ?)",
+                        (run.run_id, suspension),
+                    )
+                elif run.resumed and status in ("succeeded", "failed"):
+                    db.execute("DELETE FROM suspensions WHERE run_id = ?", (run.run_id,))
 
         self._locked(work)
 
     # -- answering gates from another process ---------------------------------------
 
     def waiting(self, run_id: str) -> list[dict[str, Any]]:
-        """The gates (`WaitForInput`) of a running run that wait for input, as its last
-        batch recorded them: ``{"stage_id", "prompt", "since"}`` each."""
+        """The gates (`WaitForInput`) of a running or suspended run that wait for input,
+        as its last batch recorded them: ``{"stage_id", "prompt", "since"}`` each."""
         record = self.get(run_id)
-        if record is None or record.status != "running":
+        if record is None or record.status not in ("running", "waiting"):
             return []
         row = self._row(record.run_id, "details")
         details = json.loads(row[0]) if row is not None and row[0] else {}
         return list(details.get("waiting", ()))
 
     def respond(self, run_id: str, stage_id: str, value: Any) -> str:
-        """Answer gate ``stage_id`` of the running run ``run_id`` (a unique prefix will
-        do) with ``value`` (JSON): the run's own process picks the answer up with its next
-        batch. Returns the run's full id; `LookupError` says why not (no such run, not
-        running, or that gate does not wait)."""
+        """Answer gate ``stage_id`` of the running or suspended run ``run_id`` (a unique
+        prefix will do) with ``value`` (JSON): a running run's own process picks the
+        answer up with its next batch, a suspended run's resumption finds it. Returns the
+        run's full id; `LookupError` says why not (no such run, neither running nor
+        waiting, or that gate does not wait)."""
         record = self.get(run_id)
         if record is None:
             msg = f"no run {run_id!r} at {self.path}"
             raise LookupError(msg)
         waiting = [gate["stage_id"] for gate in self.waiting(record.run_id)]
         if stage_id not in waiting:
-            state = "is not running" if record.status != "running" else "does not wait there"
+            state = (
+                "does not wait there"
+                if record.status in ("running", "waiting")
+                else f"is not running or waiting ({record.status})"
+            )
             listed = ", ".join(f"'{gate}'" for gate in waiting) or "none"
             msg = (
                 f"run {record.run_id} {state}: no gate '{stage_id}' waits for input "
@@ -533,6 +556,60 @@ class RunStore:
             return [(stage_id, json.loads(value)) for stage_id, value in rows]
 
         return self._locked(work)
+
+    # -- suspended runs -------------------------------------------------------------
+
+    def suspension(self, run_id: str) -> tuple[RecordedRun, bytes, dict[str, Any]]:
+        """What resuming ``run_id`` (a unique prefix will do) needs: its record, the
+        state it was suspended with, and the answers given to its gates through the
+        store (``runs respond``). `LookupError` says why there is none."""
+        record = self.get(run_id)
+        if record is None:
+            msg = f"no run {run_id!r} at {self.path}"
+            raise LookupError(msg)
+
+        def read(db: sqlite3.Connection) -> tuple[Any, list[Any]]:
+            row = db.execute(
+                "SELECT state FROM suspensions WHERE run_id = ?", (record.run_id,)
+            ).fetchone()
+            answers = db.execute(
+                "SELECT stage_id, value FROM responses WHERE run_id = ? ORDER BY answered_at",
+                (record.run_id,),
+            ).fetchall()
+            return row, answers
+
+        row, answers = self._locked(read)
+        if row is None or record.status not in _RESUMABLE:
+            msg = f"run {record.run_id} is {record.status}: it was not suspended waiting for input"
+            if row is not None and record.status == "running":
+                msg = f"run {record.run_id} is running: it is being resumed (pid {record.pid})"
+            raise LookupError(msg)
+        return record, bytes(row[0]), {stage: json.loads(value) for stage, value in answers}
+
+    def claim(self, run_id: str, state: bytes | None = None) -> None:
+        """Mark the suspended run ``run_id`` as running in this process (its answers in
+        the store as taken, its suspension replaced by ``state`` when given: what a
+        later resumption needs if this one does not end), at once for every process: of
+        two resuming it, one gets the `LookupError`."""
+
+        def work(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                row = db.execute(f"SELECT {_SUMMARY} FROM runs WHERE run_id = ?", (run_id,))  # noqa: S608
+                found = row.fetchone()
+                status = None if found is None else self._record(found).status
+                if status not in _RESUMABLE:
+                    msg = f"run {run_id} is {status or 'gone'}: another process resumed it"
+                    raise LookupError(msg)
+                db.execute(
+                    "UPDATE runs SET status = 'running', host = ?, pid = ?, updated_at = ? "
+                    "WHERE run_id = ?",
+                    (self.host, os.getpid(), time.time(), run_id),
+                )
+                db.execute("UPDATE responses SET taken = 1 WHERE run_id = ?", (run_id,))
+                if state is not None:
+                    db.execute("UPDATE suspensions SET state = ? WHERE run_id = ?", (state, run_id))
+
+        self._locked(work)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -612,7 +689,8 @@ class RunStore:
     def prune(self, *, older_than: float | dt.timedelta | None = None) -> int:
         """Forget runs that finished more than ``older_than`` ago (seconds or a
         timedelta; None: every finished run); returns how many went. Runs in progress
-        are kept, and the definitions no run names any more go with the last one."""
+        and suspended runs (``waiting``) are kept, and the definitions no run names any
+        more go with the last one."""
         if isinstance(older_than, dt.timedelta):
             older_than = older_than.total_seconds()
         if not self.path.exists():
@@ -622,13 +700,18 @@ class RunStore:
         def work(db: sqlite3.Connection) -> int:
             with _transaction(db):
                 removed = db.execute(
-                    "DELETE FROM runs WHERE finished_at IS NOT NULL AND finished_at <= ?",
+                    "DELETE FROM runs WHERE finished_at IS NOT NULL AND finished_at <= ? "
+                    "AND status != 'waiting'",
                     (cutoff,),
                 ).rowcount
                 db.execute(
                     "DELETE FROM definitions WHERE fingerprint NOT IN "
                     "(SELECT DISTINCT definition FROM runs)"
                 )
+                for table in ("suspensions", "responses"):
+                    db.execute(
+                        f"DELETE FROM {table} WHERE run_id NOT IN (SELECT run_id FROM runs)"  # noqa: S608
+                    )
             return int(removed)
 
         removed = self._locked(work)
@@ -692,6 +775,11 @@ class RunStore:
             host=host,
             pid=pid,
         )
+
+
+#: What a run with a suspension may be when it is resumed: suspended, or a resumed run
+#: that was cancelled or whose process died before it ended.
+_RESUMABLE = ("waiting", "cancelled", "interrupted")
 
 
 class _transaction:  # noqa: N801 (used as a statement)
