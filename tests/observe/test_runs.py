@@ -29,6 +29,7 @@ from twinklr.core.pipeline import (
     RetryConfig,
     RunStore,
     StageDefinition,
+    WaitForInput,
 )
 from twinklr.core.pipeline._observe._runs import DEFAULT_FILENAME, Progress
 
@@ -499,3 +500,52 @@ async def test_a_gate_is_answered_through_the_store_as_another_process_would(
     with pytest.raises(LookupError, match="is not running"):
         other.respond(handle.run_id, "approve", "yes")
     assert other.take_responses(handle.run_id) == []  # taken once
+
+
+async def suspended_run(tmp_path: Path, store: RunStore) -> str:
+    """A run of plan -> approve (a gate) suspended waiting at approve; its id."""
+    pipeline = PipelineDefinition(
+        "suspended",
+        [
+            StageDefinition("plan", stub("the plan")),
+            StageDefinition("approve", WaitForInput("Render?"), inputs=["plan"]),
+        ],
+    )
+    executor = PipelineExecutor(cache=MemoryCacheStore(), runs=store, suspend_on_wait=True)
+    result = await executor.execute(pipeline)
+    assert result.waiting_stages == ("approve",)
+    return result.run_id
+
+
+async def test_a_suspended_run_is_kept_answerable_and_claimed_once(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    store = RunStore(tmp_path)
+    run_id = await suspended_run(tmp_path, store)
+    other = RunStore(tmp_path)  # another process's connection
+    assert [gate["stage_id"] for gate in other.waiting(run_id)] == ["approve"]
+    assert other.respond(run_id, "approve", [1, 2]) == run_id  # kept for the resumption
+    record, state, answers = other.suspension(run_id)
+    assert (record.status, answers) == ("waiting", {"approve": [1, 2]})
+    assert state  # the input and answers, encoded by the engine
+    other.claim(run_id)
+    assert store.get(run_id).status == "running"  # type: ignore[union-attr]
+    with pytest.raises(LookupError, match="is running: another process resumed it"):
+        store.claim(run_id)
+    with pytest.raises(LookupError, match="is running: it is being resumed"):
+        store.suspension(run_id)
+    assert store.take_responses(run_id) == []  # the claim took them
+
+
+async def test_prune_keeps_suspended_runs_and_forgets_what_pruned_runs_left(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    store = RunStore(tmp_path)
+    waiting = await suspended_run(tmp_path, store)
+    done = (await PipelineExecutor(runs=store).execute(chain(stub(1)))).run_id
+    assert store.prune() == 1
+    assert store.get(done) is None
+    assert store.get(waiting) is not None
+    with sqlite3.connect(store.path) as db:
+        (suspensions,) = db.execute("SELECT COUNT(*) FROM suspensions").fetchone()
+    assert suspensions == 1
