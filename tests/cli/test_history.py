@@ -262,3 +262,66 @@ def test_runs_respond_answers_a_gate_of_a_run_in_another_process(
         child.wait()
         if child.stdout is not None:
             child.stdout.close()
+
+
+def test_run_suspend_then_runs_respond_and_runs_resume_go_on(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store = str(tmp_path)
+    code, _, err = cli(capsys, "run", f"{FIXTURES}:gated", "--suspend", "--quiet")
+    assert code == 2
+    assert "--suspend needs --cache DIR" in err
+    code, out, err = cli(
+        capsys, "run", f"{FIXTURES}:gated", "--input", "1", "--cache", store, "--suspend"
+    )
+    assert code == 0
+    assert "WAITING for input at approve" in out
+    run_id = recorded_id(out)
+    assert f"twinklr-pipeline runs respond {run_id} approve --value JSON --store {store}" in err
+    assert f"twinklr-pipeline runs resume {run_id} --store {store}" in err
+    code, out, _ = cli(capsys, "runs", "list", "--status", "waiting", "--store", store)
+    assert run_id in out
+    code, out, _ = cli(
+        capsys, "runs", "respond", run_id, "approve", "--value", "5", "--store", store
+    )
+    assert code == 0
+    assert f"it is suspended, go on with twinklr-pipeline runs resume {run_id}" in out
+    code, out, _ = cli(capsys, "runs", "resume", run_id, "--store", store)
+    assert code == 0, out
+    assert f"pipeline gated, run {run_id}: succeeded" in out
+    assert re.search(r"^a\s+cached", out, re.MULTILINE)  # served from the cache
+    record = RunStore(store).get(run_id)
+    assert record is not None
+    assert record.status == "succeeded"
+    code, _, err = cli(capsys, "runs", "resume", run_id, "--store", store)
+    assert code == 2
+    assert "is not suspended (succeeded)" in err
+
+
+def test_runs_resume_of_a_run_not_started_by_the_cli_needs_its_pipeline(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import trio  # noqa: PLC0415
+
+    from fixtures.cli_pipelines import gated  # noqa: PLC0415
+    from twinklr.core.pipeline import (  # noqa: PLC0415
+        PipelineDefinition,
+        PipelineExecutor,
+        SQLiteCacheStore,
+    )
+
+    executor = PipelineExecutor(
+        cache=SQLiteCacheStore(tmp_path), runs=RunStore(tmp_path), suspend_on_wait=True
+    )
+    unnamed = PipelineDefinition("gated", gated.stages)  # built here, not loaded by the CLI
+    run_id = trio.run(executor.execute, unnamed, 2).run_id
+    code, _, err = cli(capsys, "runs", "resume", run_id, "--store", str(tmp_path))
+    assert code == 2
+    assert "say which definition to go on with (--pipeline MODULE:ATTR)" in err
+    code, out, _ = cli(
+        capsys,
+        *("runs", "resume", run_id, "--store", str(tmp_path)),
+        *("--pipeline", f"{FIXTURES}:gated", "--quiet"),
+    )
+    assert (code, out) == (0, "")
+    assert RunStore(tmp_path).get(run_id).status == "waiting"  # type: ignore[union-attr]

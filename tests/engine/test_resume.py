@@ -115,7 +115,7 @@ async def test_resuming_serves_what_finished_from_the_cache_and_runs_the_rest(
     record = runs.get(result.run_id)
     assert record is not None
     assert record.status == "succeeded"
-    with pytest.raises(LookupError, match="is succeeded: it was not suspended"):
+    with pytest.raises(LookupError, match=r"is not suspended \(succeeded\): there is nothing"):
         await PipelineExecutor(cache=cache, runs=runs).resume(result.run_id, pipeline=pipeline)
 
 

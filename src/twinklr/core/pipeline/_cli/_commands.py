@@ -27,12 +27,13 @@ import trio
 from .._cache._export import to_plain
 from .._cache._sqlite import DEFAULT_FILENAME, SQLiteCacheStore
 from .._engine._executor import PipelineExecutor
+from .._engine._resume import decode
 from .._gate import InputRequest
 from .._observe._runs import RunStore
 from .._observe._trace import timeline_report, to_chrome_trace, to_mermaid_gantt
 from .._observe._viz import render_graph, to_dot, to_mermaid
 from .._results import PipelineResult
-from ..definition import PipelineDefinition
+from ..definition import PipelineDefinition, remember_source
 from ..errors import GraphvizNotFoundError, PipelineValidationError
 from ._history import RunsUsageError, add_runs_command
 from ._progress import Progress, execute_with_progress
@@ -219,10 +220,61 @@ def _finish(
     if args.gantt:
         Path(args.gantt).write_text(to_mermaid_gantt(result), encoding="utf-8")
         print(f"gantt chart written to {args.gantt}")
+    if result.waiting_stages:
+        _say_waiting(result, args)
+        return EXIT_OK
     if not result.success:
         print(f"run failed: {result.error}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _say_waiting(result: PipelineResult, args: argparse.Namespace) -> None:
+    where = getattr(args, "store", None) or args.runs or args.cache
+    store = f" --store {where}" if where else ""
+    gates = ", ".join(result.waiting_stages)
+    gate = result.waiting_stages[0]
+    print(
+        f"run {result.run_id} is waiting for input at {gates}: answer with\n"
+        f"  twinklr-pipeline runs respond {result.run_id} {gate} --value JSON{store}\n"
+        f"then go on (from any process) with\n"
+        f"  twinklr-pipeline runs resume {result.run_id}{store}",
+        file=sys.stderr,
+    )
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """``runs resume``: go on with a suspended run, with the answers given through the
+    store (``runs respond``)."""
+    store = RunStore(args.store)
+    try:
+        try:
+            record, state, _ = store.suspension(args.run_id)
+            target = args.pipeline or decode(state).source
+        except (LookupError, ValueError) as exc:
+            raise UsageError(str(exc.args[0])) from exc
+        if target is None:
+            msg = (
+                f"run {record.run_id} was not started by 'twinklr-pipeline run': say which "
+                "definition to go on with (--pipeline MODULE:ATTR)"
+            )
+            raise UsageError(msg)
+        pipeline = load_pipeline(target)
+        remember_source(pipeline, target)
+        cache = cache_store(args.cache or str(store.path.parent))
+        executor = PipelineExecutor(cache=cache, runs=store, suspend_on_wait=True)
+        progress = make_progress(sys.stderr, quiet=args.quiet)
+        run = functools.partial(execute_with_progress, resume=record.run_id)
+        try:
+            result = trio.run(run, executor, pipeline, None, None, progress)
+        except (LookupError, ValueError) as exc:  # resumed meanwhile, an answer refused
+            raise UsageError(str(exc.args[0])) from exc
+        args.runs = args.cache = None  # (for _finish's hints: the store says it all)
+        status = _finish(result, progress, args, pipeline)
+        _recorded(store, result, quiet=args.quiet)
+        return status
+    finally:
+        store.close()
 
 
 def _store(args: argparse.Namespace) -> SQLiteCacheStore | None:
@@ -254,11 +306,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_writable(args.trace, "--trace")
     check_writable(args.gantt, "--gantt")
     pipeline = load_pipeline(args.target)
+    remember_source(pipeline, args.target)  # (for `runs resume`)
     initial_input = parse_input(args.input)
     pipeline.validate()
     cache = _store(args)
     runs = run_store(args, cache)
-    executor = PipelineExecutor(cache=cache, runs=runs)
+    if args.suspend and (cache is None or runs is None):
+        msg = "--suspend needs --cache DIR: the run is kept there until it is resumed"
+        raise UsageError(msg)
+    executor = PipelineExecutor(cache=cache, runs=runs, suspend_on_wait=args.suspend)
     progress = make_progress(sys.stderr, quiet=args.quiet)
     try:
         result = trio.run(execute_with_progress, executor, pipeline, initial_input, None, progress)
@@ -535,6 +591,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="write every stage's output here as JSON (arrays as lists, models as objects)",
     )
     run.add_argument("--runs", metavar="DIR", help=RUNS_HELP)
+    run.add_argument(
+        "--suspend",
+        action="store_true",
+        help="end the run as waiting when only its gates (WaitForInput) are left; "
+        "'runs respond' answers them and 'runs resume' goes on, from any process "
+        "(needs --cache)",
+    )
     with_output_options(run)
     run.set_defaults(handler=cmd_run)
 
@@ -579,7 +642,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cache.set_defaults(handler=cmd_cache)
 
-    add_runs_command(commands, common, parse_age)
+    resume = add_runs_command(commands, common, parse_age)
+    with_output_options(resume)
+    resume.add_argument(
+        "--pipeline",
+        metavar="MODULE:ATTR",
+        help="the definition to go on with (default: where 'run' loaded it from)",
+    )
+    resume.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="the cache the run's stages were kept in (default: the store's directory)",
+    )
+    resume.set_defaults(handler=cmd_resume)
     add_ui_command(commands, common, load_pipeline)
 
     demo = commands.add_parser("demo", parents=[common], help="the Twinklr sequencer, offline")

@@ -13,7 +13,7 @@ from .._observe._runs import RecordedRun, RecordedStage, RunStore
 #: Where ``runs`` looks by default: the directory ``run --cache`` and ``demo --cache``
 #: record into.
 DEFAULT_STORE = ".twinklr"
-STATUSES = ("running", "succeeded", "failed", "cancelled", "interrupted")
+STATUSES = ("running", "succeeded", "failed", "cancelled", "interrupted", "waiting")
 
 
 class RunsUsageError(Exception):
@@ -22,8 +22,9 @@ class RunsUsageError(Exception):
 
 def add_runs_command(
     commands: Any, common: argparse.ArgumentParser, parse_age: Callable[[str], float]
-) -> None:
-    """``runs list|show|prune`` on the command line."""
+) -> argparse.ArgumentParser:
+    """``runs list|show|prune|respond|resume`` on the command line; returns the
+    ``resume`` parser, whose handler runs pipelines (the caller's to give)."""
     runs = commands.add_parser(
         "runs", parents=[common], help="list, show or prune the recorded runs"
     )
@@ -54,7 +55,9 @@ def add_runs_command(
         help="forget runs that ended more than AGE ago (30s, 15m, 12h, 7d, 2w; default 30d)",
     )
     respond = actions.add_parser(
-        "respond", parents=[common, store], help="answer a running run's gate (WaitForInput)"
+        "respond",
+        parents=[common, store],
+        help="answer a running or suspended run's gate (WaitForInput)",
     )
     respond.add_argument("run_id", metavar="RUN_ID", help="the run's id (a unique prefix will do)")
     respond.add_argument("stage", metavar="STAGE", help="the gate's stage id")
@@ -64,7 +67,14 @@ def add_runs_command(
         metavar="JSON",
         help="the answer, as JSON: the gate's output ('true', '\"yes\"', '{\"lights\": 4}')",
     )
+    resume: argparse.ArgumentParser = actions.add_parser(
+        "resume",
+        parents=[common, store],
+        help="go on with a run suspended waiting for input (run --suspend)",
+    )
+    resume.add_argument("run_id", metavar="RUN_ID", help="the run's id (a unique prefix will do)")
     runs.set_defaults(handler=cmd_runs)
+    return resume
 
 
 def _positive(text: str) -> int:
@@ -113,7 +123,14 @@ def _respond(store: RunStore, args: argparse.Namespace) -> int:
         run_id = store.respond(args.run_id, args.stage, value)
     except LookupError as exc:
         raise RunsUsageError(str(exc.args[0])) from exc
-    print(f"answered {args.stage} of run {run_id}: the run takes it with its next batch")
+    record = store.get(run_id)
+    if record is not None and record.status == "waiting":
+        print(
+            f"answered {args.stage} of run {run_id}: it is suspended, go on with "
+            f"twinklr-pipeline runs resume {run_id} --store {store.path.parent}"
+        )
+    else:
+        print(f"answered {args.stage} of run {run_id}: the run takes it with its next batch")
     return 0
 
 

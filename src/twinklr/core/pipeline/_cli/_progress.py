@@ -85,16 +85,22 @@ async def execute_with_progress(
     progress: Progress,
     *,
     ask: Callable[[InputRequest], Any] | None = None,
+    resume: str | None = None,
 ) -> PipelineResult | None:
     """Run with live progress; Ctrl-C cancels the run (returns None). ``ask`` answers
-    the run's gates (called in a worker thread: it may read the terminal)."""
+    the run's gates (called in a worker thread: it may read the terminal); ``resume``
+    goes on with that suspended run instead of starting one."""
     send, receive = trio.open_memory_channel[PipelineEvent](math.inf)
     result = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(progress.consume, receive)
         with trio.CancelScope() as run_scope:
             nursery.start_soon(_cancel_on_interrupt, run_scope)
-            if ask is None:
+            if resume is not None:
+                result = await executor.resume(
+                    resume, pipeline=pipeline, context=context, events=send
+                )
+            elif ask is None:
                 result = await executor.execute(pipeline, initial_input, context, events=send)
             else:
                 async with trio.open_nursery() as running:

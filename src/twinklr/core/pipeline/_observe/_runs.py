@@ -580,7 +580,10 @@ class RunStore:
 
         row, answers = self._locked(read)
         if row is None or record.status not in _RESUMABLE:
-            msg = f"run {record.run_id} is {record.status}: it was not suspended waiting for input"
+            msg = (
+                f"run {record.run_id} is not suspended ({record.status}): "
+                "there is nothing waiting for input to resume"
+            )
             if row is not None and record.status == "running":
                 msg = f"run {record.run_id} is running: it is being resumed (pid {record.pid})"
             raise LookupError(msg)

@@ -162,7 +162,13 @@ def _cached(result: PipelineResult, timing: StageTiming) -> str:
 def timeline_report(result: PipelineResult) -> str:
     """A table a person can read: each stage's times, waits and attempts, then the
     critical path and each step's share of the run."""
-    outcome = "succeeded" if result.success else "FAILED"
+    outcome = (
+        "succeeded"
+        if result.success
+        else f"WAITING for input at {', '.join(result.waiting_stages)}"
+        if result.waiting_stages
+        else "FAILED"
+    )
     lines = [
         (
             f"pipeline {result.pipeline_name}, run {result.run_id}: {outcome} in "
