@@ -8,12 +8,12 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._observe._runs import RecordedRun, RecordedStage, RunStore
+from .._observe._runs import RUN_STATES, RecordedRun, RecordedStage, RunStore
 
 #: Where ``runs`` looks by default: the directory ``run --cache`` and ``demo --cache``
 #: record into.
 DEFAULT_STORE = ".twinklr"
-STATUSES = ("running", "succeeded", "failed", "cancelled", "interrupted", "waiting")
+STATUSES = RUN_STATES
 
 
 class RunsUsageError(Exception):

@@ -29,7 +29,7 @@ import time
 from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import attrs
 
@@ -41,6 +41,7 @@ from ._events import EventKind, PipelineEvent
 T = TypeVar("T")
 
 RunState = Literal["running", "succeeded", "failed", "cancelled", "interrupted", "waiting"]
+RUN_STATES: tuple[RunState, ...] = get_args(RunState)
 StageState = Literal[
     "pending",
     "queued",

@@ -39,7 +39,7 @@ from .._cache._export import to_plain
 from .._cli._history import run_json
 from .._engine._handle import RunHandle, RunStatus
 from .._gate import WaitForInput
-from .._observe._runs import RunStore
+from .._observe._runs import RUN_STATES, RunStore
 from ..definition import PipelineDefinition, StageDefinition
 
 STATIC = Path(__file__).parent / "static"
@@ -130,12 +130,12 @@ class RunsView:
         limit_text = query.get("limit", "100")
         if not limit_text.isdigit() or int(limit_text) < 1:
             return _bad_request(f"limit must be a positive whole number, not {limit_text!r}")
-        if status not in (None, "running", "succeeded", "failed", "cancelled", "interrupted"):
+        if status not in (None, *RUN_STATES):
             return _bad_request(f"no such status: {status!r}")
         records = await anyio.to_thread.run_sync(
             lambda: self.store.runs(
                 pipeline=query.get("pipeline") or None,
-                status=status,  # type: ignore[arg-type]
+                status=status,
                 limit=int(limit_text),
             )
         )

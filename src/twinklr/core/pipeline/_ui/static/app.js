@@ -134,7 +134,7 @@ function markNode(group, classes, tooltip) {
 
 function legend(container) {
   container.replaceChildren();
-  const shown = ["pending", "queued", "running", "succeeded", "cached", "failed", "soft_failed", "skipped", "cancelled", "not_started"];
+  const shown = ["pending", "queued", "running", "waiting", "succeeded", "cached", "failed", "soft_failed", "skipped", "cancelled", "not_started"];
   for (const status of shown) {
     const swatch = el("i", { class: `swatch ${status}` });
     container.append(el("span", {}, swatch, status.replace("_", " ")));
