@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import functools
 import gc
+import hashlib
 import os
 import subprocess
 import sys
@@ -18,8 +20,10 @@ import pytest
 import structlog.testing
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from conftest import Stub, stub
+from conftest import RandomDag, Stub, random_dags, run_virtual, stub
 from twinklr.core.pipeline import (
     MemoryCacheStore,
     PipelineDefinition,
@@ -538,3 +542,64 @@ def test_the_suspension_round_trips_and_an_unreadable_one_is_named() -> None:
         _resume.encode(
             _resume.Suspension(initial_input=None, answers={"gate": Opaque()}, source=None)
         )
+
+
+@settings(max_examples=40, deadline=None)
+@given(dag=random_dags(max_size=12, max_duration=3), gated=st.sets(st.integers(0, 11), max_size=4))
+def test_suspending_and_resuming_a_random_dag_runs_each_stage_once_to_the_same_result(
+    tmp_path_factory: pytest.TempPathFactory, dag: RandomDag, gated: set[int]
+) -> None:
+    deps, durations, _ = dag
+    gates = {i for i in gated if i < len(deps)}
+    calls: collections.Counter[int] = collections.Counter()
+
+    def node(i: int) -> Any:
+        async def stage(value: Any, context: Any) -> str:
+            calls[i] += 1
+            await trio.sleep(durations[i])
+            return f"{i}:{hashlib.sha256(repr(value).encode()).hexdigest()[:8]}"
+
+        return stage
+
+    def answer(i: int) -> Any:
+        async def given_answer(value: Any, context: Any) -> str:
+            return f"answer-{i}"
+
+        return given_answer
+
+    def definition(*, with_gates: bool) -> PipelineDefinition:
+        return PipelineDefinition(
+            "random-gates",
+            [
+                StageDefinition(
+                    str(i),
+                    (WaitForInput(f"{i}?") if with_gates else answer(i)) if i in gates else node(i),
+                    inputs=[str(d) for d in deps[i]],
+                )
+                for i in range(len(deps))
+            ],
+        )
+
+    expected = run_virtual(definition(with_gates=False)).outputs
+    calls.clear()
+    pipeline = definition(with_gates=True)
+    directory = tmp_path_factory.mktemp("resume")
+
+    async def suspend_and_resume() -> Any:
+        executor = PipelineExecutor(
+            cache=MemoryCacheStore(), runs=RunStore(directory), suspend_on_wait=True
+        )
+        result = await executor.execute(pipeline)
+        legs = 0
+        while result.waiting_stages:
+            legs += 1
+            assert legs <= len(gates)
+            assert set(result.waiting_stages) <= {str(i) for i in gates}
+            answers = {stage: f"answer-{stage}" for stage in result.waiting_stages}
+            result = await executor.resume(result.run_id, responses=answers, pipeline=pipeline)
+        return result
+
+    result = trio.run(suspend_and_resume, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert result.success, result.error
+    assert dict(result.outputs) == dict(expected)
+    assert all(calls[i] == 1 for i in range(len(deps)) if i not in gates), calls
