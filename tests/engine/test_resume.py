@@ -28,6 +28,7 @@ from twinklr.core.pipeline import (
     MemoryCacheStore,
     PipelineDefinition,
     PipelineExecutor,
+    PipelineResult,
     RunStatus,
     RunStore,
     SQLiteCacheStore,
@@ -62,6 +63,17 @@ def stubs() -> dict[str, Stub]:
 @pytest.fixture
 def stores(tmp_path: Path) -> tuple[MemoryCacheStore, RunStore]:
     return MemoryCacheStore(), RunStore(tmp_path)
+
+
+async def suspend(
+    stores: tuple[MemoryCacheStore, RunStore], pipeline: PipelineDefinition
+) -> tuple[PipelineExecutor, PipelineResult]:
+    """A suspending executor over ``stores``, and the run of ``pipeline`` it suspended."""
+    cache, runs = stores
+    executor = PipelineExecutor(cache=cache, runs=runs, suspend_on_wait=True)
+    result = await executor.execute(pipeline)
+    assert result.waiting_stages
+    return executor, result
 
 
 async def test_a_run_down_to_its_gate_ends_waiting_when_the_rest_has_finished(
@@ -126,10 +138,8 @@ async def test_resuming_serves_what_finished_from_the_cache_and_runs_the_rest(
 async def test_without_a_pipeline_resume_finds_the_same_definition_in_this_process(
     autojump_clock: trio.testing.MockClock, stores: tuple[MemoryCacheStore, RunStore]
 ) -> None:
-    cache, runs = stores
-    executor = PipelineExecutor(cache=cache, runs=runs, suspend_on_wait=True)
     pipeline = show(**stubs())
-    suspended = await executor.execute(pipeline)
+    executor, suspended = await suspend(stores, pipeline)
     result = await executor.resume(suspended.run_id[:6], responses={"approve": True})
     assert result.success
     assert result.outputs["render"] == "rendered (True)"
@@ -187,15 +197,13 @@ def attrs_record(**fields: Any) -> Any:
 async def test_answers_are_checked_against_the_gates(
     autojump_clock: trio.testing.MockClock, stores: tuple[MemoryCacheStore, RunStore]
 ) -> None:
-    cache, runs = stores
-    executor = PipelineExecutor(cache=cache, runs=runs, suspend_on_wait=True)
     pipeline = show(**stubs())
-    suspended = await executor.execute(pipeline)
+    executor, suspended = await suspend(stores, pipeline)
     with pytest.raises(ValueError, match=r"'render': it is not a gate .* \(its gates: 'approve'\)"):
         await executor.resume(suspended.run_id, responses={"render": 1})
     with pytest.raises(ValueError, match="'ghost': it is not a stage"):
         await executor.resume(suspended.run_id, responses={"ghost": 1})
-    record = runs.get(suspended.run_id)
+    record = stores[1].get(suspended.run_id)
     assert record is not None
     assert record.status == "waiting"  # a refused resume leaves the run as it was
 
@@ -203,11 +211,9 @@ async def test_answers_are_checked_against_the_gates(
 async def test_an_answer_given_through_the_store_while_suspended_is_used(
     autojump_clock: trio.testing.MockClock, stores: tuple[MemoryCacheStore, RunStore]
 ) -> None:
-    cache, runs = stores
-    executor = PipelineExecutor(cache=cache, runs=runs, suspend_on_wait=True)
     pipeline = show(**stubs())
-    suspended = await executor.execute(pipeline)
-    runs.respond(suspended.run_id, "approve", {"ok": True})  # twinklr-pipeline runs respond
+    executor, suspended = await suspend(stores, pipeline)
+    stores[1].respond(suspended.run_id, "approve", {"ok": True})  # as runs respond does
     result = await executor.resume(suspended.run_id)
     assert result.outputs["render"] == "rendered ({'ok': True})"
 
@@ -362,7 +368,7 @@ async def test_a_cancelled_resumption_can_be_resumed_again(
             nursery.cancel_scope.cancel()
 
     await resume_then_cancel()
-    record = runs.get(suspended.run_id)
+    record = stores[1].get(suspended.run_id)
     assert record is not None
     assert record.status == "cancelled"
     result = await executor.resume(suspended.run_id)  # the answer was kept
@@ -372,10 +378,8 @@ async def test_a_cancelled_resumption_can_be_resumed_again(
 async def test_a_gate_is_never_served_from_the_cache_to_a_new_run(
     autojump_clock: trio.testing.MockClock, stores: tuple[MemoryCacheStore, RunStore]
 ) -> None:
-    cache, runs = stores
-    executor = PipelineExecutor(cache=cache, runs=runs, suspend_on_wait=True)
     pipeline = show(**stubs())
-    suspended = await executor.execute(pipeline)
+    executor, suspended = await suspend(stores, pipeline)
     assert (await executor.resume(suspended.run_id, responses={"approve": "yes"})).success
     fresh = await executor.execute(pipeline)  # the same input: it must be asked again
     assert fresh.waiting_stages == ("approve",)
