@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from conftest import RandomDag, Stub, random_dags, run_virtual, stub
 from twinklr.core.pipeline import (
+    EventKind,
     MemoryCacheStore,
     PipelineDefinition,
     PipelineExecutor,
@@ -261,6 +262,10 @@ async def test_handle_suspend_waits_for_the_other_stages_then_ends_the_run_waiti
         result = await handle.wait()
     assert trio.current_time() == 3.0
     assert handle.status is RunStatus.WAITING
+    events = [event async for event in handle.events()]
+    assert events[-1].kind is EventKind.RUN_FINISHED
+    assert events[-1].success is False
+    assert [e.kind for e in events if e.stage == "approve"][-1] is EventKind.INPUT_REQUESTED
     assert result.waiting_stages == ("approve",)
     assert result.outputs["lights"] == "lights ready"
     assert stages["lights"].cancelled == []
@@ -268,6 +273,22 @@ async def test_handle_suspend_waits_for_the_other_stages_then_ends_the_run_waiti
         result.run_id, responses={"approve": "go"}
     )
     assert resumed.outputs["render"] == "rendered (go)"
+
+
+async def test_suspending_a_run_without_gates_changes_nothing(
+    autojump_clock: trio.testing.MockClock, stores: tuple[MemoryCacheStore, RunStore]
+) -> None:
+    cache, runs = stores
+    pipeline = PipelineDefinition("no-gates", [StageDefinition("a", stub(1, delay=1))])
+    async with trio.open_nursery() as nursery:
+        handle = await PipelineExecutor(cache=cache, runs=runs).start(nursery, pipeline)
+        handle.suspend()  # nothing will ever wait for input: the run just ends
+        result = await handle.wait()
+    assert (result.success, result.waiting_stages, handle.status) == (
+        True,
+        (),
+        RunStatus.SUCCEEDED,
+    )
 
 
 async def test_an_answer_given_to_the_handle_before_suspending_is_kept(

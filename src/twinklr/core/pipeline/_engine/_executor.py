@@ -298,9 +298,9 @@ class PipelineExecutor:
             run.cache = RunCache(self.cache, plan.name, initial_input, run.log)
         if self.runs is not None:
             run.recorder = recorder_for(run, self.runs)
-            if self.cache is not None and plan.gates:
+            if self.cache is not None:
                 run.on_suspend = keeper(pipeline)
-                run.suspend_wanted = self.suspend_on_wait
+                run.suspend_wanted = self.suspend_on_wait and bool(plan.gates)
         if subscriptions:
             run.subscribers = _subscribers(plan, subscriptions)
         tracer = find_tracer(self.tracer)

@@ -256,7 +256,8 @@ class Run:
         """The last stage task has ended: note the time, say the run finished."""
         self.end_time = self.now()
         dropped = self.events.dropped if self.events is not None else None
-        success = self.error is None and not self.cancelled  # cancelled from outside: no
+        # cancelled from outside, or suspended waiting for input: not a success
+        success = self.error is None and not self.cancelled and self.suspended is None
         self.transition(EventKind.RUN_FINISHED, success=success, dropped=dropped)
 
     def open_streams(self, index: int) -> list[trio.MemorySendChannel[Any]]:
