@@ -281,6 +281,9 @@ def test_run_suspend_then_runs_respond_and_runs_resume_go_on(
     assert f"twinklr-pipeline runs resume {run_id} --store {store}" in err
     code, out, _ = cli(capsys, "runs", "list", "--status", "waiting", "--store", store)
     assert run_id in out
+    code, out, _ = cli(capsys, "runs", "show", run_id, "--store", store)
+    assert re.search(r"^approve\s+waiting", out, re.MULTILINE)
+    assert f"suspended: go on with twinklr-pipeline runs resume {run_id}" in out
     code, out, _ = cli(
         capsys, "runs", "respond", run_id, "approve", "--value", "5", "--store", store
     )

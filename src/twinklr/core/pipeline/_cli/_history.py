@@ -185,6 +185,8 @@ def _show(store: RunStore, args: argparse.Namespace) -> int:
             f"waiting for input: {gate['stage_id']}: {gate['prompt']} (since {gate['since']}; "
             f"twinklr-pipeline runs respond {record.run_id} {gate['stage_id']} --value JSON)"
         )
+    if record.status == "waiting":
+        print(f"suspended: go on with twinklr-pipeline runs resume {record.run_id}")
     print()
     _table(
         ("STAGE", "STATUS", "QUEUED", "STARTED", "FINISHED", "TOOK", "ATTEMPTS", "NOTE"),
