@@ -30,6 +30,7 @@ from twinklr.core.pipeline import (
     PipelineDefinition,
     PipelineExecutor,
     PipelineResult,
+    RecordedRun,
     RunStatus,
     RunStore,
     SQLiteCacheStore,
@@ -37,6 +38,7 @@ from twinklr.core.pipeline import (
     StageStatus,
     WaitForInput,
 )
+from twinklr.core.pipeline._cache._serialize import NotSerializableError
 from twinklr.core.pipeline._engine import _resume
 
 
@@ -170,14 +172,12 @@ async def test_resume_says_when_the_definition_is_not_in_this_process(
 
 
 def test_a_run_store_without_a_definition_of_that_name_says_to_build_it() -> None:
-    record = attrs_record(pipeline="never-defined")
+    record = recorded_run(pipeline="never-defined")
     with pytest.raises(LookupError, match="no pipeline 'never-defined' is defined in this"):
         _resume.find_definition(record, None)
 
 
-def attrs_record(**fields: Any) -> Any:
-    from twinklr.core.pipeline import RecordedRun  # noqa: PLC0415
-
+def recorded_run(**fields: Any) -> RecordedRun:
     defaults: dict[str, Any] = {
         "run_id": "r1",
         "pipeline": "p",
@@ -563,7 +563,7 @@ def test_the_suspension_round_trips_and_an_unreadable_one_is_named() -> None:
     assert _resume.decode(_resume.encode(kept)) == kept
     with pytest.raises(ValueError, match="the suspended run's state cannot be read"):
         _resume.decode(b'{"format": 99}')
-    with pytest.raises(Exception, match="the answer to gate 'gate' cannot be kept"):
+    with pytest.raises(NotSerializableError, match="the answer to gate 'gate' cannot be kept"):
         _resume.encode(
             _resume.Suspension(initial_input=None, answers={"gate": Opaque()}, source=None)
         )

@@ -73,15 +73,12 @@ class Gates:
             stage_id=stage_id, prompt=prompt, input=value, since=dt.datetime.now(dt.UTC)
         )
         opened = self._open[stage_id] = _Open(request)
-        if stage_id in self.answers:  # answered before it asked: no wait
-            opened.value = self.answers[stage_id]
-            opened.answered_at = request.since
-            opened.answered.set()
-            self._answered.add(stage_id)
-            self._on_request(stage_id)
-            self._on_answer(stage_id)
-            return opened
+        given = stage_id in self.answers
+        if given:  # answered before it asked (a resumed run): no wait, nothing to suspend for
+            self._settle(opened, self.answers[stage_id])
         self._on_request(stage_id)
+        if given:
+            self._on_answer(stage_id)
         return opened
 
     def close(self, stage_id: str) -> None:
@@ -103,11 +100,14 @@ class Gates:
             else:
                 msg = f"the run has no stage '{stage_id}'{self._listing()}"
             raise LookupError(msg)
+        self._settle(opened, value)
+        self._on_answer(stage_id)
+
+    def _settle(self, opened: _Open, value: Any) -> None:
         opened.value = value
         opened.answered_at = dt.datetime.now(dt.UTC)
         opened.answered.set()
-        self._answered.add(stage_id)
-        self._on_answer(stage_id)
+        self._answered.add(opened.request.stage_id)
 
     def _listing(self) -> str:
         waiting = ", ".join(f"'{stage_id}'" for stage_id in self._open) or "none"

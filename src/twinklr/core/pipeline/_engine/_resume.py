@@ -14,7 +14,7 @@ the moment it opens, and the rest runs (and may suspend again at the next gate).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -52,7 +52,7 @@ class Resuming:
     answers: Mapping[str, Any]
 
 
-def keeper(pipeline: PipelineDefinition) -> Any:
+def keeper(pipeline: PipelineDefinition) -> Callable[[Run], None]:
     """The ``on_suspend`` of a run of ``pipeline``: it encodes what resuming needs into
     ``run.suspension`` (raising, which refuses the suspension, when it cannot)."""
     source = source_of(pipeline)
