@@ -396,6 +396,27 @@ async def test_a_cancelled_resumption_can_be_resumed_again(
     assert result.outputs["render"] == "rendered (1)"
 
 
+async def test_a_resumption_that_never_started_gives_the_run_back(
+    autojump_clock: trio.testing.MockClock,
+    stores: tuple[MemoryCacheStore, RunStore],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pipeline = show(**stubs())
+    executor, suspended = await suspend(stores, pipeline)
+
+    async def gone_before_it_began(*_: object, **__: object) -> None:
+        msg = "the loop went away"
+        raise RuntimeError(msg)
+
+    monkeypatch.setattr(executor, "execute", gone_before_it_began)
+    with pytest.raises(RuntimeError, match="the loop went away"):
+        await executor.resume(suspended.run_id, responses={"approve": 1})
+    assert stores[1].get(suspended.run_id).status == "waiting"  # type: ignore[union-attr]
+    monkeypatch.undo()
+    resumed = await executor.resume(suspended.run_id)
+    assert resumed.outputs["render"] == "rendered (1)"  # the answer was kept by the claim
+
+
 async def test_a_gate_is_never_served_from_the_cache_to_a_new_run(
     autojump_clock: trio.testing.MockClock, stores: tuple[MemoryCacheStore, RunStore]
 ) -> None:

@@ -265,7 +265,14 @@ class PipelineExecutor:
         resuming = Resuming(
             run_id=record.run_id, initial_input=suspension.initial_input, answers=answers
         )
-        return await self.execute(pipeline, resuming, context, events=events)
+        try:
+            return await self.execute(pipeline, resuming, context, events=events)
+        except BaseException:
+            # Cancelled (or refused) before the run recorded how it ended: it is still
+            # suspended, not being resumed. (One quick local write, so not awaited: the
+            # caller is being cancelled.)
+            store.unclaim(record.run_id)
+            raise
 
     def _prepare(
         self,

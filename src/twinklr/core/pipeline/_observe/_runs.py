@@ -615,6 +615,17 @@ class RunStore:
 
         self._locked(work)
 
+    def unclaim(self, run_id: str) -> None:
+        """Give back this process's `claim` of ``run_id`` when its resumption ended
+        before recording anything (a run that did record keeps what it recorded)."""
+        self._locked(
+            lambda db: db.execute(
+                "UPDATE runs SET status = 'waiting' "
+                "WHERE run_id = ? AND status = 'running' AND host = ? AND pid = ?",
+                (run_id, self.host, os.getpid()),
+            )
+        )
+
     # -- reading -----------------------------------------------------------------------
 
     def runs(
