@@ -40,7 +40,8 @@ from twinklr.core.pipeline import (
     Verdict,
     aio,
 )
-from twinklr.core.pipeline._loops import load_trio_asyncio
+from twinklr.core.pipeline._engine import _guest
+from twinklr.core.pipeline._engine._hosts import load_trio_asyncio
 
 
 def run(main: Callable[[], Awaitable[Any]]) -> Any:
@@ -50,7 +51,7 @@ def run(main: Callable[[], Awaitable[Any]]) -> Any:
         before = asyncio.all_tasks()
         result = await main()
         assert asyncio.all_tasks() == before, "asyncio tasks left running"
-        assert not aio._guests, "the Trio guest run did not end"
+        assert not _guest.guests, "the Trio guest run did not end"
         return result
 
     return asyncio.run(checked())
@@ -478,7 +479,7 @@ def test_a_keyboard_interrupt_inside_a_run_propagates() -> None:
     pipeline = PipelineDefinition("p", [StageDefinition("a", interrupted)])
     with pytest.raises(KeyboardInterrupt):
         asyncio.run(aio.execute(pipeline, 1))
-    aio._guests.clear()
+    _guest.guests.clear()
 
 
 def test_an_asyncio_task_cancelled_from_outside_fails_its_stage() -> None:
@@ -642,7 +643,7 @@ def on_trio_asyncio(main: Callable[[], Awaitable[Any]]) -> Any:
         before = asyncio.all_tasks()
         result = await main()
         assert asyncio.all_tasks() == before, "asyncio tasks left running"
-        assert not aio._guests, "the pipeline's Trio side did not end"
+        assert not _guest.guests, "the pipeline's Trio side did not end"
         return result
 
     return trio_asyncio.run(trio_asyncio.aio_as_trio(checked))

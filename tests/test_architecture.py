@@ -9,12 +9,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import grimp
 import pytest
 
-from twinklr.core.pipeline import _graph
+from twinklr.core.pipeline._base import _graph
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "twinklr.core.pipeline"
@@ -37,11 +38,26 @@ def lint_imports(source: Path, *contracts: str) -> subprocess.CompletedProcess[s
 def test_the_contracts_hold() -> None:
     linted = lint_imports(ROOT / "src")
     assert linted.returncode == 0, linted.stdout + linted.stderr
-    assert "2 kept, 0 broken" in linted.stdout
+    assert " 0 broken" in linted.stdout
+
+
+#: The one import declared against the layers (in pyproject.toml): a function-level import,
+#: so it makes no cycle when modules are imported.
+DECLARED = (f"{PACKAGE}._kinds._subpipeline", f"{PACKAGE}._engine._executor")
+
+
+def test_the_one_declared_exception_is_the_one_in_the_contracts() -> None:
+    declared = " -> ".join(DECLARED)
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    ignored = {
+        line for contract in settings["contracts"] for line in contract.get("ignore_imports", [])
+    }
+    assert ignored == {declared}
 
 
 def test_no_two_modules_import_each_other_at_run_time() -> None:
     graph = grimp.build_graph(PACKAGE, exclude_type_checking_imports=True, cache_dir=None)
+    graph.remove_import(importer=DECLARED[0], imported=DECLARED[1])
     modules = sorted(graph.modules)
     index = {module: position for position, module in enumerate(modules)}
     deps = [
@@ -52,6 +68,8 @@ def test_no_two_modules_import_each_other_at_run_time() -> None:
     assert circles == []
 
 
+TYPE_ONLY = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    "
+
 # Each case: a file, the line that breaks the architecture, the contract that says so.
 BREAKS = {
     "vocabulary imports the engine": (
@@ -59,9 +77,59 @@ BREAKS = {
         "from ._engine import _run",
         "layers",
     ),
+    "the definition imports the engine's plan": (
+        "definition.py",
+        "from ._engine._plan import plan_of",
+        "layers",
+    ),
+    "a value names the stage definition, only for type checking": (
+        "_values/_results.py",
+        f"{TYPE_ONLY}from .._kinds._stage import StageDefinition",
+        "layers",
+    ),
+    "validation names the pipeline definition, only for type checking": (
+        "_kinds/_validation.py",
+        f"{TYPE_ONLY}from ..definition import PipelineDefinition",
+        "layers",
+    ),
+    "the errors import a value": (
+        "errors.py",
+        "from ._values._status import StageStatus",
+        "layers",
+    ),
+    "a helper imports a value": (
+        "_base/_loops.py",
+        "from .._values._context import current_context",
+        "layers",
+    ),
+    "a helper imports another helper": (
+        "_base/_graph.py",
+        "from . import _database",
+        "helpers",
+    ),
+    "a stage kind names the stage definition, only for type checking": (
+        "_kinds/_function.py",
+        f"{TYPE_ONLY}from ._stage import StageDefinition",
+        "kinds",
+    ),
+    "one stage kind imports a sibling": (
+        "_kinds/_gate.py",
+        "from ._protocol import PipelineStage",
+        "kinds",
+    ),
+    "the status names the results, only for type checking": (
+        "_values/_status.py",
+        f"{TYPE_ONLY}from ._results import StageResult",
+        "values",
+    ),
+    "the timings import the context": (
+        "_values/_timing.py",
+        "from ._context import PipelineContext",
+        "values",
+    ),
     "vocabulary imports a capability, only for type checking": (
-        "_results.py",
-        "if TYPE_CHECKING:\n    from ._observe._timeline import Timeline",
+        "_values/_results.py",
+        f"{TYPE_ONLY}from .._observe._timeline import Timeline",
         "layers",
     ),
     "a capability imports the engine": (
@@ -77,12 +145,17 @@ BREAKS = {
     "one capability imports another": (
         "_llm/_ratelimit.py",
         "from .._cache import _store",
-        "capabilities",
+        "layers",
     ),
     "a module placed in no layer": (
         "_stray.py",
         '"""A module nobody gave a layer."""',
         "layers",
+    ),
+    "a value placed in no sub-layer": (
+        "_values/_stray.py",
+        '"""A value module nobody gave a sub-layer."""',
+        "values",
     ),
 }
 

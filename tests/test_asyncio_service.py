@@ -18,8 +18,8 @@ from twinklr.core.pipeline import (
     PipelineDefinition,
     RateLimiter,
     StageDefinition,
-    aio,
 )
+from twinklr.core.pipeline._engine import _guest
 
 
 def events_of(body: str) -> list[tuple[str, dict[str, Any]]]:
@@ -33,7 +33,7 @@ def events_of(body: str) -> list[tuple[str, dict[str, Any]]]:
 def run(main: Callable[[], Awaitable[Any]]) -> Any:
     async def checked() -> Any:
         result = await main()
-        assert not aio._guests, "the Trio guest run did not end"
+        assert not _guest.guests, "the Trio guest run did not end"
         return result
 
     return asyncio.run(checked())

@@ -11,6 +11,7 @@ from twinklr.core.pipeline import (
     StageDefinition,
     SubPipelineStage,
 )
+from twinklr.core.pipeline._engine._plan import plan_of
 from twinklr.core.pipeline.definition import RetryConfig
 
 # -- StageDefinition / PipelineDefinition -----------------------------------------------------
@@ -65,7 +66,7 @@ def test_get_stage_and_waves() -> None:
 
 def test_the_plan_is_compiled_once_per_definition() -> None:
     pipeline = PipelineDefinition("p", [StageDefinition("a", stub())])
-    assert pipeline.plan() is pipeline.plan()
+    assert plan_of(pipeline) is plan_of(pipeline)
 
 
 def test_constructors_take_the_spec_order_positionally() -> None:

@@ -15,6 +15,7 @@ from twinklr.core.pipeline import (
     StageOutputError,
     StageTimeoutError,
 )
+from twinklr.core.pipeline.errors import ValidationProblem
 
 
 def test_validation_error_lists_problems() -> None:
@@ -23,6 +24,17 @@ def test_validation_error_lists_problems() -> None:
     assert isinstance(error, PipelineError)
     assert str(error) == "pipeline 'p' is invalid (1 problem):\n  - one thing"
     assert error.problems == ("one thing",)
+    assert error.details == (ValidationProblem(message="one thing", kind="other"),)
+
+
+def test_validation_error_carries_problem_values_and_their_messages() -> None:
+    cycle = ValidationProblem(
+        message="dependency cycle: a -> b -> a", kind="cycle", cycle=("a", "b", "a")
+    )
+    error = PipelineValidationError("p", [cycle, "plain"])
+    assert error.problems == ("dependency cycle: a -> b -> a", "plain")
+    assert error.details[0] is cycle
+    assert str(cycle) == cycle.message
 
 
 @pytest.mark.parametrize(

@@ -124,6 +124,12 @@ def test_optional_parts_are_not_imported() -> None:
         "twinklr.core.pipeline._ui",
         "starlette",
         "hypercorn",
+        # asyncio hosting: loaded when an asyncio program runs a pipeline
+        "twinklr.core.pipeline.aio",
+        "twinklr.core.pipeline._engine._hosts",
+        "twinklr.core.pipeline._engine._guest",
+        "twinklr.core.pipeline._engine._hosted",
+        "trio_asyncio",
     )
     for heavy in optional:
         assert f"'{heavy}'" not in loaded

@@ -14,7 +14,7 @@ from twinklr.core.pipeline import (
     Verdict,
 )
 from twinklr.core.pipeline._cache._code import code_identity, code_parts
-from twinklr.core.pipeline._function import FunctionStage
+from twinklr.core.pipeline._kinds._function import FunctionStage
 
 
 def code_name(stage: object) -> str:

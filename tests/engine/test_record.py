@@ -10,12 +10,12 @@ import pytest
 
 from conftest import stub
 from twinklr.core.pipeline import PipelineDefinition, StageDefinition
+from twinklr.core.pipeline._engine._plan import compile_plan
 from twinklr.core.pipeline._engine._record import definition_of, user_traceback
-from twinklr.core.pipeline._plan import compile_plan
 
 
 def fingerprint(pipeline: PipelineDefinition) -> str:
-    return definition_of(compile_plan(pipeline, []))[0]
+    return definition_of(compile_plan(pipeline))[0]
 
 
 async def double(value: int) -> int:
@@ -44,7 +44,7 @@ def test_the_graph_names_each_stages_wiring_and_code() -> None:
     pipeline = PipelineDefinition(
         "p", [StageDefinition("a", stub(1)), StageDefinition("b", double, inputs=["a"])]
     )
-    _, graph = definition_of(compile_plan(pipeline, []))
+    _, graph = definition_of(compile_plan(pipeline))
     stages = json.loads(graph)["stages"]
     assert [(s["id"], s["inputs"]) for s in stages] == [("a", []), ("b", ["a"])]
     assert stages[1]["code"].endswith("double")

@@ -16,9 +16,9 @@ from twinklr.core.pipeline import (
     PipelineEvent,
     StageDefinition,
 )
+from twinklr.core.pipeline._engine._plan import Plan, plan_of
 from twinklr.core.pipeline._engine._run import Run, _logs_debug
 from twinklr.core.pipeline._observe._events import EventRelay
-from twinklr.core.pipeline._plan import Plan
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def warnings_only() -> Iterator[None]:
 
 
 def plan() -> Plan:
-    return PipelineDefinition("p", [StageDefinition("a", stub())]).plan()
+    return plan_of(PipelineDefinition("p", [StageDefinition("a", stub())]))
 
 
 async def test_an_unwatched_run_skips_per_stage_transitions(warnings_only: None) -> None:

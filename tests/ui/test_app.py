@@ -22,7 +22,8 @@ from twinklr.core.pipeline import (
     StageDefinition,
 )
 from twinklr.core.pipeline._cli._commands import load_pipeline
-from twinklr.core.pipeline._ui._app import problem_stages
+from twinklr.core.pipeline._ui._app import concerns
+from twinklr.core.pipeline.errors import ValidationProblem
 from twinklr.core.pipeline.ui import RunsView
 
 LOCAL = "http://127.0.0.1:8000"
@@ -309,10 +310,10 @@ async def test_a_definition_shows_its_problems_on_the_stages_and_reloads(
         shown = (await http.get("/api/definition")).json()
         assert (shown["pipeline"], shown["error"], shown["version"]) == ("looped", None, 1)
         assert [s["id"] for s in shown["stages"]] == ["a", "b", "c", "d"]
-        concerns = {p["message"]: p["stages"] for p in shown["problems"]}
-        (cycle,) = [stages for message, stages in concerns.items() if "cycle" in message]
+        marked = {p["message"]: (p["kind"], p["stages"]) for p in shown["problems"]}
+        (cycle,) = [stages for kind, stages in marked.values() if kind == "cycle"]
         assert set(cycle) == {"a", "b", "c"}
-        (ghost,) = [stages for message, stages in concerns.items() if "ghost" in message]
+        (ghost,) = [stages for message, (_, stages) in marked.items() if "ghost" in message]
         assert ghost == ["d"]
         assert (await http.get("/definition")).status_code == 200
 
@@ -333,11 +334,20 @@ async def test_a_definition_shows_its_problems_on_the_stages_and_reloads(
         assert "shown_pipeline" in broken["error"]
 
 
-def test_a_problem_concerns_the_stages_its_message_names() -> None:
+def test_a_problem_concerns_its_stage_or_its_cycle() -> None:
     ids = ["fetch", "plan", "render"]
-    assert problem_stages("dependency cycle: plan -> render -> plan", ids) == ["plan", "render"]
-    assert problem_stages("stage 'render' depends on unknown stage 'ghost'", ids) == ["render"]
-    assert problem_stages("pipeline 'p' has no stages", ids) == []
+    cycle = ValidationProblem(
+        message="dependency cycle: plan -> render -> plan",
+        kind="cycle",
+        cycle=("plan", "render", "plan"),
+    )
+    assert concerns(cycle, ids) == ["plan", "render"]
+    ghost = ValidationProblem(
+        message="stage 'render' depends on unknown stage 'ghost'", kind="input", stage="render"
+    )
+    assert concerns(ghost, ids) == ["render"]
+    assert concerns(ValidationProblem(message="pipeline 'p' has no stages"), ids) == []
+    assert concerns(ValidationProblem(message="?", stage="elsewhere"), ids) == []
 
 
 async def test_a_tracked_runs_gate_is_answered_from_the_page(

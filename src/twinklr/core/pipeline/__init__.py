@@ -5,25 +5,22 @@ Declare stages and their inputs with `PipelineDefinition` and
 the moment its inputs arrive.
 """
 
-# The asyncio entry point, loaded with the package: an executor awaited from asyncio
-# (``asyncio.run(PipelineExecutor().execute(p))``) runs there through it.
-from . import aio as aio
 from ._cache._sqlite import SQLiteCacheStore as SQLiteCacheStore
 from ._cache._store import CacheEntry as CacheEntry
 from ._cache._store import CacheRecord as CacheRecord
 from ._cache._store import CacheStore as CacheStore
 from ._cache._store import IndexedCacheStore as IndexedCacheStore
 from ._cache._store import MemoryCacheStore as MemoryCacheStore
-from ._context import ContextSnapshot as ContextSnapshot
-from ._context import PipelineContext as PipelineContext
 from ._engine._executor import PipelineExecutor as PipelineExecutor
 from ._engine._executor import run_pipeline as run_pipeline
 from ._engine._handle import RunEvents as RunEvents
 from ._engine._handle import RunHandle as RunHandle
 from ._engine._handle import RunStatus as RunStatus
-from ._function import stage as stage
-from ._gate import InputRequest as InputRequest
-from ._gate import WaitForInput as WaitForInput
+from ._kinds._function import stage as stage
+from ._kinds._gate import InputRequest as InputRequest
+from ._kinds._gate import WaitForInput as WaitForInput
+from ._kinds._protocol import PipelineStage as PipelineStage
+from ._kinds._subpipeline import SubPipelineStage as SubPipelineStage
 from ._llm._provider import Completion as Completion
 from ._llm._provider import FakeLLMProvider as FakeLLMProvider
 from ._llm._provider import LLMProvider as LLMProvider
@@ -51,17 +48,17 @@ from ._offload._runners import ProcessRunner as ProcessRunner
 from ._offload._runners import Runner as Runner
 from ._offload._runners import SyncStage as SyncStage
 from ._offload._runners import ThreadRunner as ThreadRunner
-from ._protocol import PipelineStage as PipelineStage
-from ._results import PipelineResult as PipelineResult
-from ._results import StageResult as StageResult
-from ._results import StageStatus as StageStatus
-from ._results import failure_result as failure_result
-from ._results import skipped_result as skipped_result
-from ._results import success_result as success_result
-from ._subpipeline import SubPipelineStage as SubPipelineStage
-from ._timing import CriticalStep as CriticalStep
-from ._timing import ItemTiming as ItemTiming
-from ._timing import StageTiming as StageTiming
+from ._values._context import ContextSnapshot as ContextSnapshot
+from ._values._context import PipelineContext as PipelineContext
+from ._values._results import PipelineResult as PipelineResult
+from ._values._results import StageResult as StageResult
+from ._values._results import failure_result as failure_result
+from ._values._results import skipped_result as skipped_result
+from ._values._results import success_result as success_result
+from ._values._status import StageStatus as StageStatus
+from ._values._timing import CriticalStep as CriticalStep
+from ._values._timing import ItemTiming as ItemTiming
+from ._values._timing import StageTiming as StageTiming
 from .definition import ExecutionPattern as ExecutionPattern
 from .definition import PipelineDefinition as PipelineDefinition
 from .definition import RetryConfig as RetryConfig

@@ -8,40 +8,30 @@ raises `PipelineValidationError` before any stage runs.
 from __future__ import annotations
 
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypedDict, TypeVar, Unpack, overload
+from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
-from ._function import function_stage, is_async_function
-from ._plan import Plan, compile_plan
-from ._policy import ExecutionPattern, RetryConfig
-from ._results import StageResult
-from ._subpipeline import SubPipelineStage
-from ._validation import find_problems
-
-if TYPE_CHECKING:
-    from ._context import PipelineContext
+from ._base._graph import waves
+from ._kinds._stage import StageDefinition, StageOptions
+from ._kinds._subpipeline import Pipeline
+from ._kinds._validation import check, find_problems
+from ._values._policy import ExecutionPattern, RetryConfig
 
 __all__ = ["ExecutionPattern", "PipelineDefinition", "RetryConfig", "StageDefinition"]
 
-T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
-
-# The policy values are defined beside the plan (which reads them) but are the
-# definition's vocabulary: users import, see and pickle them from here.
+# The stage definition and the policy values are defined below (the stage kinds and the
+# values read them) but are the definition's vocabulary: users import, see and pickle
+# them from here.
 ExecutionPattern.__module__ = RetryConfig.__module__ = __name__
+StageDefinition.__module__ = StageOptions.__module__ = __name__
 
 
-def _to_inputs(value: Iterable[str] | str | None) -> tuple[Any, ...]:
-    # Never raises: a bad input is validation's to report, naming the stage.
-    given: object = value
-    if given is None:
-        return ()
-    if isinstance(given, str) or not isinstance(given, Iterable):
-        return (given,)
-    return tuple(given)
+# Every definition alive in this process, and where some came from (MODULE:ATTR, for
+# the command line), so a suspended run can be resumed without being handed its own.
+_defined: weakref.WeakValueDictionary[int, PipelineDefinition] = weakref.WeakValueDictionary()
+_sources: dict[int, tuple[weakref.ref[PipelineDefinition], str]] = {}
 
 
 def _to_stages(value: Iterable[StageDefinition[Any]] | None) -> tuple[Any, ...]:
@@ -52,229 +42,6 @@ def _to_stages(value: Iterable[StageDefinition[Any]] | None) -> tuple[Any, ...]:
     if isinstance(given, Iterable):
         return tuple(given)
     return (given,)
-
-
-def _to_stage(value: Any) -> Any:
-    # A whole pipeline, or an async function, may be used as a stage: wrap it so the
-    # executor sees a stage.
-    if isinstance(value, PipelineDefinition):
-        return SubPipelineStage(value)
-    if is_async_function(value):
-        return function_stage(value)
-    return value
-
-
-def _to_routes(value: Any) -> Any:
-    """``{branch: ids}`` with each branch's ids as a tuple (one id may be a string); any
-    other value is kept for validation to report."""
-    if value is None or not isinstance(value, Mapping):
-        return value
-    return {
-        branch: (ids,) if isinstance(ids, str) else tuple(ids) if _iterable(ids) else ids
-        for branch, ids in value.items()
-    }
-
-
-def _iterable(value: object) -> bool:
-    return isinstance(value, list | tuple | set | frozenset)
-
-
-class _ReturnsResult(Protocol[T]):
-    """A class stage: its ``execute`` returns ``StageResult[T]``."""
-
-    def execute(self, input: Any, context: Any, /) -> Awaitable[StageResult[T]]: ...
-
-
-class _YieldsItems(Protocol[T_co]):
-    """A class stage whose ``execute`` is an async generator of ``T``."""
-
-    def execute(self, input: Any, context: Any, /) -> AsyncIterator[T_co]: ...
-
-
-class StageOptions(TypedDict, total=False):
-    """The keyword arguments of `StageDefinition` (for type checkers)."""
-
-    pattern: ExecutionPattern
-    inputs: Iterable[str] | str | None
-    condition: Callable[[PipelineContext], bool] | Callable[[PipelineContext, Any], bool] | None
-    retry_config: RetryConfig | None
-    timeout_ms: float | None
-    critical: bool
-    max_concurrent_fan_out: int | None
-    fan_out_over: str | None
-    description: str | None
-    version: str
-    cache: bool
-    cache_ttl: float | timedelta | None
-    input_type: Any
-    output_type: Any
-    routes: Mapping[str, Iterable[str] | str] | None
-    router: Callable[[Any], Any] | None
-
-
-@attrs.frozen(init=False)
-class StageDefinition(Generic[T]):
-    """One stage of a pipeline: its id, the stage object, its inputs and its policy.
-
-    ``id`` and ``stage`` may be given positionally, as in ``StageDefinition("audio",
-    analyze)``, and so may the rest in the original Twinklr's order (``pattern``,
-    ``inputs``, ``condition``, ``retry_config``, ``timeout_ms``, ``critical``,
-    ``max_concurrent_fan_out``, ``description``, ``input_type``, ``output_type``); the
-    options added since are keyword-only. ``stage`` may also be a
-    [PipelineDefinition][twinklr.core.pipeline.PipelineDefinition] (a sub-pipeline).
-    A definition is generic in its stage's output type ``T``, which type checkers infer
-    from a function's return annotation or from ``StageResult[T]`` on a class stage's
-    ``execute``: ``result.output(definition)`` is then typed ``T``.
-    """
-
-    id: str
-    """Unique id within the pipeline; other stages name it in their ``inputs``."""
-    stage: Any = attrs.field(converter=_to_stage)
-    """An async function (``async def f(input)`` or ``f(input, context)``, whose return
-    value is the output), or an object with a ``name`` and ``async def execute(input,
-    context)`` returning a ``StageResult``, or a
-    [PipelineDefinition][twinklr.core.pipeline.PipelineDefinition]."""
-    pattern: ExecutionPattern = attrs.field(default=ExecutionPattern.SEQUENTIAL, kw_only=True)
-    """How the stage runs (see [ExecutionPattern][twinklr.core.pipeline.ExecutionPattern])."""
-    inputs: tuple[str, ...] = attrs.field(default=(), converter=_to_inputs, kw_only=True)
-    """Ids of the stages whose outputs this stage needs."""
-    condition: Callable[[PipelineContext], bool] | Callable[[PipelineContext, Any], bool] | None = (
-        attrs.field(default=None, kw_only=True)
-    )
-    """Evaluated when the inputs are ready, as ``condition(context)`` or, with two
-    parameters, ``condition(context, input)``; False skips the stage (output None)."""
-    retry_config: RetryConfig | None = attrs.field(default=None, kw_only=True)
-    """Retry policy per attempt (per item for fan-out); None means one attempt."""
-    timeout_ms: float | None = attrs.field(default=None, kw_only=True)
-    """Bound on each attempt (each item's attempt for fan-out)."""
-    critical: bool = attrs.field(default=True, kw_only=True)
-    """A critical failure fails the run and cancels everything; a non-critical one is
-    recorded and its dependents receive None."""
-    max_concurrent_fan_out: int | None = attrs.field(default=None, kw_only=True)
-    """At most this many fan-out items at once; None is unbounded."""
-    fan_out_over: str | None = attrs.field(default=None, kw_only=True)
-    """For a fan-out stage with several inputs: the input holding the list."""
-    description: str | None = attrs.field(default=None, kw_only=True)
-    """Free text for people and graphs."""
-    version: str = attrs.field(default="1", kw_only=True)
-    """Part of the cache key: bump it to invalidate cached outputs of this stage."""
-    cache: bool = attrs.field(default=True, kw_only=True)
-    """Whether successful outputs are cached (when the executor has a cache store)."""
-    cache_ttl: float | timedelta | None = attrs.field(default=None, kw_only=True)
-    """How long a cached output is served (seconds, or a timedelta); None: no expiry."""
-    input_type: Any = attrs.field(default=None, kw_only=True)
-    """What the stage takes, for people (a type or its name; nothing checks it)."""
-    output_type: Any = attrs.field(default=None, kw_only=True)
-    """The type cached outputs are read back as; by default the ``T`` of execute's
-    ``StageResult[T]`` return annotation (a function's return annotation). A string is
-    documentation only, as in the original Twinklr."""
-    routes: Mapping[str, tuple[str, ...]] | None = attrs.field(
-        default=None, converter=_to_routes, kw_only=True, hash=False
-    )
-    """Branches this stage chooses between: ``{branch: [stage_id, ...]}``, each listed
-    stage taking this one as an input. The stage's output (or ``router(output)``) names
-    the branch or branches taken (a string, or several; none is allowed); the stages
-    listed only under branches not taken are skipped, and so is every stage whose inputs
-    were all skipped by routing. A stage with one live input runs (None for the others)."""
-    router: Callable[[Any], Any] | None = attrs.field(default=None, kw_only=True)
-    """Picks the branch or branches from the output (by default the output is the branch
-    name); naming a branch that is not in ``routes`` fails the stage."""
-
-    @overload
-    def __init__(
-        self: StageDefinition[T], id: str, stage: _ReturnsResult[T], **options: Unpack[StageOptions]
-    ) -> None: ...
-    @overload
-    def __init__(
-        self: StageDefinition[list[T]],
-        id: str,
-        stage: _YieldsItems[T],
-        **options: Unpack[StageOptions],
-    ) -> None: ...
-    @overload
-    def __init__(
-        self: StageDefinition[T],
-        id: str,
-        stage: Callable[..., Awaitable[StageResult[T]]],
-        **options: Unpack[StageOptions],
-    ) -> None: ...
-    @overload
-    def __init__(
-        self: StageDefinition[list[T]],
-        id: str,
-        stage: Callable[..., AsyncIterator[T]],
-        **options: Unpack[StageOptions],
-    ) -> None: ...
-    @overload
-    def __init__(
-        self: StageDefinition[T],
-        id: str,
-        stage: Callable[..., Awaitable[T]],
-        **options: Unpack[StageOptions],
-    ) -> None: ...
-    @overload
-    def __init__(
-        self: StageDefinition[dict[str, Any]],
-        id: str,
-        stage: PipelineDefinition,
-        **options: Unpack[StageOptions],
-    ) -> None: ...
-    @overload
-    def __init__(
-        self: StageDefinition[Any], id: str, stage: object, **options: Unpack[StageOptions]
-    ) -> None: ...
-    @overload
-    def __init__(
-        self: StageDefinition[Any],
-        id: str,
-        stage: object,
-        pattern: ExecutionPattern,
-        /,
-        *more: Any,
-        **options: Any,
-    ) -> None: ...
-    def __init__(self, id: str, stage: Any, *positional: Any, **options: Any) -> None:
-        # Typed by the overloads; attrs converts ``stage`` and ``inputs``.
-        if len(positional) > len(_POSITIONAL):
-            msg = (
-                f"StageDefinition() takes at most {2 + len(_POSITIONAL)} positional "
-                f"arguments ({', '.join(('id', 'stage', *_POSITIONAL))}); "
-                f"{2 + len(positional)} were given"
-            )
-            raise TypeError(msg)
-        for name, value in zip(_POSITIONAL, positional, strict=False):
-            if name in options:
-                msg = f"StageDefinition() got multiple values for argument {name!r}"
-                raise TypeError(msg)
-            options[name] = value
-        unknown = options.keys() - _OPTIONS
-        if unknown:
-            msg = f"StageDefinition() got an unexpected keyword argument {min(unknown)!r}"
-            raise TypeError(msg)
-        self.__attrs_init__(id, stage, **options)
-
-
-_OPTIONS = frozenset(StageOptions.__annotations__)
-
-#: The options that may also be given positionally, in the original Twinklr's order.
-_POSITIONAL = (
-    "pattern",
-    "inputs",
-    "condition",
-    "retry_config",
-    "timeout_ms",
-    "critical",
-    "max_concurrent_fan_out",
-    "description",
-    "input_type",
-    "output_type",
-)
-
-
-# Every definition alive in this process, and where some came from (MODULE:ATTR, for
-# the command line), so a suspended run can be resumed without being handed its own.
-_defined: weakref.WeakValueDictionary[int, PipelineDefinition] = weakref.WeakValueDictionary()
-_sources: dict[int, tuple[weakref.ref[PipelineDefinition], str]] = {}
 
 
 def definitions_named(name: str) -> list[PipelineDefinition]:
@@ -295,7 +62,7 @@ def source_of(pipeline: PipelineDefinition) -> str | None:
 
 
 @attrs.frozen
-class PipelineDefinition:
+class PipelineDefinition(Pipeline):
     """A named set of stages; their ``inputs`` form the DAG."""
 
     name: str
@@ -308,37 +75,27 @@ class PipelineDefinition:
     """Cancel everything on the first critical failure (the default).
     With False, independent branches run on and only dependents of the failure are
     cancelled (never started)."""
-    _plan: Plan | None = attrs.field(default=None, init=False, eq=False, repr=False)
+    _plan: Any = attrs.field(default=None, init=False, eq=False, repr=False)
+    # The engine's compiled plan, kept on the definition once it is first run or
+    # validated (derived from the fields, it never changes them).
 
     def __attrs_post_init__(self) -> None:
         _defined[id(self)] = self  # (`PipelineExecutor.resume` looks a run's one up)
 
     def validate_pipeline(self) -> list[str]:
         """Every problem with this definition, as messages; empty when valid."""
-        return find_problems(self, self._strays())
+        return [problem.message for problem in find_problems(self)]
 
     def validate(self) -> None:
         """Raise [PipelineValidationError][twinklr.core.pipeline.PipelineValidationError]
         listing every problem, if there is any."""
-        self.plan()
-
-    def plan(self) -> Plan:
-        """The compiled execution plan (validated once, then reused)."""
-        plan = self._plan
-        if plan is None:
-            plan = compile_plan(self, self._strays())
-            # A cache on a frozen value: the plan is derived from the fields, never changes it.
-            object.__setattr__(self, "_plan", plan)
-        return plan
+        if self._plan is None:
+            check(self)
 
     def execution_waves(self) -> list[list[str]]:
         """Stage ids grouped by depth, for display: the executor never waits for a wave."""
-        return self.plan().waves()
-
-    def _strays(self) -> list[object]:
-        """The stages that are not `StageDefinition` objects (validation reports
-        them; only this module knows the class)."""
-        return [stage for stage in self.stages if not isinstance(stage, StageDefinition)]
+        deps, order = check(self)
+        return waves([stage.id for stage in self.stages], deps, order)
 
     def get_stage(self, stage_id: str) -> StageDefinition[Any]:
         """The stage definition with ``stage_id``; KeyError names the id if absent."""

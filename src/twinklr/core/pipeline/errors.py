@@ -12,6 +12,44 @@ the executor records in `StageResult.exception`, so callers can inspect them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
+
+import attrs
+
+#: What a validation problem is about (`ValidationProblem.kind`).
+ProblemKind = Literal[
+    "pipeline",  # the pipeline's own fields: name, fail_fast, no stages, no entry stage
+    "stray",  # an entry of ``stages`` that is not a StageDefinition
+    "id",  # an invalid or repeated stage id
+    "stage",  # the stage object cannot serve as a stage
+    "sub_pipeline",  # a problem of a sub-pipeline used as this stage
+    "input",  # an unknown, repeated or self input
+    "cycle",  # a dependency cycle (``cycle`` lists its stages)
+    "fan_out",  # fan-out settings
+    "condition",  # a condition that is missing, not callable or of the wrong arity
+    "policy",  # pattern, timeout, retry, cache, version and flag values
+    "route",  # routes and router
+    "other",  # given as a plain message
+]
+
+
+@attrs.frozen(kw_only=True)
+class ValidationProblem:
+    """One thing wrong with a pipeline definition, as
+    [PipelineValidationError][twinklr.core.pipeline.PipelineValidationError] carries it."""
+
+    message: str
+    """What is wrong, naming the stage and the bad value (as ``problems`` lists it)."""
+    kind: ProblemKind = "other"
+    """What the problem is about (see ``ProblemKind``)."""
+    stage: str | None = None
+    """The id of the stage it is about; None for the pipeline's own fields, a cycle
+    (see ``cycle``) or a stage whose id is itself the problem."""
+    cycle: tuple[str, ...] = ()
+    """For a dependency cycle, its stages in order (the first one repeated at the end)."""
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class PipelineError(Exception):
@@ -19,11 +57,18 @@ class PipelineError(Exception):
 
 
 class PipelineValidationError(PipelineError, ValueError):
-    """A pipeline definition is invalid; ``problems`` lists every problem found."""
+    """A pipeline definition is invalid; ``problems`` lists every problem found, as
+    messages, and ``details`` the same problems as `ValidationProblem` values."""
 
-    def __init__(self, pipeline: str, problems: Sequence[str]) -> None:
+    def __init__(self, pipeline: str, problems: Sequence[str | ValidationProblem]) -> None:
         self.pipeline = pipeline
-        self.problems = tuple(problems)
+        self.details = tuple(
+            problem
+            if isinstance(problem, ValidationProblem)
+            else ValidationProblem(message=problem)
+            for problem in problems
+        )
+        self.problems = tuple(problem.message for problem in self.details)
         count = len(self.problems)
         noun = "problem" if count == 1 else "problems"
         lines = "\n".join(f"  - {problem}" for problem in self.problems)

@@ -28,13 +28,14 @@ import trio.testing
 
 from ._engine._executor import PipelineExecutor
 from ._observe._events import TERMINAL_KINDS, EventKind
-from ._results import StageResult, StageStatus
+from ._values._results import StageResult
+from ._values._status import StageStatus
 
 if TYPE_CHECKING:
-    from ._context import PipelineContext
     from ._observe._events import PipelineEvent
-    from ._results import PipelineResult
-    from ._timing import StageTiming
+    from ._values._context import PipelineContext
+    from ._values._results import PipelineResult
+    from ._values._timing import StageTiming
     from .definition import PipelineDefinition
 
 __all__ = [

@@ -14,7 +14,7 @@ import inspect
 import weakref
 from typing import Any
 
-from .._function import FunctionStage
+from .._kinds._function import FunctionStage
 
 #: Modules whose classes are plumbing, not a stage's code (``object``, ``Generic``, ...).
 _PLUMBING = frozenset({"builtins", "typing", "typing_extensions", "abc", "collections.abc"})

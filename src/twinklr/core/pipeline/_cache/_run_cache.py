@@ -35,14 +35,15 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._function import FunctionStage
-from .._results import StageResult, StageStatus, make_result
+from .._kinds._function import FunctionStage
+from .._values._results import StageResult, make_result
+from .._values._status import StageStatus
 from . import _codec, _payload, _serialize
 from ._code import code_identity, owner
 from ._store import CacheRecord, CacheStore, IndexedCacheStore, Payload
 
 if TYPE_CHECKING:
-    from .._context import PipelineContext, Write
+    from .._values._context import PipelineContext, Write
     from ..definition import StageDefinition
 
 # 2: type-tagged input fingerprints, code hashes over the MRO and wrapped code;

@@ -19,8 +19,8 @@ from typing import Any
 import cattrs
 from cattrs.preconf.json import make_converter
 
-from .._function import FunctionStage, StreamingFunctionStage
-from .._results import StageResult
+from .._kinds._function import FunctionStage, StreamingFunctionStage
+from .._values._results import StageResult
 from . import _codec
 
 _converter = make_converter()

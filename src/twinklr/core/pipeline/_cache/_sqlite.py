@@ -30,7 +30,7 @@ from typing import Any, BinaryIO, TypeVar
 
 import trio
 
-from .._wal import use_wal
+from .._base._database import use_wal
 from ._store import CacheEntry, CacheRecord, Holds, Kept, Payload, evictable, payload_size
 
 T = TypeVar("T")

@@ -28,11 +28,11 @@ from .._cache._export import to_plain
 from .._cache._sqlite import DEFAULT_FILENAME, SQLiteCacheStore
 from .._engine._executor import PipelineExecutor
 from .._engine._resume import decode
-from .._gate import InputRequest
+from .._kinds._gate import InputRequest
 from .._observe._runs import RunStore
 from .._observe._trace import timeline_report, to_chrome_trace, to_mermaid_gantt
 from .._observe._viz import render_graph, to_dot, to_mermaid
-from .._results import PipelineResult
+from .._values._results import PipelineResult
 from ..definition import PipelineDefinition, remember_source
 from ..errors import GraphvizNotFoundError, PipelineValidationError
 from ._history import RunsUsageError, add_runs_command

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
     from .._engine._executor import PipelineExecutor
     from .._engine._handle import RunHandle
-    from .._gate import InputRequest
-    from .._results import PipelineResult
+    from .._kinds._gate import InputRequest
+    from .._values._results import PipelineResult
     from ..definition import PipelineDefinition
 
 

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._base._loops import execute_of
 from .._cache._run_cache import Snapshots
-from .._context import record_writes, stop_recording
-from .._loops import execute_of
 from .._observe._events import EventKind
-from .._results import StageResult, StageStatus
+from .._values._context import record_writes, stop_recording
+from .._values._results import StageResult
+from .._values._status import StageStatus
 from ..definition import ExecutionPattern
 from ..errors import ConditionError, FanOutInputError
 from ._attempts import run_unit, settle, settle_raised

@@ -17,11 +17,12 @@ from typing import Any
 
 import trio
 
-from .._loops import execute_of
-from .._plan import is_plain
-from .._results import NO_METADATA, StageResult, StageStatus, make_result
+from .._base._loops import execute_of
+from .._values._results import NO_METADATA, StageResult, make_result
+from .._values._status import StageStatus
 from ..definition import StageDefinition
 from ..errors import StageFailedError, StageOutputError, StageTimeoutError
+from ._plan import is_plain
 from ._retry import error_text, retrying
 
 #: The metadata of a result that succeeded at its first attempt (shared).

@@ -12,39 +12,28 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._base._loops import awaited_from_asyncio, in_worker_thread, stage_host
 from .._cache._run_cache import RunCache
 from .._cache._store import CacheStore
-from .._context import PipelineContext
-from .._current import (
-    current_context,
-    current_executor,
-    current_gates,
-    install_default_executor,
-    run_cancelling,
-    run_cleanups,
-)
-from .._loops import (
-    awaited_from_asyncio,
-    execute_from_asyncio,
-    in_worker_thread,
-    stage_host,
-    trio_asyncio_host,
-)
+from .._kinds._gate import current_gates
 from .._observe._events import EventKind, EventRelay, PipelineEvent
 from .._observe._otel import find_tracer
 from .._observe._recording import RunRecorder
 from .._observe._runs import RunState, RunStore
-from .._results import PipelineResult
-from .._timing import to_ms
+from .._values._context import PipelineContext, current_context, run_cancelling
+from .._values._current import current_executor, run_cleanups
+from .._values._results import PipelineResult
+from .._values._timing import to_ms
 from ..definition import ExecutionPattern, PipelineDefinition
 from ._actor import is_cancellation
 from ._handle import EventHistory, RunHandle
+from ._plan import plan_of
 from ._record import recorder_for
 from ._resume import Resuming, check_answers, decode, find_definition, keep_answers, keeper
 from ._run import Run
 
 if TYPE_CHECKING:
-    from .._plan import Plan
+    from ._plan import Plan
 
 
 class PipelineExecutor:
@@ -155,10 +144,11 @@ class PipelineExecutor:
                     "aio.execute(pipeline, ..., events=asyncio.Queue()) or aio.start()"
                 )
                 raise TypeError(msg)
-            result: PipelineResult = await execute_from_asyncio(
-                self, pipeline, initial_input, context
-            )
-            return result
+            # The asyncio host is loaded only now: a Trio program never imports asyncio
+            # for it.
+            from ._hosted import execute as execute_hosted  # noqa: PLC0415
+
+            return await execute_hosted(self, pipeline, initial_input, context)
         run = self._prepare(pipeline, initial_input, context, subscriptions)
         if events is not None:
             run.listen(EventRelay(events))
@@ -286,7 +276,7 @@ class PipelineExecutor:
         if not isinstance(given, PipelineDefinition):
             msg = f"execute() needs a PipelineDefinition, got {type(given).__name__}"
             raise TypeError(msg)
-        plan = pipeline.plan()
+        plan = plan_of(pipeline)
         answers = None
         if type(initial_input) is Resuming:  # (from resume)
             run_id, answers = initial_input.run_id, initial_input.answers
@@ -334,6 +324,8 @@ class PipelineExecutor:
         ended: BaseException | None = None
         try:
             if run.plan.asyncio_stages and stage_host.get() is None:
+                from ._hosts import trio_asyncio_host  # noqa: PLC0415 (loaded when used)
+
                 async with trio_asyncio_host():  # stages marked asyncio, in plain Trio
                     await _supervise(run)
             else:
@@ -503,8 +495,3 @@ def run_pipeline(
         PipelineValidationError: The definition is invalid.
     """
     return trio.run(PipelineExecutor().execute, pipeline, initial_input, context)
-
-
-# Code that runs a pipeline outside any run (a SubPipelineStage called on its own) uses
-# this executor: the vocabulary asks for "an executor" without naming the engine.
-install_default_executor(PipelineExecutor)

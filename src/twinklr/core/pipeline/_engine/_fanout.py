@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._context import record_writes, stop_recording
-from .._loops import execute_of
-from .._plan import is_plain
-from .._results import StageResult, StageStatus
+from .._base._loops import execute_of
+from .._values._context import record_writes, stop_recording
+from .._values._results import StageResult
+from .._values._status import StageStatus
 from ..errors import FanOutInputError, FanOutItemError
 from ._attempts import (
     ONE_ATTEMPT,
@@ -20,6 +20,7 @@ from ._attempts import (
     settle_item,
     settle_raised,
 )
+from ._plan import is_plain
 
 #: Told of each fan-out item that ends: ``(index, items in all, started at, result)``
 #: (result None: the item was cancelled).

@@ -20,9 +20,9 @@ from ._actor import is_cancellation
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from .._gate import InputRequest
+    from .._kinds._gate import InputRequest
     from .._observe._events import EventRelay, PipelineEvent
-    from .._results import PipelineResult
+    from .._values._results import PipelineResult
     from ._run import Run
 
 

@@ -21,14 +21,15 @@ import tenacity
 
 from .._cache._code import code_identity
 from .._cache._serialize import NotSerializableError, fingerprint
-from .._gate import WaitForInput
+from .._kinds._gate import WaitForInput
 from .._observe._recording import RunRecorder
 from .._observe._runs import CODE_OF, Items, Progress, RunBegin, RunStore
-from .._results import NO_METADATA, StageStatus
+from .._values._results import NO_METADATA
+from .._values._status import StageStatus
 from ._attempts import ONE_ATTEMPT
 
 if TYPE_CHECKING:
-    from .._plan import Plan
+    from ._plan import Plan
     from ._run import Run
 
 _NAN = float("nan")

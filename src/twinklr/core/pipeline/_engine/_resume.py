@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .._cache import _codec, _payload, _serialize
-from .._results import StageStatus
+from .._values._status import StageStatus
 from ..definition import PipelineDefinition, definitions_named, source_of
+from ._plan import plan_of
 from ._record import definition_of
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ def find_definition(record: RecordedRun, given: PipelineDefinition | None) -> Pi
     named = definitions_named(record.pipeline)
     for candidate in named:
         if not candidate.validate_pipeline() and (
-            definition_of(candidate.plan())[0] == record.definition
+            definition_of(plan_of(candidate))[0] == record.definition
         ):
             return candidate
     if named:
@@ -157,7 +158,7 @@ def find_definition(record: RecordedRun, given: PipelineDefinition | None) -> Pi
 
 def check_answers(pipeline: PipelineDefinition, answers: Mapping[str, Any]) -> None:
     """Every answer is for a gate of ``pipeline`` (`ValueError` naming it, and them)."""
-    plan = pipeline.plan()
+    plan = plan_of(pipeline)
     gates = {plan.ids[index] for index in plan.gates}
     for stage_id in answers:
         if stage_id not in gates:

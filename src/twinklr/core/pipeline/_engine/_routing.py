@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._results import StageStatus
+from .._values._status import StageStatus
 
 #: The statuses whose output a routing stage routes on (any other leaves every branch out).
 ROUTABLE = frozenset({StageStatus.SUCCEEDED, StageStatus.CACHED, StageStatus.SOFT_FAILED})

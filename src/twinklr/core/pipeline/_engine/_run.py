@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from .._gate import Gates, InputRequest
+from .._kinds._gate import Gates, InputRequest
 from .._observe._events import EventKind, EventSink, PipelineEvent, stage_event
 from .._observe._logs import run_logger
 from .._observe._otel import SpanRecorder
 from .._observe._timeline import RunRecords, Timeline
-from .._results import NO_METADATA, PipelineResult, StageResult, StageStatus
-from .._timing import to_ms
+from .._values._results import NO_METADATA, PipelineResult, StageResult
+from .._values._status import StageStatus
+from .._values._timing import to_ms
 from ._actor import direct_actor, stage_actor, streaming_actor
 from ._attempts import ONE_ATTEMPT
 from ._retry import error_text
@@ -30,9 +31,9 @@ from ._wiring import NOT_SENT, OneShotChannel
 
 if TYPE_CHECKING:
     from .._cache._run_cache import RunCache
-    from .._context import PipelineContext
     from .._observe._recording import RunRecorder
-    from .._plan import Plan
+    from .._values._context import PipelineContext
+    from ._plan import Plan
 
 #: A stage's task function, started as ``actor(run, index)``.
 Actor = Callable[["Run", int], Awaitable[None]]

@@ -14,12 +14,12 @@ import attrs
 import sniffio
 import trio
 
-from .._context import work_metrics
-from .._loops import run_in_trio
+from .._base._loops import run_in_trio
+from .._values._context import work_metrics
 from ..errors import ProviderError
 
 if TYPE_CHECKING:
-    from .._context import PipelineContext
+    from .._values._context import PipelineContext
 
 _WORDS = (
     "sparkle", "chase", "wave", "twinkle", "fade", "strobe", "shimmer", "pulse",

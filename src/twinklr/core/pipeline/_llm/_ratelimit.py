@@ -20,9 +20,8 @@ import attrs
 import sniffio
 import trio
 
-from .._context import work_metrics
-from .._current import current_context
-from .._loops import run_in_trio
+from .._base._loops import run_in_trio
+from .._values._context import current_context, work_metrics
 
 
 @attrs.frozen(kw_only=True)

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_check
 
 import attrs
 
-from .._context import work_metrics
-from .._loops import call_user
-from .._results import StageResult
+from .._base._loops import call_user
+from .._values._context import work_metrics
+from .._values._results import StageResult
 
 if TYPE_CHECKING:
-    from .._context import PipelineContext
+    from .._values._context import PipelineContext
 
 T = TypeVar("T")
 

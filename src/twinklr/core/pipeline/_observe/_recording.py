@@ -19,7 +19,7 @@ import trio
 from ._runs import HEARTBEAT_S, RunBegin, RunState, RunStore
 
 if TYPE_CHECKING:
-    from .._gate import Gates
+    from .._kinds._gate import Gates
 
 #: Seconds before a run's first write: a run shorter than this is written once, at its
 #: end (a thread hand-off and a commit at the start would cost a short run more than

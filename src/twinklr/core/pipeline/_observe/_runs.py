@@ -33,9 +33,9 @@ from typing import Any, Literal, TypeVar, get_args
 
 import attrs
 
-from .._results import StageStatus
-from .._timing import ItemTiming, to_ms
-from .._wal import use_wal
+from .._base._database import use_wal
+from .._values._status import StageStatus
+from .._values._timing import ItemTiming, to_ms
 from ._events import EventKind, PipelineEvent
 
 T = TypeVar("T")

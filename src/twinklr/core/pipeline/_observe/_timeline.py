@@ -9,9 +9,10 @@ from typing import Any
 
 import attrs
 
-from .. import _graph
-from .._results import StageResult, StageStatus, _ReadOnly
-from .._timing import CriticalStep, ItemTiming, StageTiming, to_ms
+from .._base import _graph
+from .._values._results import StageResult, _ReadOnly
+from .._values._status import StageStatus
+from .._values._timing import CriticalStep, ItemTiming, StageTiming, to_ms
 
 
 class Timeline(_ReadOnly):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._timing import CriticalStep, ItemTiming, StageTiming
+from .._values._timing import CriticalStep, ItemTiming, StageTiming
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .._results import PipelineResult
+    from .._values._results import PipelineResult
 
 _PID = 1
 

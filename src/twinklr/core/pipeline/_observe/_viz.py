@@ -14,14 +14,14 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._gate import WaitForInput
-from .._results import StageStatus
-from .._subpipeline import SubPipelineStage
+from .._kinds._gate import WaitForInput
+from .._kinds._subpipeline import SubPipelineStage
+from .._values._status import StageStatus
 from ..definition import ExecutionPattern
 from ..errors import GraphvizNotFoundError
 
 if TYPE_CHECKING:
-    from .._results import PipelineResult
+    from .._values._results import PipelineResult
     from ..definition import PipelineDefinition, StageDefinition
 
 #: Fill colours by status; "not_started" for stages a run never reached.

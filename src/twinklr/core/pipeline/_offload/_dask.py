@@ -20,7 +20,7 @@ from typing import Any, Self
 
 import trio
 
-from .._current import at_run_end
+from .._values._current import at_run_end
 from ._runners import call_pickled, pickle_work, require_extra
 
 #: How many of the oldest pending calls a done-callback looks at for its batch.

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import trio
 
-from .._current import current_executor
-from .._results import StageResult
+from .._values._current import current_executor
+from .._values._results import StageResult
 
 if TYPE_CHECKING:
-    from .._context import PipelineContext
+    from .._values._context import PipelineContext
 
 
 @runtime_checkable

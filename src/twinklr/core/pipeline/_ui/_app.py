@@ -16,11 +16,10 @@ import importlib
 import importlib.util
 import json
 import os
-import re
 import secrets
 import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Container
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,15 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .. import _graph
+from .._base import _graph
 from .._cache._export import to_plain
 from .._cli._history import run_json
 from .._engine._handle import RunHandle, RunStatus
-from .._gate import WaitForInput
+from .._kinds._gate import WaitForInput
+from .._kinds._validation import find_problems
 from .._observe._runs import RUN_STATES, RunStore
 from ..definition import PipelineDefinition, StageDefinition
+from ..errors import ValidationProblem
 
 STATIC = Path(__file__).parent / "static"
 #: Seconds between two reads of the store by an open event stream: a stage's end
@@ -339,10 +340,10 @@ class DefinitionSource:
         except Exception as exc:  # noqa: BLE001 - shown on the page until the file is fixed
             return {**shown, "pipeline": None, "stages": [], "problems": [], "error": str(exc)}
         stages = definition_graph(pipeline)
-        ids = [stage["id"] for stage in stages]
+        ids = {stage["id"] for stage in stages}
         problems = [
-            {"message": message, "stages": problem_stages(message, ids)}
-            for message in pipeline.validate_pipeline()
+            {"message": problem.message, "kind": problem.kind, "stages": concerns(problem, ids)}
+            for problem in find_problems(pipeline)
         ]
         return {
             **shown,
@@ -379,18 +380,11 @@ def definition_graph(pipeline: PipelineDefinition) -> list[dict[str, Any]]:
     return stages
 
 
-_QUOTED = re.compile(r"'([^']*)'")
-_CYCLE = "dependency cycle: "
-
-
-def problem_stages(message: str, ids: list[str]) -> list[str]:
-    """The stages a validation problem concerns: those its message names."""
-    known = set(ids)
-    if message.startswith(_CYCLE):
-        named = message.removeprefix(_CYCLE).split(" -> ")
-    else:
-        named = _QUOTED.findall(message)
-    return [name for name in dict.fromkeys(named) if name in known]
+def concerns(problem: ValidationProblem, ids: Container[str]) -> list[str]:
+    """The stages of the shown graph a validation problem is about: a cycle's stages, or
+    the one stage it names."""
+    named = problem.cycle or ((problem.stage,) if problem.stage is not None else ())
+    return [name for name in dict.fromkeys(named) if name in ids]
 
 
 def _critical_path(graph: list[dict[str, Any]], stages: list[dict[str, Any]]) -> list[str]:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from ._function import FunctionStage
 
 if TYPE_CHECKING:
-    from ._context import PipelineContext
-    from ._results import StageResult
+    from .._values._context import PipelineContext
+    from .._values._results import StageResult
 
 T = TypeVar("T")
 

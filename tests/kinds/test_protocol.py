@@ -6,7 +6,7 @@ from typing import Any
 
 from conftest import stub
 from twinklr.core.pipeline import PipelineStage
-from twinklr.core.pipeline._protocol import stage_problem
+from twinklr.core.pipeline._kinds._protocol import stage_problem
 
 
 class NoExecute:

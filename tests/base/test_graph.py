@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twinklr.core.pipeline import _graph
+from twinklr.core.pipeline._base import _graph
 
 
 @st.composite

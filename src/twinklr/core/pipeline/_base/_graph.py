@@ -133,6 +133,17 @@ def levels(deps: Sequence[Sequence[int]], order: Sequence[int]) -> list[int]:
     return level
 
 
+def waves(
+    ids: Sequence[str], deps: Sequence[Sequence[int]], order: Sequence[int]
+) -> list[list[str]]:
+    """The ids grouped by depth (``levels``), each group in ``order``."""
+    depth = levels(deps, order)
+    grouped: list[list[str]] = [[] for _ in range(max(depth, default=-1) + 1)]
+    for node in order:
+        grouped[depth[node]].append(ids[node])
+    return grouped
+
+
 def critical_path(
     deps: Sequence[Sequence[int]],
     order: Sequence[int],

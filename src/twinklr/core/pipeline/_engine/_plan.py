@@ -1,6 +1,6 @@
 """The compiled plan: a validated definition in the index form the executor runs from.
 
-It is compiled once per definition (cached on it), so repeated runs pay nothing for
+It is compiled once per definition (kept on it), so repeated runs pay nothing for
 validation or planning.
 """
 
@@ -12,17 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from . import _graph
-from ._function import arguments
-from ._gate import WaitForInput
-from ._loops import loop_of
-from ._policy import ExecutionPattern
-from ._subpipeline import SubPipelineStage
-from ._validation import analyse
-from .errors import PipelineValidationError
+from .._base._loops import loop_of
+from .._kinds._function import arguments
+from .._kinds._gate import WaitForInput
+from .._kinds._subpipeline import SubPipelineStage
+from .._kinds._validation import check
+from .._values._policy import ExecutionPattern
 
 if TYPE_CHECKING:
-    from .definition import PipelineDefinition, StageDefinition
+    from ..definition import PipelineDefinition, StageDefinition
 
 
 @attrs.frozen(kw_only=True)
@@ -77,29 +75,28 @@ class Plan:
     gates: tuple[int, ...] = ()
     """The stages that wait for input (`WaitForInput`)."""
 
-    def waves(self) -> list[list[str]]:
-        """Stage ids grouped by depth (a display of the plan, never a schedule)."""
-        depth = _graph.levels(self.deps, self.order)
-        waves: list[list[str]] = [[] for _ in range(max(depth, default=-1) + 1)]
-        for node in self.order:
-            waves[depth[node]].append(self.ids[node])
-        return waves
-
 
 _UNCACHED = (WaitForInput, SubPipelineStage)
 
 
-def compile_plan(pipeline: PipelineDefinition, strays: Sequence[object]) -> Plan:
-    """Validate ``pipeline`` and compile it; raise listing every problem if invalid
-    (``strays``: its stages that are not ``StageDefinition`` objects).
+def plan_of(pipeline: PipelineDefinition) -> Plan:
+    """The compiled plan of ``pipeline`` (validated and compiled once, then kept on the
+    definition); raise `PipelineValidationError` listing every problem if it is invalid."""
+    plan: Plan | None = pipeline._plan  # noqa: SLF001 (the engine's own slot on it)
+    if plan is None:
+        plan = compile_plan(pipeline)
+        # A cache on a frozen value: the plan is derived from the fields, never changes it.
+        object.__setattr__(pipeline, "_plan", plan)
+    return plan
+
+
+def compile_plan(pipeline: PipelineDefinition) -> Plan:
+    """Validate ``pipeline`` and compile it; raise listing every problem if invalid.
 
     Two passes over the stages after validation (the second needs every stage's
     streaming flag): this is paid on a definition's first run, so it is kept lean.
     """
-    problems, deps, order = analyse(pipeline, strays)
-    if problems:
-        raise PipelineValidationError(pipeline.name, problems)
-    assert order is not None  # noqa: S101 (no problems means no cycle)
+    deps, order = check(pipeline)
     stages = pipeline.stages
     fan_out = ExecutionPattern.FAN_OUT
     generators: dict[type, bool] = {}

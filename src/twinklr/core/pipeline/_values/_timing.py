@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import attrs
 
-from ._results import StageStatus
+from ._status import StageStatus
 
 
 def to_ms(seconds: float) -> float:

@@ -14,6 +14,8 @@ from twinklr.core.pipeline import (
     PipelineValidationError,
     StageDefinition,
 )
+from twinklr.core.pipeline._engine._plan import plan_of
+from twinklr.core.pipeline.errors import ValidationProblem
 
 
 def problems_of(*stages: StageDefinition[Any]) -> list[str]:
@@ -170,7 +172,7 @@ def test_large_definitions_validate_without_recursion() -> None:
     stage = stub()
     stages = [StageDefinition(f"s{i}", stage, inputs=[f"s{i - 1}"] if i else []) for i in range(n)]
     pipeline = PipelineDefinition("big", stages[::-1])
-    plan = pipeline.plan()
+    plan = plan_of(pipeline)
     assert plan.order[0] == n - 1
     looped = [StageDefinition("s0", stage, inputs=["s99999"]), *stages[1:]]
     problems = PipelineDefinition("loop", looped).validate_pipeline()
@@ -261,3 +263,70 @@ def test_flags_that_are_not_booleans_are_refused_by_name_and_value() -> None:
         "stage 'a': critical must be True or False, got 'no'",
         "stage 'b': cache must be True or False, got 0",
     ]
+
+
+def test_each_problem_is_a_value_naming_its_kind_and_stage() -> None:
+    def condition(context: Any) -> bool:
+        return True
+
+    pipeline = PipelineDefinition(
+        "bad",
+        [
+            StageDefinition("entry", stub()),
+            StageDefinition("a", stub(), inputs=["c"]),
+            StageDefinition("b", stub(), inputs=["a"]),
+            StageDefinition("c", stub(), inputs=["b"]),
+            StageDefinition("d", stub(), inputs=["ghost"]),
+            StageDefinition("e", stub(), timeout_ms=-1, inputs=["d"]),
+            StageDefinition("f", stub(), pattern=ExecutionPattern.CONDITIONAL, inputs=["d"]),
+            StageDefinition("g", stub(), routes={"x": ["h"]}, inputs=["d"]),
+            StageDefinition("h", stub(), inputs=["d"]),
+            StageDefinition("i", stub(), fan_out_over="d", inputs=["d"]),
+        ],
+    )
+    with pytest.raises(PipelineValidationError) as raised:
+        pipeline.validate()
+    found = {(p.kind, p.stage, p.cycle) for p in raised.value.details}
+    assert found == {
+        ("input", "d", ()),
+        ("policy", "e", ()),
+        ("condition", "f", ()),
+        ("route", "g", ()),
+        ("fan_out", "i", ()),
+        ("cycle", None, ("a", "c", "b", "a")),
+    }
+    assert raised.value.problems == tuple(p.message for p in raised.value.details)
+    assert list(raised.value.problems) == pipeline.validate_pipeline()
+
+
+def test_a_sub_pipeline_problem_is_the_outer_stage_s() -> None:
+    inner = PipelineDefinition(
+        "inner", [StageDefinition("y", stub()), StageDefinition("x", stub(), inputs=["nowhere"])]
+    )
+    outer = PipelineDefinition("outer", [StageDefinition("sub", inner)])
+    (problem,) = raised_details(outer)
+    assert (problem.kind, problem.stage) == ("sub_pipeline", "sub")
+    assert problem.message == (
+        "stage 'sub' (sub-pipeline 'inner'): stage 'x' depends on unknown stage 'nowhere'"
+    )
+
+
+def test_pipeline_level_problems_name_no_stage() -> None:
+    details = raised_details(PipelineDefinition("", [StageDefinition("a", stub(), inputs=["a"])]))
+    assert [(p.kind, p.stage) for p in details] == [
+        ("pipeline", None),
+        ("input", "a"),
+        ("pipeline", None),
+    ]
+    strays = raised_details(PipelineDefinition("p", ["not a stage"]))  # type: ignore[list-item]
+    assert [(p.kind, p.stage) for p in strays] == [("stray", None)]
+    twice = raised_details(
+        PipelineDefinition("p", [StageDefinition("a", stub()), StageDefinition("a", stub())])
+    )
+    assert [(p.kind, p.stage) for p in twice] == [("id", "a")]
+
+
+def raised_details(pipeline: PipelineDefinition) -> tuple[ValidationProblem, ...]:
+    with pytest.raises(PipelineValidationError) as raised:
+        pipeline.validate()
+    return raised.value.details

@@ -12,7 +12,16 @@ from typing import Any, Protocol
 
 import attrs
 
-from ._current import current_context, run_cancelling
+#: The context of the pipeline run in this task: a limiter records its waits there.
+current_context: ContextVar[PipelineContext | None] = ContextVar(
+    "twinklr_current_context", default=None
+)
+
+#: Whether the run this task (or worker thread: Trio copies context variables into it)
+#: belongs to is being cancelled; it answers for that run even after the run ended.
+run_cancelling: ContextVar[Callable[[], bool] | None] = ContextVar(
+    "twinklr_run_cancelling", default=None
+)
 
 
 class Limiter(Protocol):

@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast, overload
 
 import attrs
 
-from .errors import NoOutputError, StageExecutionError
+from ..errors import NoOutputError, StageExecutionError
+from ._status import SUCCESS_STATUSES, StageStatus
 
 if TYPE_CHECKING:
     from ._context import ContextSnapshot
     from ._timing import StageTiming
-    from .definition import StageDefinition
 
 T = TypeVar("T")
 _T = TypeVar("_T")
+_T_co = TypeVar("_T_co", covariant=True)
+
+
+class _Defines(Protocol[_T_co]):
+    """A stage definition as `PipelineResult.output` reads it: its id and, for type
+    checkers only, the type of its output (``StageDefinition[T]`` is one; it is defined
+    above the results, so it is described here rather than imported)."""
+
+    @property
+    def id(self) -> str: ...
+
+    def __twinklr_output__(self) -> _T_co: ...
+
 
 #: The metadata of a result that has none (shared).
 NO_METADATA: Mapping[str, Any] = MappingProxyType({})
@@ -45,25 +57,6 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if not value:
         return NO_METADATA
     return MappingProxyType(dict(value))
-
-
-class StageStatus(enum.Enum):
-    """How a stage ended."""
-
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    SOFT_FAILED = "soft_failed"
-    CACHED = "cached"
-    CANCELLED = "cancelled"
-
-    # Members are singletons compared by identity, so they may hash by identity too:
-    # Enum's own __hash__ is Python code, and statuses are looked up once per stage.
-    __hash__ = object.__hash__
-
-
-#: Statuses for which ``StageResult.success`` is True.
-SUCCESS_STATUSES = frozenset({StageStatus.SUCCEEDED, StageStatus.SKIPPED, StageStatus.CACHED})
 
 
 class _SuccessConstructor(Protocol):
@@ -345,7 +338,7 @@ class PipelineResult:
         """The output of ``stage_id``, or ``default`` when it produced none."""
         return self.outputs.get(stage_id, default)
 
-    def output(self, stage: StageDefinition[_T]) -> _T:
+    def output(self, stage: _Defines[_T]) -> _T:
         """The output of ``stage`` in this run, typed as the stage's output (``T`` of a
         ``StageDefinition[T]``). A soft-failed stage's output is its best candidate.
 

@@ -26,7 +26,7 @@ from twinklr.core.pipeline import (
     SyncStage,
     stage,
 )
-from twinklr.core.pipeline._function import (
+from twinklr.core.pipeline._kinds._function import (
     UNREADABLE,
     FunctionStage,
     StreamingFunctionStage,

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-
-from conftest import stub
 from twinklr.core.pipeline import (
     PipelineContext,
     PipelineDefinition,
     PipelineExecutor,
     StageDefinition,
     StageResult,
-    _current,
 )
+from twinklr.core.pipeline._values import _context, _current
 
 
 class Reports:
@@ -24,7 +21,7 @@ class Reports:
         self.seen: list[object] = []
 
     async def execute(self, input: object, context: PipelineContext) -> StageResult[None]:
-        self.seen += [_current.executor_in_use(), _current.current_context.get()]
+        self.seen += [_current.current_executor.get(), _context.current_context.get()]
         return StageResult.success(None)
 
 
@@ -38,16 +35,10 @@ async def test_a_stage_reaches_the_executor_and_context_of_its_run() -> None:
     assert _current.current_executor.get() is None  # reset when the run ended
 
 
-async def test_outside_a_run_the_installed_default_executor_is_used() -> None:
-    assert _current.current_context.get() is None
-    fallback = _current.executor_in_use()
-    assert type(fallback) is PipelineExecutor
-    assert fallback is not _current.executor_in_use()  # a new one each time
-    result = await fallback.execute(PipelineDefinition("p", [StageDefinition("a", stub())]))
-    assert result.success
+async def test_outside_a_run_a_cleanup_is_refused_and_nothing_is_current() -> None:
+    async def cleanup() -> None:
+        pass
 
-
-def test_without_an_installed_executor_it_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_current, "_default_executor", [])
-    with pytest.raises(RuntimeError, match="no pipeline executor is installed"):
-        _current.executor_in_use()
+    assert _current.current_executor.get() is None
+    assert _context.current_context.get() is None
+    assert _current.at_run_end(cleanup) is False

@@ -6,12 +6,23 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._current import executor_in_use
-from ._results import StageResult
+from .._values._current import current_executor
+from .._values._results import StageResult
 
 if TYPE_CHECKING:
-    from ._context import PipelineContext
-    from .definition import PipelineDefinition
+    from .._values._context import PipelineContext
+    from .._values._current import Executor
+
+
+class Pipeline:
+    """The base of `PipelineDefinition`, which is defined above the stage kinds: what
+    lets a stage definition recognise a whole pipeline given as its stage."""
+
+    __slots__ = ()
+
+    name: str
+    stages: tuple[Any, ...]
+    fail_fast: bool
 
 
 @attrs.frozen
@@ -25,8 +36,8 @@ class SubPipelineStage:
 
     __twinklr_loop__ = "trio"  # Trio code, on any host loop
 
-    pipeline: PipelineDefinition
-    """The pipeline to run."""
+    pipeline: Pipeline
+    """The pipeline to run (a `PipelineDefinition`)."""
 
     @property
     def name(self) -> str:
@@ -36,9 +47,22 @@ class SubPipelineStage:
     async def execute(self, input: Any, context: PipelineContext) -> StageResult[dict[str, Any]]:
         """Run the sub-pipeline to completion, with the executor of the run this stage is
         in (its cache, its runner); called outside any run, with a default executor."""
-        result = await executor_in_use().execute(self.pipeline, input, context)
+        executor = current_executor.get() or _default_executor()
+        result = await executor.execute(self.pipeline, input, context)
         metadata = {"run_id": result.run_id, "failed_stages": result.failed_stages}
         if not result.success:
             error = f"sub-pipeline '{self.pipeline.name}': {result.error}"
             return StageResult.failure(error, stage_name=self.name, metadata=metadata)
         return StageResult.success(dict(result.outputs), stage_name=self.name, metadata=metadata)
+
+
+def _default_executor() -> Executor:
+    """A new default executor, for a sub-pipeline called on its own outside any run.
+
+    The one import from the vocabulary up into the engine, declared in the contracts: a
+    pipeline needs an executor to run, and only the engine has one. It is imported when
+    needed, never when this module is.
+    """
+    from .._engine._executor import PipelineExecutor  # noqa: PLC0415
+
+    return PipelineExecutor()

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Container, Mapping
+from contextvars import ContextVar
 from typing import Any, Final
 
 import attrs
 import trio
 
-from ._current import current_gates
-from ._loops import mark
-from ._results import StageResult
+from .._base._loops import mark
+from .._values._results import StageResult
 
 
 class _NoDefault:
@@ -112,6 +112,11 @@ class Gates:
     def _listing(self) -> str:
         waiting = ", ".join(f"'{stage_id}'" for stage_id in self._open) or "none"
         return f" (waiting for input: {waiting})"
+
+
+#: The open requests for input of the run this task belongs to (a `WaitForInput` stage
+#: opens its request there; the run's handle answers it).
+current_gates: ContextVar[Gates | None] = ContextVar("twinklr_current_gates", default=None)
 
 
 @attrs.frozen

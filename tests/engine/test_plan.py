@@ -7,6 +7,7 @@ from typing import Any
 
 from conftest import stub
 from twinklr.core.pipeline import ExecutionPattern, PipelineDefinition, StageDefinition
+from twinklr.core.pipeline._engine._plan import plan_of
 
 
 class Streams:
@@ -31,7 +32,7 @@ def test_plan_indexes_the_definition() -> None:
             ),
         ],
     )
-    plan = pipeline.plan()
+    plan = plan_of(pipeline)
     assert plan.ids == ("a", "b", "c")
     assert plan.deps == ((), (0,), (0, 1))
     assert plan.edge_start == (0, 0, 1)  # c's inputs are edges 1 (from a) and 2 (from b)
@@ -39,14 +40,14 @@ def test_plan_indexes_the_definition() -> None:
     assert plan.edge_consumer == (1, 2, 2)
     assert plan.fan_out_slot == (-1, -1, 1)
     assert plan.streaming == (False, True, False)
-    assert plan.waves() == [["a"], ["b"], ["c"]]
+    assert pipeline.execution_waves() == [["a"], ["b"], ["c"]]
 
 
 def test_declaration_order_need_not_be_topological() -> None:
     pipeline = PipelineDefinition(
         "p", [StageDefinition("b", stub(), inputs=["a"]), StageDefinition("a", stub())]
     )
-    assert pipeline.plan().order == (1, 0)
+    assert plan_of(pipeline).order == (1, 0)
 
 
 def test_streaming_is_read_from_the_instance_when_it_has_its_own_execute() -> None:
@@ -69,4 +70,4 @@ def test_streaming_is_read_from_the_instance_when_it_has_its_own_execute() -> No
             StageDefinition("c", Plain()),
         ],
     )
-    assert pipeline.plan().streaming == (False, True, False)
+    assert plan_of(pipeline).streaming == (False, True, False)

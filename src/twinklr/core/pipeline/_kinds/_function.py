@@ -16,10 +16,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
-from ._results import NO_METADATA, StageResult, StageStatus, make_result
+from .._values._results import NO_METADATA, StageResult, make_result
+from .._values._status import StageStatus
 
 if TYPE_CHECKING:
-    from ._context import PipelineContext
+    from .._values._context import PipelineContext
 
 T = TypeVar("T")
 

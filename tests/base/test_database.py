@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from twinklr.core.pipeline import _wal
-from twinklr.core.pipeline._wal import use_wal
+from twinklr.core.pipeline._base import _database as _wal
+from twinklr.core.pipeline._base._database import use_wal
 
 
 def locked(path: Path) -> sqlite3.Connection:

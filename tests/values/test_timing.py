@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from twinklr.core.pipeline import ItemTiming, StageStatus, StageTiming
-from twinklr.core.pipeline._timing import to_ms
+from twinklr.core.pipeline._values._timing import to_ms
 
 
 def test_timing_duration() -> None:

@@ -1,9 +1,10 @@
 """The run a task belongs to: what the engine makes available to the code its stages call.
 
 The engine sets these context variables for a run's stage tasks (Trio tasks inherit
-them): the rate limiter records its waits in the run's context, a sub-pipeline runs with
-the run's executor, an offloaded stage finds the executor's default runner. They name no
-engine class; the engine installs its executor as the one used outside any run.
+them): a sub-pipeline runs with the run's executor, an offloaded stage finds the
+executor's default runner, a Dask connection is closed when the outermost run ends.
+They name no engine class: the executor is described by a protocol. (The run's context
+and whether it is being cancelled are beside the context, in ``_context``.)
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ._context import PipelineContext
-    from ._gate import Gates
     from ._results import PipelineResult
-    from .definition import PipelineDefinition
 
 
 class Executor(Protocol):
@@ -27,7 +26,7 @@ class Executor(Protocol):
 
     async def execute(
         self,
-        pipeline: PipelineDefinition,
+        pipeline: Any,  # a PipelineDefinition: defined above the values
         initial_input: Any = None,
         context: PipelineContext | None = None,
     ) -> PipelineResult:
@@ -35,24 +34,9 @@ class Executor(Protocol):
         ...
 
 
-#: The context of the pipeline run in this task: a limiter records its waits there.
-current_context: ContextVar[PipelineContext | None] = ContextVar(
-    "twinklr_current_context", default=None
-)
-
-#: Whether the run this task (or worker thread: Trio copies context variables into it)
-#: belongs to is being cancelled; it answers for that run even after the run ended.
-run_cancelling: ContextVar[Callable[[], bool] | None] = ContextVar(
-    "twinklr_run_cancelling", default=None
-)
-
 #: The executor running the current task's pipeline: a sub-pipeline runs with it too
 #: (same cache store), so its stages are cached and resumed like the outer ones.
 current_executor: ContextVar[Executor | None] = ContextVar("twinklr_current_executor", default=None)
-
-#: The open requests for input of the run this task belongs to (a `WaitForInput` stage
-#: opens its request there; the run's handle answers it).
-current_gates: ContextVar[Gates | None] = ContextVar("twinklr_current_gates", default=None)
 
 #: What the outermost run in this task awaits when it ends (set by the engine; a
 #: sub-pipeline's run adds to its outer run's list).
@@ -70,23 +54,3 @@ def at_run_end(cleanup: Callable[[], Awaitable[None]]) -> bool:
     if cleanup not in cleanups:
         cleanups.append(cleanup)
     return True
-
-
-_default_executor: list[Callable[[], Executor]] = []
-
-
-def install_default_executor(make: Callable[[], Executor]) -> None:
-    """Make ``make()`` the executor that code outside any run falls back on (the engine
-    installs ``PipelineExecutor`` when it is imported)."""
-    _default_executor[:] = [make]
-
-
-def executor_in_use() -> Executor:
-    """The executor of the run this task is in; outside any run, a new default one."""
-    executor = current_executor.get()
-    if executor is not None:
-        return executor
-    if not _default_executor:
-        msg = "no pipeline executor is installed (import twinklr.core.pipeline)"
-        raise RuntimeError(msg)
-    return _default_executor[0]()
