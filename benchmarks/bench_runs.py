@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -66,7 +67,12 @@ def filled_store(directory: str, count: int) -> RunStore:
     executor = PipelineExecutor(runs=store)
     pipeline = build_pipeline()
     trio.run(executor.execute, pipeline, "jingle bells", demo_context("jingle bells", None))
-    db = store._connect()  # noqa: SLF001 (copying one recorded row is the fast way to fill)
+    store._db.locked(lambda db: _copy_rows(db, count))  # noqa: SLF001 (the fast way to fill)
+    return store
+
+
+def _copy_rows(db: sqlite3.Connection, count: int) -> None:
+    """Copy the one recorded run ``count - 1`` times, each a minute older."""
     columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
     row = db.execute("SELECT * FROM runs").fetchone()
     template = dict(zip(columns, row, strict=True))
@@ -79,7 +85,6 @@ def filled_store(directory: str, count: int) -> RunStore:
     db.execute("BEGIN")
     db.executemany(f"INSERT INTO runs VALUES ({marks})", rows)  # noqa: S608
     db.execute("COMMIT")
-    return store
 
 
 def listing(store: RunStore, repeat: int) -> tuple[float, float]:

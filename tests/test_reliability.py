@@ -507,14 +507,18 @@ class LimitedStore(SQLiteCacheStore):
         super().__init__(path)
         self.max_pages = max_pages
         self.query_only = query_only
+        database = self._db
+        opened = database._connect
 
-    def _connect(self) -> sqlite3.Connection:
-        connection = super()._connect()
-        if self.max_pages is not None:
-            connection.execute(f"PRAGMA max_page_count = {self.max_pages}")
-        if self.query_only:
-            connection.execute("PRAGMA query_only = ON")
-        return connection
+        def connect() -> sqlite3.Connection:
+            connection = opened()
+            if self.max_pages is not None:
+                connection.execute(f"PRAGMA max_page_count = {self.max_pages}")
+            if self.query_only:
+                connection.execute("PRAGMA query_only = ON")
+            return connection
+
+        database._connect = connect  # type: ignore[method-assign]
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,8 @@ from twinklr.core.pipeline import (
     StageDefinition,
     StageResult,
 )
-from twinklr.core.pipeline._observe._runs import HEARTBEAT_S, RunState
+from twinklr.core.pipeline._observe._history import HEARTBEAT_S
+from twinklr.core.pipeline._observe._records import RunState
 
 
 async def test_a_store_that_cannot_be_written_never_fails_the_run(

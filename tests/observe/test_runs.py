@@ -31,7 +31,8 @@ from twinklr.core.pipeline import (
     StageDefinition,
     WaitForInput,
 )
-from twinklr.core.pipeline._observe._runs import DEFAULT_FILENAME, Progress
+from twinklr.core.pipeline._observe._history import DEFAULT_FILENAME
+from twinklr.core.pipeline._observe._progress import Progress
 
 
 def chain(*stubs: Stub, name: str = "p") -> PipelineDefinition:
@@ -304,7 +305,7 @@ async def test_prune_forgets_runs_that_ended_long_enough_ago(
 def test_progress_blobs_round_trip_and_a_cut_one_is_refused() -> None:
     from array import array  # noqa: PLC0415
 
-    from twinklr.core.pipeline._observe._runs import Items  # noqa: PLC0415
+    from twinklr.core.pipeline._observe._progress import Items  # noqa: PLC0415
 
     nan = float("nan")
     progress = Progress(

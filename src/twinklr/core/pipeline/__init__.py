@@ -33,8 +33,8 @@ from ._llm._refine import RefineStage as RefineStage
 from ._llm._refine import Verdict as Verdict
 from ._observe._events import EventKind as EventKind
 from ._observe._events import PipelineEvent as PipelineEvent
-from ._observe._runs import RecordedRun as RecordedRun
-from ._observe._runs import RecordedStage as RecordedStage
+from ._observe._records import RecordedRun as RecordedRun
+from ._observe._records import RecordedStage as RecordedStage
 from ._observe._runs import RunStore as RunStore
 from ._observe._trace import critical_path as critical_path
 from ._observe._trace import timeline_report as timeline_report

@@ -7,30 +7,24 @@ nothing. Every call runs in a worker thread, never on the Trio loop; one connect
 store, used by one thread at a time.
 
 Large payloads (above ``INLINE_MAX``) are files in a directory beside the database
-(``<file>-blobs``), written whole under a temporary name and renamed before the row
-that names them commits, and read back mapped, not copied: SQLite is slow at big blobs,
-the file system is not. Each file is named by its key and a random suffix, so a row
-never names a file another process is writing; a file no row names (its writer was
-killed) is removed by `SQLiteCacheStore.prune`.
+(``<file>-blobs``, see ``_blobs``); a file no row names (its writer was killed) is
+removed by `SQLiteCacheStore.prune`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import mmap
 import os
-import secrets
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 import trio
 
-from .._base._database import use_wal
+from .._base._database import Database, create, database_file, transaction
+from ._blobs import BlobFolder
 from ._store import CacheEntry, CacheRecord, Holds, Kept, Payload, evictable, payload_size
 
 T = TypeVar("T")
@@ -43,9 +37,6 @@ INLINE_MAX = 256 * 1024
 _PROGRESS_STEPS = 1000
 #: Keys per query when fetching by key (below SQLite's limit on bound parameters).
 _CHUNK = 500
-#: A blob file no row names is only removed when older than this (it may be a write
-#: whose row is about to commit).
-_ORPHAN_AGE_S = 3600.0
 #: The columns a read takes.
 _READ = "key, payload, file, size, used_at"
 #: How stale an unbounded store lets an entry's last use get before a read rewrites it.
@@ -128,20 +119,22 @@ class SQLiteCacheStore:
         read_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        path = Path(path)
-        if path.is_dir() or str(path).endswith(("/", "\\")):
-            path = path / DEFAULT_FILENAME
+        path = database_file(path, DEFAULT_FILENAME)
         self.path = path
         self.blobs = path.with_name(path.name + "-blobs")
+        self._blobs = BlobFolder(self.blobs)
         self.max_bytes = max_bytes
         self.read_only = read_only or (path.exists() and not os.access(path, os.W_OK))
         self.holds = Holds()
-        self._busy_timeout_ms = int(busy_timeout_s * 1000)
         self._read_timeout_s = read_timeout_s
         self._clock = clock
-        self._lock = threading.Lock()
-        self._connection: sqlite3.Connection | None = None
-        self._current = True  # whether the file's schema is this version's
+        self._db = Database(
+            path,
+            version=SCHEMA_VERSION,
+            migrate=_migrate,
+            busy_timeout_s=busy_timeout_s,
+            read_only=self.read_only,
+        )
 
     def __repr__(self) -> str:
         return f"SQLiteCacheStore({str(self.path)!r})"
@@ -156,64 +149,9 @@ class SQLiteCacheStore:
 
     # -- the connection, in worker threads --------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._connection is None:
-            if self.read_only:
-                connection = sqlite3.connect(
-                    f"{self.path.absolute().as_uri()}?mode=ro",
-                    uri=True,
-                    timeout=self._busy_timeout_ms / 1000,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                connection = sqlite3.connect(
-                    self.path,
-                    timeout=self._busy_timeout_ms / 1000,
-                    isolation_level=None,  # transactions are explicit
-                    check_same_thread=False,  # used by one worker thread at a time (the lock)
-                )
-            try:
-                self._prepare(connection)
-            except BaseException:
-                connection.close()
-                raise
-            self._connection = connection
-        return self._connection
-
-    def _prepare(self, db: sqlite3.Connection) -> None:
-        db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-        if self.read_only:
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            self._current = version == SCHEMA_VERSION
-            return
-        use_wal(db, self._busy_timeout_ms / 1000)
-        db.execute("PRAGMA synchronous = NORMAL")
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            if version != SCHEMA_VERSION:
-                # An older format's entries can never hit: start afresh.
-                db.execute("DROP TABLE IF EXISTS entries")
-                db.execute("DROP TABLE IF EXISTS totals")
-                for statement in _SCHEMA.split(";\n"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
-    def _locked(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            return work(self._connect())
-
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         # Not abandoned on cancel: a started transaction finishes (or rolls back) first.
-        return await trio.to_thread.run_sync(self._locked, work)
+        return await trio.to_thread.run_sync(self._db.locked, work)
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """``work`` interrupted by SQLite once it takes longer than ``read_timeout_s``."""
@@ -235,7 +173,7 @@ class SQLiteCacheStore:
         now = self._clock()
 
         def read(db: sqlite3.Connection) -> dict[str, Payload]:
-            if not self._current:
+            if not self._db.current:
                 return {}
             rows = db.execute(
                 f"SELECT {_READ} FROM entries"  # noqa: S608 (a fixed list of columns)
@@ -252,7 +190,7 @@ class SQLiteCacheStore:
         """The keys of every entry of ``pipeline``."""
 
         def read(db: sqlite3.Connection) -> set[str]:
-            if not self._current:
+            if not self._db.current:
                 return set()
             rows = db.execute("SELECT key FROM entries WHERE pipeline = ?", (pipeline,))
             return {key for (key,) in rows}
@@ -265,7 +203,7 @@ class SQLiteCacheStore:
         wanted = list(dict.fromkeys(keys))
 
         def read(db: sqlite3.Connection) -> dict[str, Payload]:
-            if not self._current:
+            if not self._db.current:
                 return {}
             found: dict[str, Payload] = {}
             stale: list[str] = []
@@ -296,25 +234,12 @@ class SQLiteCacheStore:
         touch = []
         for key, inline, file, size, used_at in rows:
             if file is not None:
-                found[key] = self._read_file(file, size)
+                found[key] = self._blobs.read(file, size)
             elif inline is not None:
                 found[key] = inline
             if used_at < stale:
                 touch.append(key)
         return touch
-
-    def _read_file(self, name: str, size: int) -> Payload:
-        """A blob file, mapped (a file that is gone or of the wrong size reads as an
-        empty payload: a miss the run warns about)."""
-        try:
-            with (self.blobs / name).open("rb") as file:
-                mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError):
-            return b""
-        if len(mapped) != size:
-            mapped.close()
-            return b""
-        return memoryview(mapped)
 
     def _touch(self, db: sqlite3.Connection, keys: list[str], now: float) -> None:
         """Mark ``keys`` used, for LRU eviction: best effort, never waiting for another
@@ -332,7 +257,7 @@ class SQLiteCacheStore:
         except sqlite3.OperationalError:
             pass  # busy or read-only after all: the entries keep their old recency
         finally:
-            db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            db.execute(f"PRAGMA busy_timeout = {self._db.busy_timeout_ms}")
 
     async def save(self, records: Sequence[CacheRecord]) -> None:
         """Write ``records`` in one transaction (an entry with the same key is replaced,
@@ -345,23 +270,15 @@ class SQLiteCacheStore:
             rows, files = self._rows(records, now)
             replaced: list[str] = []
             try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
+                with transaction(db):
                     replaced = self._files_of(db, [record.key for record in records])
                     db.executemany(_UPSERT, rows)
                     if self.max_bytes is not None:
                         replaced += self._evict(db, self.max_bytes, written)[1]
-                except BaseException:
-                    # SQLite has already rolled back after some errors (SQLITE_FULL): a
-                    # second ROLLBACK would fail and hide the real error.
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
-                db.execute("COMMIT")
             except BaseException:
-                self._unlink(files)
+                self._blobs.unlink(files)
                 raise
-            self._unlink(name for name in replaced if name not in files)
+            self._blobs.unlink(name for name in replaced if name not in files)
 
         if records:
             await self._run(write)
@@ -375,7 +292,7 @@ class SQLiteCacheStore:
                 inline: Payload | None = r.payload
                 file = None
                 if size > INLINE_MAX:
-                    file = self._write_file(r.key, r.payload)
+                    file = self._blobs.write(r.key, r.payload)
                     files.append(file)
                     inline = None
                 rows.append(
@@ -394,27 +311,9 @@ class SQLiteCacheStore:
                     )
                 )
         except BaseException:
-            self._unlink(files)
+            self._blobs.unlink(files)
             raise
         return rows, files
-
-    def _write_file(self, key: str, payload: Payload) -> str:
-        self.blobs.mkdir(parents=True, exist_ok=True)
-        name = f"{key}-{secrets.token_hex(4)}.bin"
-        temporary = self.blobs / (name + ".tmp")
-        try:
-            with temporary.open("wb") as file:
-                _write_payload(file, payload)
-            temporary.replace(self.blobs / name)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-        return name
-
-    def _unlink(self, names: Iterable[str]) -> None:
-        for name in names:
-            with contextlib.suppress(OSError):  # gone already, or still mapped elsewhere
-                (self.blobs / name).unlink(missing_ok=True)
 
     def _files_of(self, db: sqlite3.Connection, keys: list[str]) -> list[str]:
         files = []
@@ -456,7 +355,7 @@ class SQLiteCacheStore:
         query = f"SELECT {columns} FROM entries {where} ORDER BY created_at, key"  # noqa: S608
 
         def read(db: sqlite3.Connection) -> list[CacheEntry]:
-            if not self._current:
+            if not self._db.current:
                 return []
             rows = db.execute(query, args).fetchall()
             return [
@@ -520,54 +419,26 @@ class SQLiteCacheStore:
     ) -> int:
         """Delete what ``select`` picks (then, given ``max_bytes``, the LRU beyond it) in
         one transaction, then the files they named."""
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(db):
             doomed = select()
             files = self._delete(db, list(doomed), doomed)
             count = len(doomed)
             if max_bytes is not None:
                 evicted, more = self._evict(db, max_bytes, frozenset())
                 count, files = count + evicted, files + more
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        self._unlink(files)
+        self._blobs.unlink(files)
         return count
 
     def _sweep(self, db: sqlite3.Connection) -> None:
         """Remove blob files no entry names (a killed writer's), once old enough."""
-        if not self.blobs.is_dir():
-            return
         named = {name for (name,) in db.execute("SELECT file FROM entries WHERE file IS NOT NULL")}
-        cutoff = time.time() - _ORPHAN_AGE_S
-        for path in self.blobs.iterdir():
-            with contextlib.suppress(OSError):
-                if path.name not in named and path.stat().st_mtime < cutoff:
-                    path.unlink()
+        self._blobs.sweep(named)
 
     async def aclose(self) -> None:
         """Close the connection (a later call opens it again)."""
 
-        def close(_db: sqlite3.Connection) -> None:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-
-        if self._connection is not None:
-            await self._run(close)
-
-
-def _write_payload(file: BinaryIO, payload: Payload) -> None:
-    """``payload`` into ``file``; a whole numpy buffer (a large frame is one) by numpy,
-    whose ``tofile`` is faster than one ``write`` of it."""
-    owner = payload.obj if isinstance(payload, memoryview) else None
-    tofile = getattr(owner, "tofile", None)
-    if tofile is not None and memoryview(owner).nbytes == payload_size(payload):  # type: ignore[arg-type]
-        tofile(file)
-    else:
-        file.write(payload)
+        if self._db.is_open:
+            await trio.to_thread.run_sync(self._db.close)
 
 
 def _chunks(keys: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -584,3 +455,10 @@ def _where(pipeline: str | None, stage: str | None) -> tuple[str, list[Any]]:
         clauses.append("stage = ?")
         args.append(stage)
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def _migrate(db: sqlite3.Connection, _found: int) -> None:
+    """A new file, or one of an older format, whose entries can never hit: afresh."""
+    db.execute("DROP TABLE IF EXISTS entries")
+    db.execute("DROP TABLE IF EXISTS totals")
+    create(db, _SCHEMA)

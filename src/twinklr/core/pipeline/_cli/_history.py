@@ -8,7 +8,8 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._observe._runs import RUN_STATES, RecordedRun, RecordedStage, RunStore
+from .._observe._records import RUN_STATES, RecordedStage, run_json
+from .._observe._runs import RunStore
 
 #: Where ``runs`` looks by default: the directory ``run --cache`` and ``demo --cache``
 #: record into.
@@ -202,11 +203,6 @@ def _show(store: RunStore, args: argparse.Namespace) -> int:
             if stage.traceback:
                 print(stage.traceback.rstrip())
     return 0
-
-
-def run_json(record: RecordedRun, stages: Sequence[RecordedStage]) -> dict[str, Any]:
-    """A run and its stages as JSON values (``runs show --json``, the web view's API)."""
-    return {**record.as_json(), "stages": [stage.as_json() for stage in stages]}
 
 
 def _stage_row(stage: RecordedStage) -> tuple[str, ...]:

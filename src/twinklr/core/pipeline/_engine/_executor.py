@@ -19,7 +19,8 @@ from .._kinds._gate import current_gates
 from .._observe._events import EventKind, EventRelay, PipelineEvent
 from .._observe._otel import find_tracer
 from .._observe._recording import RunRecorder
-from .._observe._runs import RunState, RunStore
+from .._observe._records import RunState
+from .._observe._runs import RunStore
 from .._values._context import PipelineContext, current_context, run_cancelling
 from .._values._current import current_executor, run_cleanups
 from .._values._results import PipelineResult

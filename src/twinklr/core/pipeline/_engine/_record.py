@@ -22,8 +22,10 @@ import tenacity
 from .._cache._code import code_identity
 from .._cache._serialize import NotSerializableError, fingerprint
 from .._kinds._gate import WaitForInput
+from .._observe._progress import CODE_OF, Items, Progress
 from .._observe._recording import RunRecorder
-from .._observe._runs import CODE_OF, Items, Progress, RunBegin, RunStore
+from .._observe._records import RunBegin
+from .._observe._runs import RunStore
 from .._values._results import NO_METADATA
 from .._values._status import StageStatus
 from ._attempts import ONE_ATTEMPT

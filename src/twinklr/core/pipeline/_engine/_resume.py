@@ -26,7 +26,7 @@ from ._plan import plan_of
 from ._record import definition_of
 
 if TYPE_CHECKING:
-    from .._observe._runs import RecordedRun
+    from .._observe._records import RecordedRun
     from ._run import Run
 
 _FORMAT = 1

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._runs import HEARTBEAT_S, RunBegin, RunState, RunStore
+from ._history import HEARTBEAT_S
+from ._records import RunBegin, RunState
+from ._runs import RunStore
 
 if TYPE_CHECKING:
     from .._kinds._gate import Gates

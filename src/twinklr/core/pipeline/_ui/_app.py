@@ -35,11 +35,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._base import _graph
 from .._cache._export import to_plain
-from .._cli._history import run_json
 from .._engine._handle import RunHandle, RunStatus
 from .._kinds._gate import WaitForInput
 from .._kinds._validation import find_problems
-from .._observe._runs import RUN_STATES, RunStore
+from .._observe._records import RUN_STATES, run_json
+from .._observe._runs import RunStore
 from ..definition import PipelineDefinition, StageDefinition
 from ..errors import ValidationProblem
 
