@@ -142,6 +142,21 @@ BREAKS = {
         "from .. import testing",
         "layers",
     ),
+    "the web view imports the command": (
+        "_ui/_app.py",
+        "from .._cli import _common",
+        "layers",
+    ),
+    "the testing kit imports the asyncio facade": (
+        "testing.py",
+        "from . import aio",
+        "layers",
+    ),
+    "a subcommand imports the web view, only for type checking": (
+        "_cli/_ui.py",
+        f"{TYPE_ONLY}from .._ui._app import RunsView",
+        "layers",
+    ),
     "one capability imports another": (
         "_llm/_ratelimit.py",
         "from .._cache import _store",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from twinklr.core.pipeline._cli._commands import parse_age, parse_size
+from twinklr.core.pipeline._cli._common import parse_age, parse_size
 from twinklr.core.pipeline.cli import main
 
 TESTS = Path(__file__).parents[1]
@@ -359,7 +359,7 @@ def test_unknown_ids_are_refused_with_the_known_ones(tmp_path: Path) -> None:
 
 
 def test_every_option_says_what_it_does() -> None:
-    from twinklr.core.pipeline._cli._commands import build_parser  # noqa: PLC0415
+    from twinklr.core.pipeline.cli import build_parser  # noqa: PLC0415
 
     parser = build_parser()
     subparsers = next(a for a in parser._actions if a.dest == "command")

@@ -12,7 +12,7 @@ import trio
 from rich.console import Console
 
 from twinklr.core.pipeline import EventKind, PipelineEvent, cli
-from twinklr.core.pipeline._cli import _commands
+from twinklr.core.pipeline._cli import _common
 from twinklr.core.pipeline._cli._live import LiveProgress
 
 
@@ -103,7 +103,7 @@ async def test_log_lines_are_printed_above_the_table_and_it_leaves_nothing_behin
     term, out = console()
     live = LiveProgress(out, console=term)
     send, receive = trio.open_memory_channel[PipelineEvent](math.inf)
-    _commands._configure_logging("console", quiet=False)
+    _common.configure_logging("console", quiet=False)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(live.consume, receive)

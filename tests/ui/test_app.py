@@ -21,8 +21,8 @@ from twinklr.core.pipeline import (
     RunStore,
     StageDefinition,
 )
-from twinklr.core.pipeline._cli._commands import load_pipeline
 from twinklr.core.pipeline._ui._app import concerns
+from twinklr.core.pipeline.definition import load_definition as load_pipeline
 from twinklr.core.pipeline.errors import ValidationProblem
 from twinklr.core.pipeline.ui import RunsView
 

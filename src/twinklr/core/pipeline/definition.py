@@ -7,6 +7,9 @@ raises `PipelineValidationError` before any stage runs.
 
 from __future__ import annotations
 
+import importlib
+import sys
+import traceback
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -59,6 +62,57 @@ def source_of(pipeline: PipelineDefinition) -> str | None:
     """Where ``pipeline`` was loaded from (`remember_source`), if known."""
     known = _sources.get(id(pipeline))
     return known[1] if known is not None and known[0]() is pipeline else None
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """``MODULE:ATTR`` as its two parts; `ValueError` when it is not of that form."""
+    module, _, attribute = target.partition(":")
+    if not module or not attribute:
+        msg = f"expected MODULE:ATTR, got {target!r}"
+        raise ValueError(msg)
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # like `python -m`: modules in the current directory
+    return module, attribute
+
+
+def load_definition(target: str) -> PipelineDefinition:
+    """The definition at ``MODULE:ATTR`` (or returned by the factory found there);
+    `ValueError` says in a line why there is none (whatever importing the module or
+    calling the factory raised, with where)."""
+    module_name, attribute = split_target(target)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        msg = f"cannot import {module_name!r}: {exc}"
+        raise ValueError(msg) from exc
+    except SyntaxError as exc:
+        msg = f"cannot import {module_name!r}: {exc.msg} ({exc.filename}, line {exc.lineno})"
+        raise ValueError(msg) from exc
+    except Exception as exc:
+        msg = f"importing {module_name!r} raised {_raised(exc)}"
+        raise ValueError(msg) from exc
+    try:
+        found = getattr(module, attribute)
+    except AttributeError as exc:
+        msg = f"module {module_name!r} has no attribute {attribute!r}"
+        raise ValueError(msg) from exc
+    if not isinstance(found, PipelineDefinition) and callable(found):
+        try:
+            found = found()
+        except Exception as exc:
+            msg = f"calling {target}() raised {_raised(exc)}"
+            raise ValueError(msg) from exc
+    if not isinstance(found, PipelineDefinition):
+        msg = f"{target} is a {type(found).__name__}, not a PipelineDefinition (or a factory)"
+        raise ValueError(msg)  # noqa: TRY004 (a wrong target, like every error here)
+    return found
+
+
+def _raised(exc: BaseException) -> str:
+    """``exc`` in a line: its type, message and where it was raised."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
 
 
 @attrs.frozen

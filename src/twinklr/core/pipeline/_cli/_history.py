@@ -5,27 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from .._base._database import DEFAULT_DIRECTORY
 from .._observe._records import RUN_STATES, RecordedStage, run_json
 from .._observe._runs import RunStore
+from ._common import UsageError, parse_age
+from ._resume import add_resume_options
 
-#: Where ``runs`` looks by default: the directory ``run --cache`` and ``demo --cache``
-#: record into.
-DEFAULT_STORE = ".twinklr"
 STATUSES = RUN_STATES
 
 
-class RunsUsageError(Exception):
-    """A run or store that is not there: one line on stderr, exit status 2."""
-
-
-def add_runs_command(
-    commands: Any, common: argparse.ArgumentParser, parse_age: Callable[[str], float]
-) -> argparse.ArgumentParser:
-    """``runs list|show|prune|respond|resume`` on the command line; returns the
-    ``resume`` parser, whose handler runs pipelines (the caller's to give)."""
+def add_runs_command(commands: Any, common: argparse.ArgumentParser) -> None:
+    """``runs list|show|prune|respond|resume`` on the command line."""
     runs = commands.add_parser(
         "runs", parents=[common], help="list, show or prune the recorded runs"
     )
@@ -33,9 +26,9 @@ def add_runs_command(
     store = argparse.ArgumentParser(add_help=False)
     store.add_argument(
         "--store",
-        default=DEFAULT_STORE,
+        default=DEFAULT_DIRECTORY,
         metavar="DIR",
-        help=f"the run store: a directory or its file (default {DEFAULT_STORE})",
+        help=f"the run store: a directory or its file (default {DEFAULT_DIRECTORY})",
     )
     listing = actions.add_parser("list", parents=[common, store], help="the runs, newest first")
     listing.add_argument("--pipeline", help="only this pipeline's runs")
@@ -74,8 +67,8 @@ def add_runs_command(
         help="go on with a run suspended waiting for input (run --suspend)",
     )
     resume.add_argument("run_id", metavar="RUN_ID", help="the run's id (a unique prefix will do)")
+    add_resume_options(resume)
     runs.set_defaults(handler=cmd_runs)
-    return resume
 
 
 def _positive(text: str) -> int:
@@ -98,7 +91,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         if not store.path.exists():
             if args.action == "show":
                 msg = f"no run {args.run_id!r}: nothing is recorded at {store.path}"
-                raise RunsUsageError(msg)
+                raise UsageError(msg)
             if args.json:
                 print("[]")
             else:
@@ -109,7 +102,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return _show(store, args)
     except sqlite3.DatabaseError as exc:
         msg = f"{store.path} is not a twinklr run store: {exc}"
-        raise RunsUsageError(msg) from exc
+        raise UsageError(msg) from exc
     finally:
         store.close()
 
@@ -119,11 +112,11 @@ def _respond(store: RunStore, args: argparse.Namespace) -> int:
         value = json.loads(args.value)
     except ValueError as exc:
         msg = f"--value must be JSON, not {args.value!r} ({exc})"
-        raise RunsUsageError(msg) from exc
+        raise UsageError(msg) from exc
     try:
         run_id = store.respond(args.run_id, args.stage, value)
     except LookupError as exc:
-        raise RunsUsageError(str(exc.args[0])) from exc
+        raise UsageError(str(exc.args[0])) from exc
     record = store.get(run_id)
     if record is not None and record.status == "waiting":
         print(
@@ -170,7 +163,7 @@ def _show(store: RunStore, args: argparse.Namespace) -> int:
     record = store.get(args.run_id)
     if record is None:
         msg = f"no run {args.run_id!r} at {store.path} (twinklr-pipeline runs list shows them)"
-        raise RunsUsageError(msg)
+        raise UsageError(msg)
     stages = store.stages(record.run_id)
     if args.json:
         print(json.dumps(run_json(record, stages), indent=2))

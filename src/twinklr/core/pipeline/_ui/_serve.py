@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
+import signal
+import sys
 from collections.abc import Awaitable, Callable
 
 import hypercorn.config
 import hypercorn.trio
 import trio
 
-from ._app import RunsView
+from .._observe._runs import RunStore
+from ..definition import PipelineDefinition
+from ._app import RunsView, environment_token
 
 
 class UnsafeBindError(ValueError):
@@ -59,3 +64,44 @@ async def serve(
         shutdown_trigger=shutdown_trigger,
         task_status=task_status,
     )
+
+
+def serve_until_stopped(
+    store: str,
+    *,
+    host: str,
+    port: int,
+    token: str | None,
+    pipeline: str | None,
+    load: Callable[[str], PipelineDefinition],
+) -> None:
+    """Serve the runs of ``store`` (and the definition at ``pipeline``, if given) until
+    SIGINT or SIGTERM, saying where on standard output (the ``ui`` subcommand);
+    `UnsafeBindError` before anything is served if ``host`` is not safe to bind."""
+    token = token or environment_token()
+    check_bind(host, token)
+    runs = RunStore(store)
+    view = RunsView(runs, token=token, pipeline=pipeline, load=load)
+
+    async def main() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+
+            async def stop() -> None:
+                async for _ in signals:
+                    return
+
+            async with trio.open_nursery() as nursery:
+                binds = await nursery.start(
+                    functools.partial(serve, view, host=host, port=port, shutdown_trigger=stop)
+                )
+                where = binds[0] + "/"
+                suffix = f"?token={token}" if token else ""
+                print(f"serving the runs of {runs.path} at {where}{suffix}", flush=True)
+                if pipeline is not None:
+                    print(f"the definition {pipeline} at {where}definition{suffix}", flush=True)
+                print("Ctrl-C stops", file=sys.stderr, flush=True)
+
+    try:
+        trio.run(main)
+    finally:
+        runs.close()

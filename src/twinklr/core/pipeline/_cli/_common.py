@@ -1,0 +1,180 @@
+"""What the subcommands share: the usage error and exit statuses, loading a definition,
+reading the arguments, the progress display, logging, the stores they name."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any, TextIO, cast
+
+import structlog
+
+from .._cache._sqlite import SQLiteCacheStore
+from .._observe._runs import RunStore
+from ..definition import PipelineDefinition, load_definition
+from ._progress import Progress
+
+RUNS_HELP = (
+    "record the run in this directory's run store (default: the --cache directory, when"
+    " one is given; 'none': do not record)"
+)
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for: one line on stderr, exit status 2."""
+
+
+def load(target: str) -> PipelineDefinition:
+    """The definition at ``MODULE:ATTR`` (or returned by the factory found there)."""
+    try:
+        return load_definition(target)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def check_writable(path: str | None, option: str) -> None:
+    """Refuse, before any work, a ``path`` that cannot be written (a missing directory,
+    a directory, no permission): the run's output would be lost after it finished."""
+    if path is None:
+        return
+    target = Path(path)
+    existed = target.exists()
+    try:
+        with target.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        msg = f"{option} {path}: cannot be written ({exc.strerror or exc})"
+        raise UsageError(msg) from exc
+    if not existed:
+        target.unlink(missing_ok=True)
+
+
+def parse_input(text: str | None) -> Any:
+    """``--input``: JSON text, or ``@file.json``."""
+    if text is None:
+        return None
+    source = "--input"
+    if text.startswith("@"):
+        source = text[1:]
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except OSError as exc:
+            msg = f"cannot read {source}: {exc.strerror}"
+            raise UsageError(msg) from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        msg = f"{source} is not valid JSON: {exc}"
+        raise UsageError(msg) from exc
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _number_and_unit(pattern: re.Pattern[str], text: str, examples: str) -> tuple[float, str]:
+    match = pattern.fullmatch(text.strip())
+    if match is None:
+        msg = f"expected {examples}, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    number, unit = match.groups()
+    return float(number), unit.lower()
+
+
+def parse_size(text: str) -> int:
+    """``--max-bytes``: a byte count, with K, M, G or T (powers of 1024)."""
+    number, unit = _number_and_unit(_SIZE, text, "a size such as 1048576, 500M or 2G")
+    return int(number * 1024 ** "_kmgt".index(unit or "_"))
+
+
+def parse_age(text: str) -> float:
+    """``--older-than``: seconds, from a number and a unit (s, m, h, d, w)."""
+    number, unit = _number_and_unit(_AGE, text, "an age such as 30s, 15m, 12h, 7d or 2w")
+    return number * _SECONDS[unit]
+
+
+def make_progress(out: TextIO, *, quiet: bool) -> Progress:
+    """A live, redrawn display on a terminal (with the ``cli`` extra: rich); plain lines
+    otherwise (CI logs, pipes, files)."""
+    if not quiet and out.isatty():
+        try:
+            from ._live import live_progress  # noqa: PLC0415 (optional, lazily)
+        except ImportError:  # the cli extra is not installed
+            pass
+        else:
+            return live_progress(out)
+    return Progress(out, quiet=quiet)
+
+
+class _StandardError:
+    """Standard error as it is at each write. The live display points ``sys.stderr``
+    above its table while it draws, so log lines are printed there instead of breaking
+    the table (a line written past it left the table's top edge behind)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def configure_logging(log_format: str, *, quiet: bool) -> None:
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.ERROR if quiet else logging.WARNING
+        ),
+        logger_factory=structlog.PrintLoggerFactory(cast("TextIO", _StandardError())),
+    )
+
+
+def cache_store(where: str | Path) -> SQLiteCacheStore:
+    """The store ``--cache`` names: a directory (made when missing) unless it is an
+    existing file or has a suffix (``cache.db``, ``twinklr-cache.sqlite3``)."""
+    return SQLiteCacheStore(where)
+
+
+def cache_of(args: argparse.Namespace) -> SQLiteCacheStore | None:
+    """The cache ``--cache`` names, if it names one."""
+    return cache_store(args.cache) if args.cache else None
+
+
+def run_store(args: argparse.Namespace, cache: SQLiteCacheStore | None) -> RunStore | None:
+    """Where ``run`` and ``demo`` record their runs: ``--runs DIR``, else the cache's
+    directory when ``--cache`` was given, else nowhere (``--runs none`` turns it off)."""
+    if args.runs == "none":
+        return None
+    if args.runs is not None:
+        return RunStore(args.runs)
+    if args.cache and cache is not None:
+        return RunStore(cache.path.parent)
+    return None
+
+
+def with_output_options(command: argparse.ArgumentParser) -> None:
+    """The options of the subcommands that run a pipeline: where its trace and gantt
+    chart go, how it logs, whether it is quiet."""
+    command.add_argument("--trace", help="write a Chrome trace (JSON) of the run here")
+    command.add_argument("--gantt", help="write a Mermaid gantt chart of the run here")
+    command.add_argument(
+        "--log-format",
+        choices=["console", "json"],
+        default="console",
+        help="how warnings and errors are logged to stderr (default console)",
+    )
+    command.add_argument("--quiet", action="store_true", help="no progress or summary")

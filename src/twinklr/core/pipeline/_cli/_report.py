@@ -1,0 +1,90 @@
+"""What a finished run prints: its summary, outputs, exported files, and how to go on."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .._cache._export import to_plain
+from .._observe._runs import RunStore
+from .._observe._trace import timeline_report, to_chrome_trace, to_mermaid_gantt
+from .._values._results import PipelineResult
+from ..definition import PipelineDefinition
+from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from ._progress import Progress
+
+
+def output_preview(result: PipelineResult, pipeline: PipelineDefinition, width: int = 100) -> str:
+    """What the run produced, in short: each terminal stage's output (the stages no
+    other stage reads), on one line each."""
+    read = {name for stage in pipeline.stages for name in stage.inputs}
+    lines = ["outputs:"]
+    for stage in pipeline.stages:
+        if stage.id in read or stage.id not in result.outputs:
+            continue
+        shown = repr(result.outputs[stage.id])
+        if len(shown) > width:
+            shown = shown[: width - 3] + "..."
+        lines.append(f"  {stage.id}: {shown}")
+    if len(lines) == 1:
+        lines.append("  (no terminal stage produced an output)")
+    return "\n".join(lines)
+
+
+def finish(
+    result: PipelineResult | None,
+    progress: Progress,
+    args: argparse.Namespace,
+    pipeline: PipelineDefinition,
+) -> int:
+    if result is None:
+        # stages whose cancellation was seen, and any still running when events stopped
+        cancelled = ", ".join(sorted({*progress.cancelled, *progress.running})) or "no stage"
+        print(f"interrupted: cancelled {cancelled}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not args.quiet:
+        print(timeline_report(result))
+        if sys.stdout.isatty():
+            print(output_preview(result, pipeline))
+    if getattr(args, "outputs", None):
+        document = {stage: to_plain(output) for stage, output in result.outputs.items()}
+        text = json.dumps(document, indent=2, ensure_ascii=False)
+        Path(args.outputs).write_text(text + "\n", encoding="utf-8")
+        print(f"outputs written to {args.outputs}")
+    if args.trace:
+        Path(args.trace).write_text(json.dumps(to_chrome_trace(result)), encoding="utf-8")
+        print(f"trace written to {args.trace} (open it in https://ui.perfetto.dev)")
+    if args.gantt:
+        Path(args.gantt).write_text(to_mermaid_gantt(result), encoding="utf-8")
+        print(f"gantt chart written to {args.gantt}")
+    if result.waiting_stages:
+        say_waiting(result, args)
+        return EXIT_OK
+    if not result.success:
+        print(f"run failed: {result.error}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def say_waiting(result: PipelineResult, args: argparse.Namespace) -> None:
+    where = getattr(args, "store", None) or args.runs or args.cache
+    store = f" --store {where}" if where else ""
+    gates = ", ".join(result.waiting_stages)
+    gate = result.waiting_stages[0]
+    print(
+        f"run {result.run_id} is waiting for input at {gates}: answer with\n"
+        f"  twinklr-pipeline runs respond {result.run_id} {gate} --value JSON{store}\n"
+        f"then go on (from any process) with\n"
+        f"  twinklr-pipeline runs resume {result.run_id}{store}",
+        file=sys.stderr,
+    )
+
+
+def recorded(store: RunStore | None, result: PipelineResult | None, *, quiet: bool) -> None:
+    if store is not None and result is not None and not quiet:
+        print(
+            f"recorded as run {result.run_id} in {store.path} "
+            f"(twinklr-pipeline runs show {result.run_id} --store {store.path.parent})"
+        )

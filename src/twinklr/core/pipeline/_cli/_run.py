@@ -1,0 +1,79 @@
+"""``twinklr-pipeline run MODULE:ATTR``: run a definition, with progress and a summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import trio
+
+from .._base._database import DEFAULT_DIRECTORY
+from .._engine._executor import PipelineExecutor
+from ..definition import remember_source
+from ._common import (
+    RUNS_HELP,
+    UsageError,
+    cache_of,
+    check_writable,
+    load,
+    make_progress,
+    parse_input,
+    run_store,
+    with_output_options,
+)
+from ._progress import execute_with_progress
+from ._report import finish, recorded
+
+
+def add_run_command(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Register the subcommand."""
+    run = commands.add_parser("run", parents=[common], help="run a pipeline definition")
+    run.add_argument("target", help="MODULE:ATTR of a PipelineDefinition or a factory")
+    run.add_argument("--input", help="the initial input: JSON text, or @file.json")
+    run.add_argument(
+        "--cache",
+        nargs="?",
+        const=DEFAULT_DIRECTORY,
+        help=f"cache successful stages in this directory (default {DEFAULT_DIRECTORY})",
+    )
+    run.add_argument(
+        "--outputs",
+        metavar="FILE",
+        help="write every stage's output here as JSON (arrays as lists, models as objects)",
+    )
+    run.add_argument("--runs", metavar="DIR", help=RUNS_HELP)
+    run.add_argument(
+        "--suspend",
+        action="store_true",
+        help="end the run as waiting when only its gates (WaitForInput) are left; "
+        "'runs respond' answers them and 'runs resume' goes on, from any process "
+        "(needs --cache)",
+    )
+    with_output_options(run)
+    run.set_defaults(handler=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    check_writable(args.outputs, "--outputs")
+    check_writable(args.trace, "--trace")
+    check_writable(args.gantt, "--gantt")
+    pipeline = load(args.target)
+    remember_source(pipeline, args.target)  # (for `runs resume`)
+    initial_input = parse_input(args.input)
+    pipeline.validate()
+    cache = cache_of(args)
+    runs = run_store(args, cache)
+    if args.suspend and (cache is None or runs is None):
+        msg = "--suspend needs --cache DIR: the run is kept there until it is resumed"
+        raise UsageError(msg)
+    executor = PipelineExecutor(cache=cache, runs=runs, suspend_on_wait=args.suspend)
+    progress = make_progress(sys.stderr, quiet=args.quiet)
+    try:
+        result = trio.run(execute_with_progress, executor, pipeline, initial_input, None, progress)
+        status = finish(result, progress, args, pipeline)
+        recorded(runs, result, quiet=args.quiet)
+    finally:
+        if runs is not None:
+            runs.close()
+    return status
