@@ -6,32 +6,29 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._base._loops import awaited_from_asyncio, in_worker_thread, stage_host
+from .._base._loops import awaited_from_asyncio, in_worker_thread
 from .._cache._run_cache import RunCache
 from .._cache._store import CacheStore
-from .._kinds._gate import current_gates
-from .._observe._events import EventKind, EventRelay, PipelineEvent
+from .._observe._events import EventRelay, PipelineEvent
 from .._observe._otel import find_tracer
-from .._observe._recording import RunRecorder
-from .._observe._records import RunState
 from .._observe._runs import RunStore
-from .._values._context import PipelineContext, current_context, run_cancelling
-from .._values._current import current_executor, run_cleanups
+from .._values._context import PipelineContext
 from .._values._results import PipelineResult
-from .._values._timing import to_ms
 from ..definition import ExecutionPattern, PipelineDefinition
-from ._actor import is_cancellation
 from ._handle import EventHistory, RunHandle
 from ._plan import plan_of
 from ._record import recorder_for
+from ._result import build_result
 from ._resume import Resuming, check_answers, decode, find_definition, keep_answers, keeper
+from ._routing import RoutedRun
 from ._run import Run
+from ._supervisor import drive
 
 if TYPE_CHECKING:
     from ._plan import Plan
@@ -153,8 +150,8 @@ class PipelineExecutor:
         run = self._prepare(pipeline, initial_input, context, subscriptions)
         if events is not None:
             run.listen(EventRelay(events))
-        await self._drive(run)
-        return run.build_result()
+        await drive(self, run)
+        return build_result(run)
 
     async def start(
         self,
@@ -196,7 +193,7 @@ class PipelineExecutor:
         handle = RunHandle(run, history)
         started: RunHandle = await nursery.start(
             handle._main,  # noqa: SLF001 (the handle's own task body)
-            partial(self._drive, run),
+            partial(drive, self, run),
             name=f"twinklr run {run.run_id}",
         )
         return started
@@ -284,7 +281,7 @@ class PipelineExecutor:
             initial_input = initial_input.initial_input
         else:
             run_id = uuid.uuid4().hex[:12]
-        run = Run(
+        run = (RoutedRun if plan.branches else Run)(
             plan,
             initial_input,
             context if context is not None else PipelineContext(),
@@ -306,55 +303,6 @@ class PipelineExecutor:
             run.trace(tracer)
         return run
 
-    async def _drive(self, run: Run, started: Callable[[], None] | None = None) -> None:
-        """Run every stage of ``run`` to the end (``started`` is called once the run has
-        begun); outer cancellation propagates."""
-        run.transition(EventKind.RUN_STARTED)
-        if started is not None:
-            started()
-        # Stage tasks inherit these: sub-pipelines run with this executor, and rate
-        # limiters record their waits in this run's metrics.
-        executor_token = current_executor.set(self)
-        context_token = current_context.set(run.context)
-        outermost = run_cleanups.get() is None
-        cleanups_token = run_cleanups.set([]) if outermost else None
-        watch = getattr(run.context, "watch_cancellation", None)  # a context of your own
-        unwatch = watch(run.is_cancelling) if watch is not None else _nothing
-        cancelling_token = run_cancelling.set(run.is_cancelling)
-        gates_token = current_gates.set(run.gates)
-        ended: BaseException | None = None
-        try:
-            if run.plan.asyncio_stages and stage_host.get() is None:
-                from ._hosts import trio_asyncio_host  # noqa: PLC0415 (loaded when used)
-
-                async with trio_asyncio_host():  # stages marked asyncio, in plain Trio
-                    await _supervise(run)
-            else:
-                await _supervise(run)
-        except BaseException as exc:
-            ended = exc
-            if is_cancellation(exc):
-                ids = run.plan.ids
-                run.log.info("run_cancelled", cancelled=[ids[i] for i in run.cancelled])
-            lone = _lone_exception(exc)
-            if lone is not exc:
-                # Our nursery is an implementation detail: a KeyboardInterrupt from a
-                # stage reaches the caller as itself, not wrapped in a group.
-                raise lone from None
-            raise
-        finally:
-            if run.recorder is not None:
-                await _record_end(run, run.recorder, ended)
-            unwatch()
-            current_gates.reset(gates_token)
-            run_cancelling.reset(cancelling_token)
-            if cleanups_token is not None:
-                cleanups = run_cleanups.get() or []
-                run_cleanups.reset(cleanups_token)
-                await _clean_up(cleanups, run.log)
-            current_context.reset(context_token)
-            current_executor.reset(executor_token)
-
 
 def _check_store(
     name: str, given: object, kind: type, *, what: str, purpose: str, constructor: str
@@ -368,44 +316,6 @@ def _check_store(
     )
     msg = f"{name} must be {what}, got {type(given).__name__} {given!r:.60}{hint}"
     raise TypeError(msg)
-
-
-def _nothing() -> None:
-    pass
-
-
-async def _record_end(run: Run, recorder: RunRecorder, ended: BaseException | None) -> None:
-    """Write how the run ended into its run store."""
-    status: RunState
-    error = run.error
-    if ended is None and run.suspended is not None and error is None:
-        status = "waiting"
-    elif ended is None:
-        status = "succeeded" if error is None else "failed"
-    elif is_cancellation(ended):
-        status, error = "cancelled", error or "the run was cancelled"
-    elif isinstance(ended, Exception):
-        status, error = "failed", f"the run ended with {type(ended).__name__}: {ended}"
-    else:  # KeyboardInterrupt, SystemExit: the process is going
-        status, error = "interrupted", f"the run ended with {type(ended).__name__}"
-    await recorder.finish(
-        status,
-        error,
-        to_ms(run.end_time - run.start_time),
-        run.suspension if status == "waiting" else None,
-    )
-
-
-async def _clean_up(cleanups: list[Callable[[], Awaitable[None]]], log: Any) -> None:
-    """Await what the run's stages asked to be done at its end (a runner closing the
-    cluster it started), shielded: a cancelled run still closes what it opened. Each
-    cleanup bounds itself; one that fails is logged and the others still run."""
-    with trio.CancelScope(shield=True):
-        for cleanup in cleanups:
-            try:
-                await cleanup()
-            except Exception as exc:  # noqa: BLE001 - the run's result stands; say so
-                log.warning("run_cleanup_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def _subscribers(
@@ -433,46 +343,6 @@ def _subscribers(
             raise ValueError(msg)
         subscribers.setdefault(index, []).append(channel)
     return subscribers
-
-
-async def _supervise(run: Run) -> None:
-    """Run every stage in a supervisor nursery. The cache's writer and the event relay
-    run beside it (not inside), so fail-fast never drops a write or an event."""
-    cache, events, recorder = run.cache, run.events, run.recorder
-    if cache is None and events is None and recorder is None:
-        try:
-            async with trio.open_nursery() as supervisor:
-                run.start(supervisor)
-        finally:
-            run.end()
-        return
-    if cache is not None:
-        await cache.load()
-    async with trio.open_nursery() as beside:
-        if cache is not None:
-            beside.start_soon(cache.write_behind)
-        if events is not None:
-            beside.start_soon(events.relay)
-        if recorder is not None:
-            beside.start_soon(recorder.write_behind)
-        try:
-            async with trio.open_nursery() as supervisor:
-                run.start(supervisor)
-        finally:
-            run.end()
-            if cache is not None:
-                cache.close()
-            if events is not None:
-                events.close()
-            if recorder is not None:
-                recorder.close()
-
-
-def _lone_exception(exc: BaseException) -> BaseException:
-    """The single exception inside (nested) one-member groups, else ``exc`` itself."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
 
 
 def run_pipeline(

@@ -16,6 +16,7 @@ import attrs
 import trio
 
 from ._actor import is_cancellation
+from ._result import build_result
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -213,7 +214,7 @@ class RunHandle:
     def _settle(self, *, cancelled: bool, crashed: bool, exc: BaseException | None = None) -> None:
         run = self._run
         self._history.close()
-        result = run.build_result(cancelled=cancelled)
+        result = build_result(run, cancelled=cancelled)
         if crashed:
             error = f"the run task ended with {type(exc).__name__}: {exc}"
             result = _with_error(result, error)

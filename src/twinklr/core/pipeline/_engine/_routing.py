@@ -6,9 +6,21 @@ every stage whose inputs were all skipped by routing, without starting a task fo
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
+import attrs
+
+from .._observe._events import EventKind
+from .._values._results import StageResult
 from .._values._status import StageStatus
+from ._retry import error_text
+from ._run import Run
+from ._wiring import OneShotChannel
+
+if TYPE_CHECKING:
+    from .._values._context import PipelineContext
+    from ._plan import Plan
 
 #: The statuses whose output a routing stage routes on (any other leaves every branch out).
 ROUTABLE = frozenset({StageStatus.SUCCEEDED, StageStatus.CACHED, StageStatus.SOFT_FAILED})
@@ -38,3 +50,91 @@ def chosen_branches(sdef: Any, output: Any, branches: dict[str, tuple[int, ...]]
         )
         raise RoutingError(msg)
     return taken
+
+
+class RoutedRun(Run):
+    """A run of a plan with routing stages (a plan that routes nothing runs as a plain
+    `Run` and pays nothing for it): a routing stage's output picks the branches taken,
+    and the stages left out are skipped without a task."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        initial_input: Any,
+        context: PipelineContext,
+        *,
+        fail_fast: bool,
+        run_id: str,
+        answers: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            plan, initial_input, context, fail_fast=fail_fast, run_id=run_id, answers=answers
+        )
+        # Stages a routing stage's choice left out, and stages skipped by routing
+        # (theirs, and those whose inputs all were).
+        self.routed_off = bytearray(len(plan.ids))
+        self.route_skipped = bytearray(len(plan.ids))
+
+    def stage_finished(self, index: int, result: StageResult[Any]) -> None:
+        """Route on a routing stage's result first, then record it as any stage's."""
+        if self.plan.branches[index] is not None:
+            result = self.route(index, result)
+        super().stage_finished(index, result)
+
+    def route(self, index: int, result: StageResult[Any]) -> StageResult[Any]:
+        """Mark the stages routing stage ``index`` leaves out; a choice of a branch it
+        does not have (or a router that raises) fails it instead."""
+        branches = self.plan.branches[index]
+        assert branches is not None  # noqa: S101 (only routing stages come here)
+        sdef = self.plan.stages[index]
+        taken: set[str] = set()
+        if result.status in ROUTABLE:
+            try:
+                taken = chosen_branches(sdef, result.output, branches)
+            except Exception as exc:  # noqa: BLE001 - the stage's failure, named
+                error = str(exc) if isinstance(exc, RoutingError) else error_text(exc)
+                return StageResult.failure(error, stage_name=sdef.id, metadata=result.metadata)
+            result = attrs.evolve(
+                result, metadata={**result.metadata, "branches": tuple(sorted(taken))}
+            )
+        live = {target for branch in taken for target in branches[branch]}
+        for branch, targets in branches.items():
+            if branch not in taken:
+                for target in targets:
+                    if target not in live:
+                        self.routed_off[target] = 1
+        return result
+
+    def hand_on(self, index: int, output: Any, now: float) -> None:
+        """Hand ``output`` on, as the plain loop does, but skip the stages routing left
+        out and those whose inputs were all skipped by routing (without a task: they
+        hand None on in turn, iteratively, however long the chain)."""
+        plan = self.plan
+        remaining, edges, consumers = self.remaining, self.edges, plan.edge_consumer
+        routed_off, route_skipped = self.routed_off, self.route_skipped
+        work = [(index, output)]
+        while work:
+            producer, value = work.pop()
+            for edge in plan.out_edges[producer]:
+                edges[edge] = OneShotChannel(value)
+                consumer = consumers[edge]
+                remaining[consumer] -= 1
+                if remaining[consumer]:
+                    continue
+                if routed_off[consumer]:
+                    self._skip_routed(consumer, now, "routing did not take its branch")
+                    work.append((consumer, None))
+                elif all(route_skipped[d] for d in plan.deps[consumer]):
+                    self._skip_routed(consumer, now, "routing skipped all its inputs")
+                    work.append((consumer, None))
+                else:
+                    self.spawn(consumer, now)
+
+    def _skip_routed(self, index: int, now: float, reason: str) -> None:
+        self.queued[index] = self.started[index] = self.finished[index] = now
+        self.route_skipped[index] = 1
+        stage_id = self.plan.ids[index]
+        self.results[index] = result = StageResult.skipped(stage_name=stage_id, reason=reason)
+        if self.watched:
+            self.stage_transition(EventKind.STAGE_QUEUED, index, now)
+            self.stage_transition(EventKind.STAGE_SKIPPED, index, now, None, result.error)

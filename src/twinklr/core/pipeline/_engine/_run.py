@@ -7,26 +7,20 @@ frozen result.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Mapping
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import trio
 
 from .._kinds._gate import Gates, InputRequest
-from .._observe._events import EventKind, EventSink, PipelineEvent, stage_event
-from .._observe._logs import run_logger
-from .._observe._otel import SpanRecorder
-from .._observe._timeline import RunRecords, Timeline
-from .._values._results import NO_METADATA, PipelineResult, StageResult
+from .._observe._events import EventKind
+from .._observe._timeline import RunRecords
+from .._values._results import NO_METADATA, StageResult
 from .._values._status import StageStatus
 from .._values._timing import to_ms
-from ._actor import direct_actor, stage_actor, streaming_actor
 from ._attempts import ONE_ATTEMPT
 from ._retry import error_text
-from ._routing import ROUTABLE, RoutingError, chosen_branches
+from ._telemetry import RunTelemetry
 from ._wiring import NOT_SENT, OneShotChannel
 
 if TYPE_CHECKING:
@@ -38,16 +32,6 @@ if TYPE_CHECKING:
 #: A stage's task function, started as ``actor(run, index)``.
 Actor = Callable[["Run", int], Awaitable[None]]
 
-#: Transitions logged above debug level (the rest are debug: one per stage transition).
-_LOG_LEVELS = {
-    EventKind.RUN_STARTED: "info",
-    EventKind.RUN_FINISHED: "info",
-    EventKind.ATTEMPT_FAILED: "info",
-    EventKind.STAGE_RETRYING: "info",
-    EventKind.STAGE_FAILED: "warning",
-    EventKind.INPUT_REQUESTED: "info",  # the run waits for someone
-    EventKind.INPUT_RECEIVED: "info",
-}
 _TERMINAL = {
     StageStatus.SUCCEEDED: EventKind.STAGE_SUCCEEDED,
     StageStatus.SKIPPED: EventKind.STAGE_SKIPPED,
@@ -60,7 +44,7 @@ _TERMINAL = {
 STREAM_BUFFER = 16
 
 
-class Run:
+class Run(RunTelemetry):
     """The state of one run, shared by the supervisor and the stage tasks.
 
     A finished stage's output travels to each dependent on a one-shot memory channel of
@@ -81,20 +65,10 @@ class Run:
         run_id: str,
         answers: Mapping[str, Any] | None = None,
     ) -> None:
-        self.plan = plan
+        super().__init__(plan, run_id)
         self.initial_input = initial_input
         self.context = context
         self.fail_fast = fail_fast
-        self.run_id = run_id
-        self.log = run_logger(pipeline=plan.name, run_id=run_id)
-        self._log_at = {
-            kind: getattr(self.log, _LOG_LEVELS.get(kind, "debug")) for kind in EventKind
-        }
-        self.events: EventSink | None = None
-        self.spans: SpanRecorder | None = None
-        # Per-stage transitions cost something to log or send: skip them entirely when
-        # nobody listens (no event consumer, debug logging filtered out).
-        self.logs_debug = self.watched = _logs_debug(self.log)
         count = len(plan.ids)
         self.remaining = [len(deps) for deps in plan.deps]
         # edge id -> the channel its value waits on, until the consumer takes it
@@ -111,7 +85,7 @@ class Run:
         self.error: str | None = None
         self.stopped = False
         self.nursery: trio.Nursery  # the supervisor's, set by start
-        self.actors: list[Actor]  # each stage's task function, set by start
+        self.actors: list[Actor]  # each stage's task function, given to start
         self.cache: RunCache | None = None
         self.recorder: RunRecorder | None = None
         # For the run history: each fan-out stage's item count, and every retry as
@@ -122,11 +96,6 @@ class Run:
         self.streams: dict[int, trio.MemoryReceiveChannel[Any]] = {}
         # streaming stage -> the callers' channels subscribed to the items it yields
         self.subscribers: dict[int, list[trio.MemorySendChannel[Any]]] = {}
-        # Routing (plans with ``routes`` only): stages a routing stage's choice left out,
-        # and stages skipped by routing (theirs, and those whose inputs all were).
-        self.routing = bool(plan.branches)
-        self.routed_off = bytearray(count if self.routing else 0)
-        self.route_skipped = bytearray(count if self.routing else 0)
         # Gates (WaitForInput stages): their open requests, answered through the handle
         # (or before they open: a resumed run's answers).
         self.gates = Gates(
@@ -146,83 +115,20 @@ class Run:
         self.on_suspend: Callable[[Run], None] | None = None
         self.suspension: bytes | None = None
         self.resumed = answers is not None
-        # The run's clock, read directly: stage tasks read it three times each.
-        self.now = trio.lowlevel.current_clock().current_time
-        self.start_time = self.end_time = self.now()
 
     # -- supervision -------------------------------------------------------------------
 
-    def transition(self, kind: EventKind, index: int | None = None, **fields: Any) -> None:
-        """Log a transition (and hand it to the live event consumer, if any)."""
-        stage = None if index is None else self.plan.ids[index]
-        if self.logs_debug or kind in _LOG_LEVELS:
-            self._log_at[kind](kind.value, stage=stage, **fields)
-        if self.spans is not None:
-            self.spans.on(kind, stage, self.now(), fields)
-        if self.events is not None:
-            self.events.emit(
-                PipelineEvent(
-                    kind=kind,
-                    pipeline=self.plan.name,
-                    run_id=self.run_id,
-                    time_ms=to_ms(self.now() - self.start_time),
-                    stage=stage,
-                    **fields,
-                )
-            )
+    # -- supervision -------------------------------------------------------------------
 
-    def stage_transition(
-        self,
-        kind: EventKind,
-        index: int,
-        at: float,
-        attempt: int | None = None,
-        error: str | None = None,
-    ) -> None:
-        """`transition` for the three every stage makes (queued, started, ended) at
-        clock time ``at``, already read, without the keyword packing: with a consumer
-        attached it runs 3 times a stage."""
-        if self.logs_debug or self.spans is not None:
-            self.transition(kind, index, attempt=attempt, error=error)
-            return
-        if self.events is not None:
-            self.events.emit(
-                stage_event(
-                    kind,
-                    self.plan.name,
-                    self.run_id,
-                    to_ms(at - self.start_time),
-                    self.plan.ids[index],
-                    attempt,
-                    error,
-                )
-            )
-
-    def start(self, nursery: trio.Nursery) -> None:
-        """Start every entry stage in the supervisor ``nursery``."""
+    def start(self, nursery: trio.Nursery, actors: list[Actor]) -> None:
+        """Start every entry stage in the supervisor ``nursery``, each stage's task
+        being ``actors[index](run, index)``."""
         self.nursery = nursery
-        self.actors = self._actors()
+        self.actors = actors
         now = self.now()
         for index, deps in enumerate(self.plan.deps):
             if not deps:
-                self._spawn(index, now)
-
-    def _actors(self) -> list[Actor]:
-        """Each stage's task function in this run: the direct one for a plain stage with
-        no condition (and no cache in this run), the streaming one for a stage that
-        hands its items on as it yields them, the general one otherwise."""
-        plan = self.plan
-        cache = self.cache
-        actors: list[Actor] = [
-            direct_actor
-            if plain and sdef.condition is None and (cache is None or not cacheable)
-            else stage_actor
-            for plain, sdef, cacheable in zip(plan.plain, plan.stages, plan.cacheable, strict=True)
-        ]
-        for index, consumers in enumerate(plan.streams_to):
-            if consumers or index in self.subscribers:
-                actors[index] = streaming_actor
-        return actors
+                self.spawn(index, now)
 
     def is_cancelling(self) -> bool:
         """Whether the run is being cancelled: stopped (fail-fast, a cancelled handle)
@@ -235,17 +141,7 @@ class Run:
         output is handed on (a cancel from outside is on its way)."""
         self.stopped = True
 
-    def listen(self, events: EventSink) -> None:
-        """Send this run's events to ``events`` too."""
-        self.events = events
-        self.watched = True
-
-    def trace(self, tracer: Any) -> None:
-        """Record this run as OpenTelemetry spans made by ``tracer``."""
-        self.spans = SpanRecorder(tracer, self.plan.name, self.run_id, self.start_time)
-        self.watched = True
-
-    def _spawn(self, index: int, now: float) -> None:
+    def spawn(self, index: int, now: float) -> None:
         """Start stage ``index``'s task: its inputs are all in since ``now``."""
         self.active += 1
         self.queued[index] = now
@@ -270,7 +166,7 @@ class Run:
             send, receive = trio.open_memory_channel[Any](STREAM_BUFFER)
             self.streams[consumer] = receive
             self.remaining[consumer] -= 1
-            self._spawn(consumer, self.now())
+            self.spawn(consumer, self.now())
             sends.append(send)
         # Subscribers get their own clone of the channel they gave, closed when the stage
         # ends, so a subscriber that closed its end sees the stream end with the stage.
@@ -287,8 +183,6 @@ class Run:
         """Record ``result``; hand the output on, or fail the run."""
         self.active -= 1
         try:
-            if self.routing and self.plan.branches[index] is not None:
-                result = self._route(index, result)
             self.finished[index] = now = self.now()
             self.results[index] = result
             if result.status is StageStatus.FAILED:
@@ -302,23 +196,24 @@ class Run:
                     kind = _TERMINAL[result.status]
                     self.stage_transition(kind, index, now, attempt, result.error)
                 output = result.output
-            if self.stopped:
-                return
-            if self.routing:
-                self._hand_on_routed(index, output, now)
-                return
-            remaining = self.remaining
-            edges = self.edges
-            consumers = self.plan.edge_consumer
-            for edge in self.plan.out_edges[index]:
-                edges[edge] = OneShotChannel(output)
-                consumer = consumers[edge]
-                remaining[consumer] -= 1
-                if remaining[consumer] == 0:
-                    self._spawn(consumer, now)  # queued the moment its last input finished
+            if not self.stopped:
+                self.hand_on(index, output, now)
         finally:  # (free in the common case: no exception raised, one flag read)
             if self.suspend_wanted:
                 self.try_suspend()  # the run may be down to its gates now
+
+    def hand_on(self, index: int, output: Any, now: float) -> None:
+        """Send ``output`` to the stages that read stage ``index``, starting each one
+        whose last input this was (queued the moment its last input finished)."""
+        remaining = self.remaining
+        edges = self.edges
+        consumers = self.plan.edge_consumer
+        for edge in self.plan.out_edges[index]:
+            edges[edge] = OneShotChannel(output)
+            consumer = consumers[edge]
+            remaining[consumer] -= 1
+            if remaining[consumer] == 0:
+                self.spawn(consumer, now)
 
     # -- suspending ----------------------------------------------------------------------
 
@@ -351,64 +246,6 @@ class Run:
         self.log.info("run_suspended", waiting=[request.stage_id for request in waiting])
         self.stopped = True
         self.nursery.cancel_scope.cancel()
-
-    def _route(self, index: int, result: StageResult[Any]) -> StageResult[Any]:
-        """Mark the stages routing stage ``index`` leaves out; a choice of a branch it
-        does not have (or a router that raises) fails it instead."""
-        branches = self.plan.branches[index]
-        assert branches is not None  # noqa: S101 (only routing stages come here)
-        sdef = self.plan.stages[index]
-        taken: set[str] = set()
-        if result.status in ROUTABLE:
-            try:
-                taken = chosen_branches(sdef, result.output, branches)
-            except Exception as exc:  # noqa: BLE001 - the stage's failure, named
-                error = str(exc) if isinstance(exc, RoutingError) else error_text(exc)
-                return StageResult.failure(error, stage_name=sdef.id, metadata=result.metadata)
-            result = attrs.evolve(
-                result, metadata={**result.metadata, "branches": tuple(sorted(taken))}
-            )
-        live = {target for branch in taken for target in branches[branch]}
-        for branch, targets in branches.items():
-            if branch not in taken:
-                for target in targets:
-                    if target not in live:
-                        self.routed_off[target] = 1
-        return result
-
-    def _hand_on_routed(self, index: int, output: Any, now: float) -> None:
-        """Hand ``output`` on, as the plain loop does, but skip the stages routing left
-        out and those whose inputs were all skipped by routing (without a task: they
-        hand None on in turn, iteratively, however long the chain)."""
-        plan = self.plan
-        remaining, edges, consumers = self.remaining, self.edges, plan.edge_consumer
-        routed_off, route_skipped = self.routed_off, self.route_skipped
-        work = [(index, output)]
-        while work:
-            producer, value = work.pop()
-            for edge in plan.out_edges[producer]:
-                edges[edge] = OneShotChannel(value)
-                consumer = consumers[edge]
-                remaining[consumer] -= 1
-                if remaining[consumer]:
-                    continue
-                if routed_off[consumer]:
-                    self._skip_routed(consumer, now, "routing did not take its branch")
-                    work.append((consumer, None))
-                elif all(route_skipped[d] for d in plan.deps[consumer]):
-                    self._skip_routed(consumer, now, "routing skipped all its inputs")
-                    work.append((consumer, None))
-                else:
-                    self._spawn(consumer, now)
-
-    def _skip_routed(self, index: int, now: float, reason: str) -> None:
-        self.queued[index] = self.started[index] = self.finished[index] = now
-        self.route_skipped[index] = 1
-        stage_id = self.plan.ids[index]
-        self.results[index] = result = StageResult.skipped(stage_name=stage_id, reason=reason)
-        if self.watched:
-            self.stage_transition(EventKind.STAGE_QUEUED, index, now)
-            self.stage_transition(EventKind.STAGE_SKIPPED, index, now, None, result.error)
 
     def _stage_failed(self, index: int, result: StageResult[Any]) -> None:
         stage_id = self.plan.ids[index]
@@ -494,66 +331,3 @@ class Run:
             done=done,
             total=total,
         )
-
-    # -- the result ------------------------------------------------------------------------
-
-    def build_result(self, *, cancelled: bool = False) -> PipelineResult:
-        """The frozen result of the run as it stands (``cancelled``: from outside)."""
-        plan = self.plan
-        ids = plan.ids
-        t0 = self.start_time
-        # Built here and wrapped read-only as they are (no copy): one pass over the
-        # stages, the common status first.
-        outputs: dict[str, Any] = {}
-        stage_results: dict[str, StageResult[Any]] = {}
-        by_status: dict[StageStatus, list[str]] = {
-            StageStatus.SKIPPED: [],
-            StageStatus.SOFT_FAILED: [],
-            StageStatus.CACHED: [],
-        }
-        not_started: list[str] = []
-        succeeded = StageStatus.SUCCEEDED
-        waiting = () if self.suspended is None else tuple(r.stage_id for r in self.suspended)
-        for stage_id, result in zip(ids, self.results, strict=True):
-            if result is None:
-                if stage_id not in waiting:
-                    not_started.append(stage_id)
-                continue
-            stage_results[stage_id] = result
-            status = result.status
-            if status is succeeded:
-                outputs[stage_id] = result.output
-            elif status in by_status:
-                outputs[stage_id] = result.output
-                by_status[status].append(stage_id)
-        error = self.error
-        if cancelled and error is None:
-            error = "the run was cancelled"
-        return PipelineResult(
-            pipeline_name=plan.name,
-            run_id=self.run_id,
-            success=error is None and not waiting,
-            outputs=MappingProxyType(outputs),
-            stage_results=MappingProxyType(stage_results),
-            failed_stages=tuple(ids[i] for i in self.failed),
-            skipped_stages=tuple(by_status[StageStatus.SKIPPED]),
-            soft_failed_stages=tuple(by_status[StageStatus.SOFT_FAILED]),
-            cached_stages=tuple(by_status[StageStatus.CACHED]),
-            cancelled_stages=tuple(ids[i] for i in self.cancelled),
-            not_started_stages=tuple(not_started),
-            total_duration_ms=to_ms(self.end_time - t0),
-            metrics=self.context.metrics,
-            context=self.context.snapshot(),
-            timeline=Timeline(
-                ids=ids, deps=plan.deps, results=self.results, records=self.records, start=t0
-            ),
-            error=error,
-            cancelled=cancelled,
-            waiting_stages=waiting,
-        )
-
-
-def _logs_debug(log: Any) -> bool:
-    """Whether ``log`` emits debug events (a logger that cannot say is assumed to)."""
-    is_enabled_for = getattr(log, "is_enabled_for", None)
-    return True if is_enabled_for is None else bool(is_enabled_for(logging.DEBUG))

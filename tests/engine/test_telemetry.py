@@ -1,4 +1,4 @@
-"""A run's bookkeeping: transitions cost nothing when nobody listens."""
+"""A run's telemetry: transitions cost nothing when nobody listens."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ import trio
 
 from conftest import stub
 from twinklr.core.pipeline import (
-    PipelineContext,
     PipelineDefinition,
     PipelineEvent,
     StageDefinition,
 )
 from twinklr.core.pipeline._engine._plan import Plan, plan_of
-from twinklr.core.pipeline._engine._run import Run, _logs_debug
+from twinklr.core.pipeline._engine._telemetry import RunTelemetry, _logs_debug
 from twinklr.core.pipeline._observe._events import EventRelay
 
 
@@ -33,7 +32,7 @@ def plan() -> Plan:
 
 
 async def test_an_unwatched_run_skips_per_stage_transitions(warnings_only: None) -> None:
-    run = Run(plan(), None, PipelineContext(), fail_fast=True, run_id="r")
+    run = RunTelemetry(plan(), "r")
     assert not run.watched
     send, _receive = trio.open_memory_channel[PipelineEvent](1)
     run.listen(EventRelay(send))
@@ -43,7 +42,7 @@ async def test_an_unwatched_run_skips_per_stage_transitions(warnings_only: None)
 async def test_a_debug_logger_watches_every_transition() -> None:
     structlog.configure()  # an application's structlog, at its default level: debug
     try:
-        run = Run(plan(), None, PipelineContext(), fail_fast=True, run_id="r")
+        run = RunTelemetry(plan(), "r")
         assert run.watched
     finally:
         structlog.reset_defaults()
@@ -51,7 +50,7 @@ async def test_a_debug_logger_watches_every_transition() -> None:
 
 async def test_with_no_logging_configured_nothing_is_watched() -> None:
     structlog.reset_defaults()
-    run = Run(plan(), None, PipelineContext(), fail_fast=True, run_id="r")
+    run = RunTelemetry(plan(), "r")
     assert not run.watched  # the stdlib logger, at the default WARNING level
 
 

@@ -1,0 +1,113 @@
+"""What a run says about itself: log records, live events, OpenTelemetry spans.
+
+Per-stage transitions cost something to log or send, so a run nobody watches (no event
+consumer, no tracer, debug logging filtered out) skips them entirely (``watched``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .._observe._events import EventKind, EventSink, PipelineEvent, stage_event
+from .._observe._logs import run_logger
+from .._observe._otel import SpanRecorder
+from .._values._timing import to_ms
+
+if TYPE_CHECKING:
+    from ._plan import Plan
+
+#: Transitions logged above debug level (the rest are debug: one per stage transition).
+_LOG_LEVELS = {
+    EventKind.RUN_STARTED: "info",
+    EventKind.RUN_FINISHED: "info",
+    EventKind.ATTEMPT_FAILED: "info",
+    EventKind.STAGE_RETRYING: "info",
+    EventKind.STAGE_FAILED: "warning",
+    EventKind.INPUT_REQUESTED: "info",  # the run waits for someone
+    EventKind.INPUT_RECEIVED: "info",
+}
+
+
+class RunTelemetry:
+    """A run's log, event consumer and tracer, and its clock (the base of `Run`)."""
+
+    def __init__(self, plan: Plan, run_id: str) -> None:
+        self.plan = plan
+        self.run_id = run_id
+        self.log = run_logger(pipeline=plan.name, run_id=run_id)
+        self._log_at = {
+            kind: getattr(self.log, _LOG_LEVELS.get(kind, "debug")) for kind in EventKind
+        }
+        self.events: EventSink | None = None
+        self.spans: SpanRecorder | None = None
+        # Per-stage transitions cost something to log or send: skip them entirely when
+        # nobody listens (no event consumer, debug logging filtered out).
+        self.logs_debug = self.watched = _logs_debug(self.log)
+        # The run's clock, read directly: stage tasks read it three times each.
+        self.now = trio.lowlevel.current_clock().current_time
+        self.start_time = self.end_time = self.now()
+
+    def transition(self, kind: EventKind, index: int | None = None, **fields: Any) -> None:
+        """Log a transition (and hand it to the live event consumer, if any)."""
+        stage = None if index is None else self.plan.ids[index]
+        if self.logs_debug or kind in _LOG_LEVELS:
+            self._log_at[kind](kind.value, stage=stage, **fields)
+        if self.spans is not None:
+            self.spans.on(kind, stage, self.now(), fields)
+        if self.events is not None:
+            self.events.emit(
+                PipelineEvent(
+                    kind=kind,
+                    pipeline=self.plan.name,
+                    run_id=self.run_id,
+                    time_ms=to_ms(self.now() - self.start_time),
+                    stage=stage,
+                    **fields,
+                )
+            )
+
+    def stage_transition(
+        self,
+        kind: EventKind,
+        index: int,
+        at: float,
+        attempt: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """`transition` for the three every stage makes (queued, started, ended) at
+        clock time ``at``, already read, without the keyword packing: with a consumer
+        attached it runs 3 times a stage."""
+        if self.logs_debug or self.spans is not None:
+            self.transition(kind, index, attempt=attempt, error=error)
+            return
+        if self.events is not None:
+            self.events.emit(
+                stage_event(
+                    kind,
+                    self.plan.name,
+                    self.run_id,
+                    to_ms(at - self.start_time),
+                    self.plan.ids[index],
+                    attempt,
+                    error,
+                )
+            )
+
+    def listen(self, events: EventSink) -> None:
+        """Send this run's events to ``events`` too."""
+        self.events = events
+        self.watched = True
+
+    def trace(self, tracer: Any) -> None:
+        """Record this run as OpenTelemetry spans made by ``tracer``."""
+        self.spans = SpanRecorder(tracer, self.plan.name, self.run_id, self.start_time)
+        self.watched = True
+
+
+def _logs_debug(log: Any) -> bool:
+    """Whether ``log`` emits debug events (a logger that cannot say is assumed to)."""
+    is_enabled_for = getattr(log, "is_enabled_for", None)
+    return True if is_enabled_for is None else bool(is_enabled_for(logging.DEBUG))
