@@ -6,6 +6,7 @@ wrong, naming the stage). Its public home is ``twinklr.core.pipeline.definition`
 
 from __future__ import annotations
 
+import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypedDict, TypeVar, Unpack, overload
@@ -27,6 +28,9 @@ T_co = TypeVar("T_co", covariant=True)
 def _to_inputs(value: Iterable[str] | str | None) -> tuple[Any, ...]:
     # Never raises: a bad input is validation's to report, naming the stage.
     given: object = value
+    kind = type(given)
+    if kind is list or kind is tuple:  # the common cases first: an ABC check is slow
+        return tuple(given)  # type: ignore[arg-type]
     if given is None:
         return ()
     if isinstance(given, str) or not isinstance(given, Iterable):
@@ -114,27 +118,27 @@ class StageDefinition(Generic[T]):
     value is the output), or an object with a ``name`` and ``async def execute(input,
     context)`` returning a ``StageResult``, or a
     [PipelineDefinition][twinklr.core.pipeline.PipelineDefinition]."""
-    pattern: ExecutionPattern = attrs.field(default=ExecutionPattern.SEQUENTIAL, kw_only=True)
+    pattern: ExecutionPattern = attrs.field(default=ExecutionPattern.SEQUENTIAL)
     """How the stage runs (see [ExecutionPattern][twinklr.core.pipeline.ExecutionPattern])."""
-    inputs: tuple[str, ...] = attrs.field(default=(), converter=_to_inputs, kw_only=True)
+    inputs: tuple[str, ...] = attrs.field(default=(), converter=_to_inputs)
     """Ids of the stages whose outputs this stage needs."""
     condition: Callable[[PipelineContext], bool] | Callable[[PipelineContext, Any], bool] | None = (
-        attrs.field(default=None, kw_only=True)
+        attrs.field(default=None)
     )
     """Evaluated when the inputs are ready, as ``condition(context)`` or, with two
     parameters, ``condition(context, input)``; False skips the stage (output None)."""
-    retry_config: RetryConfig | None = attrs.field(default=None, kw_only=True)
+    retry_config: RetryConfig | None = attrs.field(default=None)
     """Retry policy per attempt (per item for fan-out); None means one attempt."""
-    timeout_ms: float | None = attrs.field(default=None, kw_only=True)
+    timeout_ms: float | None = attrs.field(default=None)
     """Bound on each attempt (each item's attempt for fan-out)."""
-    critical: bool = attrs.field(default=True, kw_only=True)
+    critical: bool = attrs.field(default=True)
     """A critical failure fails the run and cancels everything; a non-critical one is
     recorded and its dependents receive None."""
-    max_concurrent_fan_out: int | None = attrs.field(default=None, kw_only=True)
+    max_concurrent_fan_out: int | None = attrs.field(default=None)
     """At most this many fan-out items at once; None is unbounded."""
     fan_out_over: str | None = attrs.field(default=None, kw_only=True)
     """For a fan-out stage with several inputs: the input holding the list."""
-    description: str | None = attrs.field(default=None, kw_only=True)
+    description: str | None = attrs.field(default=None)
     """Free text for people and graphs."""
     version: str = attrs.field(default="1", kw_only=True)
     """Part of the cache key: bump it to invalidate cached outputs of this stage."""
@@ -142,9 +146,9 @@ class StageDefinition(Generic[T]):
     """Whether successful outputs are cached (when the executor has a cache store)."""
     cache_ttl: float | timedelta | None = attrs.field(default=None, kw_only=True)
     """How long a cached output is served (seconds, or a timedelta); None: no expiry."""
-    input_type: Any = attrs.field(default=None, kw_only=True)
+    input_type: Any = attrs.field(default=None)
     """What the stage takes, for people (a type or its name; nothing checks it)."""
-    output_type: Any = attrs.field(default=None, kw_only=True)
+    output_type: Any = attrs.field(default=None)
     """The type cached outputs are read back as; by default the ``T`` of execute's
     ``StageResult[T]`` return annotation (a function's return annotation). A string is
     documentation only, as in the original Twinklr."""
@@ -166,92 +170,82 @@ class StageDefinition(Generic[T]):
             """The stage's output type, for type checkers only (`PipelineResult.output`)."""
             ...
 
-    @overload
-    def __init__(
-        self: StageDefinition[T], id: str, stage: _ReturnsResult[T], **options: Unpack[StageOptions]
-    ) -> None: ...
-    @overload
-    def __init__(
-        self: StageDefinition[list[T]],
-        id: str,
-        stage: _YieldsItems[T],
-        **options: Unpack[StageOptions],
-    ) -> None: ...
-    @overload
-    def __init__(
-        self: StageDefinition[T],
-        id: str,
-        stage: Callable[..., Awaitable[StageResult[T]]],
-        **options: Unpack[StageOptions],
-    ) -> None: ...
-    @overload
-    def __init__(
-        self: StageDefinition[list[T]],
-        id: str,
-        stage: Callable[..., AsyncIterator[T]],
-        **options: Unpack[StageOptions],
-    ) -> None: ...
-    @overload
-    def __init__(
-        self: StageDefinition[T],
-        id: str,
-        stage: Callable[..., Awaitable[T]],
-        **options: Unpack[StageOptions],
-    ) -> None: ...
-    @overload
-    def __init__(
-        self: StageDefinition[dict[str, Any]],
-        id: str,
-        stage: Pipeline,
-        **options: Unpack[StageOptions],
-    ) -> None: ...
-    @overload
-    def __init__(
-        self: StageDefinition[Any], id: str, stage: object, **options: Unpack[StageOptions]
-    ) -> None: ...
-    @overload
-    def __init__(
-        self: StageDefinition[Any],
-        id: str,
-        stage: object,
-        pattern: ExecutionPattern,
-        /,
-        *more: Any,
-        **options: Any,
-    ) -> None: ...
-    def __init__(self, id: str, stage: Any, *positional: Any, **options: Any) -> None:
-        # Typed by the overloads; attrs converts ``stage`` and ``inputs``.
-        if len(positional) > len(_POSITIONAL):
-            msg = (
-                f"StageDefinition() takes at most {2 + len(_POSITIONAL)} positional "
-                f"arguments ({', '.join(('id', 'stage', *_POSITIONAL))}); "
-                f"{2 + len(positional)} were given"
-            )
-            raise TypeError(msg)
-        for name, value in zip(_POSITIONAL, positional, strict=False):
-            if name in options:
-                msg = f"StageDefinition() got multiple values for argument {name!r}"
-                raise TypeError(msg)
-            options[name] = value
-        unknown = options.keys() - _OPTIONS
-        if unknown:
-            msg = f"StageDefinition() got an unexpected keyword argument {min(unknown)!r}"
-            raise TypeError(msg)
-        self.__attrs_init__(id, stage, **options)
+        # The overloads type a definition by its stage; at run time the fields are
+        # attrs' positional parameters in the original Twinklr's order (the options
+        # added since are keyword-only), and attrs' initialiser is the constructor.
+        @overload
+        def __init__(
+            self: StageDefinition[T],
+            id: str,
+            stage: _ReturnsResult[T],
+            **options: Unpack[StageOptions],
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: StageDefinition[list[T]],
+            id: str,
+            stage: _YieldsItems[T],
+            **options: Unpack[StageOptions],
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: StageDefinition[T],
+            id: str,
+            stage: Callable[..., Awaitable[StageResult[T]]],
+            **options: Unpack[StageOptions],
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: StageDefinition[list[T]],
+            id: str,
+            stage: Callable[..., AsyncIterator[T]],
+            **options: Unpack[StageOptions],
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: StageDefinition[T],
+            id: str,
+            stage: Callable[..., Awaitable[T]],
+            **options: Unpack[StageOptions],
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: StageDefinition[dict[str, Any]],
+            id: str,
+            stage: Pipeline,
+            **options: Unpack[StageOptions],
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: StageDefinition[Any], id: str, stage: object, **options: Unpack[StageOptions]
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: StageDefinition[Any],
+            id: str,
+            stage: object,
+            pattern: ExecutionPattern,
+            /,
+            *more: Any,
+            **options: Any,
+        ) -> None: ...
+        def __init__(self, id: str, stage: Any, *more: Any, **options: Any) -> None: ...
 
 
-_OPTIONS = frozenset(StageOptions.__annotations__)
+def _constructor(cls: type) -> Any:
+    """``cls``'s attrs initialiser as its ``__init__``: no call on top of it, and
+    Python's own argument errors name the class (``StageDefinition() got an unexpected
+    keyword argument 'timeout'``)."""
+    generated = cls.__attrs_init__  # type: ignore[attr-defined]
+    code = generated.__code__.replace(co_name="__init__", co_qualname=cls.__name__)
+    init = types.FunctionType(
+        code, generated.__globals__, "__init__", generated.__defaults__, generated.__closure__
+    )
+    init.__kwdefaults__ = generated.__kwdefaults__
+    init.__qualname__ = cls.__qualname__  # (what Python's argument errors say)
+    init.__doc__ = cls.__doc__
+    return init
 
-#: The options that may also be given positionally, in the original Twinklr's order.
-_POSITIONAL = (
-    "pattern",
-    "inputs",
-    "condition",
-    "retry_config",
-    "timeout_ms",
-    "critical",
-    "max_concurrent_fan_out",
-    "description",
-    "input_type",
-    "output_type",
-)
+
+if not TYPE_CHECKING:
+    StageDefinition.__init__ = _constructor(StageDefinition)
