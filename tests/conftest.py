@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 import trio
 import trio.testing
 from hypothesis import strategies as st
 
 from twinklr.core.pipeline import (
+    CacheStore,
+    ExecutionPattern,
+    MemoryCacheStore,
     PipelineContext,
     PipelineDefinition,
     PipelineExecutor,
     PipelineResult,
+    SQLiteCacheStore,
     StageDefinition,
     StageResult,
 )
@@ -126,3 +132,28 @@ class Unpicklable:
     def __reduce__(self) -> Any:
         msg = "no pickling here"
         raise TypeError(msg)
+
+
+# -- the cache's tests: both stores, and a fan-out over a counted list --------------
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> CacheStore:
+    if request.param == "memory":
+        return MemoryCacheStore()
+    return SQLiteCacheStore(tmp_path)
+
+
+async def count_to(count: int) -> list[int]:
+    return list(range(count))
+
+
+def batch(square: Any, source: Any = count_to, name: str = "batch") -> PipelineDefinition:
+    """A source stage ``items`` and a fan-out ``sq`` of ``square`` over its list."""
+    return PipelineDefinition(
+        name,
+        [
+            StageDefinition("items", source),
+            StageDefinition("sq", square, pattern=ExecutionPattern.FAN_OUT, inputs=["items"]),
+        ],
+    )

@@ -186,3 +186,31 @@ def test_a_contract_breaks_when_a_lower_layer_reaches_up(case: str, tmp_path: Pa
     assert linted.returncode == 1, linted.stdout + linted.stderr
     assert "BROKEN" in linted.stdout
     assert "0 kept, 1 broken" in linted.stdout
+
+
+#: The modules allowed past ~400 lines, up to `LONGEST`, and why a cut would hurt.
+LONG_ON_PURPOSE = {
+    # every check of a definition, in one flat list (the problems come out in order)
+    "_kinds/_validation.py",
+}
+LONGEST = 450
+
+
+def lengths(root: Path) -> dict[str, int]:
+    return {
+        str(path.relative_to(root)): len(path.read_text().splitlines())
+        for path in root.rglob("*.py")
+    }
+
+
+def test_few_top_level_modules_and_none_long() -> None:
+    package = ROOT / "src" / "twinklr" / "core" / "pipeline"
+    assert len(list(package.glob("*.py"))) <= 12
+    long = {path: n for path, n in lengths(package).items() if n > 400}
+    assert set(long) <= LONG_ON_PURPOSE, long
+    assert max(long.values(), default=0) <= LONGEST
+
+
+def test_no_test_module_is_over_about_800_lines() -> None:
+    long = {path: n for path, n in lengths(ROOT / "tests").items() if n > 820}
+    assert long == {}

@@ -63,7 +63,7 @@ from twinklr.core.pipeline import (
     StageStatus,
 )
 from twinklr.core.pipeline._observe._events import TERMINAL_KINDS
-from twinklr.core.pipeline.testing import RunRecord, fixed, raising, record_run, run_virtual
+from twinklr.core.pipeline.testing import RunRecord, run_virtual
 
 FAULTS = ("none", "result", "raise", "timeout", "flaky", "condition")
 DIGEST_BASE = 1_000_000
@@ -585,62 +585,6 @@ async def test_corrupted_rows_are_misses_that_get_rewritten(
     assert any(log["event"] == "cache_entry_unreadable" for log in logs)
     third = await executor.execute(pipeline, 2)
     assert third.cached_stages == ("s0", "s1", "s2")  # the bad row was replaced
-
-
-class Shielded:
-    """Work that does not let itself be cancelled for ``seconds``."""
-
-    name = "shielded"
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.ended_at: float | None = None
-
-    async def execute(self, input: Any, context: PipelineContext) -> StageResult[str]:
-        with trio.CancelScope(shield=True):
-            await trio.sleep(self.seconds)
-        self.ended_at = trio.current_time()
-        await trio.lowlevel.checkpoint()  # the first checkpoint after the shield: cancelled here
-        return StageResult.success("finished")
-
-
-async def test_a_stage_that_shields_its_work_holds_the_run_only_that_long(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    shielded = Shielded(5)
-    plain = fixed("never", delay=10)
-    later = fixed("later")
-    pipeline = PipelineDefinition(
-        "p",
-        [
-            StageDefinition("shielded", shielded),
-            StageDefinition("plain", plain),
-            StageDefinition("bad", raising(ValueError("no"), delay=1)),
-            StageDefinition("later", later, inputs=["bad"]),
-        ],
-    )
-    record = await record_run(pipeline)
-    # Fail-fast at 1 s cancels "plain" at once; nothing starts after; the run ends when
-    # the shielded work ends, at 5 s, and that stage counts as cancelled.
-    assert record.result.total_duration_ms == 5000
-    assert plain.calls[0].ended_at == 1.0
-    assert shielded.ended_at == 5.0
-    record.assert_cancelled("plain")
-    record.assert_cancelled("shielded")
-    record.assert_never_started("later")
-    record.assert_no_task_left_running()
-
-
-async def test_a_shielded_stage_overrunning_its_timeout_ends_when_its_shield_does(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    pipeline = PipelineDefinition("p", [StageDefinition("shielded", Shielded(5), timeout_ms=2000)])
-    record = await record_run(pipeline)
-    assert record.result.total_duration_ms == 5000
-    assert (
-        record.result.error
-        == "stage 'shielded' failed: stage 'shielded' timed out after 2000 ms (timeout)"
-    )
 
 
 # -- load --------------------------------------------------------------------------------

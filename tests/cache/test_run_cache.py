@@ -14,6 +14,7 @@ import structlog.testing
 import trio
 import trio.testing
 
+from conftest import batch
 from twinklr.core.pipeline import (
     ExecutionPattern,
     MemoryCacheStore,
@@ -99,13 +100,6 @@ def five_stages(stages: dict[str, Any]) -> PipelineDefinition:
             StageDefinition("render", stages["render"], inputs=["macro"]),
         ],
     )
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> CacheStore:
-    if request.param == "memory":
-        return MemoryCacheStore()
-    return SQLiteCacheStore(tmp_path)
 
 
 async def test_a_failed_run_resumes_from_the_failed_stage(store: CacheStore) -> None:
@@ -554,118 +548,6 @@ async def test_a_resumed_run_replays_the_users_metrics_not_the_librarys(
     }
 
 
-async def count_to(count: int) -> list[int]:
-    return list(range(count))
-
-
-def batch(square: Any, source: Any = count_to, name: str = "batch") -> PipelineDefinition:
-    """A source stage ``items`` and a fan-out ``sq`` of ``square`` over its list."""
-    return PipelineDefinition(
-        name,
-        [
-            StageDefinition("items", source),
-            StageDefinition("sq", square, pattern=ExecutionPattern.FAN_OUT, inputs=["items"]),
-        ],
-    )
-
-
-async def test_entries_are_found_whichever_run_wrote_them(store: CacheStore) -> None:
-    # A batch of songs alternating inputs: 4 items, then 2 (the same first two), then 4.
-    made: list[str] = []
-
-    async def items(count: int) -> list[int]:
-        made.append(f"items {count}")
-        return list(range(count))
-
-    async def square(item: int, context: PipelineContext) -> int:
-        made.append(f"square {item}")
-        context.increment_metric("squared")
-        return item * item
-
-    pipeline = batch(square, items)
-    executor = PipelineExecutor(cache=store)
-    runs = []
-    for count in (4, 2, 4):
-        made.clear()
-        result = await executor.execute(pipeline, count)
-        assert result.outputs["sq"] == [i * i for i in range(count)]
-        runs.append((list(made), result))
-    assert sorted(runs[0][0]) == ["items 4", "square 0", "square 1", "square 2", "square 3"]
-    # The second run needs items 0 and 1, written by the first (another input): served.
-    assert runs[1][0] == ["items 2"]
-    assert runs[1][1].stage_results["sq"].status is StageStatus.CACHED
-    assert runs[1][1].metrics["squared"] == 2  # their writes replayed
-    # And the first run's entries were neither hidden nor evicted by the second.
-    assert runs[2][0] == []
-    assert runs[2][1].cached_stages == ("items", "sq")
-
-
-async def test_a_store_without_an_index_serves_what_runs_of_the_same_input_wrote() -> None:
-    class GroupsOnly:
-        """The four methods of the CacheStore protocol, nothing more."""
-
-        def __init__(self) -> None:
-            self.inner = MemoryCacheStore()
-
-        async def load(self, pipeline: str, group: str) -> dict[str, Payload]:
-            return await self.inner.load(pipeline, group)
-
-        async def save(self, records: Any) -> None:
-            await self.inner.save(records)
-
-        async def entries(self, pipeline: str | None = None) -> Any:
-            return await self.inner.entries(pipeline)
-
-        async def clear(self, *args: Any, **kwargs: Any) -> int:
-            return await self.inner.clear(*args, **kwargs)
-
-    calls: list[int] = []
-
-    async def square(item: int) -> int:
-        calls.append(item)
-        return item * item
-
-    pipeline = batch(square)
-    executor = PipelineExecutor(cache=GroupsOnly())
-    await executor.execute(pipeline, 3)
-    calls.clear()
-    await executor.execute(pipeline, 2)
-    assert sorted(calls) == [0, 1]  # another input's entries: not seen without an index
-    calls.clear()
-    assert (await executor.execute(pipeline, 3)).cached_stages == ("items", "sq")
-    assert calls == []
-
-
-def test_both_stores_are_indexed() -> None:
-    from twinklr.core.pipeline._cache._store import IndexedCacheStore  # noqa: PLC0415
-
-    assert isinstance(MemoryCacheStore(), IndexedCacheStore)
-    assert isinstance(SQLiteCacheStore(Path("unused.sqlite3")), IndexedCacheStore)
-
-
-async def test_a_fan_out_reads_the_entries_other_runs_wrote_in_one_query() -> None:
-    class Counting(MemoryCacheStore):
-        def __init__(self) -> None:
-            super().__init__()
-            self.fetched: list[list[str]] = []
-
-        async def fetch(self, pipeline: str, keys: Any) -> dict[str, Payload]:
-            self.fetched.append(list(keys))
-            return await super().fetch(pipeline, keys)
-
-    async def square(item: int) -> int:
-        return item * item
-
-    pipeline = batch(square)
-    store = Counting()
-    executor = PipelineExecutor(cache=store)
-    await executor.execute(pipeline, 50)
-    assert store.fetched == []  # a first run has nothing elsewhere to read
-    second = await executor.execute(pipeline, 30)
-    assert second.stage_results["sq"].status is StageStatus.CACHED
-    assert [len(keys) for keys in store.fetched] == [30]  # one read for the 30 items
-
-
 async def test_streamed_items_are_read_one_by_one_and_a_failed_read_is_a_miss() -> None:
     class Flaky(MemoryCacheStore):
         def __init__(self) -> None:
@@ -840,76 +722,6 @@ async def test_eviction_never_takes_what_a_resuming_run_needs(bounded_store: Any
     entries = await bounded_store.entries()
     assert sum(entry.size for entry in entries) <= bounded_store.max_bytes
     assert {entry.pipeline for entry in entries} <= {"chain", "tiny"}
-
-
-async def test_numpy_and_pydantic_outputs_are_inputs_the_cache_can_key(
-    store: CacheStore,
-) -> None:
-    import numpy as np  # noqa: PLC0415 (this test's own libraries)
-    import pydantic  # noqa: PLC0415
-
-    class Features(pydantic.BaseModel):
-        peak: float
-
-    calls: list[str] = []
-
-    async def analyse(song: str) -> np.ndarray:
-        calls.append("analyse")
-        return np.linspace(0, 1, 200_000)  # 1.6 MB: a file beside the SQLite database
-
-    async def features(samples: np.ndarray) -> Features:
-        calls.append("features")
-        return Features(peak=float(samples.max()))
-
-    async def plan(found: Features) -> str:
-        calls.append("plan")
-        return f"peak {found.peak}"
-
-    pipeline = PipelineDefinition(
-        "typed",
-        [
-            StageDefinition("analyse", analyse),
-            # A class defined in a function: its annotation cannot be resolved here (and
-            # the class cannot be found by name), so the type is declared; it is then
-            # read back through pydantic's JSON mode as that class.
-            StageDefinition("features", features, inputs=["analyse"], output_type=Features),
-            StageDefinition("plan", plan, inputs=["features"]),
-        ],
-    )
-    executor = PipelineExecutor(cache=store)
-    await executor.execute(pipeline, "carol")
-    again = await executor.execute(pipeline, "carol")
-    assert again.cached_stages == ("analyse", "features", "plan")
-    assert calls == ["analyse", "features", "plan"]
-    assert again.outputs["plan"] == "peak 1.0"
-    assert type(again.outputs["features"]) is Features
-    assert np.array_equal(again.outputs["analyse"], np.linspace(0, 1, 200_000))
-
-
-async def test_a_tampered_blob_file_is_a_miss_with_a_warning(tmp_path: Path) -> None:
-    import numpy as np  # noqa: PLC0415 (this test's own library)
-
-    calls: list[int] = []
-
-    async def analyse(song: str) -> np.ndarray:
-        calls.append(1)
-        return np.arange(100_000, dtype=np.float64)  # 800 KB: a file
-
-    store = SQLiteCacheStore(tmp_path)
-    pipeline = PipelineDefinition("audio", [StageDefinition("analyse", analyse)])
-    executor = PipelineExecutor(cache=store)
-    await executor.execute(pipeline, "carol")
-    (blob,) = store.blobs.iterdir()
-    data = bytearray(blob.read_bytes())
-    data[data.index(b"NUMPY")] = ord("X")  # the same size, no longer an .npy array
-    blob.write_bytes(bytes(data))
-    with structlog.testing.capture_logs() as logs:
-        again = await executor.execute(pipeline, "carol")
-    assert again.cached_stages == ()
-    assert len(calls) == 2
-    warned = [log for log in logs if log["event"] == "cache_entry_unreadable"]
-    assert "not in the .npy format" in warned[0]["error"]
-    assert np.array_equal(again.outputs["analyse"], np.arange(100_000, dtype=np.float64))
 
 
 def nested(depth: int) -> list[Any]:

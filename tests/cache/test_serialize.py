@@ -16,7 +16,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twinklr.core.pipeline import PipelineContext, StageResult
+from twinklr.core.pipeline import (
+    CacheStore,
+    PipelineContext,
+    PipelineDefinition,
+    PipelineExecutor,
+    StageDefinition,
+    StageResult,
+)
 from twinklr.core.pipeline._cache._serialize import (
     NotSerializableError,
     check_round_trip,
@@ -227,3 +234,47 @@ def from_tagged(data: Any) -> Any:
     from twinklr.core.pipeline._cache._codec import decode  # noqa: PLC0415
 
     return decode(data, [])
+
+
+async def test_numpy_and_pydantic_outputs_are_inputs_the_cache_can_key(
+    store: CacheStore,
+) -> None:
+    import numpy as np  # noqa: PLC0415 (this test's own libraries)
+    import pydantic  # noqa: PLC0415
+
+    class Features(pydantic.BaseModel):
+        peak: float
+
+    calls: list[str] = []
+
+    async def analyse(song: str) -> np.ndarray:
+        calls.append("analyse")
+        return np.linspace(0, 1, 200_000)  # 1.6 MB: a file beside the SQLite database
+
+    async def features(samples: np.ndarray) -> Features:
+        calls.append("features")
+        return Features(peak=float(samples.max()))
+
+    async def plan(found: Features) -> str:
+        calls.append("plan")
+        return f"peak {found.peak}"
+
+    pipeline = PipelineDefinition(
+        "typed",
+        [
+            StageDefinition("analyse", analyse),
+            # A class defined in a function: its annotation cannot be resolved here (and
+            # the class cannot be found by name), so the type is declared; it is then
+            # read back through pydantic's JSON mode as that class.
+            StageDefinition("features", features, inputs=["analyse"], output_type=Features),
+            StageDefinition("plan", plan, inputs=["features"]),
+        ],
+    )
+    executor = PipelineExecutor(cache=store)
+    await executor.execute(pipeline, "carol")
+    again = await executor.execute(pipeline, "carol")
+    assert again.cached_stages == ("analyse", "features", "plan")
+    assert calls == ["analyse", "features", "plan"]
+    assert again.outputs["plan"] == "peak 1.0"
+    assert type(again.outputs["features"]) is Features
+    assert np.array_equal(again.outputs["analyse"], np.linspace(0, 1, 200_000))

@@ -9,7 +9,17 @@ from typing import Any
 
 import pytest
 
-from twinklr.core.pipeline import CacheRecord, CacheStore, MemoryCacheStore, SQLiteCacheStore
+from conftest import batch
+from twinklr.core.pipeline import (
+    CacheRecord,
+    CacheStore,
+    MemoryCacheStore,
+    PipelineContext,
+    PipelineExecutor,
+    SQLiteCacheStore,
+    StageStatus,
+)
+from twinklr.core.pipeline._cache._store import Payload
 
 
 def rec(
@@ -167,3 +177,100 @@ async def test_prune_by_age_size_and_expiry(bounded: Any) -> None:
     assert await store.prune(max_bytes=100) == 0  # it fits
     assert await store.prune(max_bytes=0) == 1
     assert await store.prune() == 0
+
+
+async def test_entries_are_found_whichever_run_wrote_them(store: CacheStore) -> None:
+    # A batch of songs alternating inputs: 4 items, then 2 (the same first two), then 4.
+    made: list[str] = []
+
+    async def items(count: int) -> list[int]:
+        made.append(f"items {count}")
+        return list(range(count))
+
+    async def square(item: int, context: PipelineContext) -> int:
+        made.append(f"square {item}")
+        context.increment_metric("squared")
+        return item * item
+
+    pipeline = batch(square, items)
+    executor = PipelineExecutor(cache=store)
+    runs = []
+    for count in (4, 2, 4):
+        made.clear()
+        result = await executor.execute(pipeline, count)
+        assert result.outputs["sq"] == [i * i for i in range(count)]
+        runs.append((list(made), result))
+    assert sorted(runs[0][0]) == ["items 4", "square 0", "square 1", "square 2", "square 3"]
+    # The second run needs items 0 and 1, written by the first (another input): served.
+    assert runs[1][0] == ["items 2"]
+    assert runs[1][1].stage_results["sq"].status is StageStatus.CACHED
+    assert runs[1][1].metrics["squared"] == 2  # their writes replayed
+    # And the first run's entries were neither hidden nor evicted by the second.
+    assert runs[2][0] == []
+    assert runs[2][1].cached_stages == ("items", "sq")
+
+
+async def test_a_store_without_an_index_serves_what_runs_of_the_same_input_wrote() -> None:
+    class GroupsOnly:
+        """The four methods of the CacheStore protocol, nothing more."""
+
+        def __init__(self) -> None:
+            self.inner = MemoryCacheStore()
+
+        async def load(self, pipeline: str, group: str) -> dict[str, Payload]:
+            return await self.inner.load(pipeline, group)
+
+        async def save(self, records: Any) -> None:
+            await self.inner.save(records)
+
+        async def entries(self, pipeline: str | None = None) -> Any:
+            return await self.inner.entries(pipeline)
+
+        async def clear(self, *args: Any, **kwargs: Any) -> int:
+            return await self.inner.clear(*args, **kwargs)
+
+    calls: list[int] = []
+
+    async def square(item: int) -> int:
+        calls.append(item)
+        return item * item
+
+    pipeline = batch(square)
+    executor = PipelineExecutor(cache=GroupsOnly())
+    await executor.execute(pipeline, 3)
+    calls.clear()
+    await executor.execute(pipeline, 2)
+    assert sorted(calls) == [0, 1]  # another input's entries: not seen without an index
+    calls.clear()
+    assert (await executor.execute(pipeline, 3)).cached_stages == ("items", "sq")
+    assert calls == []
+
+
+def test_both_stores_are_indexed() -> None:
+    from twinklr.core.pipeline._cache._store import IndexedCacheStore  # noqa: PLC0415
+
+    assert isinstance(MemoryCacheStore(), IndexedCacheStore)
+    assert isinstance(SQLiteCacheStore(Path("unused.sqlite3")), IndexedCacheStore)
+
+
+async def test_a_fan_out_reads_the_entries_other_runs_wrote_in_one_query() -> None:
+    class Counting(MemoryCacheStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fetched: list[list[str]] = []
+
+        async def fetch(self, pipeline: str, keys: Any) -> dict[str, Payload]:
+            self.fetched.append(list(keys))
+            return await super().fetch(pipeline, keys)
+
+    async def square(item: int) -> int:
+        return item * item
+
+    pipeline = batch(square)
+    store = Counting()
+    executor = PipelineExecutor(cache=store)
+    await executor.execute(pipeline, 50)
+    assert store.fetched == []  # a first run has nothing elsewhere to read
+    second = await executor.execute(pipeline, 30)
+    assert second.stage_results["sq"].status is StageStatus.CACHED
+    assert [len(keys) for keys in store.fetched] == [30]  # one read for the 30 items

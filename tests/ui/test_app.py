@@ -21,9 +21,7 @@ from twinklr.core.pipeline import (
     RunStore,
     StageDefinition,
 )
-from twinklr.core.pipeline._ui._app import concerns
 from twinklr.core.pipeline.definition import load_definition as load_pipeline
-from twinklr.core.pipeline.errors import ValidationProblem
 from twinklr.core.pipeline.ui import RunsView
 
 LOCAL = "http://127.0.0.1:8000"
@@ -332,22 +330,6 @@ async def test_a_definition_shows_its_problems_on_the_stages_and_reloads(
         assert broken["version"] == 3
         assert broken["stages"] == []
         assert "shown_pipeline" in broken["error"]
-
-
-def test_a_problem_concerns_its_stage_or_its_cycle() -> None:
-    ids = ["fetch", "plan", "render"]
-    cycle = ValidationProblem(
-        message="dependency cycle: plan -> render -> plan",
-        kind="cycle",
-        cycle=("plan", "render", "plan"),
-    )
-    assert concerns(cycle, ids) == ["plan", "render"]
-    ghost = ValidationProblem(
-        message="stage 'render' depends on unknown stage 'ghost'", kind="input", stage="render"
-    )
-    assert concerns(ghost, ids) == ["render"]
-    assert concerns(ValidationProblem(message="pipeline 'p' has no stages"), ids) == []
-    assert concerns(ValidationProblem(message="?", stage="elsewhere"), ids) == []
 
 
 async def test_a_tracked_runs_gate_is_answered_from_the_page(

@@ -23,9 +23,21 @@ from typing import Any, TypeVar
 
 import trio
 
-from .._base._database import Database, create, database_file, transaction
+from .._base._database import Database, database_file, transaction
 from ._blobs import BlobFolder
-from ._store import CacheEntry, CacheRecord, Holds, Kept, Payload, evictable, payload_size
+from ._entries import (
+    READ,
+    SCHEMA_VERSION,
+    UPSERT,
+    chunks,
+    delete,
+    evict,
+    files_of,
+    migrate,
+    touch,
+    where,
+)
+from ._store import CacheEntry, CacheRecord, Holds, Kept, Payload, payload_size
 
 T = TypeVar("T")
 
@@ -35,55 +47,8 @@ DEFAULT_FILENAME = "twinklr-cache.sqlite3"
 INLINE_MAX = 256 * 1024
 #: SQLite instructions between two checks of a read's deadline.
 _PROGRESS_STEPS = 1000
-#: Keys per query when fetching by key (below SQLite's limit on bound parameters).
-_CHUNK = 500
-#: The columns a read takes.
-_READ = "key, payload, file, size, used_at"
 #: How stale an unbounded store lets an entry's last use get before a read rewrites it.
 _TOUCH_GRAIN_S = 3600.0
-#: The schema's version (``PRAGMA user_version``); a file of an older one is emptied
-#: (its entries were written under an older key format and can never hit).
-SCHEMA_VERSION = 3
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    key TEXT PRIMARY KEY,
-    pipeline TEXT NOT NULL,
-    stage TEXT NOT NULL,
-    item INTEGER,
-    run_group TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    expires_at REAL,
-    used_at REAL NOT NULL,
-    size INTEGER NOT NULL,
-    payload BLOB,
-    file TEXT
-);
-CREATE INDEX IF NOT EXISTS entries_by_group ON entries (pipeline, run_group);
-CREATE INDEX IF NOT EXISTS entries_by_use ON entries (used_at);
-CREATE TABLE IF NOT EXISTS totals (
-    id INTEGER PRIMARY KEY CHECK (id = 0),
-    bytes INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO totals VALUES (0, 0);
-CREATE TRIGGER IF NOT EXISTS entries_added AFTER INSERT ON entries
-BEGIN UPDATE totals SET bytes = bytes + new.size; END;
-CREATE TRIGGER IF NOT EXISTS entries_removed AFTER DELETE ON entries
-BEGIN UPDATE totals SET bytes = bytes - old.size; END;
-CREATE TRIGGER IF NOT EXISTS entries_resized AFTER UPDATE OF size ON entries
-BEGIN UPDATE totals SET bytes = bytes - old.size + new.size; END;
-"""
-
-# A key already stored keeps the run group it was first written in: a run of another
-# input that writes it again (an indexed lookup finds it anyway) must not take it away
-# from the runs that read it with their group.
-_UPSERT = """
-INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?)
-ON CONFLICT (key) DO UPDATE SET
-    stage = excluded.stage, item = excluded.item, created_at = excluded.created_at,
-    expires_at = excluded.expires_at, used_at = excluded.used_at, size = excluded.size,
-    payload = excluded.payload, file = excluded.file
-"""
 
 
 class SQLiteCacheStore:
@@ -131,7 +96,7 @@ class SQLiteCacheStore:
         self._db = Database(
             path,
             version=SCHEMA_VERSION,
-            migrate=_migrate,
+            migrate=migrate,
             busy_timeout_s=busy_timeout_s,
             read_only=self.read_only,
         )
@@ -176,7 +141,7 @@ class SQLiteCacheStore:
             if not self._db.current:
                 return {}
             rows = db.execute(
-                f"SELECT {_READ} FROM entries"  # noqa: S608 (a fixed list of columns)
+                f"SELECT {READ} FROM entries"  # noqa: S608 (a fixed list of columns)
                 " WHERE pipeline = ? AND run_group = ? AND (expires_at IS NULL OR expires_at > ?)",
                 (pipeline, group, now),
             ).fetchall()
@@ -207,10 +172,10 @@ class SQLiteCacheStore:
                 return {}
             found: dict[str, Payload] = {}
             stale: list[str] = []
-            for chunk in _chunks(wanted):
+            for chunk in chunks(wanted):
                 marks = ",".join("?" * len(chunk))
                 rows = db.execute(
-                    f"SELECT {_READ} FROM entries WHERE key IN ({marks})"  # noqa: S608
+                    f"SELECT {READ} FROM entries WHERE key IN ({marks})"  # noqa: S608
                     " AND pipeline = ? AND (expires_at IS NULL OR expires_at > ?)",
                     (*chunk, pipeline, now),
                 ).fetchall()
@@ -242,22 +207,9 @@ class SQLiteCacheStore:
         return touch
 
     def _touch(self, db: sqlite3.Connection, keys: list[str], now: float) -> None:
-        """Mark ``keys`` used, for LRU eviction: best effort, never waiting for another
-        process's write (and nothing on a read-only file)."""
-        if self.read_only or not keys:
-            return
-        db.execute("PRAGMA busy_timeout = 0")
-        try:
-            for chunk in _chunks(keys):
-                marks = ",".join("?" * len(chunk))
-                db.execute(
-                    f"UPDATE entries SET used_at = ? WHERE key IN ({marks})",  # noqa: S608
-                    (now, *chunk),
-                )
-        except sqlite3.OperationalError:
-            pass  # busy or read-only after all: the entries keep their old recency
-        finally:
-            db.execute(f"PRAGMA busy_timeout = {self._db.busy_timeout_ms}")
+        """Mark ``keys`` used, for LRU eviction (best effort; never on a read-only file)."""
+        if not self.read_only:
+            touch(db, keys, now, self._db.busy_timeout_ms)
 
     async def save(self, records: Sequence[CacheRecord]) -> None:
         """Write ``records`` in one transaction (an entry with the same key is replaced,
@@ -271,8 +223,8 @@ class SQLiteCacheStore:
             replaced: list[str] = []
             try:
                 with transaction(db):
-                    replaced = self._files_of(db, [record.key for record in records])
-                    db.executemany(_UPSERT, rows)
+                    replaced = files_of(db, [record.key for record in records])
+                    db.executemany(UPSERT, rows)
                     if self.max_bytes is not None:
                         replaced += self._evict(db, self.max_bytes, written)[1]
             except BaseException:
@@ -315,44 +267,18 @@ class SQLiteCacheStore:
             raise
         return rows, files
 
-    def _files_of(self, db: sqlite3.Connection, keys: list[str]) -> list[str]:
-        files = []
-        for chunk in _chunks(keys):
-            marks = ",".join("?" * len(chunk))
-            rows = db.execute(
-                f"SELECT file FROM entries WHERE key IN ({marks}) AND file IS NOT NULL",  # noqa: S608
-                chunk,
-            )
-            files += [name for (name,) in rows]
-        return files
-
     def _evict(
         self, db: sqlite3.Connection, max_bytes: int, written: AbstractSet[str]
     ) -> tuple[int, list[str]]:
         """Delete the least recently used entries beyond ``max_bytes`` (none just
         ``written`` or held); return how many, and the files they named."""
-        (total,) = db.execute("SELECT bytes FROM totals").fetchone()
-        if total <= max_bytes:
-            return 0, []
-        rows = db.execute("SELECT key, size, file FROM entries ORDER BY used_at, created_at")
-        files: dict[str, str | None] = {}
-        candidates = ((key, size) for key, size, files[key] in rows)
-        doomed = list(evictable(candidates, total, max_bytes, Kept(written, self.holds)))
-        return len(doomed), self._delete(db, doomed, files)
-
-    def _delete(
-        self, db: sqlite3.Connection, keys: list[str], files: dict[str, str | None]
-    ) -> list[str]:
-        for chunk in _chunks(keys):
-            marks = ",".join("?" * len(chunk))
-            db.execute(f"DELETE FROM entries WHERE key IN ({marks})", chunk)  # noqa: S608
-        return [name for key in keys if (name := files.get(key)) is not None]
+        return evict(db, max_bytes, Kept(written, self.holds))
 
     async def entries(self, pipeline: str | None = None) -> list[CacheEntry]:
         """Every entry (of ``pipeline``), expired ones included, oldest first."""
-        where, args = _where(pipeline, None)
+        clause, args = where(pipeline, None)
         columns = "key, pipeline, stage, item, created_at, expires_at, size, used_at"
-        query = f"SELECT {columns} FROM entries {where} ORDER BY created_at, key"  # noqa: S608
+        query = f"SELECT {columns} FROM entries {clause} ORDER BY created_at, key"  # noqa: S608
 
         def read(db: sqlite3.Connection) -> list[CacheEntry]:
             if not self._db.current:
@@ -378,13 +304,15 @@ class SQLiteCacheStore:
         self, pipeline: str | None = None, *, stage: str | None = None, expired_only: bool = False
     ) -> int:
         """Delete matching entries; return how many were deleted."""
-        where, args = _where(pipeline, stage)
+        clause, args = where(pipeline, stage)
         if expired_only:
-            where += (" AND" if where else "WHERE") + " expires_at IS NOT NULL AND expires_at <= ?"
+            clause += (
+                " AND" if clause else "WHERE"
+            ) + " expires_at IS NOT NULL AND expires_at <= ?"
             args.append(self._clock())
 
         def delete(db: sqlite3.Connection) -> int:
-            query = f"SELECT key, file FROM entries {where}"  # noqa: S608 (fixed clauses)
+            query = f"SELECT key, file FROM entries {clause}"  # noqa: S608 (fixed clauses)
             return self._remove(db, lambda: dict(db.execute(query, args).fetchall()))
 
         return await self._run(delete)
@@ -421,7 +349,7 @@ class SQLiteCacheStore:
         one transaction, then the files they named."""
         with transaction(db):
             doomed = select()
-            files = self._delete(db, list(doomed), doomed)
+            files = delete(db, list(doomed), doomed)
             count = len(doomed)
             if max_bytes is not None:
                 evicted, more = self._evict(db, max_bytes, frozenset())
@@ -439,26 +367,3 @@ class SQLiteCacheStore:
 
         if self._db.is_open:
             await trio.to_thread.run_sync(self._db.close)
-
-
-def _chunks(keys: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(keys), _CHUNK):
-        yield keys[start : start + _CHUNK]
-
-
-def _where(pipeline: str | None, stage: str | None) -> tuple[str, list[Any]]:
-    clauses, args = [], []
-    if pipeline is not None:
-        clauses.append("pipeline = ?")
-        args.append(pipeline)
-    if stage is not None:
-        clauses.append("stage = ?")
-        args.append(stage)
-    return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
-
-
-def _migrate(db: sqlite3.Connection, _found: int) -> None:
-    """A new file, or one of an older format, whose entries can never hit: afresh."""
-    db.execute("DROP TABLE IF EXISTS entries")
-    db.execute("DROP TABLE IF EXISTS totals")
-    create(db, _SCHEMA)

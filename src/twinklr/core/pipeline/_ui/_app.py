@@ -12,14 +12,8 @@ the token or a same-origin request. Pages are static: the script fills them with
 from __future__ import annotations
 
 import datetime as dt
-import importlib
-import importlib.util
 import json
-import os
-import secrets
-import sys
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Container
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +25,15 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from .._base import _graph
 from .._cache._export import to_plain
 from .._engine._handle import RunHandle, RunStatus
-from .._kinds._gate import WaitForInput
-from .._kinds._validation import find_problems
 from .._observe._records import RUN_STATES, run_json
 from .._observe._runs import RunStore
-from ..definition import PipelineDefinition, StageDefinition
-from ..errors import ValidationProblem
+from ._definition_page import DefinitionSource, Loader
+from ._guard import Guard, same_origin
 
 STATIC = Path(__file__).parent / "static"
 #: Seconds between two reads of the store by an open event stream: a stage's end
@@ -51,18 +43,6 @@ POLL_S = 0.2
 RELOAD_POLL_S = 0.5
 #: Seconds of silence after which an event stream sends a comment (keeps proxies open).
 KEEPALIVE_S = 15.0
-COOKIE = "twinklr_ui_token"
-LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
-HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-}
-Loader = Callable[[str], PipelineDefinition]
 
 
 class RunsView:
@@ -101,7 +81,9 @@ class RunsView:
             Route("/api/definition/events", self._definition_events),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
-        self.app = Starlette(routes=routes, middleware=[Middleware(_Guard, view=self)])
+        self.app = Starlette(
+            routes=routes, middleware=[Middleware(Guard, token=lambda: self.token)]
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
@@ -213,7 +195,7 @@ class RunsView:
     def _tracked(self, request: Request, doing: str) -> RunHandle | Response:
         """The handle of the run a write request (cancel, respond) is for, or why not:
         it needs the token or a same-origin request, and a run this process tracks."""
-        if self.token is None and not _same_origin(request):
+        if self.token is None and not same_origin(request):
             return JSONResponse({"error": f"{doing} needs a same-origin request"}, 403)
         run_id = request.path_params["run_id"]
         handle = self.handles.get(run_id)
@@ -286,107 +268,6 @@ class RunsView:
         return _event_stream(stream())
 
 
-class DefinitionSource:
-    """The definition at ``target`` (``module:attr``), reloaded when its file changes."""
-
-    def __init__(self, target: str, load: Loader) -> None:
-        self.target = target
-        self.load = load
-        self.module = target.partition(":")[0]
-        self._stamp: int | None = None
-        self._shown: dict[str, Any] = {}
-        self._version = 0
-        self._lock = threading.Lock()  # open pages ask from worker threads at once
-
-    def _file(self) -> Path | None:
-        module = sys.modules.get(self.module)
-        origin = getattr(module, "__file__", None)
-        if origin is None:
-            if "" not in sys.path:
-                sys.path.insert(0, "")
-            try:
-                spec = importlib.util.find_spec(self.module)
-            except (ImportError, ValueError):
-                return None
-            origin = spec.origin if spec is not None else None
-        return Path(origin) if origin else None
-
-    def current(self) -> dict[str, Any]:
-        """The definition as it is in its file now: its graph and problems, or why it
-        cannot be loaded (``error``); ``version`` counts the reloads."""
-        with self._lock:
-            return self._current()
-
-    def _current(self) -> dict[str, Any]:
-        path = self._file()
-        try:
-            stamp = path.stat().st_mtime_ns if path is not None else 0
-        except OSError:
-            stamp = 0
-        if stamp == self._stamp:
-            return self._shown
-        first = self._stamp is None
-        self._stamp = stamp
-        self._version += 1
-        self._shown = self._read(reload=not first)
-        return self._shown
-
-    def _read(self, *, reload: bool) -> dict[str, Any]:
-        shown: dict[str, Any] = {"target": self.target, "version": self._version}
-        try:
-            if reload and self.module in sys.modules:
-                importlib.reload(sys.modules[self.module])
-            pipeline = self.load(self.target)
-        except Exception as exc:  # noqa: BLE001 - shown on the page until the file is fixed
-            return {**shown, "pipeline": None, "stages": [], "problems": [], "error": str(exc)}
-        stages = definition_graph(pipeline)
-        ids = {stage["id"] for stage in stages}
-        problems = [
-            {"message": problem.message, "kind": problem.kind, "stages": concerns(problem, ids)}
-            for problem in find_problems(pipeline)
-        ]
-        return {
-            **shown,
-            "pipeline": str(pipeline.name),
-            "stages": stages,
-            "problems": problems,
-            "error": None,
-        }
-
-
-def definition_graph(pipeline: PipelineDefinition) -> list[dict[str, Any]]:
-    """A definition's stages as the page draws them, valid or not."""
-    stages = []
-    declared: list[object] = list(pipeline.stages)  # (a bad definition may hold anything)
-    for position, stage in enumerate(declared):
-        if not isinstance(stage, StageDefinition):
-            stages.append({"id": f"#{position}", "inputs": [], "pattern": "?"})
-            continue
-        inputs = stage.inputs if isinstance(stage.inputs, list | tuple) else []
-        shown = {
-            "id": str(stage.id),
-            "inputs": [str(name) for name in inputs],
-            "pattern": getattr(stage.pattern, "value", str(stage.pattern)),
-        }
-        if isinstance(stage.stage, WaitForInput):
-            shown["gate"] = True
-        routes: object = stage.routes
-        if isinstance(routes, dict):
-            shown["routes"] = {
-                str(branch): [str(i) for i in ids] if isinstance(ids, tuple) else []
-                for branch, ids in routes.items()
-            }
-        stages.append(shown)
-    return stages
-
-
-def concerns(problem: ValidationProblem, ids: Container[str]) -> list[str]:
-    """The stages of the shown graph a validation problem is about: a cycle's stages, or
-    the one stage it names."""
-    named = problem.cycle or ((problem.stage,) if problem.stage is not None else ())
-    return [name for name in dict.fromkeys(named) if name in ids]
-
-
 def _critical_path(graph: list[dict[str, Any]], stages: list[dict[str, Any]]) -> list[str]:
     finished = {
         stage["id"]: stage["finished_ms"]
@@ -421,73 +302,3 @@ def _not_found(message: str) -> Response:
 
 def _bad_request(message: str) -> Response:
     return JSONResponse({"error": message}, 400)
-
-
-def _same_origin(request: Request) -> bool:
-    if request.headers.get("sec-fetch-site") == "same-origin":
-        return True
-    origin = request.headers.get("origin")
-    host = request.headers.get("host")
-    return origin is not None and host is not None and origin == f"{request.url.scheme}://{host}"
-
-
-def host_name(host_header: str) -> str:
-    """The name in a ``Host`` header, without its port."""
-    if host_header.startswith("["):
-        return host_header.partition("]")[0] + "]"
-    return host_header.rpartition(":")[0] if ":" in host_header else host_header
-
-
-class _Guard:
-    """Every request: the token (when there is one) or a loopback Host; the headers."""
-
-    def __init__(self, app: ASGIApp, view: RunsView) -> None:
-        self.app = app
-        self.view = view
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope)
-        token = self.view.token
-        set_cookie = False
-        if token is None:
-            if host_name(request.headers.get("host", "")) not in LOOPBACK_NAMES:
-                await _refuse(scope, receive, send, 403, "this view answers loopback names only")
-                return
-        else:
-            offered = _offered_token(request)
-            if offered is None or not secrets.compare_digest(offered.encode(), token.encode()):
-                await _refuse(scope, receive, send, 401, "a token is needed (?token=...)")
-                return
-            set_cookie = request.query_params.get("token") is not None
-
-        async def send_with_headers(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.extend((k.lower().encode(), v.encode()) for k, v in HEADERS.items())
-                if set_cookie and token is not None:
-                    cookie = f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
-                    headers.append((b"set-cookie", cookie.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-def _offered_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.query_params.get("token") or request.cookies.get(COOKIE)
-
-
-async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
-    response = JSONResponse({"error": message}, status, headers=HEADERS)
-    await response(scope, receive, send)
-
-
-def environment_token() -> str | None:
-    """The token in ``TWINKLR_UI_TOKEN``, if set (so it stays out of ``ps``)."""
-    return os.environ.get("TWINKLR_UI_TOKEN") or None

@@ -15,7 +15,8 @@ import trio
 
 from .._observe._runs import RunStore
 from ..definition import PipelineDefinition
-from ._app import RunsView, environment_token
+from ._app import RunsView
+from ._guard import environment_token
 
 
 class UnsafeBindError(ValueError):
