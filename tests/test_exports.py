@@ -135,6 +135,18 @@ def test_optional_parts_are_not_imported() -> None:
         assert f"'{heavy}'" not in loaded
 
 
+def test_the_package_imports_only_what_every_run_needs() -> None:
+    # structlog (when the application configured it, it has imported it), tenacity (the
+    # first retried stage), cattrs (the first cached value) and asyncio (an asyncio
+    # program has it) load when they are used.
+    code = "import sys, twinklr.core.pipeline; print(sorted(sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    for later in ("structlog", "tenacity", "cattrs", "asyncio"):
+        assert f"'{later}'" not in loaded
+
+
 def test_the_api_reference_documents_every_public_name() -> None:
     page = Path(__file__).resolve().parents[1] / "docs" / "reference" / "api.md"
     documented = set(

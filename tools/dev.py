@@ -40,6 +40,7 @@ COMMANDS: dict[str, list[list[str]]] = {
     "bench": [
         ["python", "benchmarks/bench_executor.py"],
         ["python", "benchmarks/bench_build.py"],
+        ["python", "benchmarks/bench_import.py"],
         ["python", "benchmarks/bench_defaults.py"],
         ["python", "benchmarks/bench_cache.py"],
         ["python", "benchmarks/bench_large.py"],

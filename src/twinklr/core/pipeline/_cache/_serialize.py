@@ -7,6 +7,7 @@ stage declares, so a tampered entry can at worst fail to load (a miss), never ru
 from __future__ import annotations
 
 import collections.abc
+import functools
 import hashlib
 import inspect
 import json
@@ -14,22 +15,31 @@ import math
 import sys
 import typing
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
-from typing import Any
-
-import cattrs
-from cattrs.preconf.json import make_converter
+from typing import TYPE_CHECKING, Any
 
 from .._kinds._function import FunctionStage, StreamingFunctionStage
 from .._values._results import StageResult
 from . import _codec
 
-_converter = make_converter()
+if TYPE_CHECKING:
+    import cattrs
+
+
+@functools.cache
+def converter() -> cattrs.Converter:
+    """The JSON converter, made on first use (cattrs is imported by the first cached
+    value, not with the package)."""
+    from cattrs.preconf.json import make_converter  # noqa: PLC0415
+
+    made = make_converter()
+    made.register_unstructure_hook_func(_is_set_type, _sorted_set)
+    return made
 
 
 def _sorted_set(value: set[Any] | frozenset[Any]) -> list[Any]:
     # Sets have no order (and str hashing differs between processes): sort the
     # unstructured members by their JSON text so fingerprints are canonical.
-    members = [_converter.unstructure(member) for member in value]
+    members = [converter().unstructure(member) for member in value]
     return sorted(members, key=lambda member: json.dumps(member, sort_keys=True))
 
 
@@ -41,9 +51,6 @@ def _is_set_type(kind: Any) -> bool:
     return (origin if origin is not None else kind) in _SET_TYPES
 
 
-_converter.register_unstructure_hook_func(_is_set_type, _sorted_set)
-
-
 class NotSerializableError(TypeError):
     """A value cannot be turned into JSON and back into an equal value."""
 
@@ -52,7 +59,7 @@ def to_json(value: Any) -> str:
     """Canonical JSON text of ``value`` (sorted keys, no spaces, no NaN)."""
     try:
         return json.dumps(
-            _converter.unstructure(value),
+            converter().unstructure(value),
             sort_keys=True,
             separators=(",", ":"),
             ensure_ascii=False,
@@ -103,7 +110,7 @@ def _tagged_object(value: Any, kind: type) -> Any:
     pydantic = sys.modules.get("pydantic")
     if pydantic is not None and isinstance(value, pydantic.BaseModel):
         return [_qualified(kind), _tagged(value.model_dump(mode="json"))]
-    unstructured = _converter.unstructure(value)
+    unstructured = converter().unstructure(value)
     if type(unstructured) is kind:  # cattrs knows nothing better than the value itself
         msg = f"cattrs cannot turn a {kind.__name__} into JSON values"
         raise TypeError(msg)
@@ -147,8 +154,11 @@ def structure(data: Any, kind: Any) -> Any:
     """Structure already-parsed JSON ``data`` as ``kind``."""
     if kind is Any:
         return data
+    made = converter()
+    import cattrs  # noqa: PLC0415 (loaded with the converter)
+
     try:
-        return _converter.structure(data, kind)
+        return made.structure(data, kind)
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
         msg = f"cannot read the stored value as {kind!r}: {exc}"
         raise NotSerializableError(msg) from exc

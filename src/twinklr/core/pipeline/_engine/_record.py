@@ -10,14 +10,13 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import json
+import sys
 import time
 import traceback
 import weakref
 from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import tenacity
 
 from .._cache._code import code_identity
 from .._cache._serialize import NotSerializableError, fingerprint
@@ -167,27 +166,30 @@ def user_traceback(exc: BaseException) -> str:
     """``exc``'s traceback as text, without the executor's and tenacity's frames (the
     stage's own code is what a reader looks for); all of it when nothing else is left."""
     shown = traceback.TracebackException.from_exception(exc)
-    _trim(shown, set())
+    _trim(shown, set(), _machinery())
     return "".join(shown.format())
 
 
-_MACHINERY = (
-    str(Path(__file__).parent),
-    str(Path(tenacity.__file__).parent),
-    str(Path(concurrent.futures.__file__).parent),
-)
+def _machinery() -> tuple[str, ...]:
+    """Where the frames a reader does not look for come from: the engine, tenacity (when
+    a retry has loaded it), the thread pool."""
+    places = [str(Path(__file__).parent), str(Path(concurrent.futures.__file__).parent)]
+    tenacity = sys.modules.get("tenacity")
+    if tenacity is not None and tenacity.__file__ is not None:
+        places.append(str(Path(tenacity.__file__).parent))
+    return tuple(places)
 
 
-def _trim(shown: traceback.TracebackException, seen: set[int]) -> None:
+def _trim(shown: traceback.TracebackException, seen: set[int], machinery: tuple[str, ...]) -> None:
     if id(shown) in seen:
         return
     seen.add(id(shown))
-    own = [frame for frame in shown.stack if not frame.filename.startswith(_MACHINERY)]
+    own = [frame for frame in shown.stack if not frame.filename.startswith(machinery)]
     if own:
         shown.stack = traceback.StackSummary.from_list(own)
     for linked in (shown.__cause__, shown.__context__, *(shown.exceptions or ())):
         if linked is not None:
-            _trim(linked, seen)
+            _trim(linked, seen, machinery)
 
 
 def _details(run: Run, unusual: list[int]) -> dict[str, Any]:

@@ -10,12 +10,15 @@ wall-clock stops.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import tenacity
 import trio
 
 from ..definition import RetryConfig
 from ..errors import StageExecutionError
+
+if TYPE_CHECKING:
+    import tenacity
 
 
 def error_text(exc: BaseException) -> str:
@@ -36,8 +39,10 @@ def retrying(
     """A tenacity controller for ``config``.
 
     ``on_retry(attempt, error, delay_s)`` is called after failed attempt number
-    ``attempt`` when another attempt will follow after ``delay_s`` seconds.
+    ``attempt`` when another attempt will follow after ``delay_s`` seconds. (tenacity
+    is imported by the first stage that is retried, not with the package.)
     """
+    import tenacity  # noqa: PLC0415
 
     def should_retry(exc: BaseException) -> bool:
         return isinstance(exc, Exception) and config.is_retryable(error_text(exc))

@@ -11,9 +11,8 @@ attributes. When nobody listens, a record costs a level check.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any, Protocol
-
-import structlog
 
 #: The logger the library's records go to (its parent ``twinklr`` has the NullHandler).
 LOGGER_NAME = "twinklr.core.pipeline"
@@ -48,8 +47,10 @@ class EventLogger(Protocol):
 
 def run_logger(**fields: Any) -> EventLogger:
     """The logger for one run, bound to ``fields``: structlog's when the application has
-    configured structlog (its events stay exactly as they were), else the stdlib one."""
-    if structlog.is_configured():
+    configured structlog (its events stay exactly as they were), else the stdlib one.
+    An application that configured structlog has imported it: the library never does."""
+    structlog = sys.modules.get("structlog")
+    if structlog is not None and structlog.is_configured():
         bound: EventLogger = structlog.get_logger(LOGGER_NAME).bind(**fields)
         return bound
     return StdlibEvents(logging.getLogger(LOGGER_NAME), fields)
