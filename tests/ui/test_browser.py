@@ -22,6 +22,9 @@ from conftest import stub
 from twinklr.core.pipeline import PipelineDefinition, PipelineExecutor, RunStore, StageDefinition
 
 playwright_api = pytest.importorskip("playwright.sync_api")
+# A page's expectations wait up to 15 s (Playwright's default is 5 s): the suite runs on
+# two workers, and the other one may be busy with a second process or browser too.
+playwright_api.expect.set_options(timeout=15_000)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
 # As root in a container, on a machine with no network beyond loopback.
