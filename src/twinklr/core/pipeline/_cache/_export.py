@@ -14,12 +14,13 @@ import enum
 import json
 import math
 import pathlib
-import sys
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import attrs
+
+from ._libraries import is_model, numpy_of
 
 
 def to_plain(value: Any) -> Any:
@@ -65,11 +66,9 @@ _SIMPLE: tuple[tuple[type | tuple[type, ...], Callable[[Any], Any]], ...] = (
 
 
 def _plain_object(value: Any, kind: type) -> Any:
-    numpy = sys.modules.get("numpy")  # handled when the program uses it; never imported
-    if numpy is not None and isinstance(value, numpy.ndarray | numpy.generic):
+    if numpy_of(value) is not None:
         return to_plain(value.tolist())
-    pydantic = sys.modules.get("pydantic")
-    if pydantic is not None and isinstance(value, pydantic.BaseModel):
+    if is_model(value):
         return value.model_dump(mode="json")
     for kinds, convert in _SIMPLE:
         if isinstance(value, kinds):
