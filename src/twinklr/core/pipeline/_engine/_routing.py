@@ -6,7 +6,6 @@ every stage whose inputs were all skipped by routing, without starting a task fo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -15,12 +14,11 @@ from .._observe._events import EventKind
 from .._values._results import StageResult
 from .._values._status import StageStatus
 from ._retry import error_text
-from ._run import Run
+from ._run import Actor, Run
 from ._wiring import OneShotChannel
 
 if TYPE_CHECKING:
-    from .._values._context import PipelineContext
-    from ._plan import Plan
+    import trio
 
 #: The statuses whose output a routing stage routes on (any other leaves every branch out).
 ROUTABLE = frozenset({StageStatus.SUCCEEDED, StageStatus.CACHED, StageStatus.SOFT_FAILED})
@@ -57,23 +55,13 @@ class RoutedRun(Run):
     `Run` and pays nothing for it): a routing stage's output picks the branches taken,
     and the stages left out are skipped without a task."""
 
-    def __init__(
-        self,
-        plan: Plan,
-        initial_input: Any,
-        context: PipelineContext,
-        *,
-        fail_fast: bool,
-        run_id: str,
-        answers: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            plan, initial_input, context, fail_fast=fail_fast, run_id=run_id, answers=answers
-        )
+    def start(self, nursery: trio.Nursery, actors: list[Actor]) -> None:
+        """Start the run with nothing routed off yet."""
         # Stages a routing stage's choice left out, and stages skipped by routing
         # (theirs, and those whose inputs all were).
-        self.routed_off = bytearray(len(plan.ids))
-        self.route_skipped = bytearray(len(plan.ids))
+        self.routed_off = bytearray(len(self.plan.ids))
+        self.route_skipped = bytearray(len(self.plan.ids))
+        super().start(nursery, actors)
 
     def stage_finished(self, index: int, result: StageResult[Any]) -> None:
         """Route on a routing stage's result first, then record it as any stage's."""
