@@ -1,16 +1,11 @@
-"""The run store: what an executor given ``runs=RunStore(...)`` records, and reading it
-back (in this process and from another one)."""
+"""The run store: what an executor given ``runs=RunStore(...)`` records, gates answered
+through it as another process would, suspended runs claimed once, and prune."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +27,6 @@ from twinklr.core.pipeline import (
     WaitForInput,
 )
 from twinklr.core.pipeline._observe._history import DEFAULT_FILENAME
-from twinklr.core.pipeline._observe._progress import Progress
 
 
 def chain(*stubs: Stub, name: str = "p") -> PipelineDefinition:
@@ -192,45 +186,6 @@ async def test_cache_hits_and_fan_out_items_are_recorded(
     }
 
 
-async def test_a_running_run_can_be_watched_and_its_events_rebuilt(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
-) -> None:
-    gate = trio.Event()
-
-    async def waits(value: int) -> int:
-        await gate.wait()
-        return value
-
-    store = RunStore(tmp_path)
-    pipeline = PipelineDefinition(
-        "p",
-        [
-            StageDefinition("fast", stub(1, delay=1)),
-            StageDefinition("slow", waits, inputs=["fast"]),
-            StageDefinition("last", stub(3), inputs=["slow"]),
-        ],
-    )
-    async with trio.open_nursery() as nursery:
-        handle = await PipelineExecutor(runs=store).start(nursery, pipeline)
-        watched = []
-        for _ in range(1000):  # as a watcher would: poll (the writer's thread is off the clock)
-            await trio.sleep(0.25)
-            stages = await trio.to_thread.run_sync(store.stages, handle.run_id)
-            watched = [s.status for s in stages]
-            if watched == ["succeeded", "running", "pending"]:
-                break
-        assert watched == ["succeeded", "running", "pending"]
-        record = await trio.to_thread.run_sync(store.get, handle.run_id)
-        assert record is not None
-        assert record.status == "running"
-        assert record.finished_at is None
-        gate.set()
-        result = await handle.wait()
-    live = [(e.kind, e.stage, e.item, e.time_ms) async for e in handle.events()]
-    rebuilt = [(e.kind, e.stage, e.item, e.time_ms) for e in store.events(result.run_id)]
-    assert rebuilt == live
-
-
 async def test_cancelled_runs_are_recorded_as_cancelled(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -257,28 +212,6 @@ def test_the_executor_refuses_a_path_for_runs(tmp_path: Path) -> None:
         PipelineExecutor(runs=str(tmp_path))  # type: ignore[arg-type]
 
 
-async def test_listing_filters_by_pipeline_and_status_newest_first(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
-) -> None:
-    store = RunStore(tmp_path)
-    executor = PipelineExecutor(runs=store)
-    ok = await executor.execute(chain(stub(1), name="a"))
-    bad = await executor.execute(chain(Stub(fail_times=1), name="a"))
-    other = await executor.execute(chain(stub(1), name="b"))
-    assert [r.run_id for r in store.runs()] == [other.run_id, bad.run_id, ok.run_id]
-    assert [r.run_id for r in store.runs(pipeline="a")] == [bad.run_id, ok.run_id]
-    assert [r.run_id for r in store.runs(status="failed")] == [bad.run_id]
-    assert [r.run_id for r in store.runs(limit=1)] == [other.run_id]
-    assert store.runs(status="running") == []
-    prefix = ok.run_id[:5]
-    found = store.get(prefix)
-    assert found is not None
-    assert found.run_id == ok.run_id
-    assert store.get("zzz") is None
-    assert store.stages("zzz") == []
-    assert RunStore(tmp_path / "none").runs() == []
-
-
 async def test_prune_forgets_runs_that_ended_long_enough_ago(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -300,41 +233,6 @@ async def test_prune_forgets_runs_that_ended_long_enough_ago(
     remaining = sqlite3.connect(store.path).execute("SELECT pipeline FROM definitions").fetchall()
     assert remaining == [("new",)]  # the definition went with its last run
     assert store.prune() == 1
-
-
-def test_progress_blobs_round_trip_and_a_cut_one_is_refused() -> None:
-    from array import array  # noqa: PLC0415
-
-    from twinklr.core.pipeline._observe._progress import Items  # noqa: PLC0415
-
-    nan = float("nan")
-    progress = Progress(
-        origin=100.0,
-        codes=b"sr.",
-        attempts=array("I", [1, 2, 0]),
-        queued=array("d", [100.0, 100.5, nan]),
-        started=array("d", [100.0, 100.75, nan]),
-        finished=array("d", [100.25, nan, nan]),
-        items={
-            1: Items(
-                index=array("I", [3, 0]),
-                codes=b"sf",
-                started=array("d", [100.5, 100.5]),
-                finished=array("d", [100.6, 100.7]),
-                attempts=array("I", [1, 3]),
-            )
-        },
-    )
-    blob = progress.encode()
-    back = Progress.decode(blob)
-    assert back.codes == b"sr."
-    assert list(back.attempts) == [1, 2, 0]
-    assert [back.ms(t) for t in back.finished] == [250.0, None, None]
-    assert list(back.items[1].index) == [3, 0]
-    assert back.items[1].codes == b"sf"
-    assert list(back.items[1].attempts) == [1, 3]
-    with pytest.raises(ValueError, match="cut short"):
-        Progress.decode(blob[:-3])
 
 
 @settings(max_examples=40, deadline=None)
@@ -363,81 +261,6 @@ def test_a_random_dags_record_matches_its_result(tmp_path_factory: Any, dag: Ran
             timing.finished_ms,
         )
         assert stage.attempts == timing.attempts
-
-
-# -- another process ------------------------------------------------------------------
-
-
-CHILD = textwrap.dedent(
-    """
-    import sys, time, trio
-    from twinklr.core.pipeline import (
-        PipelineDefinition, PipelineExecutor, RunStore, StageDefinition
-    )
-
-    store = RunStore(sys.argv[1])
-
-    async def first(value):
-        return 1
-
-    async def forever(value):
-        await trio.sleep_forever()
-
-    async def main():
-        stages = [
-            StageDefinition("first", first),
-            StageDefinition("forever", forever, inputs=["first"]),
-        ]
-        pipeline = PipelineDefinition("killed", stages)
-        async with trio.open_nursery() as nursery:
-            handle = await PipelineExecutor(runs=store).start(nursery, pipeline)
-            while True:  # until the first stage's end is in the file
-                await trio.sleep(0.05)
-                stages = await trio.to_thread.run_sync(store.stages, handle.run_id)
-                if stages and stages[0].status == "succeeded":
-                    print(handle.run_id, flush=True)
-                    break
-
-    trio.run(main)
-    """
-)
-
-
-def test_a_run_killed_with_sigkill_reads_as_interrupted_with_what_it_wrote(tmp_path: Path) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert child.stdout is not None
-        run_id = child.stdout.readline().strip()
-        assert run_id, "the child never saw its first stage recorded"
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-        if child.stdout is not None:
-            child.stdout.close()
-    store = RunStore(tmp_path)
-    record = store.get(run_id)
-    assert record is not None
-    assert record.status == "interrupted"
-    assert record.finished_at is None
-    assert [s.status for s in store.stages(run_id)] == ["succeeded", "running"]
-    assert [r.run_id for r in store.runs(status="interrupted")] == [run_id]
-    assert store.runs(status="running") == []
-
-
-def test_a_run_whose_writer_went_quiet_reads_as_interrupted(tmp_path: Path) -> None:
-    store = RunStore(tmp_path)
-    trio.run(PipelineExecutor(runs=store).execute, chain(stub(1)))
-    (record,) = store.runs()
-    db = sqlite3.connect(store.path)
-    with db:  # as if a process on another host stopped writing an hour ago
-        db.execute(
-            "UPDATE runs SET status = 'running', host = 'elsewhere', updated_at = ?",
-            (time.time() - 3600,),
-        )
-    db.close()
-    assert store.get(record.run_id).status == "interrupted"  # type: ignore[union-attr]
 
 
 async def test_a_routing_stage_records_its_routes_and_the_branches_it_took(

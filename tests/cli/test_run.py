@@ -1,0 +1,167 @@
+"""twinklr-pipeline run: progress, summary, cache, outputs, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fixtures.commands import (
+    FIXTURES,
+    TESTS,
+    in_tests_dir,  # noqa: F401 (the module's autouse fixture)
+    installed,
+    one_line_usage_error,
+    run_cli,
+)
+from twinklr.core.pipeline.cli import main
+
+
+def test_run_prints_progress_and_a_summary(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    trace = tmp_path / "trace.json"
+    gantt = tmp_path / "gantt.mmd"
+    code = main(
+        ["run", f"{FIXTURES}:numbers", "--input", "5", "--trace", str(trace), "--gantt", str(gantt)]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "a: started" in err
+    assert "c: done" in err
+    assert "pipeline numbers" in out
+    assert "succeeded" in out
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert {e["name"] for e in events if e["ph"] == "X"} == {"a", "b", "c"}
+    assert gantt.read_text().startswith("gantt")
+
+
+def test_run_takes_input_from_a_file_and_a_factory(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = tmp_path / "input.json"
+    source.write_text("1")
+    assert main(["run", f"{FIXTURES}:make_numbers", "--input", f"@{source}", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == ""
+
+
+def test_a_failed_run_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", f"{FIXTURES}:failing"]) == 1
+    assert "run failed: stage 'b' failed: this stage always fails" in capsys.readouterr().err
+
+
+def test_a_cached_rerun_serves_stages(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cache = str(tmp_path / "cache")
+    assert main(["run", f"{FIXTURES}:numbers", "--cache", cache, "--quiet"]) == 0
+    assert main(["run", f"{FIXTURES}:numbers", "--cache", cache]) == 0
+    assert "a: cached" in capsys.readouterr().err
+    assert main(["cache", "stats", "--cache", cache]) == 0
+    stats = capsys.readouterr().out.splitlines()
+    assert stats[0].startswith("3 entries, ")
+    assert stats[0].endswith(" bytes, pipelines: numbers")
+    assert stats[1].startswith("  numbers: 3 entries, ")
+    assert stats[0].split(", ")[1] == stats[1].split(", ")[1]  # the same byte count
+    assert main(["cache", "list", "--cache", cache]) == 0
+    assert capsys.readouterr().out.count("numbers") == 3
+    assert main(["cache", "clear", "--cache", cache, "--stage", "a"]) == 0
+    assert "removed 1 entries" in capsys.readouterr().out
+    assert main(["cache", "prune", "--cache", cache, "--older-than", "7d"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("2 entries, ")  # all recent
+    assert main(["cache", "prune", "--cache", cache, "--max-bytes", "0"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"removed 2 entries from {Path(cache) / 'twinklr-cache.sqlite3'}",
+        "0 entries, 0 bytes left",
+    ]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
+def test_ctrl_c_cancels_the_run_and_names_the_cancelled_stages(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "twinklr.core.pipeline.cli",
+            "run",
+            f"{FIXTURES}:slow",
+            "--cache",
+            str(cache),
+        ],
+        cwd=TESTS,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert child.stderr is not None
+    seen = ""
+    deadline = time.monotonic() + 60
+    while "long_b: started" not in seen or "long_a: started" not in seen:
+        assert time.monotonic() < deadline, seen
+        seen += child.stderr.readline()
+    child.send_signal(signal.SIGINT)
+    _out, err = child.communicate(timeout=30)
+    assert child.returncode == 130
+    assert "interrupted: cancelled long_a, long_b" in err
+    stats = run_cli("cache", "list", "--cache", str(cache))
+    assert "quick" in stats.stdout
+    assert "long_a" not in stats.stdout
+    assert "long_b" not in stats.stdout
+
+
+TYPED = """
+import numpy, pydantic
+from twinklr.core.pipeline import PipelineDefinition, StageDefinition
+
+class Plan(pydantic.BaseModel):
+    group: str
+
+async def analyse(value):
+    return numpy.linspace(0, 1, 3)
+
+async def plan(samples):
+    return Plan(group=f"roof {samples.max()}")
+
+pipeline = PipelineDefinition(
+    "typed",
+    [StageDefinition("analyse", analyse), StageDefinition("plan", plan, inputs=["analyse"])],
+)
+"""
+
+
+def test_run_writes_its_outputs_as_json(tmp_path: Path) -> None:
+    (tmp_path / "typed.py").write_text(TYPED)
+    outputs = tmp_path / "outputs.json"
+    done = installed("run", "typed:pipeline", "--outputs", str(outputs), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"outputs written to {outputs}" in done.stdout
+    assert json.loads(outputs.read_text()) == {
+        "analyse": [0.0, 0.5, 1.0],
+        "plan": {"group": "roof 1.0"},
+    }
+    missing = str(tmp_path / "no" / "outputs.json")
+    one_line_usage_error(
+        installed("run", "typed:pipeline", "--outputs", missing, cwd=tmp_path),
+        "--outputs",
+        "cannot be written",
+    )
+
+
+def test_a_run_on_a_terminal_previews_what_the_terminal_stages_produced(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main(["run", f"{FIXTURES}:numbers"]) == 0
+    out = capsys.readouterr().out
+    preview = out[out.index("outputs:") :].splitlines()
+    assert preview[0] == "outputs:"
+    assert all(line.startswith("  ") for line in preview[1:])
+    assert len(preview) >= 2

@@ -1,0 +1,73 @@
+"""The twinklr-pipeline command as a whole: its parser, usage errors, plain output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fixtures.commands import (
+    FIXTURES,
+    in_tests_dir,  # noqa: F401 (the module's autouse fixture)
+    run_cli,
+)
+from twinklr.core.pipeline.cli import main
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "nowhere.module:x"], "cannot import 'nowhere.module'"),
+        (["run", f"{FIXTURES}:missing"], "has no attribute 'missing'"),
+        (["run", f"{FIXTURES}:not_a_pipeline"], "is a int, not a PipelineDefinition"),
+        (["run", "no-colon"], "expected MODULE:ATTR"),
+        (["run", f"{FIXTURES}:numbers", "--input", "{bad"], "--input is not valid JSON"),
+        (["run", f"{FIXTURES}:numbers", "--input", "@/no/such/file"], "cannot read /no/such/file"),
+        (["run", f"{FIXTURES}:invalid"], "depends on unknown stage 'ghost'"),
+        (["cache", "list", "--cache", "/no/such/dir"], "no cache at /no/such/dir"),
+        (["demo", "--fail-at", "groups:x"], "--fail-at expects STAGE or STAGE:ITEM"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_the_command_is_plain_when_not_a_terminal() -> None:
+    done = run_cli("run", f"{FIXTURES}:numbers", "--input", "1")
+    assert done.returncode == 0
+    assert "\x1b[" not in done.stdout + done.stderr  # no colours, no cursor moves
+    assert "c: done" in done.stderr
+    bad = run_cli("run", "nowhere:x")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().startswith("twinklr-pipeline: cannot import 'nowhere'")
+    assert "Traceback" not in bad.stderr
+
+
+def test_every_option_says_what_it_does() -> None:
+    from twinklr.core.pipeline.cli import build_parser  # noqa: PLC0415
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command")
+    for name, command in subparsers.choices.items():  # type: ignore[union-attr]
+        for action in command._actions:
+            assert action.help, f"{name} {action.dest} has no help text"
+
+
+def test_subprocess_errors_and_trace(tmp_path: Path) -> None:
+    invalid = run_cli("run", f"{FIXTURES}:invalid")
+    assert invalid.returncode == 2
+    assert "stage 'a' depends on unknown stage 'ghost'" in invalid.stderr
+    bad_json = run_cli("run", f"{FIXTURES}:numbers", "--input", "{nope")
+    assert bad_json.returncode == 2
+    assert "--input is not valid JSON" in bad_json.stderr
+    assert "Traceback" not in invalid.stderr + bad_json.stderr
+    trace = tmp_path / "trace.json"
+    done = run_cli("run", f"{FIXTURES}:numbers", "--trace", str(trace), "--quiet")
+    assert done.returncode == 0
+    assert json.loads(trace.read_text())["otherData"]["pipeline"] == "numbers"
