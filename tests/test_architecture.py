@@ -214,3 +214,9 @@ def test_few_top_level_modules_and_none_long() -> None:
 def test_no_test_module_is_over_about_800_lines() -> None:
     long = {path: n for path, n in lengths(ROOT / "tests").items() if n > 820}
     assert long == {}
+
+
+def test_test_modules_have_distinct_names() -> None:
+    # The test folders are not packages: two test modules of one name cannot both load.
+    names = [path.name for path in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted(name for name in set(names) if names.count(name) > 1) == []

@@ -21,7 +21,7 @@ from twinklr.core.pipeline import (
     StageDefinition,
     StageResult,
 )
-from twinklr.core.pipeline._observe._history import HEARTBEAT_S
+from twinklr.core.pipeline._observe._reading import HEARTBEAT_S
 from twinklr.core.pipeline._observe._records import RunState
 
 

@@ -7,7 +7,7 @@ import json
 from array import array
 
 from twinklr.core.pipeline import StageStatus
-from twinklr.core.pipeline._observe._progress import CODE_OF, Items, Progress
+from twinklr.core.pipeline._observe._columns import CODE_OF, Items, Progress
 from twinklr.core.pipeline._observe._records import (
     RecordedRun,
     RecordedStage,

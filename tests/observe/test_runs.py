@@ -26,7 +26,7 @@ from twinklr.core.pipeline import (
     StageDefinition,
     WaitForInput,
 )
-from twinklr.core.pipeline._observe._history import DEFAULT_FILENAME
+from twinklr.core.pipeline._observe._reading import DEFAULT_FILENAME
 
 
 def chain(*stubs: Stub, name: str = "p") -> PipelineDefinition:

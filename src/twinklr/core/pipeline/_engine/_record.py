@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .._cache._code import code_identity
 from .._cache._serialize import NotSerializableError, fingerprint
 from .._kinds._gate import WaitForInput
-from .._observe._progress import CODE_OF, Items, Progress
+from .._observe._columns import CODE_OF, Items, Progress
 from .._observe._recording import RunRecorder
 from .._observe._records import RunBegin
 from .._observe._runs import RunStore

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._history import HEARTBEAT_S
+from ._reading import HEARTBEAT_S
 from ._records import RunBegin, RunState
 from ._runs import RunStore
 

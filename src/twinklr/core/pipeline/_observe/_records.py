@@ -10,7 +10,7 @@ import attrs
 
 from .._values._status import StageStatus
 from .._values._timing import ItemTiming
-from ._progress import CODES, Progress, StageState
+from ._columns import CODES, Progress, StageState
 
 RunState = Literal["running", "succeeded", "failed", "cancelled", "interrupted", "waiting"]
 RUN_STATES: tuple[RunState, ...] = get_args(RunState)

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from .._base._database import transaction
-from ._history import _SUMMARY, RunHistory
+from ._reading import _SUMMARY, RunHistory
 from ._records import RecordedRun, RunBegin, RunState
 
 

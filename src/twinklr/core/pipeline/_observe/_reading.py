@@ -1,6 +1,6 @@
 """Reading the run history: the SQLite file the run store keeps, opened and read.
 
-A run is one row; its stages' progress is one blob of columns (``_progress``); what
+A run is one row; its stages' progress is one blob of columns (``_columns``); what
 only some stages have (an error and its traceback, the errors of earlier attempts,
 fan-out items, retries) is JSON beside it. The definition's graph is stored once per
 fingerprint. A run still marked running whose process is gone (same host, no such

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from twinklr.core.pipeline._observe._progress import Progress
+from twinklr.core.pipeline._observe._columns import Progress
 
 
 def test_progress_blobs_round_trip_and_a_cut_one_is_refused() -> None:
     from array import array  # noqa: PLC0415
 
-    from twinklr.core.pipeline._observe._progress import Items  # noqa: PLC0415
+    from twinklr.core.pipeline._observe._columns import Items  # noqa: PLC0415
 
     nan = float("nan")
     progress = Progress(
