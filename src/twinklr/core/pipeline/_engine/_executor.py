@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._base._loops import awaited_from_asyncio, in_worker_thread
+from .._base._loops import awaited_from_asyncio
 from .._cache._run_cache import RunCache
 from .._cache._store import CacheStore
 from .._observe._events import EventRelay, PipelineEvent
@@ -25,7 +25,7 @@ from ._handle import EventHistory, RunHandle
 from ._plan import plan_of
 from ._record import recorder_for
 from ._result import build_result
-from ._resume import Resuming, check_answers, decode, find_definition, keep_answers, keeper
+from ._resume import Resuming, claim, keeper
 from ._routing import RoutedRun
 from ._run import Run
 from ._supervisor import drive
@@ -243,23 +243,14 @@ class PipelineExecutor:
                 "stages were kept in: PipelineExecutor(cache=..., runs=...)"
             )
             raise ValueError(msg)
-        record, state, stored = await in_worker_thread(store.suspension, run_id)
-        pipeline = find_definition(record, pipeline)
-        pipeline.validate()
-        suspension = decode(state)
-        answers = {**suspension.answers, **stored, **(responses or {})}
-        check_answers(pipeline, answers)
-        await in_worker_thread(store.claim, record.run_id, keep_answers(suspension, answers))
-        resuming = Resuming(
-            run_id=record.run_id, initial_input=suspension.initial_input, answers=answers
-        )
+        pipeline, resuming = await claim(store, run_id, pipeline, responses or {})
         try:
             return await self.execute(pipeline, resuming, context, events=events)
         except BaseException:
             # Cancelled (or refused) before the run recorded how it ended: it is still
             # suspended, not being resumed. (One quick local write, so not awaited: the
             # caller is being cancelled.)
-            store.unclaim(record.run_id)
+            store.unclaim(resuming.run_id)
             raise
 
     def _prepare(

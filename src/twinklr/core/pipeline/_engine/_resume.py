@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .._base._loops import in_worker_thread
 from .._cache import _codec, _payload, _serialize
 from .._values._status import StageStatus
 from ..definition import PipelineDefinition, definitions_named, source_of
@@ -27,6 +28,7 @@ from ._record import definition_of
 
 if TYPE_CHECKING:
     from .._observe._records import RecordedRun
+    from .._observe._runs import RunStore
     from ._run import Run
 
 _FORMAT = 1
@@ -169,3 +171,26 @@ def check_answers(pipeline: PipelineDefinition, answers: Mapping[str, Any]) -> N
                 f"(its gates: {listed})"
             )
             raise ValueError(msg)
+
+
+async def claim(
+    store: RunStore,
+    run_id: str,
+    pipeline: PipelineDefinition | None,
+    responses: Mapping[str, Any],
+) -> tuple[PipelineDefinition, Resuming]:
+    """Claim the suspended run ``run_id`` in ``store`` for this process: its definition
+    (``pipeline``, or the one alive here, validated), and what its resumption starts
+    from, every answer its gates were given (kept, given through the store, then
+    ``responses``) included. Of two processes claiming it, one gets a `LookupError`."""
+    record, state, stored = await in_worker_thread(store.suspension, run_id)
+    pipeline = find_definition(record, pipeline)
+    pipeline.validate()
+    suspension = decode(state)
+    answers = {**suspension.answers, **stored, **responses}
+    check_answers(pipeline, answers)
+    await in_worker_thread(store.claim, record.run_id, keep_answers(suspension, answers))
+    resuming = Resuming(
+        run_id=record.run_id, initial_input=suspension.initial_input, answers=answers
+    )
+    return pipeline, resuming
