@@ -15,6 +15,7 @@ import attrs
 from .._base._loops import loop_of
 from .._kinds._function import arguments
 from .._kinds._gate import WaitForInput
+from .._kinds._stage import one_attempt
 from .._kinds._subpipeline import SubPipelineStage
 from .._kinds._validation import check
 from .._values._policy import ExecutionPattern
@@ -205,8 +206,5 @@ def _pipelined_on(
 
 
 def is_plain(sdef: StageDefinition[Any], *, streaming: bool) -> bool:
-    """Whether ``sdef`` runs as one plain call: no retry, no timeout, not streaming."""
-    config = sdef.retry_config
-    return (
-        (config is None or config.max_attempts == 1) and sdef.timeout_ms is None and (not streaming)
-    )
+    """Whether ``sdef`` runs as one plain call: one attempt, not streaming."""
+    return not streaming and one_attempt(sdef)

@@ -232,6 +232,15 @@ class StageDefinition(Generic[T]):
         def __init__(self, id: str, stage: Any, *more: Any, **options: Any) -> None: ...
 
 
+def one_attempt(sdef: StageDefinition[Any]) -> bool:
+    """Whether ``sdef`` runs one attempt with no time bound (no retries, no timeout):
+    validation has nothing of its policy to check, and the executor calls it plainly."""
+    config: object = sdef.retry_config
+    return sdef.timeout_ms is None and (
+        config is None or (type(config) is RetryConfig and config.max_attempts == 1)
+    )
+
+
 def _constructor(cls: type) -> Any:
     """``cls``'s attrs initialiser as its ``__init__``: no call on top of it, and
     Python's own argument errors name the class (``StageDefinition() got an unexpected

@@ -17,7 +17,7 @@ from ..errors import PipelineValidationError, ProblemKind, ValidationProblem
 from ._function import FunctionStage, arguments, signature_text
 from ._gate import WaitForInput
 from ._protocol import stage_problem, stage_problems_depend_on_the_instance
-from ._stage import StageDefinition
+from ._stage import StageDefinition, one_attempt
 from ._subpipeline import SubPipelineStage
 
 _PLAIN = frozenset({ExecutionPattern.SEQUENTIAL, ExecutionPattern.PARALLEL})
@@ -151,8 +151,7 @@ def analyse(
             and type(stage.stage) is not SubPipelineStage
             and stage.pattern in _PLAIN
             and stage.condition is None
-            and stage.timeout_ms is None
-            and stage.retry_config is None
+            and one_attempt(stage)
             and stage.fan_out_over is None
             and stage.max_concurrent_fan_out is None
             and stage.version == "1"
