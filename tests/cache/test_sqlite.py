@@ -259,13 +259,16 @@ async def test_a_blob_file_gone_or_cut_short_reads_as_an_empty_payload(tmp_path:
 async def test_prune_removes_files_no_entry_names_once_old(tmp_path: Path) -> None:
     store = SQLiteCacheStore(tmp_path)
     await store.save([big("kept")])
-    store.blobs.joinpath("orphan-1234.bin").write_bytes(b"left by a killed writer")
-    store.blobs.joinpath("young-5678.bin.tmp").write_bytes(b"being written right now")
+    store.blobs.joinpath("orphan-1234abcd.bin").write_bytes(b"left by a killed writer")
+    store.blobs.joinpath("killed-1234abcd.bin.tmp").write_bytes(b"left half-written")
+    store.blobs.joinpath("young-5678abcd.bin.tmp").write_bytes(b"being written right now")
+    store.blobs.joinpath("notes.txt").write_bytes(b"not the store's: never removed")
     hours_ago = time.time() - 2 * 3600
-    os.utime(store.blobs / "orphan-1234.bin", (hours_ago, hours_ago))
+    for old in ("orphan-1234abcd.bin", "killed-1234abcd.bin.tmp", "notes.txt"):
+        os.utime(store.blobs / old, (hours_ago, hours_ago))
     assert await store.prune() == 0
     names = sorted(path.name[:5] for path in store.blobs.iterdir())
-    assert names == ["kept-", "young"]
+    assert names == ["kept-", "notes", "young"]
 
 
 async def test_a_read_only_store_is_read_from_and_never_written(tmp_path: Path) -> None:
