@@ -11,6 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 
@@ -164,3 +165,18 @@ def test_a_run_whose_writer_went_quiet_reads_as_interrupted(tmp_path: Path) -> N
         )
     db.close()
     assert store.get(record.run_id).status == "interrupted"  # type: ignore[union-attr]
+
+
+async def test_a_run_is_found_by_a_hex_prefix_of_four_or_more_and_nothing_else(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    store = RunStore(tmp_path)
+    run_id = (await PipelineExecutor(runs=store).execute(chain(stub(1)))).run_id
+    found = store.get(run_id[:4])
+    assert found is not None
+    assert found.run_id == run_id
+    # A prefix is literal hex: SQL's wildcards match nothing, and nor does a short one.
+    for wild in ("%", "____", "_" * 12, f"{run_id[:3]}%", run_id[:3], run_id[:4].upper()):
+        assert store.get(wild) is None, wild
+    with pytest.raises(LookupError):
+        store.respond("%", "s0", value=True)

@@ -15,6 +15,7 @@ from ._common import UsageError, parse_age
 from ._resume import add_resume_options
 
 STATUSES = RUN_STATES
+RUN_ID_HELP = "the run's id (a unique prefix of 4+ characters will do)"
 
 
 def add_runs_command(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -38,7 +39,11 @@ def add_runs_command(commands: Any, common: argparse.ArgumentParser) -> None:
     show = actions.add_parser(
         "show", parents=[common, store], help="one run: its stages, errors included"
     )
-    show.add_argument("run_id", metavar="RUN_ID", help="the run's id (a unique prefix will do)")
+    show.add_argument(
+        "run_id",
+        metavar="RUN_ID",
+        help=RUN_ID_HELP,
+    )
     show.add_argument("--json", action="store_true", help="the run and its stages as JSON")
     prune = actions.add_parser("prune", parents=[common, store], help="forget old runs")
     prune.add_argument(
@@ -53,7 +58,11 @@ def add_runs_command(commands: Any, common: argparse.ArgumentParser) -> None:
         parents=[common, store],
         help="answer a running or suspended run's gate (WaitForInput)",
     )
-    respond.add_argument("run_id", metavar="RUN_ID", help="the run's id (a unique prefix will do)")
+    respond.add_argument(
+        "run_id",
+        metavar="RUN_ID",
+        help=RUN_ID_HELP,
+    )
     respond.add_argument("stage", metavar="STAGE", help="the gate's stage id")
     respond.add_argument(
         "--value",
@@ -66,7 +75,11 @@ def add_runs_command(commands: Any, common: argparse.ArgumentParser) -> None:
         parents=[common, store],
         help="go on with a run suspended waiting for input (run --suspend)",
     )
-    resume.add_argument("run_id", metavar="RUN_ID", help="the run's id (a unique prefix will do)")
+    resume.add_argument(
+        "run_id",
+        metavar="RUN_ID",
+        help=RUN_ID_HELP,
+    )
     add_resume_options(resume)
     runs.set_defaults(handler=cmd_runs)
 

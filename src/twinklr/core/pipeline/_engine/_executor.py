@@ -218,7 +218,7 @@ class PipelineExecutor:
         with ``suspend_on_wait`` the run suspends again there).
 
         Args:
-            run_id: The suspended run's id (a unique prefix will do).
+            run_id: The suspended run's id (a unique prefix of 4+ characters will do).
             responses: Gate id -> its answer (the gate's output).
             pipeline: The definition to resume with. By default, the one defined in
                 this process that is the same as the run's (import or build it first);

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sqlite3
 import time
@@ -76,6 +77,10 @@ _SUMMARY = (
 )
 
 
+#: A run id's prefix that finds it: literal hex, four characters at least.
+_PREFIX = re.compile(r"[0-9a-f]{4,}")
+
+
 class RunHistory:
     """The runs recorded in one SQLite file, read (`RunStore` writes them too).
 
@@ -125,7 +130,7 @@ class RunHistory:
         return records
 
     def get(self, run_id: str) -> RecordedRun | None:
-        """The run ``run_id`` (a unique prefix of it will do), or None."""
+        """The run ``run_id`` (a unique prefix of 4+ characters will do), or None."""
         row = self._row(run_id, _SUMMARY)
         return None if row is None else self._record(row)
 
@@ -183,7 +188,7 @@ class RunHistory:
             return None
         query = f"SELECT {columns} FROM runs WHERE run_id = ?"  # noqa: S608
         row = self._db.locked(lambda db: db.execute(query, (run_id,)).fetchone())
-        if row is None and run_id:
+        if row is None and _PREFIX.fullmatch(run_id):  # (hex: no LIKE wildcard in it)
             like = f"SELECT {columns} FROM runs WHERE run_id LIKE ? LIMIT 2"  # noqa: S608
             rows = self._db.locked(lambda db: db.execute(like, (run_id + "%",)).fetchall())
             row = rows[0] if len(rows) == 1 else None

@@ -152,9 +152,9 @@ class RunStore(RunHistory):
     # -- suspended runs -------------------------------------------------------------
 
     def suspension(self, run_id: str) -> tuple[RecordedRun, bytes, dict[str, Any]]:
-        """What resuming ``run_id`` (a unique prefix will do) needs: its record, the
-        state it was suspended with, and the answers given to its gates through the
-        store (``runs respond``). `LookupError` says why there is none."""
+        """What resuming ``run_id`` (a unique prefix of 4+ characters will do) needs: its
+        record, the state it was suspended with, and the answers given to its gates
+        through the store (``runs respond``). `LookupError` says why there is none."""
         record = self.get(run_id)
         if record is None:
             msg = f"no run {run_id!r} at {self.path}"
