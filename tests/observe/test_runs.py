@@ -373,3 +373,31 @@ async def test_prune_keeps_suspended_runs_and_forgets_what_pruned_runs_left(
     with sqlite3.connect(store.path) as db:
         (suspensions,) = db.execute("SELECT COUNT(*) FROM suspensions").fetchone()
     assert suspensions == 1
+
+
+async def test_a_gate_of_a_suspended_run_is_answered_once(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    store = RunStore(tmp_path)
+    run_id = await suspended_run(tmp_path, store)
+    store.respond(run_id, "approve", "first")
+    with pytest.raises(LookupError, match=r"'approve' of run .* has already been answered"):
+        store.respond(run_id, "approve", "second")
+    assert store.suspension(run_id)[2] == {"approve": "first"}
+
+
+async def test_prune_keeps_a_suspended_run_whose_resumption_was_cancelled(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    store = RunStore(tmp_path)
+    run_id = await suspended_run(tmp_path, store)
+    store.claim(run_id)
+    # What a resumption cancelled after it recorded leaves: the run ended "cancelled",
+    # its suspension kept (it can be resumed again).
+    with sqlite3.connect(store.path) as db:
+        db.execute(
+            "UPDATE runs SET status = 'cancelled', finished_at = 0 WHERE run_id = ?", (run_id,)
+        )
+    assert store.prune() == 0
+    record, _, _ = store.suspension(run_id)
+    assert record.status == "cancelled"

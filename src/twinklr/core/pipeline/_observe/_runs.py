@@ -105,7 +105,7 @@ class RunStore(RunHistory):
         prefix will do) with ``value`` (JSON): a running run's own process picks the
         answer up with its next batch, a suspended run's resumption finds it. Returns the
         run's full id; `LookupError` says why not (no such run, neither running nor
-        waiting, or that gate does not wait)."""
+        waiting, that gate does not wait, or it has been answered already)."""
         record = self.get(run_id)
         if record is None:
             msg = f"no run {run_id!r} at {self.path}"
@@ -127,8 +127,15 @@ class RunStore(RunHistory):
 
         def work(db: sqlite3.Connection) -> None:
             with transaction(db):
+                given = db.execute(
+                    "SELECT 1 FROM responses WHERE run_id = ? AND stage_id = ?",
+                    (record.run_id, stage_id),
+                ).fetchone()
+                if given is not None:
+                    msg = f"gate '{stage_id}' of run {record.run_id} has already been answered"
+                    raise LookupError(msg)
                 db.execute(
-                    "INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, 0)",
+                    "INSERT INTO responses VALUES (?, ?, ?, ?, 0)",
                     (record.run_id, stage_id, text, time.time()),
                 )
 
@@ -220,8 +227,9 @@ class RunStore(RunHistory):
     def prune(self, *, older_than: float | dt.timedelta | None = None) -> int:
         """Forget runs that finished more than ``older_than`` ago (seconds or a
         timedelta; None: every finished run); returns how many went. Runs in progress
-        and suspended runs (``waiting``) are kept, and the definitions no run names any
-        more go with the last one."""
+        and every run that can be resumed (suspended, or a resumption cancelled or
+        interrupted) are kept, and the definitions no run names any more go with the
+        last one."""
         if isinstance(older_than, dt.timedelta):
             older_than = older_than.total_seconds()
         if not self.path.exists():
@@ -232,7 +240,7 @@ class RunStore(RunHistory):
             with transaction(db):
                 removed = db.execute(
                     "DELETE FROM runs WHERE finished_at IS NOT NULL AND finished_at <= ? "
-                    "AND status != 'waiting'",
+                    "AND status != 'waiting' AND run_id NOT IN (SELECT run_id FROM suspensions)",
                     (cutoff,),
                 ).rowcount
                 db.execute(
@@ -247,10 +255,13 @@ class RunStore(RunHistory):
 
         removed = self._db.locked(work)
         # Interrupted runs never finish: the same age, by their last write.
+        kept = self._db.locked(
+            lambda db: {run_id for (run_id,) in db.execute("SELECT run_id FROM suspensions")}
+        )
         gone = [
             record.run_id
             for record in self.runs(status="interrupted")
-            if record.started_at.timestamp() <= cutoff
+            if record.started_at.timestamp() <= cutoff and record.run_id not in kept
         ]
         if gone:
             marks = ",".join("?" * len(gone))
