@@ -328,3 +328,15 @@ def test_runs_resume_of_a_run_not_started_by_the_cli_needs_its_pipeline(
     )
     assert (code, out) == (0, "")
     assert RunStore(tmp_path).get(run_id).status == "waiting"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "\u00b2", "1" * 23])
+def test_a_bad_limit_is_one_line_naming_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, limit: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["runs", "list", "--store", str(tmp_path), "--limit", limit])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--limit" in err
+    assert "not a twinklr run store" not in err

@@ -93,6 +93,9 @@ async def test_listing_filters_by_pipeline_and_status_newest_first(
     assert store.get("zzz") is None
     assert store.stages("zzz") == []
     assert RunStore(tmp_path / "none").runs() == []
+    for bad_limit in (0, -1, 10**23, True):
+        with pytest.raises(ValueError, match="limit must be a whole number"):
+            store.runs(limit=bad_limit)
 
 
 CHILD = textwrap.dedent(

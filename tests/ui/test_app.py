@@ -116,9 +116,10 @@ async def test_the_runs_api_lists_newest_first_and_filters(
         named = (await http.get("/api/runs", params={"pipeline": "good"})).json()
         assert [run["run_id"] for run in named] == [ok]
         assert (await http.get("/api/runs", params={"limit": "1"})).json()[0]["run_id"] == bad
-        refused = await http.get("/api/runs", params={"limit": "none"})
-        assert refused.status_code == 400
-        assert "limit" in refused.json()["error"]
+        for bad_limit in ("none", "0", "-1", "\u00b2", "1" * 23):
+            refused = await http.get("/api/runs", params={"limit": bad_limit})
+            assert refused.status_code == 400, bad_limit
+            assert "limit" in refused.json()["error"]
         assert (await http.get("/api/runs", params={"status": "odd"})).status_code == 400
 
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._base._database import DEFAULT_DIRECTORY
+from .._observe._reading import parse_limit
 from .._observe._records import RUN_STATES, RecordedStage, run_json
 from .._observe._runs import RunStore
 from ._common import UsageError, parse_age
@@ -34,7 +35,7 @@ def add_runs_command(commands: Any, common: argparse.ArgumentParser) -> None:
     listing = actions.add_parser("list", parents=[common, store], help="the runs, newest first")
     listing.add_argument("--pipeline", help="only this pipeline's runs")
     listing.add_argument("--status", choices=STATUSES, help="only runs that ended so")
-    listing.add_argument("--limit", type=_positive, default=50, help="at most N (default 50)")
+    listing.add_argument("--limit", type=_limit, default=50, help="at most N (default 50)")
     listing.add_argument("--json", action="store_true", help="a JSON list")
     show = actions.add_parser(
         "show", parents=[common, store], help="one run: its stages, errors included"
@@ -84,11 +85,11 @@ def add_runs_command(commands: Any, common: argparse.ArgumentParser) -> None:
     runs.set_defaults(handler=cmd_runs)
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        msg = f"expected a positive whole number, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return int(text)
+def _limit(text: str) -> int:
+    try:
+        return parse_limit(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -77,6 +77,19 @@ _SUMMARY = (
 )
 
 
+#: The most runs one listing returns.
+MAX_LIMIT = 100_000
+
+
+def parse_limit(text: str) -> int:
+    """``text`` as a listing's limit: a whole number from 1 to `MAX_LIMIT` in plain
+    digits; `ValueError` naming the limit otherwise."""
+    if not re.fullmatch(r"[0-9]{1,9}", text) or not 1 <= int(text) <= MAX_LIMIT:
+        msg = f"limit must be a whole number from 1 to {MAX_LIMIT}, not {text!r}"
+        raise ValueError(msg)
+    return int(text)
+
+
 #: A run id's prefix that finds it: literal hex, four characters at least.
 _PREFIX = re.compile(r"[0-9a-f]{4,}")
 
@@ -107,7 +120,11 @@ class RunHistory:
         status: RunState | None = None,
         limit: int | None = None,
     ) -> list[RecordedRun]:
-        """Recorded runs, newest first, of ``pipeline`` and in ``status`` if given."""
+        """Recorded runs, newest first, of ``pipeline`` and in ``status`` if given, at most
+        ``limit`` (from 1 to `MAX_LIMIT`; `ValueError` otherwise)."""
+        if limit is not None and not (type(limit) is int and 1 <= limit <= MAX_LIMIT):
+            msg = f"limit must be a whole number from 1 to {MAX_LIMIT}, not {limit!r}"
+            raise ValueError(msg)
         if not self.path.exists():
             return []
         clauses, arguments = [], []

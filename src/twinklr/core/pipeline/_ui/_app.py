@@ -30,6 +30,7 @@ from starlette.types import Receive, Scope, Send
 from .._base import _graph
 from .._cache._export import to_plain
 from .._engine._handle import RunHandle, RunStatus
+from .._observe._reading import parse_limit
 from .._observe._records import RUN_STATES, run_json
 from .._observe._runs import RunStore
 from ._definition_page import DefinitionSource, Loader
@@ -110,16 +111,17 @@ class RunsView:
     async def _runs(self, request: Request) -> Response:
         query = request.query_params
         status = query.get("status") or None
-        limit_text = query.get("limit", "100")
-        if not limit_text.isdigit() or int(limit_text) < 1:
-            return _bad_request(f"limit must be a positive whole number, not {limit_text!r}")
+        try:
+            limit = parse_limit(query.get("limit", "100"))
+        except ValueError as exc:
+            return _bad_request(str(exc))
         if status not in (None, *RUN_STATES):
             return _bad_request(f"no such status: {status!r}")
         records = await anyio.to_thread.run_sync(
             lambda: self.store.runs(
                 pipeline=query.get("pipeline") or None,
                 status=status,
-                limit=int(limit_text),
+                limit=limit,
             )
         )
         return JSONResponse([record.as_json() for record in records])
