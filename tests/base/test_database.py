@@ -1,4 +1,5 @@
-"""Opening a SQLite file in WAL mode while another process holds it."""
+"""SQLite files as the stores keep them: the file a path names, transactions, WAL while
+another process holds the file."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from twinklr.core.pipeline._base import _database as _wal
-from twinklr.core.pipeline._base._database import use_wal
+from twinklr.core.pipeline._base._database import database_file, transaction, use_wal
 
 
 def locked(path: Path) -> sqlite3.Connection:
@@ -54,3 +55,46 @@ def test_other_errors_are_not_retried(tmp_path: Path) -> None:
     closed.close()
     with pytest.raises(sqlite3.ProgrammingError):
         use_wal(closed, timeout_s=5)
+
+
+@pytest.mark.parametrize(
+    ("given", "directory"),
+    [
+        ("runs", True),
+        (".twinklr", True),
+        ("cache.v2", True),  # a suffix that is not a database's: a directory to create
+        ("cache.sqlite", False),
+        ("cache.sqlite3", False),
+        ("cache.DB", False),
+    ],
+)
+def test_a_path_is_a_directory_unless_it_names_a_database_file(
+    tmp_path: Path, given: str, *, directory: bool
+) -> None:
+    path = tmp_path / given
+    expected = path / "store.sqlite3" if directory else path
+    assert database_file(path, "store.sqlite3") == expected
+    assert database_file(f"{path}/", "store.sqlite3") == path / "store.sqlite3"
+
+
+def test_an_existing_file_or_directory_is_taken_as_it_is(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_bytes(b"")
+    (tmp_path / "folder.db").mkdir()
+    assert database_file(tmp_path / "plain", "x.sqlite3") == tmp_path / "plain"
+    assert database_file(tmp_path / "folder.db", "x.sqlite3") == tmp_path / "folder.db/x.sqlite3"
+
+
+def test_a_transaction_commits_or_rolls_back(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "t.sqlite3", isolation_level=None)
+    db.execute("CREATE TABLE t (x)")
+    with transaction(db):
+        db.execute("INSERT INTO t VALUES (1)")
+
+    def failing() -> None:
+        with transaction(db):
+            db.execute("INSERT INTO t VALUES (2)")
+            raise ValueError("no")
+
+    with pytest.raises(ValueError, match="no"):
+        failing()
+    assert db.execute("SELECT x FROM t").fetchall() == [(1,)]

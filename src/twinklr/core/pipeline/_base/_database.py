@@ -18,17 +18,22 @@ T = TypeVar("T")
 DEFAULT_DIRECTORY = ".twinklr"
 
 
+#: The suffixes that make a path that does not exist yet a database file to create
+#: (any other path that does not exist is a directory to create).
+DATABASE_SUFFIXES = frozenset({".sqlite", ".sqlite3", ".db"})
+
+
 def database_file(path: str | Path, filename: str) -> Path:
-    """The database file ``path`` names: ``path`` itself, or ``filename`` in it when it
-    is a directory (one that exists, or a path ending in a separator or without a
-    suffix, which is created when the file is)."""
+    """The database file ``path`` names: ``path`` itself when it is a file, or when it
+    does not exist and has a database suffix (``.sqlite``, ``.sqlite3``, ``.db``);
+    otherwise ``filename`` in it, a directory (created with the file)."""
     given = str(path)
     path = Path(path)
     if path.is_file():
         return path
-    if path.is_dir() or given.endswith(("/", "\\")) or not path.suffix:
+    if path.is_dir() or given.endswith(("/", "\\")):
         return path / filename
-    return path
+    return path if path.suffix.lower() in DATABASE_SUFFIXES else path / filename
 
 
 @contextlib.contextmanager

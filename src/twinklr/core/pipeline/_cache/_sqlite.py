@@ -57,7 +57,8 @@ class SQLiteCacheStore:
     Payloads over 256 KiB are kept as files beside it, in ``<file>-blobs/``.
 
     Args:
-        path: The database file, or a directory to keep ``twinklr-cache.sqlite3`` in
+        path: The database file (an existing file, or a ``.sqlite``, ``.sqlite3`` or
+            ``.db`` path), or else a directory to keep ``twinklr-cache.sqlite3`` in
             (created if missing).
         max_bytes: A bound on the payloads it keeps: beyond it a save evicts the
             entries used least recently, except those runs in progress in this process

@@ -145,7 +145,7 @@ def configure_logging(log_format: str, *, quiet: bool) -> None:
 
 def cache_store(where: str | Path) -> SQLiteCacheStore:
     """The store ``--cache`` names: a directory (made when missing) unless it is an
-    existing file or has a suffix (``cache.db``, ``twinklr-cache.sqlite3``)."""
+    existing file or has a database suffix (``cache.db``, ``.sqlite``, ``.sqlite3``)."""
     return SQLiteCacheStore(where)
 
 

@@ -36,7 +36,8 @@ class RunStore(RunHistory):
     the run goes on unrecorded.
 
     Args:
-        path: The database file, or a directory to keep ``twinklr-runs.sqlite3`` in
+        path: The database file (an existing file, or a ``.sqlite``, ``.sqlite3`` or
+            ``.db`` path), or else a directory to keep ``twinklr-runs.sqlite3`` in
             (created if missing; it may be the cache's directory).
         busy_timeout_s: How long a write waits for another process's write.
     """
