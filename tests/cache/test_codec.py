@@ -358,3 +358,44 @@ def test_pydantic_models_round_trip_through_their_own_json_mode() -> None:
     for cls in (f"{__name__}:Cue", "os:system"):
         with pytest.raises(CodecError, match="cannot be read back"):
             decode({**encode(plan), "cls": cls})
+
+
+def test_reading_a_class_name_never_imports_a_module() -> None:
+    # numpy imports its submodules lazily, through the module's __getattr__: a payload
+    # naming one must not make the reader import it.
+    code = textwrap.dedent(
+        """
+        import sys, numpy
+        from twinklr.core.pipeline._cache._codec import CodecError, decode
+        for kind in ("attrs", "dataclass", "enum", "pydantic"):
+            try:
+                decode({"$": kind, "cls": "numpy:f2py.crackfortran", "fields": {}, "v": 1,
+                        "json": "{}"})
+            except CodecError:
+                pass
+        print("numpy.f2py" in sys.modules)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+class Lazy(type(sys)):  # type: ignore[misc]
+    """A module whose attributes come from ``__getattr__`` (as lazily importing ones do)."""
+
+    asked: list[str]
+
+    def __getattr__(self, name: str) -> Any:
+        self.asked.append(name)
+        return Cue
+
+
+def test_a_class_is_found_through_module_and_class_namespaces_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lazy = Lazy("lazy_for_codec")
+    lazy.asked = []
+    monkeypatch.setitem(sys.modules, "lazy_for_codec", lazy)
+    with pytest.raises(CodecError):
+        decode({"$": "attrs", "cls": "lazy_for_codec:Cue", "fields": {}})
+    assert lazy.asked == []

@@ -23,10 +23,12 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
+import inspect
 import io
 import math
 import pathlib
 import sys
+import types
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -319,13 +321,18 @@ def _rebuild(
 
 
 def _find(name: object) -> Any:
-    """The object called ``module:qualname``, among modules already imported only."""
+    """The object called ``module:qualname``, among modules already imported only, read
+    from the module's and each class's own namespace: never through a module's
+    ``__getattr__`` (which may import a submodule) or a descriptor (which may run)."""
     if not isinstance(name, str) or ":" not in name:
         return None
     module_name, _, qualname = name.partition(":")
     found: Any = sys.modules.get(module_name)
     for part in qualname.split("."):
-        if found is None or part.startswith("<"):
+        if found is None or not part.isidentifier():
             return None
-        found = getattr(found, part, None)
+        if isinstance(found, types.ModuleType):
+            found = vars(found).get(part)
+        else:
+            found = inspect.getattr_static(found, part, None)
     return found
