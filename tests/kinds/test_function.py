@@ -19,6 +19,7 @@ from twinklr.core.pipeline import (
     PipelineContext,
     PipelineDefinition,
     PipelineExecutor,
+    PipelineValidationError,
     RetryConfig,
     StageDefinition,
     StageResult,
@@ -446,3 +447,18 @@ def test_reading_what_a_function_takes() -> None:
     assert signature_text(3) == "(...)"  # type: ignore[arg-type]
     assert FunctionStage(double) != 3
     assert FunctionStage(double) != FunctionStage(double, version="2")
+
+
+@pytest.mark.parametrize("version", [2, "", None])
+def test_a_version_that_is_no_string_is_a_validation_problem(version: Any) -> None:
+    @stage(version=version)
+    async def analyse(song: str) -> str:
+        return song
+
+    pipeline = PipelineDefinition("p", [StageDefinition("analyse", analyse)])
+    (problem,) = pipeline.validate_pipeline()
+    assert problem == (
+        f"stage 'analyse': @stage version must be a non-empty string, got {version!r}"
+    )
+    with pytest.raises(PipelineValidationError, match="version must be a non-empty string"):
+        trio.run(PipelineExecutor(cache=MemoryCacheStore()).execute, pipeline, "carol")

@@ -133,7 +133,16 @@ class FunctionStage(Generic[T]):
         return self.fn(*args, **kwargs)
 
     def problem(self) -> str | None:
-        """Why the function cannot serve as a stage, or None when it can."""
+        """Why the function cannot serve as a stage, or None when it can (what
+        validation reports, naming the stage)."""
+        version: object = self.version
+        if not isinstance(version, str) or not version:
+            return f"@stage version must be a non-empty string, got {version!r}"
+        return self.signature_problem()
+
+    def signature_problem(self) -> str | None:
+        """Why the function's parameters cannot take a stage's input, or None (what the
+        decorator refuses at once)."""
         if self.takes_context is not None:
             return None
         bare = signature_text(self.fn)
@@ -238,7 +247,7 @@ def stage(
             )
             raise TypeError(msg)
         made = function_stage(function, name=name, version=version)
-        problem = made.problem()
+        problem = made.signature_problem()
         if problem is not None:
             raise TypeError(problem)
         return made
