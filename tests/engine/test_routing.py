@@ -16,6 +16,7 @@ from conftest import Stub, stub
 from twinklr.core.pipeline import (
     EventKind,
     ExecutionPattern,
+    NoOutputError,
     PipelineContext,
     PipelineDefinition,
     PipelineExecutor,
@@ -324,3 +325,18 @@ def test_exactly_the_stages_routing_leaves_out_are_skipped(
     assert set(result.skipped_stages) == {str(i) for i in expected_skipped}
     for i, one in enumerate(stubs):
         assert len(one.calls) == (0 if i in expected_skipped else 1)
+
+
+async def test_the_output_of_a_stage_routing_left_out_says_so(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    pipeline = song_pipeline(stub("instrumental", delay=1))
+    result = await PipelineExecutor().execute(pipeline)
+    with pytest.raises(NoOutputError) as left_out:
+        result.output(pipeline.get_stage("lyrics"))
+    assert str(left_out.value).endswith(
+        "it was skipped (routing did not take its branch: routing stage 'kind' took "
+        "branch 'instrumental')"
+    )
+    with pytest.raises(NoOutputError, match=r"skipped \(routing skipped all its inputs\)"):
+        result.output(pipeline.get_stage("polish"))

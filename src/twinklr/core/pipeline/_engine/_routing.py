@@ -61,6 +61,8 @@ class RoutedRun(Run):
         # (theirs, and those whose inputs all were).
         self.routed_off = bytearray(len(self.plan.ids))
         self.route_skipped = bytearray(len(self.plan.ids))
+        # stage left out -> which routing stage left it out, and what that one took
+        self.left_out: dict[int, str] = {}
         super().start(nursery, actors)
 
     def stage_finished(self, index: int, result: StageResult[Any]) -> None:
@@ -86,11 +88,13 @@ class RoutedRun(Run):
                 result, metadata={**result.metadata, "branches": tuple(sorted(taken))}
             )
         live = {target for branch in taken for target in branches[branch]}
+        chose = ", ".join(f"branch {name!r}" for name in sorted(taken)) or "no branch"
         for branch, targets in branches.items():
             if branch not in taken:
                 for target in targets:
                     if target not in live:
                         self.routed_off[target] = 1
+                        self.left_out[target] = f"routing stage '{sdef.id}' took {chose}"
         return result
 
     def hand_on(self, index: int, output: Any, now: float) -> None:
@@ -122,7 +126,13 @@ class RoutedRun(Run):
         self.queued[index] = self.started[index] = self.finished[index] = now
         self.route_skipped[index] = 1
         stage_id = self.plan.ids[index]
-        self.results[index] = result = StageResult.skipped(stage_name=stage_id, reason=reason)
+        metadata = {"reason": reason}
+        if index in self.left_out:
+            metadata["routing"] = self.left_out[index]
+        result: StageResult[Any] = StageResult(
+            status=StageStatus.SKIPPED, stage_name=stage_id, metadata=metadata
+        )
+        self.results[index] = result
         if self.watched:
             self.stage_transition(EventKind.STAGE_QUEUED, index, now)
             self.stage_transition(EventKind.STAGE_SKIPPED, index, now, None, result.error)

@@ -360,7 +360,11 @@ class PipelineResult:
         if status is StageStatus.FAILED:
             reason = f"it failed ({result.error})"
         elif status is StageStatus.SKIPPED:
-            reason = "it was skipped (its condition was false)"
+            why = result.metadata.get("reason", "condition was false")
+            if why == "condition was false":
+                why = "its condition was false"
+            routing = result.metadata.get("routing")
+            reason = f"it was skipped ({why}{': ' + routing if routing else ''})"
         elif status is StageStatus.CANCELLED:
             reason = "it was cancelled"
         else:
