@@ -340,3 +340,37 @@ async def test_the_output_of_a_stage_routing_left_out_says_so(
     )
     with pytest.raises(NoOutputError, match=r"skipped \(routing skipped all its inputs\)"):
         result.output(pipeline.get_stage("polish"))
+
+
+async def test_a_router_giving_an_unhashable_value_fails_naming_stage_value_and_branches(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    result = await PipelineExecutor().execute(song_pipeline(stub([["lyrics"]])))
+    assert result.failed_stages == ("kind",)
+    assert result.error == (
+        "stage 'kind' failed: stage 'kind' chose [['lyrics']], which names no branch (its "
+        "output gave it); its branches are 'lyrics', 'instrumental'"
+    )
+
+
+async def test_a_stage_runs_when_any_router_listing_it_took_its_branch(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    pipeline = PipelineDefinition(
+        "two routers",
+        [
+            StageDefinition("a", stub("x"), routes={"x": ["both"], "y": ["only_a"]}),
+            StageDefinition("b", stub("q"), routes={"p": ["both"], "q": ["only_b"]}),
+            StageDefinition("both", stub("ran"), inputs=["a", "b"]),
+            StageDefinition("only_a", stub("ran"), inputs=["a"]),
+            StageDefinition("only_b", stub("ran"), inputs=["b"]),
+        ],
+    )
+    result = await PipelineExecutor().execute(pipeline)
+    assert statuses(result) == {
+        "a": "succeeded",
+        "b": "succeeded",
+        "both": "succeeded",  # a took its branch, b did not: it runs
+        "only_a": "skipped",
+        "only_b": "succeeded",
+    }

@@ -37,8 +37,15 @@ def chosen_branches(sdef: Any, output: Any, branches: dict[str, tuple[int, ...]]
     names = [chosen] if isinstance(chosen, str) else chosen
     try:
         taken = set(names)
-    except TypeError:
-        taken = {names}
+    except TypeError:  # not a collection of names
+        taken = {names} if _hashable(names) else set()
+    if not taken and chosen:  # (something that names no branch at all)
+        how = f"router {getattr(sdef.router, '__name__', 'router')}()" if sdef.router else "output"
+        msg = (
+            f"stage '{sdef.id}' chose {chosen!r:.80}, which names no branch (its {how} gave "
+            f"it); its branches are {', '.join(map(repr, branches))}"
+        )
+        raise RoutingError(msg)
     unknown = sorted(repr(name) for name in taken if name not in branches)
     if unknown:
         how = f"router {getattr(sdef.router, '__name__', 'router')}()" if sdef.router else "output"
@@ -48,6 +55,14 @@ def chosen_branches(sdef: Any, output: Any, branches: dict[str, tuple[int, ...]]
         )
         raise RoutingError(msg)
     return taken
+
+
+def _hashable(value: object) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 class RoutedRun(Run):
@@ -61,6 +76,7 @@ class RoutedRun(Run):
         # (theirs, and those whose inputs all were).
         self.routed_off = bytearray(len(self.plan.ids))
         self.route_skipped = bytearray(len(self.plan.ids))
+        self.taken = bytearray(len(self.plan.ids))  # stages some router took a branch to
         # stage left out -> which routing stage left it out, and what that one took
         self.left_out: dict[int, str] = {}
         super().start(nursery, actors)
@@ -89,10 +105,15 @@ class RoutedRun(Run):
             )
         live = {target for branch in taken for target in branches[branch]}
         chose = ", ".join(f"branch {name!r}" for name in sorted(taken)) or "no branch"
+        # A stage runs when any router listing it took a branch naming it: one router
+        # leaving it out skips it only while no other has taken it.
+        for target in live:
+            self.taken[target] = 1
+            self.routed_off[target] = 0
         for branch, targets in branches.items():
             if branch not in taken:
                 for target in targets:
-                    if target not in live:
+                    if target not in live and not self.taken[target]:
                         self.routed_off[target] = 1
                         self.left_out[target] = f"routing stage '{sdef.id}' took {chose}"
         return result
