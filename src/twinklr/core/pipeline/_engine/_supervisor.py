@@ -132,11 +132,14 @@ async def _record_end(run: Run, recorder: RunRecorder, ended: BaseException | No
         status = "waiting"
     elif ended is None:
         status = "succeeded" if error is None else "failed"
+    elif _interrupted(ended):  # Ctrl-C: the person at the terminal cancelled it
+        status, error = "cancelled", "KeyboardInterrupt"
     elif is_cancellation(ended):
         status, error = "cancelled", error or "the run was cancelled"
     elif isinstance(ended, Exception):
         status, error = "failed", f"the run ended with {type(ended).__name__}: {ended}"
-    else:  # KeyboardInterrupt, SystemExit: the process is going
+    else:  # SystemExit: the process is going
+        ended = _lone_exception(ended)
         status, error = "interrupted", f"the run ended with {type(ended).__name__}"
     await recorder.finish(
         status,
@@ -144,6 +147,13 @@ async def _record_end(run: Run, recorder: RunRecorder, ended: BaseException | No
         to_ms(run.end_time - run.start_time),
         run.suspension if status == "waiting" else None,
     )
+
+
+def _interrupted(ended: BaseException) -> bool:
+    """Whether ``ended`` is (or holds) a KeyboardInterrupt."""
+    if isinstance(ended, BaseExceptionGroup):
+        return ended.subgroup(KeyboardInterrupt) is not None
+    return isinstance(ended, KeyboardInterrupt)
 
 
 async def _clean_up(cleanups: list[Callable[[], Awaitable[None]]], log: Any) -> None:
