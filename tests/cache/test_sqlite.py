@@ -310,3 +310,18 @@ async def test_a_read_that_takes_too_long_is_interrupted(tmp_path: Path) -> None
     with pytest.raises(sqlite3.OperationalError, match="interrupted"):
         await store.load("p", "g")
     assert len(await store.entries()) == 2000  # writes and listings are not reads
+
+
+async def test_what_a_run_holds_is_kept_by_every_store_of_its_file(tmp_path: Path) -> None:
+    # Holds belong to the file: a second store object of it in this process (another
+    # executor's, the command's) does not evict what a running run holds.
+    running = SQLiteCacheStore(tmp_path, max_bytes=5 * (INLINE_MAX + 1))
+    other = SQLiteCacheStore(tmp_path, max_bytes=5 * (INLINE_MAX + 1))
+    held = {"a"}
+    running.hold(held)
+    await running.save([big("a")])
+    await other.save([big(key) for key in "bcdefg"])
+    assert "a" in {entry.key for entry in await other.entries()}
+    running.release(held)
+    await other.save([big("h")])
+    assert "a" not in {entry.key for entry in await other.entries()}

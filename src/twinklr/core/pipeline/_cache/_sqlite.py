@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
@@ -91,7 +93,7 @@ class SQLiteCacheStore:
         self._blobs = BlobFolder(self.blobs)
         self.max_bytes = max_bytes
         self.read_only = read_only or (path.exists() and not os.access(path, os.W_OK))
-        self.holds = Holds()
+        self.holds = _holds_of(path)
         self._read_timeout_s = read_timeout_s
         self._clock = clock
         self._db = Database(
@@ -368,3 +370,19 @@ class SQLiteCacheStore:
 
         if self._db.is_open:
             await trio.to_thread.run_sync(self._db.close)
+
+
+# The keys runs in progress hold, by database file: every store object of one file in
+# this process keeps what any of them holds (they evict from the same entries).
+_holds: weakref.WeakValueDictionary[Path, Holds] = weakref.WeakValueDictionary()
+_holds_lock = threading.Lock()
+
+
+def _holds_of(path: Path) -> Holds:
+    """The holds of the file at ``path``, shared by the store objects of it."""
+    where = path.resolve()
+    with _holds_lock:
+        holds = _holds.get(where)
+        if holds is None:
+            holds = _holds[where] = Holds()
+        return holds
