@@ -11,7 +11,8 @@ import trio
 
 from conftest import stub
 from twinklr.core.pipeline import PipelineDefinition, PipelineExecutor, RunStore, StageDefinition
-from twinklr.core.pipeline._ui._serve import check_bind, is_loopback
+from twinklr.core.pipeline._ui._guard import is_loopback
+from twinklr.core.pipeline._ui._serve import check_bind
 from twinklr.core.pipeline.ui import RunsView, UnsafeBindError, serve
 
 

@@ -4,6 +4,7 @@ and what changes something needs the token or the same origin."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Callable
@@ -14,7 +15,6 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 COOKIE = "twinklr_ui_token"
-LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -43,6 +43,16 @@ def host_name(host_header: str) -> str:
     return host_header.rpartition(":")[0] if ":" in host_header else host_header
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class Guard:
     """Every request: the token (when there is one) or a loopback Host; the headers."""
 
@@ -58,7 +68,7 @@ class Guard:
         token = self.token()
         set_cookie = False
         if token is None:
-            if host_name(request.headers.get("host", "")) not in LOOPBACK_NAMES:
+            if not is_loopback(host_name(request.headers.get("host", ""))):
                 await _refuse(scope, receive, send, 403, "this view answers loopback names only")
                 return
         else:

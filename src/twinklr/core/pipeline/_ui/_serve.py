@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import ipaddress
 import logging
 import signal
 import sys
@@ -16,21 +15,11 @@ import trio
 from .._observe._runs import RunStore
 from ..definition import PipelineDefinition
 from ._app import RunsView
-from ._guard import environment_token
+from ._guard import environment_token, is_loopback
 
 
 class UnsafeBindError(ValueError):
     """A non-loopback address without a token: anyone who reaches it would see the runs."""
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(host: str, token: str | None) -> None:
