@@ -340,3 +340,22 @@ def test_a_bad_limit_is_one_line_naming_it(
     err = capsys.readouterr().err
     assert "--limit" in err
     assert "not a twinklr run store" not in err
+
+
+@pytest.mark.parametrize(
+    ("column", "damage"), [("progress", b"cut"), ("details", "{not json")], ids=["blob", "json"]
+)
+def test_runs_show_of_a_damaged_run_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, column: str, damage: object
+) -> None:
+    code, out, _ = cli(
+        capsys, "run", f"{FIXTURES}:numbers", "--input", "1", "--cache", str(tmp_path)
+    )
+    run_id = recorded_id(out)
+    with sqlite3.connect(RunStore(tmp_path).path) as db:
+        db.execute(f"UPDATE runs SET {column} = ?", (damage,))  # noqa: S608 (the test's own)
+    code, _, err = cli(capsys, "runs", "show", run_id, "--store", str(tmp_path))
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert f"run {run_id}" in line
+    assert "damaged" in line

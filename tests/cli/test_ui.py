@@ -184,3 +184,17 @@ def test_ui_refuses_a_malformed_pipeline_target(
     code = main(["ui", "--store", str(tmp_path), "--pipeline", "no-colon-here"])
     assert code == 2
     assert "expected MODULE:ATTR" in capsys.readouterr().err
+
+
+def test_ui_on_a_busy_port_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["ui", "--store", str(tmp_path), "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert f"cannot serve on 127.0.0.1:{port}" in line

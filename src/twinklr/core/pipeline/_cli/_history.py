@@ -113,7 +113,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
             return 0
         if args.action == "list":
             return _list(store, args)
-        return _show(store, args)
+        try:
+            return _show(store, args)
+        except ValueError as exc:  # a row another program wrote over, or a cut file
+            msg = f"run {args.run_id} at {store.path} is damaged: {exc}"
+            raise UsageError(msg) from exc
     except sqlite3.DatabaseError as exc:
         msg = f"{store.path} is not a twinklr run store: {exc}"
         raise UsageError(msg) from exc

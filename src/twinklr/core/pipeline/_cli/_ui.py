@@ -17,7 +17,8 @@ from ..definition import split_target
 from ._common import EXIT_OK, UsageError, load
 
 #: Serves the web view until stopped: ``serve(store, host=, port=, token=, pipeline=,
-#: load=)``; `ValueError` when it refuses to (an unsafe address).
+#: load=)``; `ValueError` when it refuses to (an unsafe address), `OSError` when it
+#: cannot bind.
 Serve = Callable[..., None]
 
 
@@ -75,6 +76,9 @@ def cmd_ui(args: argparse.Namespace, *, serve: Serve) -> int:
         )
     except ValueError as exc:  # refused to serve there
         raise UsageError(str(exc)) from exc
+    except OSError as exc:  # could not: the port is in use, the address is not ours
+        msg = f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}"
+        raise UsageError(msg) from exc
     return EXIT_OK
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -67,7 +68,8 @@ def serve_until_stopped(
 ) -> None:
     """Serve the runs of ``store`` (and the definition at ``pipeline``, if given) until
     SIGINT or SIGTERM, saying where on standard output (the ``ui`` subcommand);
-    `UnsafeBindError` before anything is served if ``host`` is not safe to bind."""
+    `UnsafeBindError` before anything is served if ``host`` is not safe to bind, the
+    `OSError` of a bind that failed (a port in use)."""
     token = token or environment_token()
     check_bind(host, token)
     runs = RunStore(store)
@@ -92,6 +94,15 @@ def serve_until_stopped(
                 print("Ctrl-C stops", file=sys.stderr, flush=True)
 
     try:
+        _check_free(host, port)  # (hypercorn leaves its socket open when a bind fails)
         trio.run(main)
     finally:
         runs.close()
+
+
+def _check_free(host: str, port: int) -> None:
+    """`OSError` when ``host:port`` cannot be bound (in use, or not this machine's)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        probe.bind((host.strip("[]"), port))
