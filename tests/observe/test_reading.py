@@ -179,7 +179,10 @@ async def test_a_run_is_found_by_a_hex_prefix_of_four_or_more_and_nothing_else(
     assert found is not None
     assert found.run_id == run_id
     # A prefix is literal hex: SQL's wildcards match nothing, and nor does a short one.
-    for wild in ("%", "____", "_" * 12, f"{run_id[:3]}%", run_id[:3], run_id[:4].upper()):
+    wilds = ["%", "____", "_" * 12, f"{run_id[:3]}%", run_id[:3]]
+    if run_id.upper() != run_id:  # (an id of digits only has no other case)
+        wilds.append(run_id.upper())
+    for wild in wilds:
         assert store.get(wild) is None, wild
     with pytest.raises(LookupError):
         store.respond("%", "s0", value=True)
