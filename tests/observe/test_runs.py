@@ -401,3 +401,20 @@ async def test_prune_keeps_a_suspended_run_whose_resumption_was_cancelled(
     assert store.prune() == 0
     record, _, _ = store.suspension(run_id)
     assert record.status == "cancelled"
+
+
+async def test_a_run_is_recorded_whatever_its_strings_hold(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async def broken(path: str) -> str:
+        raise ValueError(f"cannot read {path}")
+
+    store = RunStore(tmp_path)
+    pipeline = PipelineDefinition("files", [StageDefinition("read", broken)])
+    result = await PipelineExecutor(runs=store).execute(pipeline, "carol\udcff.wav")
+    assert not result.success
+    (record,) = store.runs()
+    assert record.run_id == result.run_id
+    (stage,) = store.stages(record.run_id)
+    assert stage.error is not None
+    assert stage.error.startswith("ValueError: cannot read carol")

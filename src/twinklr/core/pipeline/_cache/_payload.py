@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._codec import Blob, CodecError
-from ._store import Payload
+from ._store import UTF8, Payload
 
 MAGIC = b"TWKLRC\x01\n"
 _ALIGN = 64
@@ -36,7 +36,7 @@ def _aligned(offset: int) -> int:
 def pack(document: dict[str, Any], blobs: Sequence[Blob]) -> Payload:
     """``document`` as JSON, with ``blobs`` framed after it (copied in)."""
     if not blobs:
-        return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode(*UTF8)
     table, offset = [], 0
     for blob in blobs:
         offset = _aligned(offset)
@@ -44,7 +44,7 @@ def pack(document: dict[str, Any], blobs: Sequence[Blob]) -> Payload:
         offset += blob.size
     header = json.dumps(
         {**document, "blobs": table}, separators=(",", ":"), ensure_ascii=False
-    ).encode()
+    ).encode(*UTF8)
     start = _aligned(len(MAGIC) + 8 + len(header))
     frame = _allocate(start + offset)
     frame[: len(MAGIC)] = MAGIC
@@ -70,16 +70,16 @@ def unpack(payload: Payload) -> tuple[dict[str, Any], list[memoryview]]:
     """The document and its blobs (views of ``payload``); `CodecError` when the
     payload is neither JSON nor a whole frame."""
     if type(payload) is bytes and not payload.startswith(MAGIC):  # the common case
-        return _document(payload.decode()), []
+        return _document(payload.decode(*UTF8)), []
     view = memoryview(payload).cast("B")
     if view[: len(MAGIC)] != MAGIC:
-        return _document(bytes(view).decode()), []
+        return _document(bytes(view).decode(*UTF8)), []
     length = int.from_bytes(view[len(MAGIC) : len(MAGIC) + 8], "little")
     end = len(MAGIC) + 8 + length
     if end > view.nbytes:
         msg = "a stored entry's header runs past its end"
         raise CodecError(msg)
-    document = _document(bytes(view[len(MAGIC) + 8 : end]).decode())
+    document = _document(bytes(view[len(MAGIC) + 8 : end]).decode(*UTF8))
     start = _aligned(end)
     blobs = []
     for entry in document.pop("blobs", ()):

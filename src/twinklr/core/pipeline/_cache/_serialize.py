@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .._kinds._function import FunctionStage, StreamingFunctionStage
 from .._values._results import StageResult
 from . import _codec
+from ._store import UTF8
 
 if TYPE_CHECKING:
     import cattrs
@@ -82,7 +83,7 @@ def fingerprint(value: Any) -> str:
     except (TypeError, ValueError) as exc:
         msg = f"{type(value).__name__} value has no fingerprint: {exc}"
         raise NotSerializableError(msg) from exc
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(text.encode(*UTF8)).hexdigest()
 
 
 def _tagged(value: Any) -> Any:

@@ -24,9 +24,13 @@ import attrs
 #: mapped file's). ``bytes(payload)`` always gives its bytes.
 Payload = bytes | bytearray | memoryview
 
+#: How text becomes bytes and back: UTF-8, lone surrogates kept as they are (what
+#: ``os.fsdecode`` gives for a file name that is not UTF-8), so every str round-trips.
+UTF8 = ("utf-8", "surrogatepass")
+
 
 def _as_payload(value: str | Payload) -> Payload:
-    return value.encode() if isinstance(value, str) else value
+    return value.encode(*UTF8) if isinstance(value, str) else value
 
 
 def payload_size(payload: Payload) -> int:

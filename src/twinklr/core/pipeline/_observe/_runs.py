@@ -62,18 +62,21 @@ class RunStore(RunHistory):
         that ends ``waiting`` keeps ``suspension``, what resuming it needs."""
         now = time.time()
         finished_at = None if status == "running" else now
+        pipeline, graph = _storable(run.pipeline), _storable(run.graph)
+        details = _storable(details)
+        error = None if error is None else _storable(error)
 
         def work(db: sqlite3.Connection) -> None:
             with transaction(db):
                 db.execute(
                     "INSERT OR IGNORE INTO definitions VALUES (?, ?, ?)",
-                    (run.definition, run.pipeline, run.graph),
+                    (run.definition, pipeline, graph),
                 )
                 db.execute(
                     "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         run.run_id,
-                        run.pipeline,
+                        pipeline,
                         run.definition,
                         run.input_fingerprint,
                         status,
@@ -275,3 +278,16 @@ class RunStore(RunHistory):
 #: What a run with a suspension may be when it is resumed: suspended, or a resumed run
 #: that was cancelled or whose process died before it ended.
 _RESUMABLE = ("waiting", "cancelled", "interrupted")
+
+
+def _storable(text: str) -> str:
+    """``text`` as SQLite can keep it: a lone surrogate (a file name that is not UTF-8,
+    through ``os.fsdecode``) written as its escape, ``\\udcff``, instead of failing the
+    whole record."""
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "backslashreplace")
+    return text
