@@ -818,24 +818,3 @@ async def test_a_store_that_answers_garbage_means_an_uncached_run_with_a_warning
     if answers != {"load": {"k": 5}}:  # a garbage payload under a key nobody asks for
         assert warned
         assert warned[0]["event"] == "cache_unreadable"
-
-
-async def test_a_string_with_a_lone_surrogate_is_cached_and_served_exactly(
-    store: CacheStore,
-) -> None:
-    # What os.fsdecode gives for a file name that is not UTF-8.
-    name = "carol\udcff.wav"
-    calls: list[str] = []
-
-    async def title(path: str) -> str:
-        calls.append(path)
-        return path.upper()
-
-    pipeline = PipelineDefinition("songs", [StageDefinition("title", title)])
-    executor = PipelineExecutor(cache=store)
-    first = await executor.execute(pipeline, name)
-    again = await executor.execute(pipeline, name)
-    assert first.success
-    assert again.cached_stages == ("title",)
-    assert again.outputs["title"] == name.upper() == first.outputs["title"]
-    assert calls == [name]
