@@ -359,3 +359,14 @@ def test_runs_show_of_a_damaged_run_is_one_line_and_exit_2(
     (line,) = err.strip().splitlines()
     assert f"run {run_id}" in line
     assert "damaged" in line
+
+
+def test_a_run_that_could_not_be_recorded_is_not_said_to_be(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs.db"
+    runs.write_text("not a database at all, " * 100)  # a file the run store cannot use
+    code, out, err = cli(capsys, "run", f"{FIXTURES}:numbers", "--input", "1", "--runs", str(runs))
+    assert code == 0  # the run itself went well
+    assert "recorded as run" not in out
+    assert f"the run was not recorded in {runs}" in err

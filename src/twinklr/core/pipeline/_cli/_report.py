@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -83,7 +84,17 @@ def say_waiting(result: PipelineResult, args: argparse.Namespace) -> None:
 
 
 def recorded(store: RunStore | None, result: PipelineResult | None, *, quiet: bool) -> None:
-    if store is not None and result is not None and not quiet:
+    """Say where the run was recorded, or that it was not (a store it could not write:
+    said even when quiet, since nothing else would say it)."""
+    if store is None or result is None:
+        return
+    try:
+        found = store.get(result.run_id) is not None
+    except (sqlite3.DatabaseError, OSError, ValueError):
+        found = False
+    if not found:
+        print(f"the run was not recorded in {store.path} (see the warning)", file=sys.stderr)
+    elif not quiet:
         print(
             f"recorded as run {result.run_id} in {store.path} "
             f"(twinklr-pipeline runs show {result.run_id} --store {store.path.parent})"
