@@ -134,6 +134,17 @@ class Unpicklable:
         raise TypeError(msg)
 
 
+def chain(*stubs: Stub, name: str = "p") -> PipelineDefinition:
+    """The stubs one after the other, ``s0`` -> ``s1`` -> ..."""
+    return PipelineDefinition(
+        name,
+        [
+            StageDefinition(f"s{i}", s, inputs=[f"s{i - 1}"] if i else [])
+            for i, s in enumerate(stubs)
+        ],
+    )
+
+
 # -- the cache's tests: both stores, and a fan-out over a counted list --------------
 
 

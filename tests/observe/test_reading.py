@@ -15,23 +15,13 @@ import pytest
 import trio
 import trio.testing
 
-from conftest import Stub, stub
+from conftest import Stub, chain, stub
 from twinklr.core.pipeline import (
     PipelineDefinition,
     PipelineExecutor,
     RunStore,
     StageDefinition,
 )
-
-
-def chain(*stubs: Stub, name: str = "p") -> PipelineDefinition:
-    return PipelineDefinition(
-        name,
-        [
-            StageDefinition(f"s{i}", s, inputs=[f"s{i - 1}"] if i else [])
-            for i, s in enumerate(stubs)
-        ],
-    )
 
 
 async def test_a_running_run_can_be_watched_and_its_events_rebuilt(

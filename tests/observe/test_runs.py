@@ -14,7 +14,7 @@ import trio
 import trio.testing
 from hypothesis import given, settings
 
-from conftest import RandomDag, Stub, random_dags, random_pipeline, stub
+from conftest import RandomDag, chain, random_dags, random_pipeline, stub
 from twinklr.core.pipeline import (
     ExecutionPattern,
     MemoryCacheStore,
@@ -27,16 +27,6 @@ from twinklr.core.pipeline import (
     WaitForInput,
 )
 from twinklr.core.pipeline._observe._reading import DEFAULT_FILENAME
-
-
-def chain(*stubs: Stub, name: str = "p") -> PipelineDefinition:
-    return PipelineDefinition(
-        name,
-        [
-            StageDefinition(f"s{i}", s, inputs=[f"s{i - 1}"] if i else [])
-            for i, s in enumerate(stubs)
-        ],
-    )
 
 
 async def test_a_run_is_recorded_with_each_stages_times_on_the_runs_clock(
