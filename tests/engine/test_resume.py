@@ -417,6 +417,30 @@ async def test_a_resumption_that_never_started_gives_the_run_back(
     assert resumed.outputs["render"] == "rendered (1)"  # the answer was kept by the claim
 
 
+async def test_a_resumption_cancelled_while_it_claims_gives_the_run_back(
+    autojump_clock: trio.testing.MockClock, stores: tuple[MemoryCacheStore, RunStore]
+) -> None:
+    pipeline = show(**stubs())
+    executor, suspended = await suspend(stores, pipeline)
+    runs = stores[1]
+    claim = runs.claim
+
+    with trio.CancelScope() as scope:
+
+        def claimed_then_cancelled(run_id: str, state: bytes | None = None) -> None:
+            claim(run_id, state)  # the claim is taken in the store...
+            trio.from_thread.run_sync(scope.cancel)  # ...and the caller cancelled meanwhile
+
+        runs.claim = claimed_then_cancelled  # type: ignore[method-assign]
+        await executor.resume(suspended.run_id, responses={"approve": 1})
+    assert scope.cancelled_caught
+    runs.claim = claim  # type: ignore[method-assign]
+    # Never left claimed ("running"): given back, or recorded as a cancelled resumption.
+    assert runs.get(suspended.run_id).status in ("waiting", "cancelled")  # type: ignore[union-attr]
+    resumed = await executor.resume(suspended.run_id)
+    assert resumed.outputs["render"] == "rendered (1)"
+
+
 async def test_a_gate_is_never_served_from_the_cache_to_a_new_run(
     autojump_clock: trio.testing.MockClock, stores: tuple[MemoryCacheStore, RunStore]
 ) -> None:

@@ -11,7 +11,7 @@ import trio
 
 from .._base._database import DEFAULT_DIRECTORY
 from .._cache._sqlite import SQLiteCacheStore
-from ._common import EXIT_OK, UsageError, cache_store, parse_age, parse_size
+from ._common import EXIT_OK, UsageError, parse_age, parse_size
 
 
 def add_cache_command(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -42,7 +42,7 @@ def add_cache_command(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    store = cache_store(args.cache)
+    store = SQLiteCacheStore(args.cache)
 
     async def act() -> int:
         if args.action == "clear":

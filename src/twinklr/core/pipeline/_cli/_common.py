@@ -143,15 +143,9 @@ def configure_logging(log_format: str, *, quiet: bool) -> None:
     )
 
 
-def cache_store(where: str | Path) -> SQLiteCacheStore:
-    """The store ``--cache`` names: a directory (made when missing) unless it is an
-    existing file or has a database suffix (``cache.db``, ``.sqlite``, ``.sqlite3``)."""
-    return SQLiteCacheStore(where)
-
-
 def cache_of(args: argparse.Namespace) -> SQLiteCacheStore | None:
     """The cache ``--cache`` names, if it names one."""
-    return cache_store(args.cache) if args.cache else None
+    return SQLiteCacheStore(args.cache) if args.cache else None
 
 
 def run_store(args: argparse.Namespace, cache: SQLiteCacheStore | None) -> RunStore | None:

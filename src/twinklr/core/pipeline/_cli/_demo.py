@@ -11,6 +11,7 @@ from typing import Any
 
 import trio
 
+from .._cache._sqlite import SQLiteCacheStore
 from .._engine._executor import PipelineExecutor
 from .._kinds._gate import InputRequest
 from .._values._results import PipelineResult
@@ -19,7 +20,6 @@ from ._common import (
     EXIT_OK,
     RUNS_HELP,
     UsageError,
-    cache_store,
     check_writable,
     make_progress,
     run_store,
@@ -64,7 +64,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     check_writable(args.trace, "--trace")
     check_writable(args.gantt, "--gantt")
     with tempfile.TemporaryDirectory(prefix="twinklr-demo-") as scratch:
-        store = cache_store(args.cache or scratch)
+        store = SQLiteCacheStore(args.cache or scratch)
         recording = run_store(args, store)
         executor = PipelineExecutor(cache=store, runs=recording)
         song = args.song

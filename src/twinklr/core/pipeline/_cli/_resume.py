@@ -9,11 +9,12 @@ import sys
 
 import trio
 
+from .._cache._sqlite import SQLiteCacheStore
 from .._engine._executor import PipelineExecutor
 from .._engine._resume import decode
 from .._observe._runs import RunStore
 from ..definition import remember_source
-from ._common import UsageError, cache_store, load, make_progress, with_output_options
+from ._common import UsageError, load, make_progress, with_output_options
 from ._progress import execute_with_progress
 from ._report import finish, recorded
 
@@ -52,7 +53,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
             raise UsageError(msg)
         pipeline = load(target)
         remember_source(pipeline, target)
-        cache = cache_store(args.cache or str(store.path.parent))
+        cache = SQLiteCacheStore(args.cache or str(store.path.parent))
         executor = PipelineExecutor(cache=cache, runs=store, suspend_on_wait=True)
         progress = make_progress(sys.stderr, quiet=args.quiet)
         run = functools.partial(execute_with_progress, resume=record.run_id)
