@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
+import zoneinfo
 from pathlib import Path
 from typing import Any
 
@@ -399,3 +400,78 @@ def test_a_class_is_found_through_module_and_class_namespaces_only(
     with pytest.raises(CodecError):
         decode({"$": "attrs", "cls": "lazy_for_codec:Cue", "fields": {}})
     assert lazy.asked == []
+
+
+def test_a_datetime_keeps_its_zoneinfo_zone_across_a_dst_change() -> None:
+    zone = zoneinfo.ZoneInfo("Europe/Berlin")
+    evening = dt.datetime(2026, 3, 28, 20, 0, tzinfo=zone)  # the day before summer time
+    back = through_json(evening)
+    assert back == evening
+    assert back.tzinfo is zone
+    # A day later the zone's offset has changed: a fixed offset would say 20:00+01:00.
+    assert (back + dt.timedelta(days=1)).isoformat() == "2026-03-29T20:00:00+02:00"
+    # The second 02:30 of the autumn change (fold=1) is kept, as is a zoned time.
+    second = dt.datetime(2026, 10, 25, 2, 30, tzinfo=zone, fold=1)
+    assert through_json(second).utcoffset() == dt.timedelta(hours=1)
+    assert through_json(dt.time(2, 30, tzinfo=zone)).tzinfo is zone
+
+
+class Fixed(dt.tzinfo):
+    """A zone of a kind the codec cannot name (as pytz's and dateutil's are)."""
+
+    def utcoffset(self, _moment: dt.datetime | None) -> dt.timedelta:
+        return dt.timedelta(hours=2)
+
+    def dst(self, _moment: dt.datetime | None) -> dt.timedelta:
+        return dt.timedelta(0)
+
+    def tzname(self, _moment: dt.datetime | None) -> str:
+        return "FIXED"
+
+
+def test_a_datetime_in_a_zone_the_codec_cannot_name_is_refused() -> None:
+    with pytest.raises(CodecError, match="in a Fixed zone"):
+        encode(dt.datetime(2026, 1, 1, tzinfo=Fixed()))
+    stored = encode(dt.datetime(2026, 1, 1, tzinfo=zoneinfo.ZoneInfo("UTC")))
+    for zone, fold in (("../../etc/passwd", 0), ("No/Such_Zone", 0), (3, 0), ("UTC", 2)):
+        with pytest.raises(CodecError):
+            decode({**stored, "zone": zone, "fold": fold})
+
+
+class Settings(pydantic.BaseModel):
+    name: str = "roof"
+    brightness: float = 1.0
+    plan: PlanModel | None = None
+
+
+def test_a_pydantic_model_keeps_which_fields_were_set_at_every_depth() -> None:
+    value = Settings(brightness=0.5, plan=PlanModel(group="tree", effects=[]))
+    back = through_json({"models": [value, Settings()]})
+    assert back["models"][0].model_fields_set == {"brightness", "plan"}
+    assert back["models"][1].model_fields_set == set()
+    assert back["models"][0].model_dump(exclude_unset=True) == value.model_dump(exclude_unset=True)
+
+
+class Spectrum(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+
+    bins: np.ndarray
+    label: str = "bass"
+    points: Any = (1, 2)
+
+
+def test_a_pydantic_model_with_a_numpy_field_is_stored_field_by_field() -> None:
+    value = Spectrum(bins=np.linspace(0.0, 1.0, 5), points=(3, 4))
+    back = through_json(value)
+    assert type(back) is Spectrum
+    assert back.bins.dtype == value.bins.dtype
+    assert np.array_equal(back.bins, value.bins)
+    assert back.points == (3, 4)  # a tuple, not the list JSON would give
+    assert back.model_fields_set == {"bins", "points"}
+    # Validators still run: fields that break them are refused.
+    stored = encode(value)
+    tampered = {**stored, "fields": {**stored["fields"], "bins": 3}}
+    with pytest.raises(CodecError, match=r"malformed.*validation error"):
+        decode(tampered)
+    with pytest.raises(CodecError, match="set fields"):
+        decode({**encode(value), "set": ["nonsense"]})

@@ -8,10 +8,13 @@ import enum
 import os
 import subprocess
 import sys
+import zoneinfo
 from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
+import numpy as np
+import pydantic
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -278,3 +281,61 @@ async def test_numpy_and_pydantic_outputs_are_inputs_the_cache_can_key(
     assert again.outputs["plan"] == "peak 1.0"
     assert type(again.outputs["features"]) is Features
     assert np.array_equal(again.outputs["analyse"], np.linspace(0, 1, 200_000))
+
+
+def test_fingerprints_see_zones_set_fields_and_numpy_fields() -> None:
+    berlin = dt.datetime(2026, 1, 1, 12, tzinfo=zoneinfo.ZoneInfo("Europe/Berlin"))
+    paris = berlin.replace(tzinfo=zoneinfo.ZoneInfo("Europe/Paris"))
+    assert berlin == paris  # one instant, two zones that may part: two fingerprints
+    assert fingerprint(berlin) != fingerprint(paris)
+    assert fingerprint(berlin) == fingerprint(berlin.replace())
+
+    class Light(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+        level: float = 1.0
+        curve: np.ndarray | None = None
+
+    # Equal models that differ in what was set: exclude_unset downstream tells them apart.
+    assert Light() == Light(level=1.0)
+    assert fingerprint(Light()) != fingerprint(Light(level=1.0))
+    with_curve = Light(curve=np.arange(3.0))
+    assert fingerprint(with_curve) == fingerprint(Light(curve=np.arange(3.0)))
+    assert fingerprint(with_curve) != fingerprint(Light(curve=np.arange(4.0)))
+
+
+class Band(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+
+    samples: np.ndarray
+    at: dt.datetime
+    label: str = "bass"
+
+
+async def test_a_model_with_a_numpy_field_and_a_zoned_time_is_cached_exactly(
+    store: CacheStore,
+) -> None:
+    calls: list[str] = []
+    zone = zoneinfo.ZoneInfo("America/New_York")
+
+    async def analyse(song: str) -> Band:
+        calls.append(song)
+        return Band(samples=np.arange(4.0), at=dt.datetime(2026, 3, 7, 20, tzinfo=zone))
+
+    async def level(band: Band) -> dict[str, Any]:
+        return band.model_dump(exclude_unset=True, exclude={"samples"})
+
+    pipeline = PipelineDefinition(
+        "bands",
+        [StageDefinition("analyse", analyse), StageDefinition("level", level, inputs=["analyse"])],
+    )
+    executor = PipelineExecutor(cache=store)
+    first = await executor.execute(pipeline, "carol")
+    again = await executor.execute(pipeline, "carol")
+    assert calls == ["carol"]
+    assert again.cached_stages == ("analyse", "level")
+    band = again.outputs["analyse"]
+    assert type(band) is Band
+    assert np.array_equal(band.samples, np.arange(4.0))
+    assert band.at.tzinfo is zone
+    assert band.model_fields_set == {"samples", "at"}
+    assert again.outputs["level"] == first.outputs["level"] == {"at": band.at}

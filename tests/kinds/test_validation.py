@@ -120,6 +120,8 @@ def test_stage_field_problems_name_the_stage_and_value() -> None:
         StageDefinition("timeout", stub(), inputs=["a"], timeout_ms=0),
         StageDefinition("retry", stub(), inputs=["a"], retry_config=3),  # type: ignore[call-overload]
         StageDefinition("pattern", stub(), inputs=["a"], pattern="fan_out"),  # type: ignore[call-overload]
+        # the inputs given where the pattern goes (an unhashable value)
+        StageDefinition("listed", stub(), ["a"]),  # type: ignore[call-overload]
         StageDefinition("twice", stub(), inputs=["a", "a"]),
         StageDefinition("noname", NoName(), inputs=["a"]),
         StageDefinition("sync", SyncExecute(), inputs=["a"]),
@@ -132,6 +134,7 @@ def test_stage_field_problems_name_the_stage_and_value() -> None:
         "stage 'timeout': timeout_ms must be a number > 0, got 0",
         "stage 'retry': retry_config must be a RetryConfig, got int",
         "stage 'pattern': pattern must be an ExecutionPattern, got 'fan_out'",
+        "stage 'listed': pattern must be an ExecutionPattern, got ['a']",
         "stage 'twice' lists input 'a' 2 times",
         (
             "stage 'noname': NoName instance has no 'name' "

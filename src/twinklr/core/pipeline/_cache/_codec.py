@@ -3,11 +3,13 @@ it is, so it comes back as the same type and an equal value.
 
 Covered: JSON's own values, floats that JSON cannot write (NaN, infinities), tuples,
 sets and frozensets, dicts with any hashable keys, bytes, ``pathlib`` paths, UUIDs,
-decimals, dates, times, datetimes and timedeltas, enums, attrs and dataclass instances
-of classes that can be found again by name, and, when the program uses them, numpy
+decimals, dates, times, datetimes (in their ``zoneinfo`` zone) and timedeltas, enums,
+attrs and dataclass instances of classes that can be found again by name, and, when the
+program uses them, numpy
 arrays and scalars (the ``.npy`` format without pickle: dtype and shape exact, object
-arrays refused) and pydantic models (through pydantic's JSON mode, so validators run on
-load). Anything else is refused.
+arrays refused) and pydantic models (through pydantic's JSON mode, or field by field when
+that cannot give them back, such as a numpy field; validators run on load, and
+``model_fields_set`` is kept). Anything else is refused.
 
 Binary values (bytes, numpy arrays and scalars) are not put in the JSON: each becomes a
 `Blob`, kept beside it (see ``_payload``), and the JSON says which one.
@@ -85,9 +87,27 @@ def encode(value: Any, blobs: list[Blob]) -> Any:
         return encoder(value, blobs)
     text = _TEXT.get(kind)
     if text is not None:
-        shown = value.isoformat() if isinstance(value, dt.date | dt.time) else str(value)
-        return {TAG: text[0], "v": shown}
+        if isinstance(value, dt.date | dt.time):
+            return _encode_moment(value, text[0])
+        return {TAG: text[0], "v": str(value)}
     return _encode_object(value, kind, blobs)
+
+
+def _encode_moment(value: dt.date | dt.time, tag: str) -> Any:
+    """A date, time or datetime in ISO form; one in a named ``zoneinfo`` zone as its wall
+    time, fold and zone key (an offset alone would be wrong across a DST change). Any
+    other kind of zone (pytz, dateutil) is refused: it would come back a fixed offset."""
+    zone = getattr(value, "tzinfo", None)
+    if zone is None or type(zone) is dt.timezone:
+        return {TAG: tag, "v": value.isoformat()}
+    zoneinfo = sys.modules.get("zoneinfo")
+    key = getattr(zone, "key", None)
+    if zoneinfo is None or type(zone) is not zoneinfo.ZoneInfo or not isinstance(key, str):
+        msg = f"a {tag} in a {type(zone).__name__} zone ({zone!s}) cannot be stored exactly"
+        raise CodecError(msg)
+    assert isinstance(value, dt.datetime | dt.time)  # noqa: S101 (a date has no zone)
+    wall = value.replace(tzinfo=None, fold=0).isoformat()
+    return {TAG: tag, "v": wall, "zone": key, "fold": value.fold}
 
 
 def _encode_float(value: float, _blobs: list[Blob]) -> Any:
@@ -131,7 +151,7 @@ def _encode_object(value: Any, kind: type, blobs: list[Blob]) -> Any:
         return _encode_numpy(numpy, value, blobs)
     pydantic = sys.modules.get("pydantic")
     if pydantic is not None and isinstance(value, pydantic.BaseModel):
-        return {TAG: "pydantic", "cls": _name_of(kind), "json": value.model_dump_json()}
+        return _encode_model(value, kind, blobs)
     if isinstance(value, enum.Enum):
         return {TAG: "enum", "cls": _name_of(kind), "v": encode(value.value, blobs)}
     if attrs.has(kind):
@@ -199,14 +219,49 @@ def _decode_numpy(data: dict[str, Any], blob: memoryview) -> Any:
     return array[()] if data[TAG] == "numpy_scalar" else array
 
 
-def _decode_pydantic(data: dict[str, Any]) -> Any:
-    """A pydantic model through pydantic's own JSON mode (its validators run)."""
+def _encode_model(value: Any, kind: Any, blobs: list[Blob]) -> Any:
+    """A pydantic model through pydantic's JSON mode, only the fields it was given set
+    (so ``model_fields_set`` comes back, at every depth), when that gives it back equal;
+    else field by field through this codec (a numpy array field, a tuple in an ``Any``
+    field, a default that was changed in place), its set fields named."""
+    name = _name_of(kind)
+    try:
+        text = value.model_dump_json(exclude_unset=True)
+        if kind.model_validate_json(text) == value:
+            return {TAG: "pydantic", "cls": name, "json": text}
+    except Exception:  # noqa: BLE001, S110 - pydantic's own errors: stored field by field
+        pass
+    fields = {field: encode(member, blobs) for field, member in _model_fields(value).items()}
+    return {TAG: "pydantic", "cls": name, "fields": fields, "set": sorted(value.model_fields_set)}
+
+
+def _model_fields(value: Any) -> dict[str, Any]:
+    """A model's fields and extra fields by name, as they are."""
+    fields = {name: getattr(value, name) for name in type(value).model_fields}
+    return {**fields, **(value.__pydantic_extra__ or {})}
+
+
+def _decode_pydantic(data: dict[str, Any], blobs: Blobs) -> Any:
+    """A pydantic model, validated (its validators run) from its JSON or its fields."""
     pydantic = sys.modules.get("pydantic")
-    kind = _find(data.get("cls"))
-    if pydantic is None or not (isinstance(kind, type) and issubclass(kind, pydantic.BaseModel)):
+    found = _find(data.get("cls"))
+    if pydantic is None or not (isinstance(found, type) and issubclass(found, pydantic.BaseModel)):
         msg = f"a stored pydantic model ({data.get('cls')!r}) cannot be read back"
         raise CodecError(msg)
-    return kind.model_validate_json(data["json"])  # type: ignore[attr-defined]
+    kind: Any = found
+    if "json" in data:
+        return kind.model_validate_json(data["json"])
+    given = set(data["set"])
+    if not given <= set(data["fields"]) or not all(isinstance(name, str) for name in given):
+        msg = f"a stored {kind.__qualname__}'s set fields {sorted(given)} are not its fields"
+        raise CodecError(msg)
+    fields = {name: decode(member, blobs) for name, member in data["fields"].items()}
+    try:
+        made = kind.model_validate(fields, by_name=True)
+    except TypeError:  # pragma: no cover (pydantic before 2.11: by alias or by name)
+        made = kind.model_validate(fields)
+    object.__setattr__(made, "__pydantic_fields_set__", given)
+    return made
 
 
 def _name_of(kind: type) -> str:
@@ -257,8 +312,26 @@ def _decode_tagged(tag: Any, data: dict[str, Any], blobs: Blobs) -> Any:
         return binary(data, blob)
     parse = _FROM_TEXT.get(tag)
     if parse is not None:
-        return parse(data["v"])
+        made = parse(data["v"])
+        return made if "zone" not in data else _in_zone(made, data["zone"], data["fold"])
     return _decode_object(tag, data, blobs)
+
+
+def _in_zone(wall: Any, key: Any, fold: Any) -> Any:
+    """A datetime (or time) read as wall time, put back in its ``zoneinfo`` zone."""
+    import zoneinfo  # noqa: PLC0415 (the standard library's, never a name a payload gives)
+
+    if not isinstance(wall, dt.datetime | dt.time) or wall.tzinfo is not None:
+        msg = "a stored zoned value is not a wall time"
+        raise CodecError(msg)
+    if not isinstance(key, str) or fold not in (0, 1):
+        msg = f"a stored zone ({key!r}, fold {fold!r}) is malformed"
+        raise CodecError(msg)
+    try:
+        return wall.replace(tzinfo=zoneinfo.ZoneInfo(key), fold=fold)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:  # an unknown or bad key
+        msg = f"a stored zone {key!r} is not known here: {exc}"
+        raise CodecError(msg) from exc
 
 
 def _decode_timedelta(data: dict[str, Any], _blobs: Blobs) -> dt.timedelta:
@@ -277,7 +350,7 @@ _DECODERS: dict[str, Callable[[dict[str, Any], Blobs], Any]] = {
     "set": lambda data, blobs: {decode(member, blobs) for member in data["items"]},
     "frozenset": lambda data, blobs: frozenset(decode(m, blobs) for m in data["items"]),
     "timedelta": _decode_timedelta,
-    "pydantic": lambda data, _blobs: _decode_pydantic(data),
+    "pydantic": _decode_pydantic,
 }
 
 #: Kinds kept in a blob: decode from its bytes.

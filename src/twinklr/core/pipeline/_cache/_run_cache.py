@@ -47,8 +47,9 @@ if TYPE_CHECKING:
     from ..definition import StageDefinition
 
 # 2: type-tagged input fingerprints, code hashes over the MRO and wrapped code;
-# 3: binary values in blobs beside the JSON (no base64), numpy and pydantic inputs
-KEY_FORMAT = 3
+# 3: binary values in blobs beside the JSON (no base64), numpy and pydantic inputs;
+# 4: time zones and pydantic's set fields in fingerprints
+KEY_FORMAT = 4
 #: How long one save may take; it is shielded from the run's cancellation meanwhile.
 SAVE_TIMEOUT_S = 30.0
 #: How long one read of the store may take (then the run goes on without what it reads).

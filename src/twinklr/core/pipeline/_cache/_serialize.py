@@ -7,6 +7,7 @@ stage declares, so a tampered entry can at worst fail to load (a miss), never ru
 from __future__ import annotations
 
 import collections.abc
+import datetime as dt
 import functools
 import hashlib
 import inspect
@@ -110,12 +111,30 @@ def _tagged_object(value: Any, kind: type) -> Any:
         return _tagged_numpy(numpy, value)
     pydantic = sys.modules.get("pydantic")
     if pydantic is not None and isinstance(value, pydantic.BaseModel):
-        return [_qualified(kind), _tagged(value.model_dump(mode="json"))]
+        return _tagged_model(value, kind)
+    if isinstance(value, dt.datetime | dt.time) and type(value.tzinfo) not in _PLAIN_ZONES:
+        # a named zone (its offset alone would equate two zones that part at a DST change)
+        zone = getattr(value.tzinfo, "key", None) or str(value.tzinfo)
+        return [_qualified(kind), [value.isoformat(), zone, value.fold]]
     unstructured = converter().unstructure(value)
     if type(unstructured) is kind:  # cattrs knows nothing better than the value itself
         msg = f"cattrs cannot turn a {kind.__name__} into JSON values"
         raise TypeError(msg)
     return [_qualified(kind), _tagged(unstructured)]
+
+
+_PLAIN_ZONES = (type(None), dt.timezone)
+
+
+def _tagged_model(value: Any, kind: type) -> Any:
+    """A pydantic model by its class, its JSON form (field by field when it has none,
+    such as a numpy field) and the fields it was given (``exclude_unset`` sees them)."""
+    try:
+        form = _tagged(value.model_dump(mode="json"))
+    except (TypeError, ValueError):  # pydantic's serialization errors are ValueErrors
+        fields = {name: getattr(value, name) for name in type(value).model_fields}
+        form = ["fields", _tagged({**fields, **(value.__pydantic_extra__ or {})})]
+    return [_qualified(kind), form, sorted(value.model_fields_set)]
 
 
 def _qualified(kind: type) -> str:
@@ -228,11 +247,11 @@ def model_round_trip(value: Any, kind: Any) -> str | None:
     if model is None or type(value) is not model:
         return None
     try:
-        text: str = value.model_dump_json()
-        back = model.model_validate_json(text)
+        text: str = value.model_dump_json(exclude_unset=True)  # model_fields_set kept
+        same = model.model_validate_json(text) == value
     except Exception:  # noqa: BLE001 - pydantic's own errors: stored otherwise
         return None
-    return text if back == value else None
+    return text if same else None
 
 
 def model_from_json(text: Any, kind: Any) -> Any:

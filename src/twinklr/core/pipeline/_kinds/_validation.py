@@ -20,7 +20,7 @@ from ._protocol import stage_problem, stage_problems_depend_on_the_instance
 from ._stage import StageDefinition, one_attempt
 from ._subpipeline import SubPipelineStage
 
-_PLAIN = frozenset({ExecutionPattern.SEQUENTIAL, ExecutionPattern.PARALLEL})
+_SEQUENTIAL, _PARALLEL = ExecutionPattern.SEQUENTIAL, ExecutionPattern.PARALLEL
 
 
 class Definition(Protocol):
@@ -149,7 +149,7 @@ def analyse(
                 or (isinstance(stage.stage, FunctionStage) and stage.stage.problem() is None)
             )
             and type(stage.stage) is not SubPipelineStage
-            and stage.pattern in _PLAIN
+            and (stage.pattern is _SEQUENTIAL or stage.pattern is _PARALLEL)  # (any value)
             and stage.condition is None
             and one_attempt(stage)
             and stage.fan_out_over is None
