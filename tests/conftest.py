@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 
 from twinklr.core.pipeline import (
     CacheStore,
+    CacheWarning,
     ExecutionPattern,
     MemoryCacheStore,
     PipelineContext,
@@ -168,3 +171,14 @@ def batch(square: Any, source: Any = count_to, name: str = "batch") -> PipelineD
             StageDefinition("sq", square, pattern=ExecutionPattern.FAN_OUT, inputs=["items"]),
         ],
     )
+
+
+@contextlib.contextmanager
+def cache_warnings() -> Iterator[list[str]]:
+    """The texts of the `CacheWarning`s said inside, in order (filled when it ends);
+    any other warning is an error still."""
+    said: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CacheWarning)
+        yield said
+    said.extend(str(w.message) for w in caught if issubclass(w.category, CacheWarning))

@@ -43,6 +43,7 @@ PUBLIC = {
     "CacheEntry",
     "CacheRecord",
     "CacheStore",
+    "CacheWarning",
     "IndexedCacheStore",
     "MemoryCacheStore",
     "NoOutputError",

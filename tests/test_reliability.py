@@ -45,6 +45,7 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import cache_warnings
 from fixtures.load import LimiterLog, load_pipeline, reference_outputs, run_batch
 from twinklr.core.pipeline import (
     CacheEntry,
@@ -537,12 +538,15 @@ async def test_a_cache_that_cannot_be_written_lets_the_run_go_on_uncached(
 ) -> None:
     pipeline, stages = squares_chain(5)
     executor = PipelineExecutor(cache=LimitedStore(tmp_path, **store_settings))
-    with structlog.testing.capture_logs() as logs:
+    with structlog.testing.capture_logs() as logs, cache_warnings() as said:
         first = await executor.execute(pipeline, 3)
         second = await executor.execute(pipeline, 3)
     assert first.success
     assert second.success
     assert first.outputs == second.outputs
+    assert second.uncached_stages == ("s0", "s1", "s2", "s3", "s4")
+    assert len(said) == 2  # once a run
+    assert f"the cache could not be written (OperationalError: {error})" in said[0]
     assert first.total_duration_ms == 5000  # no stage waited for the failing writes
     assert [stage.calls for stage in stages] == [2] * 5  # nothing was cached
     warnings = [log for log in logs if log["event"] == "cache_write_failed"]
@@ -556,13 +560,16 @@ async def test_a_disk_that_fills_mid_run_keeps_what_was_committed(
     pipeline, stages = squares_chain(6)
     store = LimitedStore(tmp_path, max_pages=40)  # 160 KB: room for some outputs, not all
     executor = PipelineExecutor(cache=store)
-    with structlog.testing.capture_logs() as logs:
+    with structlog.testing.capture_logs() as logs, cache_warnings() as said:
         first = await executor.execute(pipeline, 3)
     assert first.success
     assert any(log["event"] == "cache_write_failed" for log in logs)
     kept = {entry.stage for entry in await store.entries()}
+    assert len(said) == 1
+    assert set(first.uncached_stages) == {f"s{n}" for n in range(6)} - kept
     assert 0 < len(kept) < 6
-    second = await executor.execute(pipeline, 3)
+    with cache_warnings():  # (still full: what it reran is not saved either)
+        second = await executor.execute(pipeline, 3)
     assert second.outputs == first.outputs
     assert set(second.cached_stages) == kept
     assert sum(stage.calls == 1 for stage in stages) == len(kept)
@@ -577,8 +584,9 @@ async def test_corrupted_rows_are_misses_that_get_rewritten(
     first = await executor.execute(pipeline, 2)
     with sqlite3.connect(store.path) as db:
         db.execute("UPDATE entries SET payload = '{\"output\": [1, 2' WHERE stage = 's1'")
-    with structlog.testing.capture_logs() as logs:
+    with structlog.testing.capture_logs() as logs, cache_warnings() as said:
         second = await executor.execute(pipeline, 2)
+    assert "a cached output of stage 's1' could not be read" in said[0]
     assert second.outputs == first.outputs
     assert second.cached_stages == ("s0", "s2")
     assert [stage.calls for stage in stages] == [1, 2, 1]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import structlog.testing
 
+from conftest import cache_warnings
 from twinklr.core.pipeline import (
     CacheRecord,
     PipelineDefinition,
@@ -66,9 +67,10 @@ async def test_a_tampered_blob_file_is_a_miss_with_a_warning(tmp_path: Path) -> 
     data = bytearray(blob.read_bytes())
     data[data.index(b"NUMPY")] = ord("X")  # the same size, no longer an .npy array
     blob.write_bytes(bytes(data))
-    with structlog.testing.capture_logs() as logs:
+    with structlog.testing.capture_logs() as logs, cache_warnings() as said:
         again = await executor.execute(pipeline, "carol")
     assert again.cached_stages == ()
+    assert "a cached output of stage 'analyse' could not be read" in said[0]
     assert len(calls) == 2
     warned = [log for log in logs if log["event"] == "cache_entry_unreadable"]
     assert "not in the .npy format" in warned[0]["error"]

@@ -125,3 +125,27 @@ def test_a_stage_may_declare_the_code_it_runs() -> None:
             return StageResult.success(self.model.predict(input))
 
     assert code_parts(Serves()) == (Serves, Model, Model.predict)
+
+
+def test_captured_values_are_named_and_code_among_them_stands_for_its_source() -> None:
+    import functools  # noqa: PLC0415
+
+    from twinklr.core.pipeline._cache._code import captured  # noqa: PLC0415
+
+    def helper(value: int) -> int:
+        return value
+
+    limit = 3
+
+    async def stage(value: int, scale: float = 2.0, *, label: str = "x") -> int:
+        return helper(value) + limit
+
+    named = dict(captured(stage))
+    assert named["'limit' it closes over"] == 3
+    assert named["the default of 'scale'"] == 2.0
+    assert named["the default of 'label'"] == "x"
+    kind, name, digest, inner = named["'helper' it closes over"]
+    assert (kind, name.endswith("helper"), len(digest), inner) == ("code", True, 64, [])
+    assert captured(functools.partial(stage, 1)) == captured(stage)
+    assert captured(len) == []
+    assert captured(int) == []  # a class: its source is its identity

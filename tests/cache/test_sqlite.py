@@ -16,7 +16,7 @@ import pytest
 import structlog.testing
 import trio
 
-from conftest import stub
+from conftest import cache_warnings, stub
 from twinklr.core.pipeline import (
     PipelineDefinition,
     PipelineExecutor,
@@ -190,14 +190,17 @@ async def test_a_file_that_is_not_a_database_means_no_cache_with_a_warning(
     stage = stub(1)
     pipeline = PipelineDefinition("p", [StageDefinition("a", stage)])
     executor = PipelineExecutor(cache=SQLiteCacheStore(tmp_path))
-    with structlog.testing.capture_logs() as logs:
+    with structlog.testing.capture_logs() as logs, cache_warnings() as said:
         first = await executor.execute(pipeline, 1)
         second = await executor.execute(pipeline, 1)
     assert first.success
     assert second.success
+    assert second.uncached_stages == ("a",)
     assert len(stage.calls) == 2
     events = {log["event"] for log in logs}
     assert {"cache_unreadable", "cache_write_failed"} <= events
+    assert "the cache could not be read (DatabaseError: file is not a database)" in said[0]
+    assert "the cache could not be written" in said[1]
 
 
 async def test_a_cache_that_cannot_be_written_means_no_cache_with_a_warning(
@@ -207,9 +210,10 @@ async def test_a_cache_that_cannot_be_written_means_no_cache_with_a_warning(
     blocker.write_text("not a directory")
     executor = PipelineExecutor(cache=SQLiteCacheStore(blocker / "cache.db"))
     pipeline = PipelineDefinition("p", [StageDefinition("a", stub(1))])
-    with structlog.testing.capture_logs() as logs:
+    with structlog.testing.capture_logs() as logs, cache_warnings() as said:
         result = await executor.execute(pipeline, 1)
     assert result.success
+    assert len(said) == 2
     warned = {log["event"]: log for log in logs if log["log_level"] == "warning"}
     assert "FileExistsError" in warned["cache_write_failed"]["error"]
     assert "cache_unreadable" in warned

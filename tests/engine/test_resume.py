@@ -23,7 +23,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import RandomDag, Stub, random_dags, run_virtual, stub
+from conftest import RandomDag, Stub, cache_warnings, random_dags, run_virtual, stub
 from twinklr.core.pipeline import (
     EventKind,
     MemoryCacheStore,
@@ -345,7 +345,7 @@ async def test_an_input_that_cannot_be_kept_refuses_the_suspension_and_the_run_w
 ) -> None:
     cache, runs = stores
     executor = PipelineExecutor(cache=cache, runs=runs, suspend_on_wait=True)
-    with structlog.testing.capture_logs() as logs:
+    with structlog.testing.capture_logs() as logs, cache_warnings() as said:
         async with trio.open_nursery() as nursery:
             handle = await executor.start(nursery, show(**stubs()), Opaque())
             await trio.sleep(10)
@@ -353,6 +353,7 @@ async def test_an_input_that_cannot_be_kept_refuses_the_suspension_and_the_run_w
             handle.respond("approve", "still here")
             result = await handle.wait()
     assert result.success
+    assert "no stage was cached: the initial input has no fingerprint" in said[0]
     (refused,) = [entry for entry in logs if entry["event"] == "run_not_suspended"]
     assert "initial input cannot be kept for resuming" in refused["reason"]
 
@@ -373,7 +374,8 @@ async def test_a_cancelled_resumption_can_be_resumed_again(
         "show",
         [
             *show(**stages).stages[:2],
-            StageDefinition("render", slow_render, inputs=["approve"]),
+            # (cache=False: it closes over an Event, which has no fingerprint)
+            StageDefinition("render", slow_render, inputs=["approve"], cache=False),
             StageDefinition("lights", stages["lights"]),
         ],
     )

@@ -63,6 +63,7 @@ from .definition import ExecutionPattern as ExecutionPattern
 from .definition import PipelineDefinition as PipelineDefinition
 from .definition import RetryConfig as RetryConfig
 from .definition import StageDefinition as StageDefinition
+from .errors import CacheWarning as CacheWarning
 from .errors import ConditionError as ConditionError
 from .errors import FanOutInputError as FanOutInputError
 from .errors import FanOutItemError as FanOutItemError
@@ -80,6 +81,7 @@ __all__ = [
     "CacheEntry",
     "CacheRecord",
     "CacheStore",
+    "CacheWarning",
     "Completion",
     "ConditionError",
     "ContextSnapshot",

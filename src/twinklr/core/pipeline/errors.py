@@ -163,3 +163,13 @@ class ProviderError(PipelineError, RuntimeError):
 
 class GraphvizNotFoundError(PipelineError, RuntimeError):
     """Rendering a graph needs the Graphviz ``dot`` program, which is not installed."""
+
+
+class CacheWarning(UserWarning):
+    """A stage's output was not cached (or the cache could not be used) this run.
+
+    Said once per stage and run through `warnings`, naming the stage and why (the part
+    of the value that could not be stored, ``output.spectrum: ...``); the run itself is
+    not affected. Set ``cache=False`` on a stage that is not meant to be cached, or
+    filter the category (``warnings.simplefilter("ignore", CacheWarning)``).
+    """

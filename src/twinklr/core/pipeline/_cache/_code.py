@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import types
 import weakref
 from typing import Any
 
@@ -120,3 +121,49 @@ def _digest(code: Any) -> str:
         except (OSError, TypeError):  # no source to read (typed into a REPL): its name
             texts.append(qualified_name(piece))
     return hashlib.sha256("\n".join(texts).encode()).hexdigest()
+
+
+def captured(code: Any) -> list[tuple[str, Any]]:
+    """What a function (one of `code_parts`) sees besides its input and its source: the
+    values it closes over and its default arguments, each named as a warning names it
+    (``'client' it closes over``, ``the default of 'k'``); a function among them stands
+    for its name, source and own captures, a class for its name and source. They go
+    into the key: two closures of one function with other values are other code."""
+    return [] if isinstance(code, type) else _captures(code, set())
+
+
+def _captures(code: Any, seen: set[int]) -> list[tuple[str, Any]]:
+    if isinstance(code, functools.partial):  # its arguments are in its name already
+        return _captures(_as_code(code.func), seen)
+    body = getattr(code, "__code__", None)
+    if body is None or id(code) in seen:  # a builtin, or a function met before
+        return []
+    seen.add(id(code))
+    named: list[tuple[str, Any]] = []
+    for name, cell in zip(body.co_freevars, code.__closure__ or (), strict=True):
+        try:
+            value = cell.cell_contents
+        except ValueError:  # a name the enclosing function has not bound yet
+            continue
+        named.append((f"{name!r} it closes over", _as_value(value, seen)))
+    positional = body.co_varnames[: body.co_argcount]
+    defaults = code.__defaults__ or ()
+    named.extend(
+        (f"the default of {name!r}", _as_value(value, seen))
+        for name, value in zip(positional[len(positional) - len(defaults) :], defaults, strict=True)
+    )
+    keywords = code.__kwdefaults__ or {}
+    named.extend((f"the default of {k!r}", _as_value(v, seen)) for k, v in keywords.items())
+    return named
+
+
+def _as_value(value: Any, seen: set[int]) -> Any:
+    """A captured value as it is, or code as what identifies it."""
+    if isinstance(value, types.ModuleType):
+        return ("module", value.__name__)
+    if isinstance(value, type):
+        return ("class", qualified_name(value), _hash(value))
+    if inspect.isroutine(value) or isinstance(value, functools.partial):
+        code = _as_code(value)
+        return ("code", qualified_name(code), _hash(code), _captures(code, seen))
+    return value

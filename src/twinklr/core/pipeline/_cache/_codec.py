@@ -5,11 +5,10 @@ Covered: JSON's own values, floats that JSON cannot write (NaN, infinities), tup
 sets and frozensets, dicts with any hashable keys, bytes, ``pathlib`` paths, UUIDs,
 decimals, dates, times, datetimes (in their ``zoneinfo`` zone) and timedeltas, enums,
 attrs and dataclass instances of classes that can be found again by name, and, when the
-program uses them, numpy
-arrays and scalars (the ``.npy`` format without pickle: dtype and shape exact, object
-arrays refused) and pydantic models (through pydantic's JSON mode, or field by field when
-that cannot give them back, such as a numpy field; validators run on load, and
-``model_fields_set`` is kept). Anything else is refused.
+program uses them, numpy arrays and scalars (see ``_npy``) and pydantic models (through
+pydantic's JSON mode, or field by field when that cannot give them back, such as a numpy
+field; validators run on load, and ``model_fields_set`` is kept). Anything else is
+refused.
 
 Binary values (bytes, numpy arrays and scalars) are not put in the JSON: each becomes a
 `Blob`, kept beside it (see ``_payload``), and the JSON says which one.
@@ -26,7 +25,6 @@ import datetime as dt
 import decimal
 import enum
 import inspect
-import io
 import math
 import pathlib
 import sys
@@ -36,6 +34,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
+
+from . import _npy
 
 #: The key a tagged value's kind is stored under (a dict that has it is tagged too).
 TAG = "$"
@@ -110,6 +110,45 @@ def _encode_moment(value: dt.date | dt.time, tag: str) -> Any:
     return {TAG: tag, "v": wall, "zone": key, "fold": value.fold}
 
 
+def locate(value: Any) -> str:
+    """Where in ``value`` the first part `encode` refuses is (``.spectrum``, ``[2]``,
+    ``['key']``; "" for the value itself): what a warning names. Only called once
+    encoding has failed, so the common path pays nothing for it."""
+    path = ""
+    for _ in range(20):  # deep enough to name; a deeper value is named this far
+        for step, member in _members(value):
+            try:
+                encode(member, [])
+            except (CodecError, TypeError, ValueError, RecursionError):
+                path += step
+                value = member
+                break
+        else:
+            return path
+    return f"{path}..."
+
+
+def _members(value: Any) -> list[tuple[str, Any]]:
+    """A value's parts as `encode` meets them, each with its step in a path."""
+    kind = type(value)
+    if kind in (list, tuple):
+        return [(f"[{index}]", member) for index, member in enumerate(value)]
+    if kind is dict:
+        return [(f"[{key!r}]", member) for key, member in value.items()]
+    if kind in (set, frozenset):
+        return [("[...]", member) for member in value]
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(value, pydantic.BaseModel):
+        fields = _model_fields(value)
+    elif attrs.has(kind):
+        fields = {f.name: getattr(value, f.name) for f in attrs.fields(kind)}
+    elif dataclasses.is_dataclass(value):
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    else:
+        fields = {}
+    return [(f".{name}", member) for name, member in fields.items()]
+
+
 def _encode_float(value: float, _blobs: list[Blob]) -> Any:
     return value if math.isfinite(value) else {TAG: "float", "v": repr(value)}
 
@@ -148,7 +187,12 @@ _ENCODERS: dict[type, Callable[[Any, list[Blob]], Any]] = {
 def _encode_object(value: Any, kind: type, blobs: list[Blob]) -> Any:
     numpy = sys.modules.get("numpy")  # handled when the program uses it; never imported
     if numpy is not None and isinstance(value, numpy.ndarray | numpy.generic):
-        return _encode_numpy(numpy, value, blobs)
+        try:
+            blobs.append(Blob(value, _npy.chunks(numpy, value)))
+        except _npy.NpyError as exc:
+            raise CodecError(str(exc)) from None
+        tag = "ndarray" if isinstance(value, numpy.ndarray) else "numpy_scalar"
+        return {TAG: tag, "blob": len(blobs) - 1}
     pydantic = sys.modules.get("pydantic")
     if pydantic is not None and isinstance(value, pydantic.BaseModel):
         return _encode_model(value, kind, blobs)
@@ -162,61 +206,6 @@ def _encode_object(value: Any, kind: type, blobs: list[Blob]) -> Any:
         return {TAG: "dataclass", "cls": _name_of(kind), "fields": fields}
     msg = f"a {kind.__name__} cannot be stored without a declared type"
     raise CodecError(msg)
-
-
-def _encode_numpy(numpy: Any, value: Any, blobs: list[Blob]) -> Any:
-    """An array or a numpy scalar in the ``.npy`` format (dtype and shape exact): its
-    header, then its memory as it is (no copy). Object arrays are refused (they would
-    need pickle), and so are subclasses of ``ndarray`` (they would come back plain)."""
-    if isinstance(value, numpy.ndarray) and type(value) is not numpy.ndarray:
-        msg = f"a {type(value).__name__} (an ndarray subclass) cannot be stored as itself"
-        raise CodecError(msg)
-    array = numpy.asarray(value)
-    if array.dtype.hasobject:
-        msg = f"a numpy {array.dtype} value cannot be stored without pickle"
-        raise CodecError(msg)
-    npy = numpy.lib.format
-    header = npy.header_data_from_array_1_0(array)
-    if header["fortran_order"]:
-        array = array.T  # C-contiguous: its memory is the Fortran order the header says
-    elif not array.flags.c_contiguous:
-        array = numpy.ascontiguousarray(array)
-    text = io.BytesIO()
-    npy.write_array_header_2_0(text, header)
-    blobs.append(Blob(value, (text.getvalue(), array.reshape(-1).view(numpy.uint8))))
-    tag = "ndarray" if isinstance(value, numpy.ndarray) else "numpy_scalar"
-    return {TAG: tag, "blob": len(blobs) - 1}
-
-
-_NPY_MAGIC = b"\x93NUMPY\x02\x00"
-_NPY_PREFIX = len(_NPY_MAGIC) + 4  # the magic, then the header's length (4 bytes)
-
-
-def _decode_numpy(data: dict[str, Any], blob: memoryview) -> Any:
-    """The array (or scalar) in ``blob``, copied out of it (so it is writable and owns
-    its memory). Only what `_encode_numpy` writes is read."""
-    numpy = sys.modules.get("numpy")
-    if numpy is None:
-        msg = "a stored numpy value needs numpy, which this program has not imported"
-        raise CodecError(msg)
-    if bytes(blob[: len(_NPY_MAGIC)]) != _NPY_MAGIC:
-        msg = "a stored numpy value is not in the .npy format"
-        raise CodecError(msg)
-    length = int.from_bytes(blob[len(_NPY_MAGIC) : _NPY_PREFIX], "little")
-    header = io.BytesIO(bytes(blob[: _NPY_PREFIX + length]))
-    header.seek(len(_NPY_MAGIC))  # read_array_header_2_0 reads the length itself
-    # A literal-only parse of a dict of literals (numpy's safe_eval): nothing runs.
-    shape, fortran_order, dtype = numpy.lib.format.read_array_header_2_0(header)
-    if dtype.hasobject:
-        msg = "a stored numpy value has an object dtype"
-        raise CodecError(msg)
-    count = math.prod(shape)
-    if len(blob) != _NPY_PREFIX + length + count * dtype.itemsize:
-        msg = f"a stored numpy value's size does not match its shape {shape}"
-        raise CodecError(msg)
-    flat = numpy.frombuffer(blob, dtype=dtype, count=count, offset=_NPY_PREFIX + length)
-    array = flat.reshape(shape, order="F" if fortran_order else "C").copy(order="K")
-    return array[()] if data[TAG] == "numpy_scalar" else array
 
 
 def _encode_model(value: Any, kind: Any, blobs: list[Blob]) -> Any:
@@ -356,8 +345,8 @@ _DECODERS: dict[str, Callable[[dict[str, Any], Blobs], Any]] = {
 #: Kinds kept in a blob: decode from its bytes.
 _BINARY: dict[str, Callable[[dict[str, Any], memoryview], Any]] = {
     "bytes": lambda _data, blob: bytes(blob),
-    "ndarray": _decode_numpy,
-    "numpy_scalar": _decode_numpy,
+    "ndarray": lambda _data, blob: _npy.read(blob),
+    "numpy_scalar": lambda _data, blob: _npy.read(blob)[()],
 }
 
 

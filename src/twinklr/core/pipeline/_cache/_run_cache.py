@@ -5,8 +5,9 @@ What goes into a key (SHA-256 of the canonical JSON of):
   qualified names of the stage's code and a SHA-256 of its source (see ``_code``: its
   class and what it inherits, a function stage's function, what ``cache_code()``
   declares), whether it is a whole stage or one fan-out item, the type-tagged
-  fingerprint of the stage's input (of the item's input, for fan-out), and a function
-  stage's ``@stage`` version.
+  fingerprint of the stage's input (of the item's input, for fan-out), of what its
+  functions capture (closed-over values, defaults), and a function stage's ``@stage``
+  version.
 So edited code, a bumped ``version`` or a different input never hits an old entry.
 To invalidate by hand: bump ``version``, or clear the store (all, a pipeline, a stage).
 
@@ -21,12 +22,10 @@ stage that succeeded is kept for the rerun.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from collections.abc import Set as AbstractSet
 from datetime import timedelta
@@ -39,7 +38,9 @@ from .._kinds._function import FunctionStage
 from .._values._results import StageResult, make_result
 from .._values._status import StageStatus
 from . import _codec, _payload, _serialize
-from ._code import code_identity, owner
+from ._code import code_identity
+from ._forms import Snapshots, captures_print, output_type, read_output, stored_output
+from ._notices import Notices
 from ._store import CacheRecord, CacheStore, IndexedCacheStore, Payload
 
 if TYPE_CHECKING:
@@ -48,29 +49,12 @@ if TYPE_CHECKING:
 
 # 2: type-tagged input fingerprints, code hashes over the MRO and wrapped code;
 # 3: binary values in blobs beside the JSON (no base64), numpy and pydantic inputs;
-# 4: time zones and pydantic's set fields in fingerprints
+# 4: time zones and pydantic's set fields in fingerprints, what a function captures
 KEY_FORMAT = 4
 #: How long one save may take; it is shielded from the run's cancellation meanwhile.
 SAVE_TIMEOUT_S = 30.0
 #: How long one read of the store may take (then the run goes on without what it reads).
 LOAD_TIMEOUT_S = 30.0
-
-# Keyed by a stage's class, or a function stage's function (held weakly).
-_output_types: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
-
-def output_type(sdef: StageDefinition[Any]) -> Any:
-    """The type a cached output is read back as."""
-    if sdef.output_type is not None and not isinstance(sdef.output_type, str):
-        return sdef.output_type  # a string is documentation (as in the original Twinklr)
-    code = owner(sdef.stage)
-    known = _output_types.get(code, _UNKNOWN)
-    if known is _UNKNOWN:
-        known = _output_types[code] = _serialize.declared_output_type(sdef.stage)
-    return known
-
-
-_UNKNOWN = object()
 
 
 def ttl_seconds(ttl: float | timedelta | None) -> float | None:
@@ -104,20 +88,21 @@ class RunCache:
         # bounded store never evicts them while this run goes on.
         self.held: set[str] = set()
         self._release: Callable[[set[str]], None] | None = None
-        self._warned: set[tuple[str, str]] = set()
+        self.notices = Notices(pipeline, log)
+        # Stage id -> the fingerprint of what its functions capture (None: it has none).
+        self._captured: dict[str, str | None] = {}
         try:
             self.group = _serialize.fingerprint([pipeline, initial_input])
         except _serialize.NotSerializableError as exc:
             self.group = ""
             self.enabled = False
-            self._warn_once("", "cache_disabled", reason=f"initial input: {exc}")
+            self.notices.problem(
+                "cache_disabled",
+                f"no stage was cached: the initial input has no fingerprint ({exc})",
+                reason=f"initial input: {exc}",
+            )
         send, receive = trio.open_memory_channel[CacheRecord](math.inf)
         self._send, self._receive = send, receive
-
-    def _warn_once(self, stage: str, event: str, **fields: Any) -> None:
-        if (stage, event) not in self._warned:
-            self._warned.add((stage, event))
-            self.log.warning(event, stage=stage or None, **fields)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -148,17 +133,30 @@ class RunCache:
             try:
                 found = await method(*args)
             except Exception as exc:  # noqa: BLE001 - an unreadable store means no hits
-                self._warn_once("", "cache_unreadable", error=_describe(exc))
+                self._unreadable(_describe(exc))
                 return None
             if not isinstance(found, kind):
                 name = getattr(method, "__name__", "a read")
                 error = f"{name}() gave {type(found).__name__} {found!r:.60}, not a {kind.__name__}"
-                self._warn_once("", "cache_unreadable", error=f"the store is broken: {error}")
+                self._unreadable(f"the store is broken: {error}")
                 return None
             return found
         if scope.cancelled_caught:
-            self._warn_once("", "cache_read_timed_out", timeout_s=LOAD_TIMEOUT_S)
+            self.notices.problem(
+                "cache_read_timed_out",
+                f"reading the cache took over {LOAD_TIMEOUT_S:g} s: the run went on without "
+                "what earlier runs cached",
+                timeout_s=LOAD_TIMEOUT_S,
+            )
         return None
+
+    def _unreadable(self, error: str) -> None:
+        self.notices.problem(
+            "cache_unreadable",
+            f"the cache could not be read ({error}): the run went on without what earlier "
+            "runs cached",
+            error=error,
+        )
 
     def elsewhere(self, key: str) -> bool:
         """Whether ``key`` is an entry another run wrote (held by the store, not loaded
@@ -181,11 +179,16 @@ class RunCache:
         """The key for running ``sdef`` on ``value``; None when the input has no
         fingerprint (then the stage runs uncached, warned once)."""
         if not self.enabled:
+            self.notices.mark_uncached([sdef.id])
             return None
         try:
             input_print = _serialize.fingerprint(value)
         except _serialize.NotSerializableError as exc:
-            self._warn_once(sdef.id, "cache_input_not_serializable", error=str(exc))
+            why = f"its input has no fingerprint ({exc})"
+            self.notices.stage_uncached(sdef.id, "cache_input_not_serializable", why)
+            return None
+        captures = self._captures(sdef)
+        if captures is None:
             return None
         stage = sdef.stage
         name, digest = code_identity(stage)
@@ -198,10 +201,25 @@ class RunCache:
             digest,
             "item" if item else "stage",
             input_print,
+            captures,
         ]
         if isinstance(stage, FunctionStage):
             parts.append(stage.version)  # @stage(version=...)
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+    def _captures(self, sdef: StageDefinition[Any]) -> str | None:
+        """The fingerprint of what the stage's functions capture, once per run; None,
+        said once, when one of those values has none."""
+        if sdef.id not in self._captured:
+            try:
+                self._captured[sdef.id] = captures_print(sdef.stage)
+            except _serialize.NotSerializableError as exc:
+                self._captured[sdef.id] = None
+                advice = "pass that value as input or through the context, or "
+                self.notices.stage_uncached(
+                    sdef.id, "cache_captured_not_fingerprintable", str(exc), advice=advice
+                )
+        return self._captured[sdef.id]
 
     def lookup(self, sdef: StageDefinition[Any], key: str) -> tuple[Any, list[Write]] | None:
         """The cached output and writes for ``key``; None on a miss (a corrupt entry is a
@@ -211,19 +229,20 @@ class RunCache:
             return None
         try:
             data, blobs = _payload.unpack(payload)
-            form = data.get("form")
-            if form == "tagged":  # stored without a declared type
-                output = _codec.decode(data["output"], blobs)
-            elif form == "model":  # a pydantic model of the declared class
-                output = _serialize.model_from_json(data["output"], output_type(sdef))
-            else:
-                output = _serialize.structure(data["output"], output_type(sdef))
+            output = read_output(data, blobs, sdef)
             writes = [
                 (str(op), str(name), _codec.decode(value, blobs))
                 for op, name, value in data["writes"]
             ]
         except Exception as exc:  # noqa: BLE001 - whatever is wrong, it is a miss
-            self._warn_once(sdef.id, "cache_entry_unreadable", key=key, error=_describe(exc))
+            error = _describe(exc)
+            self.notices.problem(
+                "cache_entry_unreadable",
+                f"a cached output of stage {sdef.id!r} could not be read ({error}): it ran again",
+                stage=sdef.id,
+                key=key,
+                error=error,
+            )
             return None
         return output, writes
 
@@ -261,15 +280,23 @@ class RunCache:
         """Queue a successful output (with its writes) for saving; an output or a write
         that cannot come back from JSON equal is not cached (warned once)."""
         blobs: list[_codec.Blob] = []
+        kind = output_type(sdef)
         try:
-            stored = _stored_output(output, output_type(sdef), blobs)
-            stored["writes"] = [
-                [op, name, _serialize.tagged_round_trip(value, blobs)] for op, name, value in writes
-            ]
-            payload = _payload.pack(stored, blobs)  # the copy: the value as it is now
+            stored = stored_output(output, kind, blobs)
         except _serialize.NotSerializableError as exc:
-            self._warn_once(sdef.id, "cache_output_not_serializable", error=str(exc))
+            advice = "return a supported type, or " if kind is not Any else _DECLARE
+            where = "output" if item is None else f"output[{item}]"
+            self._not_stored(sdef, f"{where}{_codec.locate(output)}: {exc}", advice)
             return
+        stored["writes"] = []
+        for op, name, value in writes:
+            try:
+                stored["writes"].append([op, name, _serialize.tagged_round_trip(value, blobs)])
+            except _serialize.NotSerializableError as exc:
+                where = f"the value its {op}({name!r}) wrote{_codec.locate(value)}"
+                self._not_stored(sdef, f"{where}: {exc}", "write supported types, or ")
+                return
+        payload = _payload.pack(stored, blobs)  # the copy: the value as it is now
         now = self.clock()
         ttl = ttl_seconds(sdef.cache_ttl)
         record = CacheRecord(
@@ -286,6 +313,9 @@ class RunCache:
         self.held.add(key)
         self._send.send_nowait(record)
 
+    def _not_stored(self, sdef: StageDefinition[Any], why: str, advice: str) -> None:
+        self.notices.stage_uncached(sdef.id, "cache_output_not_serializable", why, advice=advice)
+
     def offer_items(
         self,
         sdef: StageDefinition[Any],
@@ -301,7 +331,7 @@ class RunCache:
         items = snapshots.items[len(snapshots.items) - count :]  # the last attempt's
         if snapshots.error is not None or len(items) != count:
             error = snapshots.error or "its items were not all seen as they were yielded"
-            self._warn_once(sdef.id, "cache_output_not_serializable", error=str(error))
+            self._not_stored(sdef, str(error), "")
             return
         self.offer(sdef, key, items, writes)
 
@@ -341,49 +371,22 @@ class RunCache:
             try:
                 await self.store.save(batch)
             except Exception as exc:  # noqa: BLE001 - a full or read-only disk: run uncached
-                self._warn_once("", "cache_write_failed", error=_describe(exc), lost=len(batch))
+                error = _describe(exc)
+                self._lost(batch, "cache_write_failed", f"could not be written ({error})", error)
         if scope.cancelled_caught:
-            self._warn_once("", "cache_write_timed_out", lost=len(batch))
+            self._lost(batch, "cache_write_timed_out", f"took over {SAVE_TIMEOUT_S:g} s to write")
+
+    def _lost(self, batch: list[CacheRecord], event: str, what: str, error: str = "") -> None:
+        self.notices.mark_uncached([record.stage for record in batch])
+        fields = {"error": error} if error else {}
+        text = f"the cache {what}: outputs of the run were not saved (see uncached_stages)"
+        self.notices.problem(event, text, lost=len(batch), **fields)
 
 
-class Snapshots:
-    """The items a cached streaming stage yields, each copied as it is yielded: the
-    stages reading them as they come may change them before the stage finishes, and the
-    cache keeps what the stage produced."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self.error: Exception | None = None
-
-    def take(self, item: Any) -> None:
-        """Keep a copy of ``item`` (one that cannot be copied: the output is not cached)."""
-        if self.error is None:
-            try:
-                self.items.append(copy.deepcopy(item))
-            except Exception as exc:  # noqa: BLE001 - whatever deepcopy raises: not cached
-                self.error = _serialize.NotSerializableError(
-                    f"a yielded {type(item).__name__} cannot be copied: {_describe(exc)}"
-                )
-
-
-def _stored_output(output: Any, kind: Any, blobs: list[_codec.Blob]) -> dict[str, Any]:
-    """How ``output`` is stored: self-describing (the same type and an equal value come
-    back, binary values in blobs), or, when that cannot describe it (a class defined in
-    a function), as its declared type: a pydantic model class through pydantic's JSON
-    mode, anything else as cattrs JSON of that type."""
-    try:
-        return {"output": _serialize.tagged_round_trip(output, blobs), "form": "tagged"}
-    except _serialize.NotSerializableError as undescribed:
-        if kind is Any:
-            raise
-        model = _serialize.model_round_trip(output, kind)
-        if model is not None:
-            return {"output": model, "form": "model"}
-        try:
-            return {"output": _serialize.check_round_trip(output, kind)}
-        except _serialize.NotSerializableError as exc:
-            msg = f"{undescribed}; as the declared {kind!r}: {exc}"
-            raise _serialize.NotSerializableError(msg) from exc
+_DECLARE = (
+    "declare its output type (a return annotation, or StageDefinition(output_type=...)), "
+    "return a supported type, or "
+)
 
 
 def _describe(exc: BaseException) -> str:

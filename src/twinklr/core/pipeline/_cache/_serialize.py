@@ -81,7 +81,8 @@ def fingerprint(value: Any) -> str:
     except RecursionError as exc:
         msg = f"a {type(value).__name__} value nested too deeply (or holding itself) to fingerprint"
         raise NotSerializableError(msg) from exc
-    except (TypeError, ValueError) as exc:
+    except Exception as exc:
+        # resolving an attrs class's annotations): no fingerprint
         msg = f"{type(value).__name__} value has no fingerprint: {exc}"
         raise NotSerializableError(msg) from exc
     return hashlib.sha256(text.encode(*UTF8)).hexdigest()
@@ -112,6 +113,8 @@ def _tagged_object(value: Any, kind: type) -> Any:
     pydantic = sys.modules.get("pydantic")
     if pydantic is not None and isinstance(value, pydantic.BaseModel):
         return _tagged_model(value, kind)
+    if isinstance(value, dt.tzinfo):  # a zone (a stage may close over one): by its name
+        return [_qualified(kind), getattr(value, "key", None) or str(value)]
     if isinstance(value, dt.datetime | dt.time) and type(value.tzinfo) not in _PLAIN_ZONES:
         # a named zone (its offset alone would equate two zones that part at a DST change)
         zone = getattr(value.tzinfo, "key", None) or str(value.tzinfo)
@@ -203,11 +206,7 @@ def tagged_round_trip(value: Any, blobs: list[_codec.Blob]) -> Any:
         raise NotSerializableError(msg) from exc
     except (_codec.CodecError, TypeError, ValueError) as exc:
         del blobs[before:]
-        msg = (
-            f"{exc}; declare the stage's output type (a return annotation, or "
-            "StageDefinition(output_type=...)) or return a supported type"
-        )
-        raise NotSerializableError(msg) from exc
+        raise NotSerializableError(str(exc)) from exc
     # The descriptions compared first: they are exact for NaN and arrays (whose ==
     # answers element by element).
     if type(back) is not type(value) or not (again == data or back == value):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._base._loops import execute_of
-from .._cache._run_cache import Snapshots
+from .._cache._forms import Snapshots
 from .._observe._events import EventKind
 from .._values._context import record_writes, stop_recording
 from .._values._results import StageResult

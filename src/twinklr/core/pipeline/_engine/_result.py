@@ -54,6 +54,7 @@ def build_result(run: Run, *, cancelled: bool = False) -> PipelineResult:
         skipped_stages=tuple(by_status[StageStatus.SKIPPED]),
         soft_failed_stages=tuple(by_status[StageStatus.SOFT_FAILED]),
         cached_stages=tuple(by_status[StageStatus.CACHED]),
+        uncached_stages=_uncached(run),
         cancelled_stages=tuple(ids[i] for i in run.cancelled),
         not_started_stages=tuple(not_started),
         total_duration_ms=to_ms(run.end_time - t0),
@@ -66,3 +67,11 @@ def build_result(run: Run, *, cancelled: bool = False) -> PipelineResult:
         cancelled=cancelled,
         waiting_stages=waiting,
     )
+
+
+def _uncached(run: Run) -> tuple[str, ...]:
+    """The stages the run's cache did not keep, in the pipeline's order."""
+    if run.cache is None or not run.cache.notices.uncached:
+        return ()
+    uncached = run.cache.notices.uncached
+    return tuple(stage_id for stage_id in run.plan.ids if stage_id in uncached)

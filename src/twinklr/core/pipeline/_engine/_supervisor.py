@@ -71,6 +71,8 @@ async def drive(executor: Executor, run: Run, started: Callable[[], None] | None
             await _clean_up(cleanups, run.log)
         current_context.reset(context_token)
         current_executor.reset(executor_token)
+    if run.cache is not None:
+        run.cache.notices.tell()  # (after all is saved: -W error makes it raise here)
 
 
 async def _supervise(run: Run) -> None:

@@ -301,6 +301,11 @@ class PipelineResult:
     """Stages that stopped short but handed a best-effort output on (the run went on)."""
     cached_stages: tuple[str, ...] = ()
     """Stages served from the cache instead of running (all items, for fan-out)."""
+    uncached_stages: tuple[str, ...] = ()
+    """Stages that ran with a cache but whose output was not kept (it, a write, their
+    input or a value their function captures could not be stored or fingerprinted, or
+    the store failed): each was said once as a `CacheWarning`. Not stages with
+    ``cache=False``."""
     cancelled_stages: tuple[str, ...] = ()
     """Stages that were running when fail-fast (or the caller) cancelled them."""
     not_started_stages: tuple[str, ...] = ()
