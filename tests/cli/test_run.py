@@ -165,3 +165,19 @@ def test_a_run_on_a_terminal_previews_what_the_terminal_stages_produced(
     assert preview[0] == "outputs:"
     assert all(line.startswith("  ") for line in preview[1:])
     assert len(preview) >= 2
+
+
+def test_with_quiet_the_run_still_says_the_cache_was_unusable(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    broken = tmp_path / "cache"
+    broken.mkdir()
+    (broken / "twinklr-cache.sqlite3").write_bytes(b"not a database" * 100)
+    assert main(["run", f"{FIXTURES}:numbers", "--cache", str(broken), "--quiet"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert (
+        "cache: pipeline 'numbers': the cache could not be read (DatabaseError: file is" in (err[0])
+    )
+    assert any(
+        line.startswith("cache: pipeline 'numbers': the cache could not be written") for line in err
+    )

@@ -3,17 +3,21 @@ terminal (``_live``, with the ``cli`` extra), and Ctrl-C cancelling the run clea
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
+import sys
+import warnings
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 import trio
 import trio.lowlevel
 
 from .._observe._events import EventKind, PipelineEvent
+from ..errors import CacheWarning
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from .._engine._executor import PipelineExecutor
     from .._engine._handle import RunHandle
@@ -89,7 +93,24 @@ async def execute_with_progress(
 ) -> PipelineResult | None:
     """Run with live progress; Ctrl-C cancels the run (returns None). ``ask`` answers
     the run's gates (called in a worker thread: it may read the terminal); ``resume``
-    goes on with that suspended run instead of starting one."""
+    goes on with that suspended run instead of starting one. What was not cached is
+    said (one line each) when it ends."""
+    with cache_lines(sys.stderr):
+        return await _follow(
+            executor, pipeline, initial_input, context, progress, ask=ask, resume=resume
+        )
+
+
+async def _follow(
+    executor: PipelineExecutor,
+    pipeline: PipelineDefinition,
+    initial_input: Any,
+    context: Any,
+    progress: Progress,
+    *,
+    ask: Callable[[InputRequest], Any] | None,
+    resume: str | None,
+) -> PipelineResult | None:
     send, receive = trio.open_memory_channel[PipelineEvent](math.inf)
     result = None
     async with trio.open_nursery() as nursery:
@@ -137,3 +158,21 @@ async def _cancel_on_interrupt(scope: trio.CancelScope) -> None:
         async for _ in signals:
             scope.cancel()
             return
+
+
+@contextlib.contextmanager
+def cache_lines(out: TextIO) -> Iterator[None]:
+    """Each `CacheWarning` said inside, printed to ``out`` as one line when it ends
+    (``--quiet`` too: nothing else would say what was not cached); other warnings are
+    shown as Python shows them."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CacheWarning)
+            yield
+    finally:
+        for said in caught:
+            if issubclass(said.category, CacheWarning):
+                print(f"cache: {said.message}", file=out)
+            else:
+                warnings.showwarning(said.message, said.category, said.filename, said.lineno)
