@@ -208,7 +208,13 @@ async def test_a_cache_that_cannot_be_written_means_no_cache_with_a_warning(
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    executor = PipelineExecutor(cache=SQLiteCacheStore(blocker / "cache.db"))
+    # A place no cache could ever be made in is said when the store is made ...
+    with pytest.raises(ValueError, match=r"cannot cache: .*a-file is a file, not a directory"):
+        SQLiteCacheStore(blocker / "cache.db")
+    # ... one that breaks later makes the run go on uncached, said once.
+    store = SQLiteCacheStore(tmp_path / "cache" / "cache.db")
+    (tmp_path / "cache").write_text("made a file meanwhile")
+    executor = PipelineExecutor(cache=store)
     pipeline = PipelineDefinition("p", [StageDefinition("a", stub(1))])
     with structlog.testing.capture_logs() as logs, cache_warnings() as said:
         result = await executor.execute(pipeline, 1)

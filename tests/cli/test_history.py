@@ -146,7 +146,8 @@ def test_a_store_that_is_not_a_database_is_named(
     bogus.write_text("hello, not sqlite " * 100)
     code, out, err = cli(capsys, "runs", "list", "--store", str(tmp_path))
     assert (code, out) == (2, "")
-    assert f"{bogus} is not a twinklr run store" in err
+    assert err.count("\n") == 1
+    assert f"cannot record runs: {bogus} is not a SQLite database" in err
 
 
 def test_runs_prune_forgets_old_runs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -362,10 +363,19 @@ def test_runs_show_of_a_damaged_run_is_one_line_and_exit_2(
 
 
 def test_a_run_that_could_not_be_recorded_is_not_said_to_be(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runs = tmp_path / "runs.db"
     runs.write_text("not a database at all, " * 100)  # a file the run store cannot use
+    code, out, err = cli(capsys, "run", f"{FIXTURES}:numbers", "--input", "1", "--runs", str(runs))
+    assert (code, out) == (2, "")  # said before the run, in one line
+    assert f"cannot record runs: {runs} is not a SQLite database" in err
+    runs.unlink()
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(RunStore, "write", broken)  # a store that breaks during the run
     code, out, err = cli(capsys, "run", f"{FIXTURES}:numbers", "--input", "1", "--runs", str(runs))
     assert code == 0  # the run itself went well
     assert "recorded as run" not in out

@@ -181,3 +181,15 @@ def test_with_quiet_the_run_still_says_the_cache_was_unusable(
     assert any(
         line.startswith("cache: pipeline 'numbers': the cache could not be written") for line in err
     )
+
+
+def test_a_cache_or_run_store_that_could_never_work_is_one_line_before_the_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    for option in ("--cache", "--runs"):
+        assert main(["run", f"{FIXTURES}:numbers", option, str(blocker / "store")]) == 2
+        out, err = capsys.readouterr()
+        assert (out, err.count("\n")) == ("", 1)
+        assert f"{blocker} is a file, not a directory" in err

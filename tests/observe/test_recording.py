@@ -30,7 +30,14 @@ async def test_a_store_that_cannot_be_written_never_fails_the_run(
 ) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    store = RunStore(blocker / "runs")  # its directory cannot be made
+    # A store that could never record says so when it is made, not by every run ...
+    with pytest.raises(ValueError, match=r"cannot record runs: .*file is a file, not a dir"):
+        RunStore(blocker / "runs")
+    with pytest.raises(ValueError, match=r"cannot record runs: .*file is not a SQLite data"):
+        RunStore(blocker)
+    # ... and one that breaks later loses the record, never the run.
+    store = RunStore(tmp_path / "runs")
+    (tmp_path / "runs").write_text("made a file meanwhile: its directory cannot be made")
     with structlog.testing.capture_logs() as logs:
         result = await PipelineExecutor(runs=store).execute(
             PipelineDefinition("p", [StageDefinition("s0", stub(1, delay=1))])

@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from ._base._database import UnusableStoreError
 from ._cli._cache import add_cache_command
 from ._cli._common import (
     EXIT_FAILED,
@@ -93,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exception(exc.__cause__, file=sys.stderr)
         print(f"twinklr-pipeline: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except PipelineValidationError as exc:
+    except (PipelineValidationError, UnusableStoreError) as exc:
         print(f"twinklr-pipeline: {exc}", file=sys.stderr)
         return EXIT_USAGE
     finally:

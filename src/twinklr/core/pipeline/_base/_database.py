@@ -5,6 +5,7 @@ processes open the same file, the schema made or migrated by version, transactio
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -34,6 +35,39 @@ def database_file(path: str | Path, filename: str) -> Path:
     if path.is_dir() or given.endswith(("/", "\\")):
         return path / filename
     return path if path.suffix.lower() in DATABASE_SUFFIXES else path / filename
+
+
+class UnusableStoreError(ValueError):
+    """A store made where it could never work (said when it is made, not by every run)."""
+
+
+#: What every SQLite database file begins with.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def unwritable(path: Path, *, database: bool = False) -> str | None:
+    """Why a database file cannot be made or written at ``path`` (None when it can),
+    found without making anything: ``path`` is a directory, a file that cannot be
+    written (``database``: or one that is not SQLite), or in a place that is a file or
+    cannot be written."""
+    if path.exists():
+        if path.is_dir():
+            return f"{path} is a directory"
+        if not os.access(path, os.W_OK):
+            return f"{path} cannot be written"
+        return f"{path} is not a SQLite database" if database and _not_sqlite(path) else None
+    place = path.parent
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if not place.is_dir():
+        return f"{place} is a file, not a directory"
+    return None if os.access(place, os.W_OK | os.X_OK) else f"{place} cannot be written"
+
+
+def _not_sqlite(path: Path) -> bool:
+    with path.open("rb") as file:
+        start = file.read(len(SQLITE_HEADER))
+    return bool(start) and start != SQLITE_HEADER
 
 
 @contextlib.contextmanager

@@ -25,7 +25,13 @@ from typing import Any, TypeVar
 
 import trio
 
-from .._base._database import Database, database_file, transaction
+from .._base._database import (
+    Database,
+    UnusableStoreError,
+    database_file,
+    transaction,
+    unwritable,
+)
 from ._blobs import BlobFolder
 from ._entries import (
     READ,
@@ -72,6 +78,10 @@ class SQLiteCacheStore:
         read_timeout_s: How long a read may take, in real time (SQLite interrupts it:
             the run goes on with fewer hits).
         clock: The wall clock entries are dated by (for tests).
+
+    Raises:
+        ValueError: No cache could ever be made there (a path under a file, a place
+            that cannot be written): said now, not by every run.
     """
 
     #: Reads are bounded by the store itself, in real time (see ``read_timeout_s``).
@@ -87,7 +97,12 @@ class SQLiteCacheStore:
         read_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        path = database_file(path, DEFAULT_FILENAME)
+        given, path = path, database_file(path, DEFAULT_FILENAME)
+        # (a file that exists but cannot be written is opened read-only, below)
+        why = None if read_only or path.exists() else unwritable(path)
+        if why is not None:
+            msg = f"SQLiteCacheStore({os.fspath(given)!r}) cannot cache: {why}"
+            raise UnusableStoreError(msg)
         self.path = path
         self.blobs = path.with_name(path.name + "-blobs")
         self._blobs = BlobFolder(self.blobs)

@@ -17,7 +17,7 @@ import sqlite3
 import time
 from typing import Any
 
-from .._base._database import transaction
+from .._base._database import UnusableStoreError, transaction, unwritable
 from ._reading import _SUMMARY, RunHistory
 from ._records import RecordedRun, RunBegin, RunState
 
@@ -40,7 +40,19 @@ class RunStore(RunHistory):
             ``.db`` path), or else a directory to keep ``twinklr-runs.sqlite3`` in
             (created if missing; it may be the cache's directory).
         busy_timeout_s: How long a write waits for another process's write.
+
+    Raises:
+        ValueError: The store could never record a run there (a path under a file, a
+            place that cannot be written, a file that is not a SQLite database): said
+            now, not by every run.
     """
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 10.0) -> None:
+        super().__init__(path, busy_timeout_s=busy_timeout_s)
+        why = unwritable(self.path, database=True)
+        if why is not None:
+            msg = f"RunStore({os.fspath(path)!r}) cannot record runs: {why}"
+            raise UnusableStoreError(msg)
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
