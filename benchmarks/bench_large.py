@@ -86,7 +86,7 @@ class Bench:
         assert key is not None  # noqa: S101
         start = time.perf_counter()
         cache.offer(sdef, key, self.array, [])
-        record = cache._receive.receive_nowait()  # noqa: SLF001 (the queued record)
+        record = cache.writer._receive.receive_nowait()  # noqa: SLF001 (the queued record)
         trio.run(self.store.save, [record])
         wrote = time.perf_counter() - start
         start = time.perf_counter()

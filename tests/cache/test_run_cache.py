@@ -27,7 +27,7 @@ from twinklr.core.pipeline import (
     StageResult,
     StageStatus,
 )
-from twinklr.core.pipeline._cache import _run_cache, _serialize
+from twinklr.core.pipeline._cache import _run_cache, _serialize, _writing
 from twinklr.core.pipeline._cache._store import CacheRecord, CacheStore, Payload
 
 
@@ -514,7 +514,7 @@ async def test_a_wedged_store_cannot_hang_the_run(autojump_clock: trio.testing.M
     assert text.endswith(
         "took over 30 s to write: outputs of the run were not saved (see uncached_stages)"
     )
-    assert trio.current_time() == _run_cache.SAVE_TIMEOUT_S
+    assert trio.current_time() == _writing.SAVE_TIMEOUT_S
     assert any(log["event"] == "cache_write_timed_out" for log in logs)
 
 

@@ -64,6 +64,14 @@ def unwritable(path: Path, *, database: bool = False) -> str | None:
     return None if os.access(place, os.W_OK | os.X_OK) else f"{place} cannot be written"
 
 
+def check_usable(path: Path, store: str, *, database: bool = False) -> None:
+    """Raise `UnusableStoreError` (``store``, then why) when `unwritable` says why."""
+    why = unwritable(path, database=database)
+    if why is not None:
+        msg = f"{store}: {why}"
+        raise UnusableStoreError(msg)
+
+
 def _not_sqlite(path: Path) -> bool:
     with path.open("rb") as file:
         start = file.read(len(SQLITE_HEADER))

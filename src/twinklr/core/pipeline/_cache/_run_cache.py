@@ -42,6 +42,7 @@ from ._code import code_identity
 from ._forms import Snapshots, captures_print, output_type, read_output, stored_output
 from ._notices import Notices
 from ._store import CacheRecord, CacheStore, IndexedCacheStore, Payload
+from ._writing import WriteBehind
 
 if TYPE_CHECKING:
     from .._values._context import PipelineContext, Write
@@ -51,8 +52,6 @@ if TYPE_CHECKING:
 # 3: binary values in blobs beside the JSON (no base64), numpy and pydantic inputs;
 # 4: time zones and pydantic's set fields in fingerprints, what a function captures
 KEY_FORMAT = 4
-#: How long one save may take; it is shielded from the run's cancellation meanwhile.
-SAVE_TIMEOUT_S = 30.0
 #: How long one read of the store may take (then the run goes on without what it reads).
 LOAD_TIMEOUT_S = 30.0
 
@@ -75,8 +74,12 @@ class RunCache:
         log: Any,
         *,
         clock: Callable[[], float] = time.time,
+        sync: bool = False,
     ) -> None:
         self.store = store
+        #: Whether a stage waits for its entry to commit (`committed`) before its
+        #: output goes downstream (``durability="sync"``).
+        self.sync = sync
         self.pipeline = pipeline
         self.log = log
         self.clock = clock
@@ -101,8 +104,7 @@ class RunCache:
                 f"no stage was cached: the initial input has no fingerprint ({exc})",
                 reason=f"initial input: {exc}",
             )
-        send, receive = trio.open_memory_channel[CacheRecord](math.inf)
-        self._send, self._receive = send, receive
+        self.writer = WriteBehind(store, self.notices, sync=sync)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -311,7 +313,26 @@ class RunCache:
         )
         self.entries[key] = payload
         self.held.add(key)
-        self._send.send_nowait(record)
+        self.writer.queue(record)
+
+    async def committed(self, key: str) -> None:
+        """Wait until the entry `offer` queued under ``key`` is saved (or its save has
+        failed, warned): at once when nothing was queued or the run is not sync."""
+        await self.writer.committed(key)
+
+    def keep(
+        self,
+        sdef: StageDefinition[Any],
+        key: str,
+        output: Any,
+        writes: list[Write],
+        snapshots: Snapshots | None,
+    ) -> None:
+        """`offer` a stage's output, or `offer_items` a streaming one's ``snapshots``."""
+        if snapshots is None:
+            self.offer(sdef, key, output, writes)
+        else:
+            self.offer_items(sdef, key, snapshots, output, writes)
 
     def _not_stored(self, sdef: StageDefinition[Any], why: str, advice: str) -> None:
         self.notices.stage_uncached(sdef.id, "cache_output_not_serializable", why, advice=advice)
@@ -336,51 +357,18 @@ class RunCache:
         self.offer(sdef, key, items, writes)
 
     async def write_behind(self) -> None:
-        """Save queued records in batches until `close`.
-
-        Each save is shielded (for at most ``SAVE_TIMEOUT_S``): cancelling the run from
-        outside lets the batch in hand, and then what is still queued, reach the store
-        before the cancellation goes on.
-        """
+        """Save what is offered, in batches, until `close` (see `WriteBehind.run`); then
+        stop sparing what this run read and wrote from eviction."""
         try:
-            async for record in self._receive:
-                await self._save_shielded([record, *self._drain()])
+            await self.writer.run()
         finally:
-            leftover = self._drain()
-            if leftover:
-                await self._save_shielded(leftover)
             if self._release is not None:
                 self._release(self.held)
                 self._release = None
 
     def close(self) -> None:
         """No more writes: the writer saves what is queued and ends."""
-        self._send.close()
-
-    def _drain(self) -> list[CacheRecord]:
-        batch = []
-        while True:
-            try:
-                batch.append(self._receive.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel):
-                return batch
-
-    async def _save_shielded(self, batch: list[CacheRecord]) -> None:
-        with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + SAVE_TIMEOUT_S
-            try:
-                await self.store.save(batch)
-            except Exception as exc:  # noqa: BLE001 - a full or read-only disk: run uncached
-                error = _describe(exc)
-                self._lost(batch, "cache_write_failed", f"could not be written ({error})", error)
-        if scope.cancelled_caught:
-            self._lost(batch, "cache_write_timed_out", f"took over {SAVE_TIMEOUT_S:g} s to write")
-
-    def _lost(self, batch: list[CacheRecord], event: str, what: str, error: str = "") -> None:
-        self.notices.mark_uncached([record.stage for record in batch])
-        fields = {"error": error} if error else {}
-        text = f"the cache {what}: outputs of the run were not saved (see uncached_stages)"
-        self.notices.problem(event, text, lost=len(batch), **fields)
+        self.writer.close()
 
 
 _DECLARE = (

@@ -25,13 +25,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from .._base._database import (
-    Database,
-    UnusableStoreError,
-    database_file,
-    transaction,
-    unwritable,
-)
+from .._base._database import Database, check_usable, database_file, transaction
 from ._blobs import BlobFolder
 from ._entries import (
     READ,
@@ -98,11 +92,8 @@ class SQLiteCacheStore:
         clock: Callable[[], float] = time.time,
     ) -> None:
         given, path = path, database_file(path, DEFAULT_FILENAME)
-        # (a file that exists but cannot be written is opened read-only, below)
-        why = None if read_only or path.exists() else unwritable(path)
-        if why is not None:
-            msg = f"SQLiteCacheStore({os.fspath(given)!r}) cannot cache: {why}"
-            raise UnusableStoreError(msg)
+        if not (read_only or path.exists()):  # (one that cannot be written: read-only)
+            check_usable(path, f"SQLiteCacheStore({os.fspath(given)!r}) cannot cache")
         self.path = path
         self.blobs = path.with_name(path.name + "-blobs")
         self._blobs = BlobFolder(self.blobs)

@@ -131,19 +131,25 @@ async def stage_actor(run: Run, index: int, streams: list[Any] | None = None) ->
                 )
         if writes is not None:
             stop_recording()
+        keep = None  # success only
+        if (
+            writes is not None
+            and key is not None
+            and cache is not None
+            and result.status is StageStatus.SUCCEEDED
+        ):
+            keep = functools.partial(cache.keep, sdef, key, result.output, writes, snapshots)
+            if cache.sync:  # committed before the output goes downstream
+                keep()
+                keep = None
+                await cache.committed(key)
     except BaseException as exc:
         if is_cancellation(exc):
             run.stage_cancelled(index)
         raise
     run.stage_finished(index, result)
-    # Success only, and after the output went downstream: the write is queued for the
-    # run's writer, off this stage's path.
-    succeeded = result.status is StageStatus.SUCCEEDED
-    if writes is not None and key is not None and cache is not None and succeeded:
-        if snapshots is None:
-            cache.offer(sdef, key, result.output, writes)
-        else:
-            cache.offer_items(sdef, key, snapshots, result.output, writes)
+    if keep is not None:  # after the output went downstream: the run's writer saves it
+        keep()
     if streams and result.status is StageStatus.CACHED:
         for item in result.output or ():  # a cache hit hands its items on after the fact
             await _forward(streams, None, item)

@@ -8,7 +8,7 @@ import os
 import uuid
 from collections.abc import Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import trio
 
@@ -33,6 +33,9 @@ from ._supervisor import drive
 if TYPE_CHECKING:
     from ._plan import Plan
 
+#: When a cached stage's entry commits (see `PipelineExecutor`).
+Durability = Literal["batched", "sync"]
+
 
 class PipelineExecutor:
     """Runs pipeline definitions on Trio: each stage a task, data on memory channels.
@@ -55,11 +58,21 @@ class PipelineExecutor:
             remaining work is gates waiting for input, instead of waiting on; a later
             process goes on with [resume][twinklr.core.pipeline.PipelineExecutor.resume].
             Needs ``cache`` and ``runs``.
+        durability: When a cached stage's entry is committed. ``"batched"`` (the
+            default): its output goes downstream at once and the entry is saved in the
+            next batch beside the run, off every stage's path; a process killed in
+            between recomputes that stage on the rerun. ``"sync"``: a stage's entry
+            (each of its items', for fan-out) is committed before any dependent starts
+            (concurrent stages still share a batch), so a killed run never recomputes
+            a stage whose dependents had begun (a streaming stage's consumers, which
+            read its items as they come, excepted); the cost per stage is in the
+            caching guide.
 
     Raises:
         TypeError: ``cache`` is not a cache store (a path is not: use
             ``SQLiteCacheStore(path)``), or ``runs`` is not a run store.
-        ValueError: ``suspend_on_wait`` without a cache and a run store.
+        ValueError: ``suspend_on_wait`` without a cache and a run store, or a
+            ``durability`` that is neither ``"batched"`` nor ``"sync"``.
     """
 
     def __init__(
@@ -70,6 +83,7 @@ class PipelineExecutor:
         runner: Any = None,
         runs: RunStore | None = None,
         suspend_on_wait: bool = False,
+        durability: Durability = "batched",
     ) -> None:
         # Checked whatever the annotations promise; a path gets the call to make instead.
         _check_store(
@@ -91,7 +105,11 @@ class PipelineExecutor:
                 "suspend_on_wait=True)"
             )
             raise ValueError(msg)
+        if durability not in ("batched", "sync"):
+            msg = f"durability must be 'batched' or 'sync', not {durability!r}"
+            raise ValueError(msg)
         self.cache = cache
+        self.durability: Durability = durability
         self.tracer = tracer
         self.runner = runner
         self.runs = runs
@@ -281,7 +299,9 @@ class PipelineExecutor:
             answers=answers,
         )
         if self.cache is not None:
-            run.cache = RunCache(self.cache, plan.name, initial_input, run.log)
+            run.cache = RunCache(
+                self.cache, plan.name, initial_input, run.log, sync=self.durability == "sync"
+            )
         if self.runs is not None:
             run.recorder = recorder_for(run, self.runs)
             if self.cache is not None:

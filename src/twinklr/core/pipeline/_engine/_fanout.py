@@ -201,6 +201,7 @@ async def _attempt_item(
         stop_recording()
     if result.status is StageStatus.SUCCEEDED:
         cache.offer(sdef, key, result.output, writes, item=index)
+        await cache.committed(key)  # (durability="sync": before the stage finishes)
     return result
 
 

@@ -17,7 +17,7 @@ import sqlite3
 import time
 from typing import Any
 
-from .._base._database import UnusableStoreError, transaction, unwritable
+from .._base._database import check_usable, transaction
 from ._reading import _SUMMARY, RunHistory
 from ._records import RecordedRun, RunBegin, RunState
 
@@ -49,10 +49,7 @@ class RunStore(RunHistory):
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 10.0) -> None:
         super().__init__(path, busy_timeout_s=busy_timeout_s)
-        why = unwritable(self.path, database=True)
-        if why is not None:
-            msg = f"RunStore({os.fspath(path)!r}) cannot record runs: {why}"
-            raise UnusableStoreError(msg)
+        check_usable(self.path, f"RunStore({os.fspath(path)!r}) cannot record runs", database=True)
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
