@@ -35,9 +35,11 @@ from twinklr.core.pipeline import (
     RefineStage,
     RetryConfig,
     RunStatus,
+    RunStore,
     StageDefinition,
     StageResult,
     Verdict,
+    WaitForInput,
     aio,
 )
 from twinklr.core.pipeline._engine import _guest
@@ -710,3 +712,53 @@ def test_on_a_trio_asyncio_loop_fail_fast_and_the_callers_timeout_cancel_stages(
     assert result.failed_stages == ("fails",)
     assert result.cancelled_stages == ("slow",)
     assert saw == ["cancelled 1", "cancelled 2"]
+
+
+async def asked(handle: aio.AsyncioRunHandle) -> None:
+    """Until the run's gate asks for input."""
+    async for event in handle.events():
+        if event.kind is EventKind.INPUT_REQUESTED:
+            return
+
+
+def test_an_asyncio_service_answers_and_suspends_gates_through_its_handle(
+    tmp_path: Any,
+) -> None:
+    pipeline = PipelineDefinition(
+        "gated",
+        [
+            StageDefinition("approve", WaitForInput("render this?")),
+            StageDefinition("render", double, inputs=["approve"]),
+        ],
+    )
+    executor = PipelineExecutor(cache=MemoryCacheStore(), runs=RunStore(tmp_path))
+
+    async def main() -> tuple[PipelineResult, PipelineResult]:
+        handle = await aio.start(pipeline, 3, executor=executor)
+        await asked(handle)
+        (request,) = handle.waiting()  # plain calls, as on a Trio RunHandle
+        assert (request.stage_id, request.prompt, request.input) == ("approve", "render this?", 3)
+        with pytest.raises(LookupError, match="the run has no stage 'nope'"):
+            handle.respond("nope", 1)
+        handle.respond("approve", 21)
+        answered = await handle.wait()
+        with pytest.raises(LookupError, match="already been answered"):
+            handle.respond("approve", 1)
+        other = await aio.start(pipeline, 4, executor=executor)
+        await asked(other)
+        other.suspend()
+        return answered, await other.wait()
+
+    answered, suspended = run(main)
+    assert answered.outputs == {"approve": 21, "render": 42}
+    assert suspended.waiting_stages == ("approve",)
+    no_store = PipelineExecutor()
+
+    async def unsuspendable() -> None:
+        handle = await aio.start(pipeline, 1, executor=no_store)
+        with pytest.raises(RuntimeError, match="cannot be suspended"):
+            handle.suspend()
+        handle.cancel()
+        await handle.wait()
+
+    run(unsuspendable)

@@ -27,6 +27,7 @@ from ._engine._hosted import HostedRun, begin, finish
 
 if TYPE_CHECKING:
     from ._engine._handle import RunHandle as TrioRunHandle
+    from ._kinds._gate import InputRequest
     from ._observe._events import PipelineEvent
     from ._values._context import PipelineContext
     from ._values._results import PipelineResult
@@ -70,6 +71,31 @@ class AsyncioRunHandle(HostedRun):
         return (
             f"<AsyncioRunHandle {self.pipeline!r} run_id={self.run_id} status={self.status.value}>"
         )
+
+    # -- gates: answered from asyncio as from Trio (plain calls, on the loop's thread) --
+
+    def waiting(self) -> list[InputRequest]:
+        """The run's gates waiting for input (`WaitForInput` stages), oldest first; as
+        [RunHandle.waiting][twinklr.core.pipeline.RunHandle.waiting]."""
+        return self._run_handle().waiting()
+
+    def respond(self, stage_id: str, value: Any) -> None:
+        """Answer gate ``stage_id`` with ``value``, its output; its dependents go on.
+        As [RunHandle.respond][twinklr.core.pipeline.RunHandle.respond]: `LookupError`
+        naming the gates that wait when ``stage_id`` is not one of them."""
+        self._run_handle().respond(stage_id, value)
+
+    def suspend(self) -> None:
+        """End the run as waiting once its only remaining work is gates waiting for
+        input; as [RunHandle.suspend][twinklr.core.pipeline.RunHandle.suspend]
+        (`RuntimeError` when its executor has no cache and run store)."""
+        self._run_handle().suspend()
+
+    def _run_handle(self) -> TrioRunHandle:
+        # Called on the loop's thread between the guest run's steps, where the Trio
+        # run's state is as still as an asyncio object's: its calls work there as is.
+        assert self._trio is not None  # noqa: S101 (set before start returns it)
+        return self._trio
 
     async def events(self) -> AsyncIterator[PipelineEvent]:
         """Every event of the run from its first, then live until it finishes; each call

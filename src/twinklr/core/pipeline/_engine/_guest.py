@@ -28,6 +28,11 @@ class Guest:
         self.ended: asyncio.Future[outcome.Outcome[None]] = loop.create_future()
         self.nursery: trio.Nursery | None = None
         self.token: trio.lowlevel.TrioToken | None = None
+        self.runs: set[Any] = set()
+        """The pipeline runs on it (each has ``cancel()``)."""
+        self.stopping = False
+        """The loop is shutting down: its runs are being cancelled."""
+        self.keeper: asyncio.Task[None] | None = None
         self._stop: trio.Event | None = None
         if runs_on_trio(loop):  # a trio-asyncio loop: Trio is running already
             loop.trio_as_future(self._main).add_done_callback(self._hosted_done)  # type: ignore[attr-defined]
@@ -39,6 +44,27 @@ class Guest:
             done_callback=self._done,
             host_uses_signal_set_wakeup_fd=True,
         )
+        self.keeper = loop.create_task(self._keep())
+
+    async def _keep(self) -> None:
+        """See the Trio run end. Should the loop shut down first (``asyncio.run`` cancels
+        every task once its main coroutine returns), cancel every run on it and wait for
+        the Trio run to end: the loop never closes under a guest run, and each run's
+        handle says cancelled."""
+        try:
+            await asyncio.wait({self.ended})
+        except asyncio.CancelledError:
+            self.stopping = True
+            for run in list(self.runs):
+                run.cancel()
+            await wait_out(self.ended, raise_cancelled=False)
+            raise
+
+    async def closed(self) -> None:
+        """Wait (through any cancellation) until the Trio run and its keeper have ended."""
+        await wait_out(self.ended, raise_cancelled=False)
+        if self.keeper is not None:
+            await wait_out(self.keeper, raise_cancelled=False)
 
     async def _main(self) -> None:
         self._stop = trio.Event()
@@ -99,11 +125,12 @@ class Guest:
             del trio_bridges[self.loop]
 
     def release(self) -> None:
-        """One user fewer; the last one ends the Trio run (in Trio or on the host)."""
+        """One user fewer; the last one ends the Trio run (in Trio or on the host). It
+        stays this loop's guest, closing, until it has ended: a new user waits for that
+        before starting the next (a thread has one Trio run at a time)."""
         self.users -= 1
         if self.users == 0 and not self.closing:
             self.closing = True
-            self._forget()  # a new user starts a new guest run
             assert self._stop is not None  # noqa: S101 (set before ready)
             try:
                 self._stop.set()  # inside the Trio run
@@ -152,6 +179,8 @@ async def join() -> Guest:
         except BaseException:
             if guest.ready.done() and guest.ready.exception() is None:
                 guest.release()
+                if guest.closing:  # the last user: see the Trio run end, nothing left
+                    await guest.closed()
             raise
         guest.ready.result()
         return guest

@@ -74,7 +74,7 @@ class HostedRun:
             self._watcher.cancel()
             await asyncio.wait({self._watcher})
         if self._guest.closing:
-            await asyncio.wait({self._guest.ended})  # the last run: the Trio run has ended
+            await self._guest.closed()  # the last run: the Trio run has ended
         return self._finished.result()
 
     async def _cancelled(self) -> None:
@@ -86,7 +86,7 @@ class HostedRun:
             self._watcher.cancel()
             await wait_out(self._watcher, raise_cancelled=False)
         if self._guest.closing:
-            await wait_out(self._guest.ended, raise_cancelled=False)
+            await self._guest.closed()
 
     def _watch(self, token: asyncio.Event) -> None:
         """Cancel the run when ``token`` is set (the context's ``cancel_token``)."""
@@ -126,7 +126,7 @@ class HostedRun:
     ) -> None:
         guest = self._guest
         assert guest.token is not None  # noqa: S101 (set before ready)
-        stage_host.set(AsyncioStages(guest.loop, guest.token, stage_loop))
+        stage_host.set(AsyncioStages(guest.loop, guest.token, stage_loop, lambda: guest.stopping))
         result: PipelineResult | None = None
         try:
             with self._scope:
@@ -152,6 +152,7 @@ class HostedRun:
             else:
                 self._finished.set_result(result)
         finally:
+            guest.runs.discard(self)
             guest.release()
 
     async def _run_recorded(
@@ -195,6 +196,7 @@ async def begin(
     guest = await join()
     # A run that may be cancelled from outside keeps a handle: its result says so.
     hosted = make(guest, recorded or token is not None)
+    guest.runs.add(hosted)
     if token is not None:
         hosted._watch(token)  # noqa: SLF001 (the run's own set-up)
     start = functools.partial(

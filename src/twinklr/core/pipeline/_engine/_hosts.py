@@ -97,10 +97,15 @@ class AsyncioStages(_Host):
     """The stage host of an asyncio-hosted run: runs asyncio stages as host tasks."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, token: trio.lowlevel.TrioToken, default: Loop
+        self,
+        loop: asyncio.AbstractEventLoop,
+        token: trio.lowlevel.TrioToken,
+        default: Loop,
+        stopping: Callable[[], bool] = bool,
     ) -> None:
         super().__init__()
         self.loop = loop
+        self.stopping = stopping  # the loop is shutting down (its runs are being cancelled)
         self.token = token
         self.default = default
         self._waiting: dict[asyncio.Task[Any], _Waiting] = {}
@@ -123,6 +128,8 @@ class AsyncioStages(_Host):
         if waiting.cancelled:
             await trio.lowlevel.checkpoint()  # raises the Cancelled that stopped us
         if task.cancelled():
+            if self.stopping():  # asyncio.run ending: the run's own cancellation is coming
+                await trio.sleep_forever()
             msg = "the stage's asyncio task was cancelled from outside the pipeline run"
             raise RuntimeError(msg)
         return task.result()
