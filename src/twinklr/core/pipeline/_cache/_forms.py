@@ -7,6 +7,7 @@ import copy
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from .._kinds._function import FunctionStage
 from . import _codec, _serialize
 from ._code import captured, code_parts, owner
 
@@ -31,29 +32,45 @@ def output_type(sdef: StageDefinition[Any]) -> Any:
 _UNKNOWN = object()
 
 
-# A function's (or partial's) captures_print, held weakly: read the first time the
-# process keys it, so a list it appends to (calls counted in a test) keeps its key.
+# A function stage's captures_print, held weakly by its function: read the first time
+# the process keys it, so a list it appends to (calls counted in a test) keeps its key.
 _captures: weakref.WeakKeyDictionary[Any, str | _serialize.NotSerializableError] = (
     weakref.WeakKeyDictionary()
 )
 
 
 def captures_print(stage: object) -> str:
-    """The fingerprint of what ``stage``'s functions capture ("" for nothing), as they
-    were the first time this process keyed each function.
+    """The fingerprint of what ``stage``'s functions capture ("" for nothing): a
+    function stage's function as it was the first time this process keyed it; the
+    functions a stage declares in ``cache_code()`` as they are.
 
     Raises `NotSerializableError` naming the value that has none."""
+    if not isinstance(stage, FunctionStage):
+        if getattr(stage, "cache_code", None) is None:
+            return ""  # a class: its source is all there is
+        return _known(_stage_print(stage))
+    try:
+        known = _captures.get(stage.fn)
+        if known is None:
+            known = _captures[stage.fn] = _stage_print(stage)
+    except TypeError:  # not weakly referenceable, or unhashable: every time
+        known = _stage_print(stage)
+    return _known(known)
+
+
+def _known(found: str | _serialize.NotSerializableError) -> str:
+    if isinstance(found, _serialize.NotSerializableError):
+        raise found
+    return found
+
+
+def _stage_print(stage: object) -> str | _serialize.NotSerializableError:
     prints = []
     for part in code_parts(stage):
-        try:
-            known = _captures.get(part)
-        except TypeError:  # pragma: no cover (not weakly referenceable: every time)
-            known = _print_of(part)
-        if known is None:
-            known = _captures[part] = _print_of(part)
-        if isinstance(known, _serialize.NotSerializableError):
-            raise known
-        prints.append(known)
+        found = _print_of(part)
+        if isinstance(found, _serialize.NotSerializableError):
+            return found
+        prints.append(found)
     return "".join(prints)
 
 

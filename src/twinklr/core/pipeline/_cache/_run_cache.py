@@ -92,8 +92,6 @@ class RunCache:
         self.held: set[str] = set()
         self._release: Callable[[set[str]], None] | None = None
         self.notices = Notices(pipeline, log)
-        # Stage id -> the fingerprint of what its functions capture (None: it has none).
-        self._captured: dict[str, str | None] = {}
         try:
             self.group = _serialize.fingerprint([pipeline, initial_input])
         except _serialize.NotSerializableError as exc:
@@ -210,18 +208,16 @@ class RunCache:
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
     def _captures(self, sdef: StageDefinition[Any]) -> str | None:
-        """The fingerprint of what the stage's functions capture, once per run; None,
-        said once, when one of those values has none."""
-        if sdef.id not in self._captured:
-            try:
-                self._captured[sdef.id] = captures_print(sdef.stage)
-            except _serialize.NotSerializableError as exc:
-                self._captured[sdef.id] = None
-                advice = "pass that value as input or through the context, or "
-                self.notices.stage_uncached(
-                    sdef.id, "cache_captured_not_fingerprintable", str(exc), advice=advice
-                )
-        return self._captured[sdef.id]
+        """The fingerprint of what the stage's functions capture; None, said once, when
+        one of those values has none."""
+        try:
+            return captures_print(sdef.stage)
+        except _serialize.NotSerializableError as exc:
+            advice = "pass that value as input or through the context, or "
+            self.notices.stage_uncached(
+                sdef.id, "cache_captured_not_fingerprintable", str(exc), advice=advice
+            )
+            return None
 
     def lookup(self, sdef: StageDefinition[Any], key: str) -> tuple[Any, list[Write]] | None:
         """The cached output and writes for ``key``; None on a miss (a corrupt entry is a
