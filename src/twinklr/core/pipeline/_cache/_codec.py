@@ -35,7 +35,7 @@ from typing import Any
 
 import attrs
 
-from . import _npy
+from . import _models, _npy
 
 #: The key a tagged value's kind is stored under (a dict that has it is tagged too).
 TAG = "$"
@@ -137,9 +137,8 @@ def _members(value: Any) -> list[tuple[str, Any]]:
         return [(f"[{key!r}]", member) for key, member in value.items()]
     if kind in (set, frozenset):
         return [("[...]", member) for member in value]
-    pydantic = sys.modules.get("pydantic")
-    if pydantic is not None and isinstance(value, pydantic.BaseModel):
-        fields = _model_fields(value)
+    if _models.is_model(value):
+        fields = _models.model_fields(value)
     elif attrs.has(kind):
         fields = {f.name: getattr(value, f.name) for f in attrs.fields(kind)}
     elif dataclasses.is_dataclass(value):
@@ -193,9 +192,9 @@ def _encode_object(value: Any, kind: type, blobs: list[Blob]) -> Any:
             raise CodecError(str(exc)) from None
         tag = "ndarray" if isinstance(value, numpy.ndarray) else "numpy_scalar"
         return {TAG: tag, "blob": len(blobs) - 1}
-    pydantic = sys.modules.get("pydantic")
-    if pydantic is not None and isinstance(value, pydantic.BaseModel):
-        return _encode_model(value, kind, blobs)
+    if _models.is_model(value):
+        name = _name_of(kind)
+        return {TAG: "pydantic", "cls": name, **_models.encode_model(value, blobs, encode)}
     if isinstance(value, enum.Enum):
         return {TAG: "enum", "cls": _name_of(kind), "v": encode(value.value, blobs)}
     if attrs.has(kind):
@@ -208,49 +207,13 @@ def _encode_object(value: Any, kind: type, blobs: list[Blob]) -> Any:
     raise CodecError(msg)
 
 
-def _encode_model(value: Any, kind: Any, blobs: list[Blob]) -> Any:
-    """A pydantic model through pydantic's JSON mode, only the fields it was given set
-    (so ``model_fields_set`` comes back, at every depth), when that gives it back equal;
-    else field by field through this codec (a numpy array field, a tuple in an ``Any``
-    field, a default that was changed in place), its set fields named."""
-    name = _name_of(kind)
-    try:
-        text = value.model_dump_json(exclude_unset=True)
-        if kind.model_validate_json(text) == value:
-            return {TAG: "pydantic", "cls": name, "json": text}
-    except Exception:  # noqa: BLE001, S110 - pydantic's own errors: stored field by field
-        pass
-    fields = {field: encode(member, blobs) for field, member in _model_fields(value).items()}
-    return {TAG: "pydantic", "cls": name, "fields": fields, "set": sorted(value.model_fields_set)}
-
-
-def _model_fields(value: Any) -> dict[str, Any]:
-    """A model's fields and extra fields by name, as they are."""
-    fields = {name: getattr(value, name) for name in type(value).model_fields}
-    return {**fields, **(value.__pydantic_extra__ or {})}
-
-
 def _decode_pydantic(data: dict[str, Any], blobs: Blobs) -> Any:
     """A pydantic model, validated (its validators run) from its JSON or its fields."""
-    pydantic = sys.modules.get("pydantic")
     found = _find(data.get("cls"))
-    if pydantic is None or not (isinstance(found, type) and issubclass(found, pydantic.BaseModel)):
+    if not (isinstance(found, type) and _models.is_model_class(found)):
         msg = f"a stored pydantic model ({data.get('cls')!r}) cannot be read back"
         raise CodecError(msg)
-    kind: Any = found
-    if "json" in data:
-        return kind.model_validate_json(data["json"])
-    given = set(data["set"])
-    if not given <= set(data["fields"]) or not all(isinstance(name, str) for name in given):
-        msg = f"a stored {kind.__qualname__}'s set fields {sorted(given)} are not its fields"
-        raise CodecError(msg)
-    fields = {name: decode(member, blobs) for name, member in data["fields"].items()}
-    try:
-        made = kind.model_validate(fields, by_name=True)
-    except TypeError:  # pragma: no cover (pydantic before 2.11: by alias or by name)
-        made = kind.model_validate(fields)
-    object.__setattr__(made, "__pydantic_fields_set__", given)
-    return made
+    return _models.decode_model(found, data, blobs, decode)
 
 
 def _name_of(kind: type) -> str:

@@ -96,21 +96,21 @@ def read_output(data: Any, blobs: _codec.Blobs, sdef: StageDefinition[Any]) -> A
     if form == "tagged":  # stored without a declared type
         return _codec.decode(data["output"], blobs)
     if form == "model":  # a pydantic model of the declared class
-        return _serialize.model_from_json(data["output"], output_type(sdef))
+        return _serialize.model_from_stored(data["output"], blobs, output_type(sdef))
     return _serialize.structure(data["output"], output_type(sdef))
 
 
 def stored_output(output: Any, kind: Any, blobs: list[_codec.Blob]) -> dict[str, Any]:
     """How ``output`` is stored: self-describing (the same type and an equal value come
     back, binary values in blobs), or, when that cannot describe it (a class defined in
-    a function), as its declared type: a pydantic model class through pydantic's JSON
-    mode, anything else as cattrs JSON of that type."""
+    a function), as its declared type: a pydantic model class as the codec keeps models
+    (its class taken from the declaration), anything else as cattrs JSON of that type."""
     try:
         return {"output": _serialize.tagged_round_trip(output, blobs), "form": "tagged"}
     except _serialize.NotSerializableError as undescribed:
         if kind is Any:
             raise
-        model = _serialize.model_round_trip(output, kind)
+        model = _serialize.model_round_trip(output, kind, blobs)
         if model is not None:
             return {"output": model, "form": "model"}
         try:

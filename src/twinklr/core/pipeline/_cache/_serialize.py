@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._kinds._function import FunctionStage, StreamingFunctionStage
 from .._values._results import StageResult
-from . import _codec
+from . import _codec, _models
 from ._store import UTF8
 
 if TYPE_CHECKING:
@@ -187,19 +187,24 @@ def structure(data: Any, kind: Any) -> Any:
         raise NotSerializableError(msg) from exc
 
 
-def tagged_round_trip(value: Any, blobs: list[_codec.Blob]) -> Any:
+def tagged_round_trip(value: Any, blobs: list[_codec.Blob], *, model: Any = None) -> Any:
     """``value`` in the self-describing form of ``_codec`` (for a value stored without a
     declared type), its binary parts appended to ``blobs``, once it is known to come back
     as the same type and an equal value. (A blob is exact by making: the check takes it
-    as read instead of copying it out again.)
+    as read instead of copying it out again.) ``model``: ``value`` is an instance of
+    that pydantic model class, which the reader knows (one defined in a function).
 
     Raises `NotSerializableError`, saying what to do, when it would not.
     """
+    encode, decode = _codec.encode, _codec.decode
+    if model is not None:
+        encode = functools.partial(_models.encode_model, encode=_codec.encode)
+        decode = functools.partial(_models.decode_model, model, decode=_codec.decode)
     before = len(blobs)
     try:
-        data = _codec.encode(value, blobs)
-        back = _codec.decode(json.loads(json.dumps(data, allow_nan=False)), blobs)
-        again = _codec.encode(back, blobs[:before])  # its blobs numbered as the first time
+        data = encode(value, blobs)
+        back = decode(json.loads(json.dumps(data, allow_nan=False)), blobs)
+        again = encode(back, blobs[:before])  # its blobs numbered as the first time
     except RecursionError as exc:
         del blobs[before:]
         msg = f"a {type(value).__name__} value nested too deeply (or holding itself) to store"
@@ -209,11 +214,18 @@ def tagged_round_trip(value: Any, blobs: list[_codec.Blob]) -> Any:
         raise NotSerializableError(str(exc)) from exc
     # The descriptions compared first: they are exact for NaN and arrays (whose ==
     # answers element by element).
-    if type(back) is not type(value) or not (again == data or back == value):
+    if type(back) is not type(value) or not (again == data or _equal(back, value)):
         del blobs[before:]
         msg = f"a {type(value).__name__} value does not come back equal from the cache"
         raise NotSerializableError(msg)
     return data
+
+
+def _equal(back: Any, value: Any) -> bool:
+    try:
+        return bool(back == value)
+    except (TypeError, ValueError):  # an array's == answers element by element
+        return False
 
 
 def check_round_trip(value: Any, kind: Any) -> Any:
@@ -239,27 +251,29 @@ def _model_class(kind: Any) -> Any:
     return None
 
 
-def model_round_trip(value: Any, kind: Any) -> str | None:
-    """``value``'s pydantic JSON when it is a model of exactly the declared ``kind`` that
-    comes back equal from it; None otherwise."""
+def model_round_trip(value: Any, kind: Any, blobs: list[_codec.Blob]) -> Any:
+    """``value`` described as an instance of the declared pydantic model class ``kind``
+    (through its JSON mode, or field by field) when it is one and comes back equal;
+    None otherwise."""
     model = _model_class(kind)
     if model is None or type(value) is not model:
         return None
     try:
-        text: str = value.model_dump_json(exclude_unset=True)  # model_fields_set kept
-        same = model.model_validate_json(text) == value
-    except Exception:  # noqa: BLE001 - pydantic's own errors: stored otherwise
+        return tagged_round_trip(value, blobs, model=model)
+    except NotSerializableError:
         return None
-    return text if same else None
 
 
-def model_from_json(text: Any, kind: Any) -> Any:
-    """The declared model class's instance from its JSON (its validators run)."""
+def model_from_stored(data: Any, blobs: _codec.Blobs, kind: Any) -> Any:
+    """The declared model class's instance from what `model_round_trip` described (or,
+    from older entries, its JSON); its validators run."""
     model = _model_class(kind)
-    if model is None or not isinstance(text, str):
+    if model is None:
         msg = f"a stored model cannot be read back as {kind!r}"
         raise NotSerializableError(msg)
-    return model.model_validate_json(text)
+    if isinstance(data, str):
+        return model.model_validate_json(data)
+    return _models.decode_model(model, data, blobs, _codec.decode)
 
 
 _STREAM_ORIGINS = (AsyncGenerator, AsyncIterator, AsyncIterable)
