@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 import pydantic
 
+from conftest import cache_warnings
 from twinklr.core.pipeline import (
     CacheStore,
     PipelineDefinition,
@@ -94,3 +95,20 @@ async def test_a_model_class_defined_in_a_function_is_kept_through_its_declared_
     assert np.array_equal(found.spectrum, np.arange(3.0))
     assert found.at.tzinfo is BERLIN
     assert found.model_fields_set == {"spectrum", "at"}
+
+
+async def test_a_local_dataclass_is_kept_through_its_declared_type_only_when_exact(
+    store: CacheStore,
+) -> None:
+    @dataclasses.dataclass
+    class Slot:
+        at: dt.datetime
+
+    async def book(day: int) -> Slot:
+        return Slot(dt.datetime(2026, 3, day, 20, tzinfo=BERLIN))
+
+    pipeline = PipelineDefinition("slots", [StageDefinition("book", book, output_type=Slot)])
+    with cache_warnings() as said:  # cattrs would turn the zone into an offset: not cached
+        result = await PipelineExecutor(cache=store).execute(pipeline, 28)
+    assert result.uncached_stages == ("book",)
+    assert "does not come back equal" in said[0]

@@ -339,3 +339,22 @@ async def test_a_model_with_a_numpy_field_and_a_zoned_time_is_cached_exactly(
     assert band.at.tzinfo is zone
     assert band.model_fields_set == {"samples", "at"}
     assert again.outputs["level"] == first.outputs["level"] == {"at": band.at}
+
+
+def test_fingerprints_look_inside_dataclasses_and_models_field_by_field() -> None:
+    @dataclasses.dataclass
+    class Slot:
+        at: dt.datetime
+        span: Any
+
+    berlin = dt.datetime(2026, 1, 1, 12, tzinfo=zoneinfo.ZoneInfo("Europe/Berlin"))
+    paris = berlin.replace(tzinfo=zoneinfo.ZoneInfo("Europe/Paris"))
+    assert Slot(berlin, (1, 2)) == Slot(paris, (1, 2))  # equal, yet not the same input
+    assert fingerprint(Slot(berlin, (1, 2))) != fingerprint(Slot(paris, (1, 2)))
+    assert fingerprint(Slot(berlin, (1, 2))) != fingerprint(Slot(berlin, [1, 2]))
+    assert fingerprint(Slot(berlin, (1, 2))) == fingerprint(Slot(berlin, (1, 2)))
+
+    class Meeting(pydantic.BaseModel):
+        at: dt.datetime
+
+    assert fingerprint(Meeting(at=berlin)) != fingerprint(Meeting(at=paris))

@@ -7,6 +7,7 @@ stage declares, so a tampered entry can at worst fail to load (a miss), never ru
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -17,6 +18,8 @@ import sys
 import typing
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from .._kinds._function import FunctionStage, StreamingFunctionStage
 from .._values._results import StageResult
@@ -119,6 +122,10 @@ def _tagged_object(value: Any, kind: type) -> Any:
         # a named zone (its offset alone would equate two zones that part at a DST change)
         zone = getattr(value.tzinfo, "key", None) or str(value.tzinfo)
         return [_qualified(kind), [value.isoformat(), zone, value.fold]]
+    if attrs.has(kind) or dataclasses.is_dataclass(value):  # field by field: exact inside
+        fields = attrs.fields(kind) if attrs.has(kind) else dataclasses.fields(value)
+        tagged = {f.name: _tagged(getattr(value, f.name)) for f in fields}
+        return [_qualified(kind), ["fields", tagged]]
     unstructured = converter().unstructure(value)
     if type(unstructured) is kind:  # cattrs knows nothing better than the value itself
         msg = f"cattrs cannot turn a {kind.__name__} into JSON values"
@@ -130,13 +137,17 @@ _PLAIN_ZONES = (type(None), dt.timezone)
 
 
 def _tagged_model(value: Any, kind: type) -> Any:
-    """A pydantic model by its class, its JSON form (field by field when it has none,
-    such as a numpy field) and the fields it was given (``exclude_unset`` sees them)."""
-    try:
-        form = _tagged(value.model_dump(mode="json"))
-    except (TypeError, ValueError):  # pydantic's serialization errors are ValueErrors
-        fields = {name: getattr(value, name) for name in type(value).model_fields}
-        form = ["fields", _tagged({**fields, **(value.__pydantic_extra__ or {})})]
+    """A pydantic model by its class, its JSON form where that is exact (field by field
+    otherwise, such as a numpy field or a zoned datetime) and the fields it was given
+    (``exclude_unset`` sees them)."""
+    form = None
+    if _models.json_exact(kind):
+        try:
+            form = _tagged(value.model_dump(mode="json"))
+        except (TypeError, ValueError):  # pydantic's serialization errors are ValueErrors
+            form = None
+    if form is None:
+        form = ["fields", _tagged(_models.model_fields(value))]
     return [_qualified(kind), form, sorted(value.model_fields_set)]
 
 
@@ -166,6 +177,13 @@ def _canonical(tagged: Any) -> str:
     return json.dumps(
         tagged, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
+
+
+def _print(value: Any) -> str | None:
+    try:
+        return fingerprint(value)
+    except NotSerializableError:
+        return None
 
 
 def from_json(text: str, kind: Any) -> Any:
@@ -237,7 +255,8 @@ def check_round_trip(value: Any, kind: Any) -> Any:
     text = to_json(value)
     data = json.loads(text)
     back = structure(data, kind)
-    if type(back) is not type(value) or back != value:
+    # (fingerprints too: == misses a zone turned into an offset, a tuple into a list)
+    if type(back) is not type(value) or back != value or _print(back) != _print(value):
         msg = f"{type(value).__name__} value does not come back equal from JSON as {kind!r}"
         raise NotSerializableError(msg)
     return data
