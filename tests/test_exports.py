@@ -131,6 +131,9 @@ def test_optional_parts_are_not_imported() -> None:
         "twinklr.core.pipeline._engine._guest",
         "twinklr.core.pipeline._engine._hosted",
         "trio_asyncio",
+        # the LLM providers' SDKs: loaded by a provider's first call
+        "openai",
+        "anthropic",
     )
     for heavy in optional:
         assert f"'{heavy}'" not in loaded
@@ -232,3 +235,25 @@ def test_the_command_module_keeps_its_names() -> None:
         module = getattr(getattr(cli, name), "__module__", cli.__name__)
         assert module == "twinklr.core.pipeline.cli", (name, module)
     assert cli.main.__module__ == "twinklr.core.pipeline.cli"
+
+
+def test_the_llm_module_exports_its_names_and_loads_no_sdk() -> None:
+    from twinklr.core.pipeline import llm  # noqa: PLC0415
+
+    assert sorted(llm.__all__) == [
+        "Completion",
+        "FakeLLMProvider",
+        "LLMProvider",
+        "OpenAIProvider",
+        "Prices",
+        "ProviderError",
+        "RateLimiter",
+        "Usage",
+    ]
+    assert llm.OpenAIProvider.__module__ == "twinklr.core.pipeline.llm"
+    assert llm.Completion is pipeline.Completion  # the names exported before stay
+    code = "import sys, twinklr.core.pipeline.llm; print(sorted(sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    assert "'openai'" not in loaded

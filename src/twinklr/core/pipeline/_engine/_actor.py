@@ -19,6 +19,7 @@ from .._observe._events import EventKind
 from .._values._context import record_writes, stop_recording
 from .._values._results import StageResult
 from .._values._status import StageStatus
+from .._values._usage import current_stage
 from ..definition import ExecutionPattern
 from ..errors import ConditionError, FanOutInputError
 from ._attempts import run_unit, settle, settle_raised
@@ -35,6 +36,7 @@ async def direct_actor(run: Run, index: int) -> None:
     and the stage's own ``execute``. Never raises except for cancellation."""
     if run.stopped:
         return  # see stage_actor
+    current_stage.set(index)  # what its LLM calls used counts for it
     run.started[index] = now = run.now()  # run.stage_started, inlined
     if run.watched:
         run.stage_transition(EventKind.STAGE_STARTED, index, now)

@@ -9,6 +9,7 @@ from .._observe._timeline import Timeline
 from .._values._results import PipelineResult, StageResult
 from .._values._status import StageStatus
 from .._values._timing import to_ms
+from .._values._usage import Usage
 from ._run import Run
 
 
@@ -55,6 +56,8 @@ def build_result(run: Run, *, cancelled: bool = False) -> PipelineResult:
         soft_failed_stages=tuple(by_status[StageStatus.SOFT_FAILED]),
         cached_stages=tuple(by_status[StageStatus.CACHED]),
         uncached_stages=_uncached(run),
+        usage=sum(run.usage.values(), Usage()),
+        usage_by_stage={ids[i]: used for i, used in sorted(run.usage.items()) if i >= 0},
         cancelled_stages=tuple(ids[i] for i in run.cancelled),
         not_started_stages=tuple(not_started),
         total_duration_ms=to_ms(run.end_time - t0),

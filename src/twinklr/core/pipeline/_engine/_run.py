@@ -18,6 +18,7 @@ from .._observe._timeline import RunRecords
 from .._values._results import NO_METADATA, StageResult
 from .._values._status import StageStatus
 from .._values._timing import to_ms
+from .._values._usage import current_stage
 from ._attempts import ONE_ATTEMPT
 from ._retry import error_text
 from ._telemetry import RunTelemetry
@@ -174,7 +175,9 @@ class Run(RunTelemetry):
         return sends
 
     def stage_started(self, index: int) -> None:
-        """Record that stage ``index``'s task began."""
+        """Record that stage ``index``'s task began (called in that task: what its LLM
+        calls use counts for it from now on)."""
+        current_stage.set(index)
         self.started[index] = now = self.now()
         if self.watched:
             self.stage_transition(EventKind.STAGE_STARTED, index, now)

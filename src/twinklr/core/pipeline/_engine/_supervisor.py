@@ -16,6 +16,7 @@ from .._observe._records import RunState
 from .._values._context import current_context, run_cancelling
 from .._values._current import Executor, current_executor, run_cleanups
 from .._values._timing import to_ms
+from .._values._usage import usage_sink
 from ._actor import direct_actor, is_cancellation, stage_actor, streaming_actor
 from ._run import Actor, Run
 
@@ -39,6 +40,7 @@ async def drive(executor: Executor, run: Run, started: Callable[[], None] | None
     unwatch = watch(run.is_cancelling) if watch is not None else _nothing
     cancelling_token = run_cancelling.set(run.is_cancelling)
     gates_token = current_gates.set(run.gates)
+    usage_token = usage_sink.set(run.add_usage)
     ended: BaseException | None = None
     try:
         if run.plan.asyncio_stages and stage_host.get() is None:
@@ -63,6 +65,7 @@ async def drive(executor: Executor, run: Run, started: Callable[[], None] | None
         if run.recorder is not None:
             await _record_end(run, run.recorder, ended)
         unwatch()
+        usage_sink.reset(usage_token)
         current_gates.reset(gates_token)
         run_cancelling.reset(cancelling_token)
         if cleanups_token is not None:

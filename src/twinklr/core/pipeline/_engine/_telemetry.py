@@ -15,6 +15,7 @@ from .._observe._events import EventKind, EventSink, PipelineEvent, stage_event
 from .._observe._logs import run_logger
 from .._observe._otel import SpanRecorder
 from .._values._timing import to_ms
+from .._values._usage import Usage
 
 if TYPE_CHECKING:
     from ._plan import Plan
@@ -49,6 +50,13 @@ class RunTelemetry:
         # The run's clock, read directly: stage tasks read it three times each.
         self.now = trio.lowlevel.current_clock().current_time
         self.start_time = self.end_time = self.now()
+        # What each stage's LLM calls used (by stage index; -1: outside any stage).
+        self.usage: dict[int, Usage] = {}
+
+    def add_usage(self, index: int, usage: Usage) -> None:
+        """Count ``usage`` (one or more LLM calls) for stage ``index``."""
+        known = self.usage.get(index)
+        self.usage[index] = usage if known is None else known + usage
 
     def transition(self, kind: EventKind, index: int | None = None, **fields: Any) -> None:
         """Log a transition (and hand it to the live event consumer, if any)."""

@@ -8,7 +8,7 @@ used. Providers pace themselves with the context's rate limiter:
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 import sniffio
@@ -16,6 +16,7 @@ import trio
 
 from .._base._loops import run_in_trio
 from .._values._context import work_metrics
+from .._values._usage import Prices, Usage, cost_of, record_usage
 from ..errors import ProviderError
 
 if TYPE_CHECKING:
@@ -27,21 +28,93 @@ _WORDS = (
 )  # fmt: skip
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(init=False)
 class Completion:
-    """A provider's answer."""
+    """A provider's answer: its text, the model that gave it, and what it used."""
 
     text: str
     """The completion."""
-    prompt_tokens: int = 0
-    """Tokens the prompt used."""
-    completion_tokens: int = 0
-    """Tokens the completion used."""
+    model: str | None
+    """The model that answered (a fallback's, when the first could not)."""
+    input_tokens: int
+    """Tokens the prompt used (``prompt_tokens`` too)."""
+    output_tokens: int
+    """Tokens the completion used (``completion_tokens`` too)."""
+    cached_input_tokens: int
+    """Of ``input_tokens``, those served from the provider's prompt cache."""
+    cost_usd: float | None
+    """What the call cost in US dollars; None when the price is not known."""
+    parsed: Any
+    """The answer as the ``output_type`` asked for (a validated pydantic model), or None."""
+
+    def __init__(
+        self,
+        *,
+        text: str,
+        model: str | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cached_input_tokens: int = 0,
+        cost_usd: float | None = None,
+        parsed: Any = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+    ) -> None:
+        self.__attrs_init__(
+            text=text,
+            model=model,
+            input_tokens=_either(input_tokens, prompt_tokens, "input_tokens", "prompt_tokens"),
+            output_tokens=_either(
+                output_tokens, completion_tokens, "output_tokens", "completion_tokens"
+            ),
+            cached_input_tokens=cached_input_tokens,
+            cost_usd=cost_usd,
+            parsed=parsed,
+        )
+
+    @property
+    def prompt_tokens(self) -> int:
+        """``input_tokens``, by its older name."""
+        return self.input_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        """``output_tokens``, by its older name."""
+        return self.output_tokens
 
     @property
     def tokens_used(self) -> int:
-        """Prompt and completion tokens together."""
-        return self.prompt_tokens + self.completion_tokens
+        """Input and output tokens together."""
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def usage(self) -> Usage:
+        """What this call used, as a `Usage` of one request."""
+        return Usage(
+            requests=1,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cached_input_tokens=self.cached_input_tokens,
+            cost_usd=self.cost_usd,
+        )
+
+
+def counted(completion: Completion, context: PipelineContext | None) -> Completion:
+    """``completion``, once its usage is counted for the stage the call was made in (and
+    in the context's ``llm_requests`` and ``llm_tokens`` metrics)."""
+    record_usage(completion.usage)
+    if context is not None:
+        with work_metrics():  # a cache hit calls no provider: never replayed
+            context.increment_metric("llm_requests")
+            context.increment_metric("llm_tokens", completion.tokens_used)
+    return completion
+
+
+def _either(value: int | None, older: int | None, name: str, older_name: str) -> int:
+    if value is not None and older is not None and value != older:
+        msg = f"Completion got {name}={value} and {older_name}={older}: give one"
+        raise ValueError(msg)
+    return value if value is not None else (older or 0)
 
 
 @runtime_checkable
@@ -80,6 +153,10 @@ class FakeLLMProvider:
     """The failures' message."""
     limiter: str | None = None
     """Which of the context's limiters to wait for (None: ``context.rate_limiter``)."""
+    model: str = "fake-llm"
+    """The model name its completions carry (and price by)."""
+    prices: Prices | None = None
+    """Prices by model (per million tokens, see `llm.Usage`), for its completions' cost."""
     calls: list[str] = attrs.field(factory=list)
     """Every prompt received, in order."""
     _failed_once: set[str] = attrs.field(factory=set, alias="_failed_once")
@@ -94,8 +171,13 @@ class FakeLLMProvider:
         digest = hashlib.sha256(f"{self.seed}|{prompt}".encode()).digest()
         count = 3 + digest[0] % max(1, self.max_words - 2)
         text = " ".join(_WORDS[digest[1 + i] % len(_WORDS)] for i in range(count))
+        used = len(prompt.split())
         completion = Completion(
-            text=text, prompt_tokens=len(prompt.split()), completion_tokens=count
+            text=text,
+            model=self.model,
+            input_tokens=used,
+            output_tokens=count,
+            cost_usd=cost_of(self.model, used, count, prices=self.prices),
         )
         limiter = None
         if context is not None:  # a named limiter must exist; the default one may not
@@ -107,11 +189,7 @@ class FakeLLMProvider:
         await trio.sleep(self.latency_s)
         if self._should_fail(prompt):
             raise ProviderError(self.error)
-        if context is not None:
-            with work_metrics():  # a cache hit calls no provider: never replayed
-                context.increment_metric("llm_requests")
-                context.increment_metric("llm_tokens", completion.tokens_used)
-        return completion
+        return counted(completion, context)
 
     def _should_fail(self, prompt: str) -> bool:
         if len(self.calls) <= self.fail_times or any(bad in prompt for bad in self.fail_on):

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import attrs
 
+from ._usage import Prices, Usage, cost_of, record_usage
+
 #: The context of the pipeline run in this task: a limiter records its waits there.
 current_context: ContextVar[PipelineContext | None] = ContextVar(
     "twinklr_current_context", default=None
@@ -147,6 +149,9 @@ class PipelineContext:
     ``LookupError`` that says what to configure."""
     rate_limiters: dict[str, Limiter] = attrs.field(factory=dict)
     """More limiters by name (one per model or provider), besides the default one."""
+    prices: Prices | None = None
+    """Prices by model, US dollars per million input and output tokens (see
+    `record_usage`; providers take their own)."""
 
     # The original Twinklr context's fields: carried for stages, not used by the engine.
     app_config: Any = None
@@ -190,6 +195,35 @@ class PipelineContext:
             if check is not None:
                 return check()  # its own run's: true still after an abandoned thread's run
         return any(check() for check in self._cancel_checks)
+
+    def record_usage(
+        self,
+        *,
+        model: str | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cached_input_tokens: int = 0,
+        cost_usd: float | None = None,
+        requests: int = 1,
+    ) -> Usage:
+        """Count an LLM call made with a client of the stage's own for the stage that
+        runs it (the run's ``usage_by_stage``), as the library's providers do. Its cost
+        is ``cost_usd``, else from ``prices`` (None for a model not in them)."""
+        counts = {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cached_input_tokens": cached_input_tokens,
+            "requests": requests,
+        }
+        for name, count in counts.items():
+            if type(count) is not int or count < 0:
+                msg = f"record_usage: {name} must be a whole number >= 0, got {count!r}"
+                raise ValueError(msg)
+        if cost_usd is None:
+            cost_usd = cost_of(model, input_tokens, output_tokens, cached_input_tokens, self.prices)
+        usage = Usage(cost_usd=cost_usd, **counts)
+        record_usage(usage)
+        return usage
 
     def watch_cancellation(self, check: Callable[[], bool]) -> Callable[[], None]:
         """Have `is_cancelled` also ask ``check`` (the engine registers each run that

@@ -10,6 +10,7 @@ import attrs
 
 from ..errors import NoOutputError, StageExecutionError
 from ._status import SUCCESS_STATUSES, StageStatus
+from ._usage import Usage
 
 if TYPE_CHECKING:
     from ._context import ContextSnapshot
@@ -324,6 +325,10 @@ class PipelineResult:
     """True when the run was cancelled from outside (``RunHandle.cancel()`` or the
     nursery it ran in) before it finished; ``cancelled_stages`` names the stages that
     were running then."""
+    usage: Usage = attrs.field(factory=Usage)
+    """What the run's LLM calls used and cost (its stages' together)."""
+    usage_by_stage: Mapping[str, Usage] = attrs.field(factory=dict, converter=_frozen_mapping)
+    """Stage id -> what its LLM calls used, for each stage that made any."""
     waiting_stages: tuple[str, ...] = ()
     """The gates a suspended run waits for (``suspend_on_wait``, ``RunHandle.suspend``):
     the run ended with nothing else to do, not failed (``error`` is None), and

@@ -1,0 +1,164 @@
+"""OpenAIProvider through the real ``openai`` SDK against a local OpenAI-compatible
+server: usage and cost per stage, structured output, retries, from Trio and asyncio.
+
+These use real sockets on 127.0.0.1 (Trio's virtual clock would jump over them), with
+waits of a few milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pydantic
+import pytest
+import trio
+
+from fixtures.http import served, served_trio
+from fixtures.llm_server import ChatServer
+from twinklr.core.pipeline import (
+    ExecutionPattern,
+    PipelineContext,
+    PipelineDefinition,
+    PipelineExecutor,
+    ProviderError,
+    RateLimiter,
+    StageDefinition,
+    aio,
+    llm,
+)
+
+PRICES = {"local-model": (2.0, 8.0, 0.5)}  # $ per million input, output, cached input
+
+
+class GroupPlan(pydantic.BaseModel):
+    group: str
+    effects: list[str]
+
+
+async def plan_group(group: str, context: PipelineContext) -> GroupPlan:
+    completion = await context.provider.chat(
+        [{"role": "system", "content": "plan lights"}, {"role": "user", "content": group}],
+        context,
+        output_type=GroupPlan,
+        temperature=0,
+    )
+    assert completion.parsed is not None
+    parsed: GroupPlan = completion.parsed
+    return parsed
+
+
+async def groups(song: str, context: PipelineContext) -> list[str]:
+    completion = await context.provider.complete(f"groups for {song}", context)
+    return [f"{word}-{n}" for n, word in enumerate(completion.text.split()[:3])]
+
+
+def show() -> PipelineDefinition:
+    return PipelineDefinition(
+        "show",
+        [
+            StageDefinition("groups", groups),
+            StageDefinition(
+                "plans", plan_group, inputs=["groups"], pattern=ExecutionPattern.FAN_OUT
+            ),
+        ],
+    )
+
+
+async def test_usage_and_cost_are_counted_per_stage_through_the_real_sdk() -> None:
+    server = ChatServer(cached=2)
+    async with served_trio(server.app) as url:
+        provider = llm.OpenAIProvider(
+            "local-model", base_url=f"{url}/v1", api_key="local", prices=PRICES
+        )
+        context = PipelineContext(provider=provider, rate_limiter=RateLimiter(60_000))
+        async with provider:
+            result = await PipelineExecutor().execute(show(), "carol", context)
+    assert result.success, result.error
+    plans = result.outputs["plans"]
+    assert [plan.group for plan in plans] == ["echo:-0", "groups-1", "for-2"]
+    assert [request["model"] for request in server.requests] == ["local-model"] * 4
+    schema = server.requests[1]["response_format"]["json_schema"]
+    assert (schema["name"], schema["schema"]["title"]) == ("GroupPlan", "GroupPlan")
+    by_stage = result.usage_by_stage
+    assert (by_stage["groups"].requests, by_stage["plans"].requests) == (1, 3)
+    total = result.usage
+    assert total == by_stage["groups"] + by_stage["plans"]
+    # exactly what the server billed, and priced from the table
+    assert (total.input_tokens, total.output_tokens) == (server.billed_input, server.billed_output)
+    assert total.cached_input_tokens == 2 * 4
+    fresh = total.input_tokens - total.cached_input_tokens
+    expected = (fresh * 2.0 + total.cached_input_tokens * 0.5 + total.output_tokens * 8.0) / 1e6
+    assert total.cost_usd == pytest.approx(expected)
+
+
+async def test_a_model_without_a_price_has_no_cost_never_a_guess() -> None:
+    server = ChatServer(model="dated-model-2026")
+    async with (
+        served_trio(server.app) as url,
+        llm.OpenAIProvider("other", base_url=f"{url}/v1", prices=PRICES) as provider,
+    ):
+        completion = await provider.complete("hello there")
+    assert (completion.model, completion.text) == ("dated-model-2026", "echo: hello there")
+    assert (completion.input_tokens, completion.prompt_tokens) == (2, 2)
+    assert completion.cost_usd is None
+
+
+async def test_refusals_are_retried_as_asked_and_then_name_their_kind() -> None:
+    server = ChatServer()
+    async with contextlib.AsyncExitStack() as stack, served_trio(server.app) as url:
+        provider = llm.OpenAIProvider("local-model", base_url=f"{url}/v1", max_retries=2)
+        await stack.enter_async_context(provider)
+        server.refusals = [(429, {"retry-after-ms": "5"}), (500, {"retry-after": "0"})]
+        completion = await provider.complete("at last")
+        assert (completion.text, len(server.requests)) == ("echo: at last", 3)
+        server.refusals = [(429, {"retry-after": "0"})] * 3
+        with pytest.raises(ProviderError, match=r"^rate_limit: local-model: HTTP 429"):
+            await provider.complete("never")
+        server.refusals = [(400, {})]
+        before = len(server.requests)
+        with pytest.raises(ProviderError, match=r"^bad_request: local-model: HTTP 400"):
+            await provider.complete("malformed")
+        assert len(server.requests) == before + 1  # the request's own fault: not retried
+
+
+async def test_an_answer_that_does_not_match_the_output_type_is_a_provider_error() -> None:
+    server = ChatServer()
+    server.structured = lambda _prompt: {"group": 3}
+    async with (
+        served_trio(server.app) as url,
+        llm.OpenAIProvider("local-model", base_url=f"{url}/v1") as provider,
+    ):
+        with pytest.raises(ProviderError, match="bad_output: local-model did not answer"):
+            await provider.chat([{"role": "user", "content": "x"}], output_type=GroupPlan)
+
+
+def test_asyncio_stages_call_it_from_an_aio_run() -> None:
+    server = ChatServer()
+
+    async def main() -> Any:
+        async with served(server.app) as url:
+            provider = llm.OpenAIProvider("local-model", base_url=f"{url}/v1", prices=PRICES)
+            async with provider:  # (its asyncio client: the stages are asyncio code)
+                return await aio.execute(show(), "carol", PipelineContext(provider=provider))
+
+    result = asyncio.run(main())
+    assert result.success, result.error
+    assert result.usage.requests == 4
+    assert (result.usage.input_tokens, result.usage.output_tokens) == (
+        server.billed_input,
+        server.billed_output,
+    )
+
+
+def test_bad_settings_are_refused_naming_the_value() -> None:
+    with pytest.raises(ValueError, match="needs a model name, got ''"):
+        llm.OpenAIProvider("")
+    with pytest.raises(ValueError, match="max_retries must be a whole number >= 0, got -1"):
+        llm.OpenAIProvider("m", max_retries=-1)
+    with pytest.raises(TypeError, match="output_type must be a pydantic model class"):
+        trio.run(
+            lambda: llm.OpenAIProvider("m", base_url="http://127.0.0.1:9/v1").chat(
+                [{"role": "user", "content": "x"}], output_type=dict
+            )
+        )

@@ -1,0 +1,85 @@
+"""What LLM calls used: a value that adds up, priced from a table (never guessed), and
+counted for the stage whose task made the call, without passing anything."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from twinklr.core.pipeline import (
+    ExecutionPattern,
+    FakeLLMProvider,
+    PipelineContext,
+    PipelineDefinition,
+    PipelineExecutor,
+    StageDefinition,
+    llm,
+)
+from twinklr.core.pipeline._values._usage import cost_of, record_usage
+
+
+def test_usage_adds_up_and_an_unknown_cost_stays_unknown() -> None:
+    one = llm.Usage(requests=1, input_tokens=10, output_tokens=5, cost_usd=0.5)
+    other = llm.Usage(requests=2, input_tokens=1, output_tokens=1, cached_input_tokens=1)
+    assert one + other == llm.Usage(
+        requests=3, input_tokens=11, output_tokens=6, cached_input_tokens=1, cost_usd=0.5
+    )
+    assert (one + llm.Usage(requests=1, cost_usd=None)).cost_usd is None
+    assert sum([one, one], llm.Usage()).tokens == 30
+    with pytest.raises(TypeError):
+        one + 3
+
+
+def test_a_cost_comes_from_the_table_or_is_none() -> None:
+    prices: llm.Prices = {"m": (2.0, 8.0), "c": (2.0, 8.0, 0.5)}
+    assert cost_of("m", 1_000_000, 500_000, prices=prices) == 6.0
+    assert cost_of("c", 1_000_000, 0, cached_input_tokens=400_000, prices=prices) == 1.4
+    assert cost_of("unknown", 10, 10, prices=prices) is None
+    assert cost_of("m", 10, 10) is None
+    assert record_usage(llm.Usage(requests=1)) is False  # outside a run: nowhere to count
+
+
+async def plan(group: str, context: PipelineContext) -> str:
+    answer = await context.provider.complete(f"plan {group}", context)
+    context.record_usage(model="own-client", input_tokens=100, output_tokens=10)
+    return str(answer.text)
+
+
+async def groups(song: str, context: PipelineContext) -> list[str]:
+    async with trio.open_nursery() as nursery:  # a call from a task the stage started
+        nursery.start_soon(context.provider.complete, f"groups of {song}", context)
+    return ["roof", "tree"]
+
+
+async def test_calls_are_counted_for_the_stage_and_item_that_made_them() -> None:
+    pipeline = PipelineDefinition(
+        "show",
+        [
+            StageDefinition("groups", groups),
+            StageDefinition("plans", plan, inputs=["groups"], pattern=ExecutionPattern.FAN_OUT),
+            StageDefinition("quiet", groups, cache=False),  # (a second stage alike)
+        ],
+    )
+    context = PipelineContext(
+        provider=FakeLLMProvider(prices={"fake-llm": (1.0, 1.0)}),
+        prices={"own-client": (10.0, 20.0)},
+    )
+    result = await PipelineExecutor().execute(pipeline, "carol", context)
+    by_stage = result.usage_by_stage
+    assert set(by_stage) == {"groups", "plans", "quiet"}
+    assert by_stage["groups"].requests == by_stage["quiet"].requests == 1
+    plans = by_stage["plans"]
+    assert plans.requests == 4  # two fake calls and two recorded by the stage itself
+    assert plans.input_tokens == 2 * 2 + 2 * 100
+    own = 2 * (100 * 10.0 + 10 * 20.0) / 1e6
+    assert plans.cost_usd == pytest.approx(own + (plans.tokens - 2 * 110) / 1e6)
+    assert result.usage == by_stage["groups"] + by_stage["plans"] + by_stage["quiet"]
+
+
+def test_record_usage_refuses_a_count_that_is_not_one() -> None:
+    context = PipelineContext()
+    with pytest.raises(ValueError, match="input_tokens must be a whole number >= 0, got -1"):
+        context.record_usage(input_tokens=-1)
+    with pytest.raises(ValueError, match=r"requests must be a whole number >= 0, got 1\.5"):
+        context.record_usage(requests=1.5)  # type: ignore[arg-type]
+    assert context.record_usage(model="m", input_tokens=3).cost_usd is None
