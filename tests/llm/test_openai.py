@@ -162,3 +162,30 @@ def test_bad_settings_are_refused_naming_the_value() -> None:
                 [{"role": "user", "content": "x"}], output_type=dict
             )
         )
+
+
+async def test_a_429_pauses_every_caller_of_the_limiter_then_retries() -> None:
+    server = ChatServer()
+    limiter = RateLimiter(requests_per_minute=6000)
+    async with (
+        served_trio(server.app) as url,
+        llm.OpenAIProvider("local-model", base_url=f"{url}/v1") as provider,
+    ):
+        await provider.complete("warm up")  # (the SDK imported, a connection open)
+        server.arrivals.clear()
+        server.refusals = [(429, {"retry-after-ms": "500"})]
+        context = PipelineContext(provider=provider, rate_limiter=limiter)
+        answers: list[str] = []
+
+        async def ask(prompt: str, delay: float) -> None:
+            await trio.sleep(delay)
+            answers.append((await provider.complete(prompt, context)).text)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask, "first", 0)  # refused: the limiter pauses
+            nursery.start_soon(ask, "second", 0.2)  # comes during the pause: waits too
+    assert sorted(answers) == ["echo: first", "echo: second"]
+    refused_at, *later = server.arrivals
+    assert len(later) == 2
+    assert min(later) >= refused_at + 0.5  # nobody went to the server during the pause
+    assert limiter.statistics().admitted == 3  # the two calls and the retry

@@ -268,3 +268,29 @@ async def test_one_limiter_paces_several_concurrent_runs(
     # call queues behind it, first come, first served
     waits = sorted(result.metrics["rate_limit_wait_ms"] for result in results.values())
     assert waits == [60_000, 120_000, 120_000]
+
+
+async def test_a_pause_holds_every_waiter_and_newcomer_until_it_ends(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    limiter = RateLimiter(requests_per_minute=600)
+    admitted: list[tuple[str, float]] = []
+
+    async def call(name: str, at: float) -> None:
+        await trio.sleep(at)
+        await limiter.wait_for_capacity(1)
+        admitted.append((name, trio.current_time()))
+
+    await limiter.wait_for_capacity(1)  # admitted at 0, before any pause
+    limiter.pause(5)
+    limiter.pause(2)  # a shorter pause meanwhile keeps the longer one
+    until = limiter.paused_until
+    assert until == 5
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(call, "waiting", 0)
+        nursery.start_soon(call, "newcomer", 3)
+        nursery.start_soon(call, "after", 7)
+    assert admitted == [("waiting", 5), ("newcomer", 5), ("after", 7)]
+    assert limiter.paused_until is None
+    with pytest.raises(ValueError, match="pause needs seconds >= 0, got -1"):
+        limiter.pause(-1)

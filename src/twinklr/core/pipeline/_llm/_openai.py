@@ -22,7 +22,6 @@ import attrs
 import sniffio
 import trio
 
-from .._base._loops import run_in_trio
 from .._values._usage import Prices, cost_of
 from ..errors import ProviderError
 from ._provider import Completion, counted
@@ -92,18 +91,23 @@ class OpenAIProvider:
             request["response_format"] = _json_schema_format(output_type)
         on_asyncio = sniffio.current_async_library() == "asyncio"  # an aio run's stage
         limiter = _limiter_of(context, self.limiter)
+        tokens = _estimate(messages)
         if limiter:
-            tokens = _estimate(messages)
-            if on_asyncio:
-                await run_in_trio(limiter.wait_for_capacity, tokens)
-            else:
-                await limiter.wait_for_capacity(tokens)
-        response = await self._send(list(messages), request, on_asyncio=on_asyncio)
+            await limiter.wait_for_capacity(tokens)  # (from asyncio too: in the Trio run)
+        response = await self._send(
+            list(messages), request, on_asyncio=on_asyncio, limiter=limiter, tokens=tokens
+        )
         completion = self._completion(response, output_type)
         return counted(completion, context)
 
     async def _send(
-        self, messages: list[Message], request: dict[str, Any], *, on_asyncio: bool
+        self,
+        messages: list[Message],
+        request: dict[str, Any],
+        *,
+        on_asyncio: bool,
+        limiter: Any,
+        tokens: int,
     ) -> Any:
         openai = _sdk()
         client = self._client(openai, on_asyncio=on_asyncio)
@@ -117,7 +121,12 @@ class OpenAIProvider:
                 kind = _kind_of(exc.status_code)
                 if kind in ("bad_request", "auth") or attempt == self.max_retries:
                     raise ProviderError(f"{kind}: {self.model}: {_said(exc)}") from exc
-                await sleep(_retry_after(exc.response.headers, attempt))
+                wait = _retry_after(exc.response.headers, attempt)
+                if limiter and exc.status_code in (429, 503) and hasattr(limiter, "pause"):
+                    limiter.pause(wait)  # every caller of the limiter waits, not only this one
+                    await limiter.wait_for_capacity(tokens)
+                else:
+                    await sleep(wait)
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
                 kind = "timeout" if isinstance(exc, openai.APITimeoutError) else "connection"
                 if attempt == self.max_retries:

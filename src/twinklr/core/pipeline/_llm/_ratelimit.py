@@ -111,6 +111,7 @@ class RateLimiter:
         self._tokens_admitted = 0.0
         self._total_wait = 0.0
         self._max_wait = 0.0
+        self._paused_until = -math.inf  # nothing is admitted before (see `pause`)
         self._run: trio.lowlevel.TrioToken | None = None  # the run the window's times are in
         self._offset = 0.0  # that run's clock minus the monotonic clock
 
@@ -182,6 +183,32 @@ class RateLimiter:
         await trio.lowlevel.cancel_shielded_checkpoint()
         return waited
 
+    def pause(self, seconds: float) -> None:
+        """Admit nothing for ``seconds`` from now (a provider's 429 asked every caller
+        to wait): every request waiting, and every one that comes meanwhile, waits too,
+        in its turn. A longer pause already going on is kept. Called from Trio, or from
+        an asyncio stage of an `aio` run (on the loop's thread)."""
+        if (
+            not isinstance(seconds, int | float)
+            or isinstance(seconds, bool)
+            or not (0 <= seconds < math.inf)
+        ):
+            msg = f"RateLimiter {self.name!r}: pause needs seconds >= 0, got {seconds!r}"
+            raise ValueError(msg)
+        self._follow_the_clock()
+        # (a waiter asleep until its turn wakes then, and sees the pause)
+        self._paused_until = max(self._paused_until, trio.current_time() + seconds)
+
+    @property
+    def paused_until(self) -> float | None:
+        """When the current pause ends (Trio's clock), or None."""
+        try:
+            self._follow_the_clock()
+            now = trio.current_time()
+        except RuntimeError:  # not inside a Trio run
+            return None
+        return self._paused_until if self._paused_until > now else None
+
     def statistics(self) -> RateLimiterStatistics:
         """The limiter's state and history now (callable outside Trio too: then the
         window is as of the last request)."""
@@ -213,9 +240,10 @@ class RateLimiter:
         token = trio.lowlevel.current_trio_token()
         offset = trio.current_time() - time.monotonic()
         if self._run is not token:
-            if self._run is not None and self._log:
+            if self._run is not None:
                 shift = offset - self._offset
                 self._log = deque((admitted + shift, used) for admitted, used in self._log)
+                self._paused_until += shift
             self._run = token
         self._offset = offset
 
@@ -230,7 +258,7 @@ class RateLimiter:
         """The earliest time a request of ``tokens`` fits (``now`` if it fits now)."""
         self._expire(now)
         log, window = self._log, self.window_s
-        ready = now
+        ready = max(now, self._paused_until)
         rpm = self.requests_per_minute
         if rpm is not None and len(log) + 1 > rpm:
             # the oldest entries must leave the window until one more request fits
