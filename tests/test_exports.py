@@ -44,6 +44,7 @@ PUBLIC = {
     "CacheRecord",
     "CacheStore",
     "CacheWarning",
+    "BudgetExceededError",
     "IndexedCacheStore",
     "MemoryCacheStore",
     "NoOutputError",
@@ -241,6 +242,8 @@ def test_the_llm_module_exports_its_names_and_loads_no_sdk() -> None:
     from twinklr.core.pipeline import llm  # noqa: PLC0415
 
     assert sorted(llm.__all__) == [
+        "Budget",
+        "BudgetExceededError",
         "Completion",
         "FakeLLMProvider",
         "LLMProvider",

@@ -9,9 +9,12 @@ import trio
 from twinklr.core.pipeline import (
     ExecutionPattern,
     FakeLLMProvider,
+    MemoryCacheStore,
     PipelineContext,
     PipelineDefinition,
+    PipelineError,
     PipelineExecutor,
+    RetryConfig,
     StageDefinition,
     llm,
 )
@@ -83,3 +86,59 @@ def test_record_usage_refuses_a_count_that_is_not_one() -> None:
     with pytest.raises(ValueError, match=r"requests must be a whole number >= 0, got 1\.5"):
         context.record_usage(requests=1.5)  # type: ignore[arg-type]
     assert context.record_usage(model="m", input_tokens=3).cost_usd is None
+
+
+async def ask(value: str, context: PipelineContext) -> str:
+    answer = await context.provider.complete(f"{value} again and again", context)
+    return str(answer.text)
+
+
+def chain_of_calls(count: int) -> PipelineDefinition:
+    retry = RetryConfig(max_attempts=3, initial_delay_ms=1)  # every error retryable
+    return PipelineDefinition(
+        "calls",
+        [
+            StageDefinition(f"s{n}", ask, inputs=[f"s{n - 1}"] if n else [], retry_config=retry)
+            for n in range(count)
+        ],
+    )
+
+
+async def test_a_budget_refuses_the_call_after_it_is_spent_and_is_never_retried() -> None:
+    provider = FakeLLMProvider(prices={"fake-llm": (1.0, 1.0)})
+    context = PipelineContext(provider=provider, budget=llm.Budget(max_tokens=25))
+    store = MemoryCacheStore()
+    result = await PipelineExecutor(cache=store).execute(chain_of_calls(5), "carol", context)
+    assert not result.success
+    assert result.usage.tokens >= 25
+    failed = result.failed_stages[0]
+    assert result.not_started_stages  # fail-fast: nothing after it ran
+    assert len(provider.calls) == int(failed[1:])  # the refused call was never sent
+    error = result.stage_results[failed].error
+    assert error is not None
+    assert f"stage '{failed}': the run has spent {result.usage.tokens} tokens" in error
+    assert "its budget is 25 tokens" in error
+    assert result.stage_results[failed].metadata["attempts"] == 1  # not retried
+    # A rerun counts only what it spends itself: the cached stages cost it nothing.
+    again = await PipelineExecutor(cache=store).execute(chain_of_calls(5), "carol", context)
+    assert len(again.cached_stages) == int(failed[1:])
+    assert again.usage.requests >= 1
+
+
+async def test_a_cost_budget_counts_dollars_and_an_unknown_price_does_not_count() -> None:
+    priced = PipelineContext(
+        provider=FakeLLMProvider(prices={"fake-llm": (100_000.0, 100_000.0)}),
+        budget=llm.Budget(max_cost_usd=2.0),
+    )
+    result = await PipelineExecutor().execute(chain_of_calls(3), "carol", priced)
+    assert not result.success
+    assert "its budget is $2.000000" in str(result.error)
+    unpriced = PipelineContext(provider=FakeLLMProvider(), budget=llm.Budget(max_cost_usd=0.01))
+    assert (await PipelineExecutor().execute(chain_of_calls(3), "carol", unpriced)).success
+
+
+def test_a_budget_limit_is_a_positive_number() -> None:
+    for bad in (0, -1, float("nan"), "10", True):
+        with pytest.raises(ValueError, match="Budget max_tokens must be a number > 0 or None"):
+            llm.Budget(max_tokens=bad)  # type: ignore[arg-type]
+    assert issubclass(llm.BudgetExceededError, PipelineError)

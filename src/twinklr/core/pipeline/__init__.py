@@ -63,6 +63,7 @@ from .definition import ExecutionPattern as ExecutionPattern
 from .definition import PipelineDefinition as PipelineDefinition
 from .definition import RetryConfig as RetryConfig
 from .definition import StageDefinition as StageDefinition
+from .errors import BudgetExceededError as BudgetExceededError
 from .errors import CacheWarning as CacheWarning
 from .errors import ConditionError as ConditionError
 from .errors import FanOutInputError as FanOutInputError
@@ -78,6 +79,7 @@ from .errors import StageOutputError as StageOutputError
 from .errors import StageTimeoutError as StageTimeoutError
 
 __all__ = [
+    "BudgetExceededError",
     "CacheEntry",
     "CacheRecord",
     "CacheStore",

@@ -161,6 +161,19 @@ class ProviderError(PipelineError, RuntimeError):
     """An LLM provider could not answer (the fake provider raises it when told to)."""
 
 
+class BudgetExceededError(PipelineError):
+    """A provider call was refused before it was sent: the run has spent its budget
+    (``PipelineContext(budget=llm.Budget(...))``). The stage fails and is never retried;
+    the message names the stage, what the run spent and the limit."""
+
+    def __init__(self, stage: str | None, spent: str, limit: str) -> None:
+        self.stage = stage
+        self.spent = spent
+        self.limit = limit
+        where = f"stage '{stage}'" if stage else "a call outside any stage"
+        super().__init__(f"{where}: the run has spent {spent}, its budget is {limit}")
+
+
 class GraphvizNotFoundError(PipelineError, RuntimeError):
     """Rendering a graph needs the Graphviz ``dot`` program, which is not installed."""
 

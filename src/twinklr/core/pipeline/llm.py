@@ -12,10 +12,12 @@ from __future__ import annotations
 from ._llm._openai import OpenAIProvider
 from ._llm._provider import Completion, FakeLLMProvider, LLMProvider
 from ._llm._ratelimit import RateLimiter
-from ._values._usage import Prices, Usage
-from .errors import ProviderError
+from ._values._usage import Budget, Prices, Usage
+from .errors import BudgetExceededError, ProviderError
 
 __all__ = [
+    "Budget",
+    "BudgetExceededError",
     "Completion",
     "FakeLLMProvider",
     "LLMProvider",

@@ -9,7 +9,6 @@ from .._observe._timeline import Timeline
 from .._values._results import PipelineResult, StageResult
 from .._values._status import StageStatus
 from .._values._timing import to_ms
-from .._values._usage import Usage
 from ._run import Run
 
 
@@ -56,7 +55,7 @@ def build_result(run: Run, *, cancelled: bool = False) -> PipelineResult:
         soft_failed_stages=tuple(by_status[StageStatus.SOFT_FAILED]),
         cached_stages=tuple(by_status[StageStatus.CACHED]),
         uncached_stages=_uncached(run),
-        usage=sum(run.usage.values(), Usage()),
+        usage=run.spent,
         usage_by_stage={ids[i]: used for i, used in sorted(run.usage.items()) if i >= 0},
         cancelled_stages=tuple(ids[i] for i in run.cancelled),
         not_started_stages=tuple(not_started),

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..definition import RetryConfig
-from ..errors import StageExecutionError
+from ..errors import BudgetExceededError, StageExecutionError
 
 if TYPE_CHECKING:
     import tenacity
@@ -45,6 +45,8 @@ def retrying(
     import tenacity  # noqa: PLC0415
 
     def should_retry(exc: BaseException) -> bool:
+        if isinstance(exc, BudgetExceededError):  # another attempt would be refused too
+            return False
         return isinstance(exc, Exception) and config.is_retryable(error_text(exc))
 
     def wait(state: tenacity.RetryCallState) -> float:

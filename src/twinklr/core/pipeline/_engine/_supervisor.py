@@ -40,7 +40,7 @@ async def drive(executor: Executor, run: Run, started: Callable[[], None] | None
     unwatch = watch(run.is_cancelling) if watch is not None else _nothing
     cancelling_token = run_cancelling.set(run.is_cancelling)
     gates_token = current_gates.set(run.gates)
-    usage_token = usage_sink.set(run.add_usage)
+    usage_token = usage_sink.set(run)
     ended: BaseException | None = None
     try:
         if run.plan.asyncio_stages and stage_host.get() is None:

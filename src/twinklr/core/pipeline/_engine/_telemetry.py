@@ -50,13 +50,20 @@ class RunTelemetry:
         # The run's clock, read directly: stage tasks read it three times each.
         self.now = trio.lowlevel.current_clock().current_time
         self.start_time = self.end_time = self.now()
-        # What each stage's LLM calls used (by stage index; -1: outside any stage).
+        # What each stage's LLM calls used (by stage index; -1: outside any stage), and
+        # all of them (the run's `Ledger`).
         self.usage: dict[int, Usage] = {}
+        self.spent = Usage()
 
     def add_usage(self, index: int, usage: Usage) -> None:
         """Count ``usage`` (one or more LLM calls) for stage ``index``."""
         known = self.usage.get(index)
         self.usage[index] = usage if known is None else known + usage
+        self.spent += usage
+
+    def stage_name(self, index: int) -> str | None:
+        """Stage ``index``'s id (None for -1: outside any stage)."""
+        return self.plan.ids[index] if index >= 0 else None
 
     def transition(self, kind: EventKind, index: int | None = None, **fields: Any) -> None:
         """Log a transition (and hand it to the live event consumer, if any)."""

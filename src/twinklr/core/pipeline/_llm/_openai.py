@@ -24,7 +24,7 @@ import trio
 
 from .._values._usage import Prices, cost_of
 from ..errors import ProviderError
-from ._provider import Completion, counted
+from ._provider import Completion, counted, within_budget
 
 if TYPE_CHECKING:
     from .._values._context import PipelineContext
@@ -86,6 +86,7 @@ class OpenAIProvider:
         output matching its JSON schema and return it validated in ``parsed``.
         ``params`` go to the SDK's ``chat.completions.create`` (``temperature``,
         ``max_completion_tokens``, ...)."""
+        within_budget(context)
         request = dict(params)
         if output_type is not None:
             request["response_format"] = _json_schema_format(output_type)

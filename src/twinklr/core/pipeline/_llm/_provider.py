@@ -15,8 +15,8 @@ import sniffio
 import trio
 
 from .._base._loops import run_in_trio
-from .._values._context import work_metrics
-from .._values._usage import Prices, Usage, cost_of, record_usage
+from .._values._context import current_context, work_metrics
+from .._values._usage import Prices, Usage, check_budget, cost_of, record_usage
 from ..errors import ProviderError
 
 if TYPE_CHECKING:
@@ -99,6 +99,13 @@ class Completion:
         )
 
 
+def within_budget(context: PipelineContext | None) -> None:
+    """Raise `BudgetExceededError` when the run has spent the budget of ``context``
+    (else of the run's own context): before a request is sent."""
+    given = context if context is not None else current_context.get()
+    check_budget(getattr(given, "budget", None))
+
+
 def counted(completion: Completion, context: PipelineContext | None) -> Completion:
     """``completion``, once its usage is counted for the stage the call was made in (and
     in the context's ``llm_requests`` and ``llm_tokens`` metrics)."""
@@ -167,6 +174,7 @@ class FakeLLMProvider:
         if sniffio.current_async_library() == "asyncio":
             completion: Completion = await run_in_trio(self.complete, prompt, context)
             return completion
+        within_budget(context)
         self.calls.append(prompt)
         digest = hashlib.sha256(f"{self.seed}|{prompt}".encode()).digest()
         count = 3 + digest[0] % max(1, self.max_words - 2)

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from ._usage import Prices, Usage, cost_of, record_usage
+from ._usage import Budget, Prices, Usage, cost_of, record_usage
 
 #: The context of the pipeline run in this task: a limiter records its waits there.
 current_context: ContextVar[PipelineContext | None] = ContextVar(
@@ -152,6 +152,9 @@ class PipelineContext:
     prices: Prices | None = None
     """Prices by model, US dollars per million input and output tokens (see
     `record_usage`; providers take their own)."""
+    budget: Budget | None = None
+    """What a run may spend on LLM calls (``llm.Budget``): the call that would go over
+    it is refused before it is sent (`BudgetExceededError`)."""
 
     # The original Twinklr context's fields: carried for stages, not used by the engine.
     app_config: Any = None

@@ -9,10 +9,14 @@ started, both of which copy the context) counts for that stage.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Mapping
 from contextvars import ContextVar
+from typing import Any, Protocol
 
 import attrs
+
+from ..errors import BudgetExceededError
 
 #: Prices by model: (US dollars per million input tokens, per million output tokens),
 #: optionally a third, per million cached input tokens (else the input price).
@@ -73,11 +77,43 @@ def cost_of(
     return (fresh * per_input + cached_input_tokens * per_cached + output_tokens * per_output) / 1e6
 
 
-#: Where the current run adds what its stages' LLM calls used: ``add(stage_index,
-#: usage)`` (set by the engine for the run's tasks; None outside a run).
-usage_sink: ContextVar[Callable[[int, Usage], None] | None] = ContextVar(
-    "twinklr_usage_sink", default=None
-)
+def _limit(name: str) -> Any:
+    def check(_budget: object, _field: object, value: object) -> None:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if value is not None and not (number and 0 < value < math.inf):  # type: ignore[operator]
+            msg = f"Budget {name} must be a number > 0 or None, got {value!r}"
+            raise ValueError(msg)
+
+    return check
+
+
+@attrs.frozen
+class Budget:
+    """What a run may spend on LLM calls (``PipelineContext(budget=...)``): once its
+    usage reaches a limit, the next provider call raises `BudgetExceededError` before it
+    is sent. A cost that is not known (a model without a price) does not count."""
+
+    max_cost_usd: float | None = attrs.field(default=None, validator=_limit("max_cost_usd"))
+    """US dollars."""
+    max_tokens: int | None = attrs.field(default=None, validator=_limit("max_tokens"))
+    """Input and output tokens together."""
+
+
+class Ledger(Protocol):
+    """What a run keeps of its LLM calls' usage (the engine's run)."""
+
+    spent: Usage
+    """The run's usage so far."""
+
+    def add_usage(self, index: int, usage: Usage) -> None:
+        """Count ``usage`` for stage ``index`` (-1: outside any stage)."""
+
+    def stage_name(self, index: int) -> str | None:
+        """Stage ``index``'s id (None for -1)."""
+
+
+#: The current run's ledger (set by the engine for the run's tasks; None outside a run).
+usage_sink: ContextVar[Ledger | None] = ContextVar("twinklr_usage_sink", default=None)
 #: The index of the stage the current task runs (set by the engine in each stage's task).
 current_stage: ContextVar[int] = ContextVar("twinklr_current_stage", default=-1)
 
@@ -87,5 +123,25 @@ def record_usage(usage: Usage) -> bool:
     sink = usage_sink.get()
     if sink is None:
         return False
-    sink(current_stage.get(), usage)
+    sink.add_usage(current_stage.get(), usage)
     return True
+
+
+def check_budget(budget: Budget | None) -> None:
+    """Raise `BudgetExceededError` when the current run has spent ``budget`` (a provider
+    calls this before each request; nothing to check outside a run)."""
+    sink = usage_sink.get()
+    if budget is None or sink is None:
+        return
+    spent = sink.spent
+    if budget.max_tokens is not None and spent.tokens >= budget.max_tokens:
+        found, limit = f"{spent.tokens} tokens", f"{budget.max_tokens} tokens"
+    elif (
+        budget.max_cost_usd is not None
+        and spent.cost_usd is not None
+        and spent.cost_usd >= budget.max_cost_usd
+    ):
+        found, limit = f"${spent.cost_usd:.6f}", f"${budget.max_cost_usd:.6f}"
+    else:
+        return
+    raise BudgetExceededError(sink.stage_name(current_stage.get()), found, limit)
