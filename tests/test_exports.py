@@ -246,6 +246,7 @@ def test_the_llm_module_exports_its_names_and_loads_no_sdk() -> None:
         "BudgetExceededError",
         "Completion",
         "FakeLLMProvider",
+        "FallbackProvider",
         "LLMProvider",
         "OpenAIProvider",
         "Prices",

@@ -189,3 +189,30 @@ async def test_a_429_pauses_every_caller_of_the_limiter_then_retries() -> None:
     assert len(later) == 2
     assert min(later) >= refused_at + 0.5  # nobody went to the server during the pause
     assert limiter.statistics().admitted == 3  # the two calls and the retry
+
+
+async def test_a_fallback_answers_when_the_first_cannot_and_says_which_model_did() -> None:
+    primary, secondary = ChatServer(model="primary"), ChatServer(model="secondary")
+    async with (
+        served_trio(primary.app) as first_url,
+        served_trio(secondary.app) as second_url,
+        llm.OpenAIProvider("primary", base_url=f"{first_url}/v1", max_retries=0) as first,
+        llm.OpenAIProvider("secondary", base_url=f"{second_url}/v1", prices=PRICES) as second,
+    ):
+        both = llm.FallbackProvider([first, second])
+        primary.refusals = [(500, {})]
+        completion = await both.complete("light the roof")
+        assert (completion.model, completion.text) == ("secondary", "echo: light the roof")
+        assert (len(primary.requests), len(secondary.requests)) == (1, 1)
+        primary.refusals = [(400, {})]  # the request's own fault: nobody else is asked
+        with pytest.raises(ProviderError, match=r"^bad_request: primary"):
+            await both.complete("malformed")
+        assert len(secondary.requests) == 1
+        primary.refusals = [(429, {})]
+        secondary.refusals = [(503, {"retry-after": "0"})] * 3  # (it retries twice)
+        with pytest.raises(ProviderError, match=r"^server_error: every provider failed: rate_"):
+            await both.complete("nobody")
+    with pytest.raises(ValueError, match="needs at least one provider"):
+        llm.FallbackProvider([])
+    with pytest.raises(TypeError, match="has no complete"):
+        llm.FallbackProvider([object()])

@@ -9,6 +9,7 @@ of its own says what it used with ``context.record_usage(...)``.
 
 from __future__ import annotations
 
+from ._llm._fallback import FallbackProvider
 from ._llm._openai import OpenAIProvider
 from ._llm._provider import Completion, FakeLLMProvider, LLMProvider
 from ._llm._ratelimit import RateLimiter
@@ -20,6 +21,7 @@ __all__ = [
     "BudgetExceededError",
     "Completion",
     "FakeLLMProvider",
+    "FallbackProvider",
     "LLMProvider",
     "OpenAIProvider",
     "Prices",
