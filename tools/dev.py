@@ -46,6 +46,7 @@ COMMANDS: dict[str, list[list[str]]] = {
         ["python", "benchmarks/bench_defaults.py"],
         ["python", "benchmarks/bench_cache.py"],
         ["python", "benchmarks/bench_durability.py"],
+        ["python", "benchmarks/bench_llm.py"],
         ["python", "benchmarks/bench_large.py"],
         ["python", "benchmarks/bench_load.py"],
         ["python", "benchmarks/bench_offload.py"],

@@ -51,15 +51,33 @@ class RunTelemetry:
         self.now = trio.lowlevel.current_clock().current_time
         self.start_time = self.end_time = self.now()
         # What each stage's LLM calls used (by stage index; -1: outside any stage), and
-        # all of them (the run's `Ledger`).
-        self.usage: dict[int, Usage] = {}
-        self.spent = Usage()
+        # all of them (the run's `Ledger`), as running sums (a call costs a few adds):
+        # [requests, input tokens, output tokens, cached input tokens, cost or None].
+        self._usage: dict[int, list[Any]] = {}
+        self._spent: list[Any] = [0, 0, 0, 0, 0.0]
 
     def add_usage(self, index: int, usage: Usage) -> None:
         """Count ``usage`` (one or more LLM calls) for stage ``index``."""
-        known = self.usage.get(index)
-        self.usage[index] = usage if known is None else known + usage
-        self.spent += usage
+        sums = self._usage.get(index)
+        if sums is None:
+            sums = self._usage[index] = [0, 0, 0, 0, 0.0]
+        for totals in (sums, self._spent):
+            totals[0] += usage.requests
+            totals[1] += usage.input_tokens
+            totals[2] += usage.output_tokens
+            totals[3] += usage.cached_input_tokens
+            cost = usage.cost_usd
+            totals[4] = None if cost is None or totals[4] is None else totals[4] + cost
+
+    @property
+    def spent(self) -> Usage:
+        """What the run's LLM calls used so far."""
+        return _usage_of(self._spent)
+
+    @property
+    def usage(self) -> dict[int, Usage]:
+        """What each stage's LLM calls used, by stage index."""
+        return {index: _usage_of(sums) for index, sums in self._usage.items()}
 
     def stage_name(self, index: int) -> str | None:
         """Stage ``index``'s id (None for -1: outside any stage)."""
@@ -126,3 +144,14 @@ def _logs_debug(log: Any) -> bool:
     """Whether ``log`` emits debug events (a logger that cannot say is assumed to)."""
     is_enabled_for = getattr(log, "is_enabled_for", None)
     return True if is_enabled_for is None else bool(is_enabled_for(logging.DEBUG))
+
+
+def _usage_of(sums: list[Any]) -> Usage:
+    requests, used_in, used_out, cached, cost = sums
+    return Usage(
+        requests=requests,
+        input_tokens=used_in,
+        output_tokens=used_out,
+        cached_input_tokens=cached,
+        cost_usd=cost,
+    )

@@ -102,8 +102,9 @@ class Budget:
 class Ledger(Protocol):
     """What a run keeps of its LLM calls' usage (the engine's run)."""
 
-    spent: Usage
-    """The run's usage so far."""
+    @property
+    def spent(self) -> Usage:
+        """The run's usage so far."""
 
     def add_usage(self, index: int, usage: Usage) -> None:
         """Count ``usage`` for stage ``index`` (-1: outside any stage)."""
