@@ -79,11 +79,16 @@ async def test_the_report_names_the_critical_path_and_its_shares(
     assert "succeeded in 280.0 ms" in report
     assert "groups" in report
     assert "(6 items)" in report
-    assert report.splitlines()[-1] == (
+    *_, path, spent = report.splitlines()
+    assert path == (
         "critical path (280.0 ms): audio 50.0 ms (18%) -> profile 40.0 ms (14%) -> "
         "macro 120.0 ms (43%) -> group_contexts 0.0 ms (0%) -> groups 40.0 ms (14%) -> "
         "render 30.0 ms (11%)"
     )
+    # the demo's fake model is priced: each stage's tokens and cost, then the run's
+    assert report.splitlines()[1].endswith("cached   tokens     cost $")
+    assert spent.startswith("LLM calls: 11, ")
+    assert spent.endswith(" out, cost $0.000058")
 
 
 def test_a_hand_made_result_has_no_critical_path() -> None:

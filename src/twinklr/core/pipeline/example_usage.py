@@ -321,10 +321,17 @@ def summarize(result: PipelineResult) -> str:
     return "\n".join(lines)
 
 
+#: What the demo's fake model costs: US dollars per million input and output tokens.
+DEMO_PRICES = (0.15, 0.60)
+
+
 def demo_context(song: str, fail_at: tuple[str, int | None] | None = None) -> PipelineContext:
     """A fake LLM (its first macro-planning call fails, so the run shows a retry) behind a
-    shared rate limiter; ``fail_at`` injects a failure at a stage (or one of its items)."""
-    llm = FakeLLMProvider(latency_s=0.02, fail_once_on=("theme for",))
+    shared rate limiter, priced as a small hosted model (so the summary shows each
+    stage's cost); ``fail_at`` injects a failure at a stage (or one of its items)."""
+    llm = FakeLLMProvider(
+        latency_s=0.02, fail_once_on=("theme for",), prices={"fake-llm": DEMO_PRICES}
+    )
     limiter = RateLimiter(requests_per_minute=600, tokens_per_minute=100_000, name="fake-llm")
     config = {"song": song, "fail_at": fail_at}
     return PipelineContext(provider=llm, config=config, rate_limiter=limiter)

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from .._values._results import PipelineResult
+    from .._values._usage import Usage
 
 _PID = 1
 
@@ -169,6 +170,7 @@ def timeline_report(result: PipelineResult) -> str:
         if result.waiting_stages
         else "FAILED"
     )
+    spent = result.usage.requests > 0  # then each stage's tokens and cost are shown
     lines = [
         (
             f"pipeline {result.pipeline_name}, run {result.run_id}: {outcome} in "
@@ -177,12 +179,15 @@ def timeline_report(result: PipelineResult) -> str:
         (
             f"{'stage':<20}{'status':<12}{'queued':>9}{'start':>9}{'end':>9}{'took':>9}"
             f"{'wait':>8}{'retry':>8}{'tries':>6}{'cached':>8}"
+            + (f"{'tokens':>9}{'cost $':>11}" if spent else "")
         ),
     ]
     lines.extend(
         f"{t.stage:<20.20}{t.status.value:<12}{t.queued_ms:>9.1f}{t.started_ms:>9.1f}"
         f"{t.finished_ms:>9.1f}{t.duration_ms:>9.1f}{t.wait_ms:>8.1f}{t.retry_ms:>8.1f}"
-        f"{t.attempts:>6}{_cached(result, t):>8}" + (f"  ({len(t.items)} items)" if t.items else "")
+        f"{t.attempts:>6}{_cached(result, t):>8}"
+        + (_spent_columns(result.usage_by_stage.get(t.stage)) if spent else "")
+        + (f"  ({len(t.items)} items)" if t.items else "")
         for t in _by_start(result)
     )
     # Stages the run never started (fail-fast came first): listed, so none goes missing.
@@ -197,4 +202,20 @@ def timeline_report(result: PipelineResult) -> str:
             f"{step.stage} {step.share_ms:.1f} ms ({step.share_ms / total:.0%})" for step in path
         )
         lines.append(f"critical path ({path[-1].finished_ms:.1f} ms): {steps}")
+    if spent:
+        used = result.usage
+        lines.append(
+            f"LLM calls: {used.requests}, {used.input_tokens} tokens in ({used.cached_input_tokens}"
+            f" cached), {used.output_tokens} out, cost {_dollars(used.cost_usd)}"
+        )
     return "\n".join(lines)
+
+
+def _spent_columns(used: Usage | None) -> str:
+    if used is None:
+        return f"{'-':>9}{'-':>11}"
+    return f"{used.tokens:>9}{_dollars(used.cost_usd):>11}"
+
+
+def _dollars(cost: float | None) -> str:
+    return "unknown" if cost is None else f"${cost:.6f}"
