@@ -17,6 +17,8 @@ from opentelemetry.trace import StatusCode
 from conftest import stub
 from twinklr.core.pipeline import (
     ExecutionPattern,
+    FakeLLMProvider,
+    PipelineContext,
     PipelineDefinition,
     PipelineExecutor,
     RetryConfig,
@@ -119,3 +121,25 @@ def test_an_application_provider_is_found(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
     monkeypatch.setattr(trace, "get_tracer", provider.get_tracer)
     assert find_tracer(None) is not None
+
+
+async def test_a_stage_span_carries_its_llm_usage_with_the_gen_ai_names(
+    exporter: InMemorySpanExporter,
+) -> None:
+    async def plan(song: str, context: PipelineContext) -> str:
+        answer = await context.provider.complete(f"plan the lights for {song}", context)
+        return str(answer.text)
+
+    pipeline = PipelineDefinition(
+        "llm", [StageDefinition("plan", plan), StageDefinition("quiet", stub(1))]
+    )
+    context = PipelineContext(provider=FakeLLMProvider(prices={"fake-llm": (1.0, 1.0)}))
+    result = await PipelineExecutor(tracer=tracer_for(exporter)).execute(pipeline, "carol", context)
+    spans = {span["name"]: span["attributes"] for span in finished(exporter)}
+    used = result.usage_by_stage["plan"]
+    assert spans["stage plan"]["gen_ai.request.model"] == "fake-llm"
+    assert spans["stage plan"]["gen_ai.usage.input_tokens"] == used.input_tokens
+    assert spans["stage plan"]["gen_ai.usage.output_tokens"] == used.output_tokens
+    assert spans["stage plan"]["twinklr.llm.requests"] == 1
+    assert spans["stage plan"]["twinklr.llm.cost_usd"] == used.cost_usd
+    assert "gen_ai.usage.input_tokens" not in spans["stage quiet"]

@@ -55,12 +55,15 @@ class RunTelemetry:
         # [requests, input tokens, output tokens, cached input tokens, cost or None].
         self._usage: dict[int, list[Any]] = {}
         self._spent: list[Any] = [0, 0, 0, 0, 0.0]
+        self.models: dict[int, set[str]] = {}  # the models each stage called
 
-    def add_usage(self, index: int, usage: Usage) -> None:
-        """Count ``usage`` (one or more LLM calls) for stage ``index``."""
+    def add_usage(self, index: int, usage: Usage, model: str | None = None) -> None:
+        """Count ``usage`` (one or more LLM calls, of ``model``) for stage ``index``."""
         sums = self._usage.get(index)
         if sums is None:
             sums = self._usage[index] = [0, 0, 0, 0, 0.0]
+        if model is not None:
+            self.models.setdefault(index, set()).add(model)
         for totals in (sums, self._spent):
             totals[0] += usage.requests
             totals[1] += usage.input_tokens
@@ -68,6 +71,11 @@ class RunTelemetry:
             totals[3] += usage.cached_input_tokens
             cost = usage.cost_usd
             totals[4] = None if cost is None or totals[4] is None else totals[4] + cost
+
+    def _usage_of_stage(self, stage: str) -> tuple[Usage, set[str]] | None:
+        index = self.plan.index_of[stage]
+        sums = self._usage.get(index)
+        return None if sums is None else (_usage_of(sums), self.models.get(index, set()))
 
     @property
     def spent(self) -> Usage:
@@ -136,7 +144,9 @@ class RunTelemetry:
 
     def trace(self, tracer: Any) -> None:
         """Record this run as OpenTelemetry spans made by ``tracer``."""
-        self.spans = SpanRecorder(tracer, self.plan.name, self.run_id, self.start_time)
+        self.spans = SpanRecorder(
+            tracer, self.plan.name, self.run_id, self.start_time, usage_of=self._usage_of_stage
+        )
         self.watched = True
 
 

@@ -109,7 +109,7 @@ def within_budget(context: PipelineContext | None) -> None:
 def counted(completion: Completion, context: PipelineContext | None) -> Completion:
     """``completion``, once its usage is counted for the stage the call was made in (and
     in the context's ``llm_requests`` and ``llm_tokens`` metrics)."""
-    record_usage(completion.usage)
+    record_usage(completion.usage, completion.model)
     if context is not None:
         with work_metrics():  # a cache hit calls no provider: never replayed
             context.increment_metric("llm_requests")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ._events import TERMINAL_KINDS, EventKind
@@ -34,9 +35,18 @@ class SpanRecorder:
     """Turns a run's transitions into spans. Times come from Trio's clock, anchored to
     the wall clock when the run started."""
 
-    def __init__(self, tracer: Any, pipeline: str, run_id: str, trio_start: float) -> None:
+    def __init__(
+        self,
+        tracer: Any,
+        pipeline: str,
+        run_id: str,
+        trio_start: float,
+        *,
+        usage_of: Callable[[str], tuple[Any, set[str]] | None] | None = None,
+    ) -> None:
         from opentelemetry import trace  # noqa: PLC0415 (the optional extra, loaded lazily)
 
+        self._usage_of = usage_of
         self._trace = trace
         self.tracer = tracer
         self.pipeline = pipeline
@@ -74,7 +84,22 @@ class SpanRecorder:
             span = self._open.pop(stage, None)
             if span is not None:
                 span.set_attribute("twinklr.status", kind.value.removeprefix("stage_"))
+                self._gen_ai(span, stage)
             self._end(span, now, ok=kind not in _ERROR_KINDS, error=fields.get("error"))
+
+    def _gen_ai(self, span: Any, stage: str) -> None:
+        """What the stage's LLM calls used, with OpenTelemetry's GenAI attribute names."""
+        found = self._usage_of(stage) if self._usage_of is not None else None
+        if found is None:
+            return
+        usage, models = found
+        if models:
+            span.set_attribute("gen_ai.request.model", ",".join(sorted(models)))
+        span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+        span.set_attribute("twinklr.llm.requests", usage.requests)
+        if usage.cost_usd is not None:
+            span.set_attribute("twinklr.llm.cost_usd", usage.cost_usd)
 
     def _start_attempt(self, stage: str, at: float, attempt: int) -> None:
         context = self._trace.set_span_in_context(self._run_span)

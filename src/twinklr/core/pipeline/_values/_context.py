@@ -225,7 +225,7 @@ class PipelineContext:
         if cost_usd is None:
             cost_usd = cost_of(model, input_tokens, output_tokens, cached_input_tokens, self.prices)
         usage = Usage(cost_usd=cost_usd, **counts)
-        record_usage(usage)
+        record_usage(usage, model)
         return usage
 
     def watch_cancellation(self, check: Callable[[], bool]) -> Callable[[], None]:

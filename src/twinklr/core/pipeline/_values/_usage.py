@@ -106,8 +106,8 @@ class Ledger(Protocol):
     def spent(self) -> Usage:
         """The run's usage so far."""
 
-    def add_usage(self, index: int, usage: Usage) -> None:
-        """Count ``usage`` for stage ``index`` (-1: outside any stage)."""
+    def add_usage(self, index: int, usage: Usage, model: str | None = None) -> None:
+        """Count ``usage`` (of ``model``) for stage ``index`` (-1: outside any stage)."""
 
     def stage_name(self, index: int) -> str | None:
         """Stage ``index``'s id (None for -1)."""
@@ -119,12 +119,13 @@ usage_sink: ContextVar[Ledger | None] = ContextVar("twinklr_usage_sink", default
 current_stage: ContextVar[int] = ContextVar("twinklr_current_stage", default=-1)
 
 
-def record_usage(usage: Usage) -> bool:
-    """Count ``usage`` for the stage this task runs; False outside any run."""
+def record_usage(usage: Usage, model: str | None = None) -> bool:
+    """Count ``usage`` (of ``model``) for the stage this task runs; False outside any
+    run."""
     sink = usage_sink.get()
     if sink is None:
         return False
-    sink.add_usage(current_stage.get(), usage)
+    sink.add_usage(current_stage.get(), usage, model)
     return True
 
 
