@@ -242,6 +242,7 @@ def test_the_llm_module_exports_its_names_and_loads_no_sdk() -> None:
     from twinklr.core.pipeline import llm  # noqa: PLC0415
 
     assert sorted(llm.__all__) == [
+        "AnthropicProvider",
         "Budget",
         "BudgetExceededError",
         "Completion",

@@ -9,6 +9,7 @@ of its own says what it used with ``context.record_usage(...)``.
 
 from __future__ import annotations
 
+from ._llm._anthropic import AnthropicProvider
 from ._llm._fallback import FallbackProvider
 from ._llm._openai import OpenAIProvider
 from ._llm._provider import Completion, FakeLLMProvider, LLMProvider
@@ -17,6 +18,7 @@ from ._values._usage import Budget, Prices, Usage
 from .errors import BudgetExceededError, ProviderError
 
 __all__ = [
+    "AnthropicProvider",
     "Budget",
     "BudgetExceededError",
     "Completion",

@@ -1,273 +1,55 @@
 """An LLM provider over the official ``openai`` SDK (the ``openai`` extra): OpenAI and
 every server that speaks its chat completions API (vLLM, Ollama, LM Studio, Groq, ...).
-
-The SDK is imported when the provider first calls, never with the package. It runs on
-the loop of the stage calling: on Trio (the SDK's HTTP client works on Trio through
-anyio), or on asyncio for a stage of an ``aio`` run written for asyncio (a client each,
-since a connection belongs to the loop that opened it); the rate limiter, a Trio object,
-is waited for in the run's Trio loop either way, so it paces every caller alike. The
-SDK's own retries are off: this provider retries a rate limit, a server error or a
-timeout itself, up to ``max_retries``, waiting as a 429's ``Retry-After`` asks.
-"""
+What happens around the request is ``_sdk``'s."""
 
 from __future__ import annotations
 
-import json
-import math
 import os
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any
 
 import attrs
-import sniffio
-import trio
 
-from .._values._usage import Prices, cost_of
-from ..errors import ProviderError
-from ._provider import Completion, counted, within_budget
-
-if TYPE_CHECKING:
-    from .._values._context import PipelineContext
-
-#: What a chat message is: ``{"role": "user", "content": "..."}`` (the SDK's own types too).
-Message = Mapping[str, Any]
-#: First wait before retrying a failure that names no wait of its own (doubling).
-BACKOFF_S = 0.5
+from ._provider import Completion
+from ._sdk import Message, SDKProvider, import_extra
 
 
 @attrs.define
-class OpenAIProvider:
+class OpenAIProvider(SDKProvider):
     """Chat completions through ``openai.AsyncOpenAI``, counted for the stage calling:
-    ``OpenAIProvider(model, base_url=..., prices=...)``."""
+    ``OpenAIProvider("gpt-4o-mini")``, or a local server with ``base_url=
+    "http://127.0.0.1:8000/v1"``; without them, the ``OPENAI_BASE_URL`` and
+    ``OPENAI_API_KEY`` variables. ``chat(..., **params)`` passes ``params`` to
+    ``chat.completions.create``; an ``output_type`` asks for its JSON schema
+    (``response_format``)."""
 
-    model: str
-    """The model to ask (``"gpt-4o-mini"``, or the name a local server gives)."""
-    client: Any = attrs.field(default=None, kw_only=True)
-    """An ``AsyncOpenAI`` of your own (its retries as you set them, closed by you);
-    None: one is made on first use from ``base_url`` and ``api_key`` (or the
-    ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY`` variables), closed by `aclose`."""
-    base_url: str | None = attrs.field(default=None, kw_only=True)
-    """Where the server is (``"http://127.0.0.1:8000/v1"``)."""
-    api_key: str | None = attrs.field(default=None, kw_only=True, repr=False)
-    """The key (a local server takes anything)."""
-    limiter: str | None = attrs.field(default=None, kw_only=True)
-    """Which of the context's limiters to wait for; None: ``context.rate_limiter`` when
-    the context has one."""
-    prices: Prices | None = attrs.field(default=None, kw_only=True)
-    """US dollars per million input and output tokens by model, for each completion's
-    ``cost_usd`` (None when its model is not there: never a guess)."""
-    max_retries: int = attrs.field(default=2, kw_only=True)
-    """How often a rate limit, a server error, a timeout or a lost connection is
-    retried before `ProviderError` is raised."""
-    _made: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
+    def _sdk(self) -> Any:
+        return import_extra("openai", type(self).__name__)
 
-    def __attrs_post_init__(self) -> None:
-        if not isinstance(self.model, str) or not self.model:
-            msg = f"OpenAIProvider needs a model name, got {self.model!r}"
-            raise ValueError(msg)
-        if type(self.max_retries) is not int or self.max_retries < 0:
-            retries = self.max_retries
-            msg = f"OpenAIProvider max_retries must be a whole number >= 0, got {retries!r}"
-            raise ValueError(msg)
+    def _new_client(self, sdk: Any) -> Any:
+        return sdk.AsyncOpenAI(
+            base_url=self.base_url or os.environ.get("OPENAI_BASE_URL"),
+            api_key=self.api_key or os.environ.get("OPENAI_API_KEY") or "unset",
+            max_retries=0,  # the provider retries, so waits are shared and seen
+        )
 
-    async def complete(self, prompt: str, context: PipelineContext | None = None) -> Completion:
-        """Answer ``prompt`` (one user message); the `LLMProvider` protocol."""
-        return await self.chat([{"role": "user", "content": prompt}], context)
-
-    async def chat(
-        self,
-        messages: Sequence[Message],
-        context: PipelineContext | None = None,
-        *,
-        output_type: Any = None,
-        **params: Any,
-    ) -> Completion:
-        """Send ``messages``; with a pydantic model class as ``output_type``, ask for
-        output matching its JSON schema and return it validated in ``parsed``.
-        ``params`` go to the SDK's ``chat.completions.create`` (``temperature``,
-        ``max_completion_tokens``, ...)."""
-        within_budget(context)
+    async def _create(
+        self, client: Any, messages: list[Message], output_type: Any, params: dict[str, Any]
+    ) -> Any:
         request = dict(params)
         if output_type is not None:
-            request["response_format"] = _json_schema_format(output_type)
-        on_asyncio = sniffio.current_async_library() == "asyncio"  # an aio run's stage
-        limiter = _limiter_of(context, self.limiter)
-        tokens = _estimate(messages)
-        if limiter:
-            await limiter.wait_for_capacity(tokens)  # (from asyncio too: in the Trio run)
-        response = await self._send(
-            list(messages), request, on_asyncio=on_asyncio, limiter=limiter, tokens=tokens
-        )
-        completion = self._completion(response, output_type)
-        return counted(completion, context)
-
-    async def _send(
-        self,
-        messages: list[Message],
-        request: dict[str, Any],
-        *,
-        on_asyncio: bool,
-        limiter: Any,
-        tokens: int,
-    ) -> Any:
-        openai = _sdk()
-        client = self._client(openai, on_asyncio=on_asyncio)
-        sleep = _asyncio_sleep if on_asyncio else trio.sleep
-        for attempt in range(self.max_retries + 1):
-            try:
-                return await client.chat.completions.create(
-                    model=self.model, messages=messages, **request
-                )
-            except openai.APIStatusError as exc:
-                kind = _kind_of(exc.status_code)
-                if kind in ("bad_request", "auth") or attempt == self.max_retries:
-                    raise ProviderError(f"{kind}: {self.model}: {_said(exc)}") from exc
-                wait = _retry_after(exc.response.headers, attempt)
-                if limiter and exc.status_code in (429, 503) and hasattr(limiter, "pause"):
-                    limiter.pause(wait)  # every caller of the limiter waits, not only this one
-                    await limiter.wait_for_capacity(tokens)
-                else:
-                    await sleep(wait)
-            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-                kind = "timeout" if isinstance(exc, openai.APITimeoutError) else "connection"
-                if attempt == self.max_retries:
-                    raise ProviderError(f"{kind}: {self.model}: {exc}") from exc
-                await sleep(float(BACKOFF_S * 2**attempt))
-        raise AssertionError  # pragma: no cover (the loop returns or raises)
-
-    def _client(self, openai: Any, *, on_asyncio: bool) -> Any:
-        """The client given, else the one this provider made for this loop (an HTTP
-        connection belongs to the loop that opened it)."""
-        if self.client is not None:
-            return self.client
-        loop = "asyncio" if on_asyncio else "trio"
-        made = self._made.get(loop)
-        if made is None:
-            made = self._made[loop] = openai.AsyncOpenAI(
-                base_url=self.base_url or os.environ.get("OPENAI_BASE_URL"),
-                api_key=self.api_key or os.environ.get("OPENAI_API_KEY") or "unset",
-                max_retries=0,  # this provider retries, so waits are shared and seen
-            )
-        return made
-
-    async def aclose(self) -> None:
-        """Close the client this provider made for the loop this is awaited on (a
-        client you gave it is yours to close)."""
-        loop = "asyncio" if sniffio.current_async_library() == "asyncio" else "trio"
-        made = self._made.pop(loop, None)
-        if made is not None:
-            await made.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.aclose()
+            schema = output_type.model_json_schema()
+            request["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": output_type.__name__, "schema": schema, "strict": False},
+            }
+        return await client.chat.completions.create(model=self.model, messages=messages, **request)
 
     def _completion(self, response: Any, output_type: Any) -> Completion:
-        choice = response.choices[0]
-        text = choice.message.content or ""
+        text = response.choices[0].message.content or ""
         usage = response.usage
         used_in = used_out = cached = 0
         if usage is not None:
             used_in, used_out = usage.prompt_tokens or 0, usage.completion_tokens or 0
             details = getattr(usage, "prompt_tokens_details", None)
             cached = (getattr(details, "cached_tokens", 0) or 0) if details else 0
-        model = response.model or self.model
-        parsed = None
-        if output_type is not None:
-            try:
-                parsed = output_type.model_validate_json(text)
-            except ValueError as exc:
-                msg = f"bad_output: {model} did not answer as {output_type.__name__}: {exc}"
-                raise ProviderError(msg) from exc
-        # priced as the model that answered (a dated snapshot of the one asked for is
-        # priced as the one asked for when the table does not name it)
-        priced = model if self.prices is not None and model in self.prices else self.model
-        return Completion(
-            text=text,
-            model=model,
-            input_tokens=used_in,
-            output_tokens=used_out,
-            cached_input_tokens=cached,
-            cost_usd=cost_of(priced, used_in, used_out, cached, self.prices),
-            parsed=parsed,
-        )
-
-
-async def _asyncio_sleep(seconds: float) -> None:
-    import asyncio  # noqa: PLC0415 (an aio run's: loaded already)
-
-    await asyncio.sleep(seconds)
-
-
-def _sdk() -> Any:
-    try:
-        import openai  # noqa: PLC0415 (the extra, loaded on first use)
-    except ImportError as exc:  # pragma: no cover (the extra is installed in the suite)
-        msg = "OpenAIProvider needs the openai SDK: pip install 'twinklr-pipeline[openai]'"
-        raise ImportError(msg) from exc
-    return openai
-
-
-def _limiter_of(context: PipelineContext | None, name: str | None) -> Any:
-    if context is None:
-        return None
-    return context.rate_limiter if name is None else context.limiter(name)
-
-
-def _estimate(messages: Sequence[Message]) -> int:
-    """Tokens a request may use, before it is sent (about four characters a token)."""
-    return max(1, math.ceil(len(json.dumps(messages, default=str)) / 4))
-
-
-def _json_schema_format(output_type: Any) -> dict[str, Any]:
-    schema = getattr(output_type, "model_json_schema", None)
-    if schema is None:
-        msg = f"output_type must be a pydantic model class, got {output_type!r}"
-        raise TypeError(msg)
-    return {
-        "type": "json_schema",
-        "json_schema": {"name": output_type.__name__, "schema": schema(), "strict": False},
-    }
-
-
-def _kind_of(status: int) -> str:
-    """The first word of a failure's message (what ``retryable_errors`` matches)."""
-    if status == 429:  # noqa: PLR2004 (HTTP statuses)
-        return "rate_limit"
-    if status in (401, 403):
-        return "auth"
-    if status >= 500:  # noqa: PLR2004
-        return "server_error"
-    return "bad_request"
-
-
-def _said(exc: Any) -> str:
-    return f"HTTP {exc.status_code}: {getattr(exc, 'message', exc)}"
-
-
-def _retry_after(headers: Mapping[str, str], attempt: int) -> float:
-    """How long a refused call asks to wait (``retry-after-ms``, ``Retry-After`` in
-    seconds or as an HTTP date), else a doubling backoff."""
-    import email.utils  # noqa: PLC0415 (on a refusal only)
-    import time  # noqa: PLC0415
-
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    after = headers.get("retry-after")
-    if after is not None:
-        try:
-            return max(0.0, float(after))
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(after)
-            except (TypeError, ValueError):  # neither seconds nor a date: back off
-                when = None
-            if when is not None:
-                return max(0.0, when.timestamp() - time.time())
-    return float(BACKOFF_S * 2**attempt)
+        return self._answered(text, response.model, (used_in, used_out, cached), output_type)
