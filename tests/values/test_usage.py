@@ -3,8 +3,11 @@ counted for the stage whose task made the call, without passing anything."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
+import trio.testing
 
 from twinklr.core.pipeline import (
     ExecutionPattern,
@@ -142,3 +145,40 @@ def test_a_budget_limit_is_a_positive_number() -> None:
         with pytest.raises(ValueError, match="Budget max_tokens must be a number > 0 or None"):
             llm.Budget(max_tokens=bad)  # type: ignore[arg-type]
     assert issubclass(llm.BudgetExceededError, PipelineError)
+
+
+async def test_a_rerun_reports_what_the_cache_saved_it(
+    store: Any, autojump_clock: trio.testing.MockClock
+) -> None:
+    flaky = {"fail": True}
+
+    async def plan_or_fail(group: str, context: PipelineContext) -> str:
+        answer = await context.provider.complete(f"plan {group}", context)
+        if group == "tree" and flaky["fail"]:
+            await trio.sleep(1)  # (the roof's item has finished, and is kept)
+            raise RuntimeError("the tree's plan failed")
+        return str(answer.text)
+
+    pipeline = PipelineDefinition(
+        "show",
+        [
+            StageDefinition("groups", groups),
+            StageDefinition(
+                "plans", plan_or_fail, inputs=["groups"], pattern=ExecutionPattern.FAN_OUT
+            ),
+        ],
+    )
+    context = PipelineContext(provider=FakeLLMProvider(prices={"fake-llm": (1.0, 1.0)}))
+    executor = PipelineExecutor(cache=store)
+    first = await executor.execute(pipeline, "carol", context)
+    assert not first.success  # the tree's item failed; "groups" and the roof's item were kept
+    flaky["fail"] = False
+    second = await executor.execute(pipeline, "carol", context)
+    assert second.success
+    assert second.usage.requests == 1  # only the tree's item ran again
+    assert second.usage_saved.requests == 2  # groups' call and the roof's
+    # what the kept entries had cost: groups' call, and the roof's ("plan roof": 2 tokens)
+    assert second.usage_saved.input_tokens == first.usage_by_stage["groups"].input_tokens + 2
+    third = await executor.execute(pipeline, "carol", context)
+    assert (third.usage.requests, third.usage_saved.requests) == (0, 3)
+    assert third.usage_saved.tokens == second.usage_saved.tokens + second.usage.tokens

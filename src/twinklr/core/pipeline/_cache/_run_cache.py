@@ -37,6 +37,7 @@ import trio
 from .._kinds._function import FunctionStage
 from .._values._results import StageResult, make_result
 from .._values._status import StageStatus
+from .._values._usage import Usage, usage_so_far
 from . import _codec, _payload, _serialize
 from ._code import code_identity
 from ._forms import Snapshots, captures_print, output_type, read_output, stored_output
@@ -232,6 +233,9 @@ class RunCache:
                 (str(op), str(name), _codec.decode(value, blobs))
                 for op, name, value in data["writes"]
             ]
+            kept = data.get("usage")  # what its LLM calls cost when it was made
+            if kept is not None:
+                writes.append(("usage", "", Usage.from_list(kept)))
         except Exception as exc:  # noqa: BLE001 - whatever is wrong, it is a miss
             error = _describe(exc)
             self.notices.problem(
@@ -294,6 +298,9 @@ class RunCache:
                 where = f"the value its {op}({name!r}) wrote{_codec.locate(value)}"
                 self._not_stored(sdef, f"{where}: {exc}", "write supported types, or ")
                 return
+        used = usage_so_far(item)
+        if used is not None:
+            stored["usage"] = used.as_list()
         payload = _payload.pack(stored, blobs)  # the copy: the value as it is now
         now = self.clock()
         ttl = ttl_seconds(sdef.cache_ttl)

@@ -12,6 +12,7 @@ from .._base._loops import execute_of
 from .._values._context import record_writes, stop_recording
 from .._values._results import StageResult
 from .._values._status import StageStatus
+from .._values._usage import current_item
 from ..errors import FanOutInputError, FanOutItemError
 from ._attempts import (
     ONE_ATTEMPT,
@@ -193,6 +194,7 @@ async def _attempt_item(
     if cached is not None:
         return cached
     writes = record_writes()
+    current_item.set(index)  # (its usage kept apart, for its entry: this item's task)
     try:
         result = await run_unit(
             sdef, item_value, context, item=index, streaming=streaming, on_retry=on_retry

@@ -56,6 +56,7 @@ def build_result(run: Run, *, cancelled: bool = False) -> PipelineResult:
         cached_stages=tuple(by_status[StageStatus.CACHED]),
         uncached_stages=_uncached(run),
         usage=run.spent,
+        usage_saved=run.saved,
         usage_by_stage={ids[i]: used for i, used in sorted(run.usage.items()) if i >= 0},
         cancelled_stages=tuple(ids[i] for i in run.cancelled),
         not_started_stages=tuple(not_started),

@@ -15,7 +15,7 @@ from .._observe._events import EventKind, EventSink, PipelineEvent, stage_event
 from .._observe._logs import run_logger
 from .._observe._otel import SpanRecorder
 from .._values._timing import to_ms
-from .._values._usage import Usage
+from .._values._usage import Usage, current_item
 
 if TYPE_CHECKING:
     from ._plan import Plan
@@ -56,6 +56,9 @@ class RunTelemetry:
         self._usage: dict[int, list[Any]] = {}
         self._spent: list[Any] = [0, 0, 0, 0, 0.0]
         self.models: dict[int, set[str]] = {}  # the models each stage called
+        # Fan-out items run with a cache: their own sums too, (stage, item) -> sums.
+        self._item_usage: dict[tuple[int, int], list[Any]] = {}
+        self._saved: list[Any] = [0, 0, 0, 0, 0.0]  # what cache hits served
 
     def add_usage(self, index: int, usage: Usage, model: str | None = None) -> None:
         """Count ``usage`` (one or more LLM calls, of ``model``) for stage ``index``."""
@@ -64,13 +67,29 @@ class RunTelemetry:
             sums = self._usage[index] = [0, 0, 0, 0, 0.0]
         if model is not None:
             self.models.setdefault(index, set()).add(model)
-        for totals in (sums, self._spent):
-            totals[0] += usage.requests
-            totals[1] += usage.input_tokens
-            totals[2] += usage.output_tokens
-            totals[3] += usage.cached_input_tokens
-            cost = usage.cost_usd
-            totals[4] = None if cost is None or totals[4] is None else totals[4] + cost
+        sums_of = [sums, self._spent]
+        item = current_item.get()
+        if item >= 0:
+            sums_of.append(self._item_usage.setdefault((index, item), [0, 0, 0, 0, 0.0]))
+        _add(sums_of, usage)
+
+    def used_by(self, index: int, item: int) -> Usage | None:
+        """What stage ``index`` (its fan-out item ``item``; -1: the stage) used so far."""
+        sums = self._usage.get(index) if item < 0 else self._item_usage.get((index, item))
+        return None if sums is None else _usage_of(sums)
+
+    def add_saved(self, usage: Usage) -> None:
+        """Count ``usage`` as saved: a cache hit served what it had cost."""
+        _add([self._saved], usage)
+
+    @property
+    def saved(self) -> Usage:
+        """What the run's cache hits had cost when they were made."""
+        return _usage_of(self._saved)
+
+    def stage_name(self, index: int) -> str | None:
+        """Stage ``index``'s id (None for -1: outside any stage)."""
+        return self.plan.ids[index] if index >= 0 else None
 
     def _usage_of_stage(self, stage: str) -> tuple[Usage, set[str]] | None:
         index = self.plan.index_of[stage]
@@ -86,10 +105,6 @@ class RunTelemetry:
     def usage(self) -> dict[int, Usage]:
         """What each stage's LLM calls used, by stage index."""
         return {index: _usage_of(sums) for index, sums in self._usage.items()}
-
-    def stage_name(self, index: int) -> str | None:
-        """Stage ``index``'s id (None for -1: outside any stage)."""
-        return self.plan.ids[index] if index >= 0 else None
 
     def transition(self, kind: EventKind, index: int | None = None, **fields: Any) -> None:
         """Log a transition (and hand it to the live event consumer, if any)."""
@@ -165,3 +180,13 @@ def _usage_of(sums: list[Any]) -> Usage:
         cached_input_tokens=cached,
         cost_usd=cost,
     )
+
+
+def _add(sums_of: list[list[Any]], usage: Usage) -> None:
+    for totals in sums_of:
+        totals[0] += usage.requests
+        totals[1] += usage.input_tokens
+        totals[2] += usage.output_tokens
+        totals[3] += usage.cached_input_tokens
+        cost = usage.cost_usd
+        totals[4] = None if cost is None or totals[4] is None else totals[4] + cost

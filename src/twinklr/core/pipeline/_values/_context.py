@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from ._usage import Budget, Prices, Usage, cost_of, record_usage
+from ._usage import Budget, Prices, Usage, cost_of, record_saved, record_usage
 
 #: The context of the pipeline run in this task: a limiter records its waits there.
 current_context: ContextVar[PipelineContext | None] = ContextVar(
@@ -288,6 +288,8 @@ class PipelineContext:
                 self.add_metric(name, value)
             elif operation == "increment_metric":
                 self.increment_metric(name, value)
+            elif operation == "usage":  # what the stage's LLM calls cost: saved this time
+                record_saved(value)
 
     def get_metric(self, name: str, default: Any = None) -> Any:
         """The value of metric ``name``, or ``default``."""

@@ -329,6 +329,9 @@ class PipelineResult:
     """What the run's LLM calls used and cost (its stages' together)."""
     usage_by_stage: Mapping[str, Usage] = attrs.field(factory=dict, converter=_frozen_mapping)
     """Stage id -> what its LLM calls used, for each stage that made any."""
+    usage_saved: Usage = attrs.field(factory=Usage)
+    """What the LLM calls of the stages the cache served had cost when they ran: what
+    this run (a rerun, a resumed run) did not spend again."""
     waiting_stages: tuple[str, ...] = ()
     """The gates a suspended run waits for (``suspend_on_wait``, ``RunHandle.suspend``):
     the run ended with nothing else to do, not failed (``error`` is None), and

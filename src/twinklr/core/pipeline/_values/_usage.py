@@ -59,6 +59,34 @@ class Usage:
         """Input and output tokens together."""
         return self.input_tokens + self.output_tokens
 
+    def as_list(self) -> list[Any]:
+        """``[requests, input, output, cached input, cost]`` (how an entry keeps it)."""
+        return [
+            self.requests,
+            self.input_tokens,
+            self.output_tokens,
+            self.cached_input_tokens,
+            self.cost_usd,
+        ]
+
+    @classmethod
+    def from_list(cls, kept: Any) -> Usage:
+        """The usage `as_list` gave (ValueError for anything else)."""
+        requests, used_in, used_out, cached, cost = kept
+        counts = (requests, used_in, used_out, cached)
+        if not all(type(n) is int and n >= 0 for n in counts) or not (
+            cost is None or isinstance(cost, int | float)
+        ):
+            msg = f"not a kept usage: {kept!r}"
+            raise ValueError(msg)
+        return cls(
+            requests=requests,
+            input_tokens=used_in,
+            output_tokens=used_out,
+            cached_input_tokens=cached,
+            cost_usd=None if cost is None else float(cost),
+        )
+
 
 def cost_of(
     model: str | None,
@@ -112,11 +140,34 @@ class Ledger(Protocol):
     def stage_name(self, index: int) -> str | None:
         """Stage ``index``'s id (None for -1)."""
 
+    def used_by(self, index: int, item: int) -> Usage | None:
+        """What stage ``index`` (its fan-out item ``item``; -1: the stage) used so far."""
+
+    def add_saved(self, usage: Usage) -> None:
+        """Count ``usage`` as saved: a cache hit served what it had cost."""
+
 
 #: The current run's ledger (set by the engine for the run's tasks; None outside a run).
 usage_sink: ContextVar[Ledger | None] = ContextVar("twinklr_usage_sink", default=None)
 #: The index of the stage the current task runs (set by the engine in each stage's task).
 current_stage: ContextVar[int] = ContextVar("twinklr_current_stage", default=-1)
+#: The fan-out item the current task runs, where its usage is kept apart (a cached item).
+current_item: ContextVar[int] = ContextVar("twinklr_current_item", default=-1)
+
+
+def usage_so_far(item: int | None) -> Usage | None:
+    """What the current stage (its fan-out ``item``) has used in this run, if anything."""
+    sink = usage_sink.get()
+    if sink is None:
+        return None
+    return sink.used_by(current_stage.get(), -1 if item is None else item)
+
+
+def record_saved(usage: Usage) -> None:
+    """Count ``usage`` as saved by the current run (a cache hit)."""
+    sink = usage_sink.get()
+    if sink is not None:
+        sink.add_saved(usage)
 
 
 def record_usage(usage: Usage, model: str | None = None) -> bool:
