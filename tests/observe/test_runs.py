@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from conftest import RandomDag, chain, random_dags, random_pipeline, stub
 from twinklr.core.pipeline import (
     ExecutionPattern,
+    FakeLLMProvider,
     MemoryCacheStore,
     PipelineContext,
     PipelineDefinition,
@@ -408,3 +409,24 @@ async def test_a_run_is_recorded_whatever_its_strings_hold(
     (stage,) = store.stages(record.run_id)
     assert stage.error is not None
     assert stage.error.startswith("ValueError: cannot read carol")
+
+
+async def test_each_stages_llm_usage_is_recorded_and_served(tmp_path: Path) -> None:
+    async def plan(song: str, context: PipelineContext) -> str:
+        answer = await context.provider.complete(f"plan the lights for {song}", context)
+        return str(answer.text)
+
+    store = RunStore(tmp_path)
+    pipeline = PipelineDefinition(
+        "llm", [StageDefinition("plan", plan), StageDefinition("quiet", stub(1))]
+    )
+    context = PipelineContext(provider=FakeLLMProvider(prices={"fake-llm": (1.0, 2.0)}))
+    result = await PipelineExecutor(runs=store).execute(pipeline, "carol", context)
+    planned, quiet = store.stages(result.run_id)
+    assert planned.usage == result.usage_by_stage["plan"]
+    assert planned.as_json()["usage"]["requests"] == 1
+    assert quiet.usage is None
+    # A record another program wrote over is shown without it, not refused.
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE runs SET details = json_set(details, '$.usage.plan', 'garbled')")
+    assert store.stages(result.run_id)[0].usage is None

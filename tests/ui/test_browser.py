@@ -19,7 +19,14 @@ import pytest
 import trio
 
 from conftest import stub
-from twinklr.core.pipeline import PipelineDefinition, PipelineExecutor, RunStore, StageDefinition
+from twinklr.core.pipeline import (
+    FakeLLMProvider,
+    PipelineContext,
+    PipelineDefinition,
+    PipelineExecutor,
+    RunStore,
+    StageDefinition,
+)
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 # A page's expectations wait up to 15 s (Playwright's default is 5 s): the suite runs on
@@ -174,6 +181,29 @@ def test_a_routed_runs_page_shows_the_branch_taken(page: Any, ui: Ui, tmp_path: 
     playwright_api.expect(page.locator('#stages tr[data-stage="kind"]')).to_contain_text(
         "took lyrics"
     )
+
+
+async def planned(song: str, context: PipelineContext) -> str:
+    answer = await context.provider.complete(f"plan the lights for {song}", context)
+    return str(answer.text)
+
+
+def test_a_runs_page_shows_what_each_stages_llm_calls_used(
+    page: Any, ui: Ui, tmp_path: Path
+) -> None:
+    pipeline = PipelineDefinition(
+        "llm", [StageDefinition("plan", planned), StageDefinition("quiet", stub(1))]
+    )
+    store = RunStore(tmp_path)
+    context = PipelineContext(provider=FakeLLMProvider(prices={"fake-llm": (1.0, 2.0)}))
+    result = trio.run(PipelineExecutor(runs=store).execute, pipeline, "carol", context)
+    store.close()
+    used = result.usage_by_stage["plan"]
+    page.goto(f"{ui(tmp_path)}/runs/{result.run_id}")
+    playwright_api.expect(page.locator('#stages tr[data-stage="plan"] td.llm')).to_have_text(
+        f"1 calls, {used.tokens} tokens, ${used.cost_usd:.6f}"
+    )
+    playwright_api.expect(page.locator('#stages tr[data-stage="quiet"] td.llm')).to_have_text("-")
 
 
 CHILD = textwrap.dedent(

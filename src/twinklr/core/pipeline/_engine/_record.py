@@ -219,6 +219,10 @@ def _details(run: Run, unusual: list[int]) -> dict[str, Any]:
         "items_total": {ids[index]: total for index, total in run.item_totals.items()},
         "retries": run.retries,
     }
+    used = run.usage
+    if used:  # what each stage's LLM calls used and cost
+        kept = {ids[index]: usage.as_list() for index, usage in used.items() if index >= 0}
+        details["usage"] = kept
     waiting = run.gates.waiting() if run.suspended is None else run.suspended
     if waiting:  # (so another process can see them, and answer: runs respond)
         details["waiting"] = [

@@ -10,6 +10,7 @@ import attrs
 
 from .._values._status import StageStatus
 from .._values._timing import ItemTiming
+from .._values._usage import Usage
 from ._columns import CODES, Progress, StageState
 
 RunState = Literal["running", "succeeded", "failed", "cancelled", "interrupted", "waiting"]
@@ -88,6 +89,8 @@ class RecordedStage:
     """A routing stage's branches taken, once it has ended (None for other stages)."""
     answered_at: str | None = None
     """When a gate (`WaitForInput`) was answered (ISO 8601, UTC)."""
+    usage: Usage | None = None
+    """What its LLM calls used and cost (None: it made none)."""
 
     @property
     def cached(self) -> bool:
@@ -105,6 +108,7 @@ class RecordedStage:
         """The record as JSON-ready values."""
         fields = attrs.asdict(self, recurse=False)
         fields["attempt_errors"] = list(self.attempt_errors)
+        fields["usage"] = None if self.usage is None else attrs.asdict(self.usage)
         fields["items"] = [
             {
                 "index": item.index,
@@ -134,6 +138,7 @@ def stage_records(
 ) -> Iterator[RecordedStage]:
     per_stage: Mapping[str, Any] = details.get("stages", {})
     totals: Mapping[str, int] = details.get("items_total", {})
+    usage: Mapping[str, Any] = details.get("usage", {})
     progress = Progress.decode(blob) if blob else None
     for index, stage_id in enumerate(ids):
         if progress is None or index >= len(progress.codes):
@@ -174,4 +179,15 @@ def stage_records(
             answered_at=extra.get("answered_at"),
             items=items,
             items_total=totals.get(stage_id),
+            usage=_usage(usage.get(stage_id)),
         )
+
+
+def _usage(kept: Any) -> Usage | None:
+    """A stage's recorded usage (None when there is none, or it is not one)."""
+    if kept is None:
+        return None
+    try:
+        return Usage.from_list(kept)
+    except (TypeError, ValueError):  # another program wrote over it: not shown
+        return None

@@ -317,8 +317,17 @@ function stageTable(stages) {
       el("td", {}, stage.id), el("td", {}, el("span", { class: `badge ${stage.status}` }, stage.status)),
       el("td", {}, stage.started_ms === null ? "-" : `${stage.started_ms.toFixed(1)} ms`),
       el("td", {}, took(stage.duration_ms)), el("td", {}, stage.attempts || "-"),
-      el("td", {}, items), el("td", { class: stage.error ? "error" : "" }, notes.join("; ")));
+      el("td", {}, items), el("td", { class: "llm" }, llmUsage(stage.usage)),
+      el("td", { class: stage.error ? "error" : "" }, notes.join("; ")));
   }));
+}
+
+// What a stage's LLM calls used: tokens, and the cost when it is known.
+function llmUsage(usage) {
+  if (!usage) return "-";
+  const tokens = `${usage.input_tokens + usage.output_tokens} tokens`;
+  const cost = usage.cost_usd === null ? "cost unknown" : `$${usage.cost_usd.toFixed(6)}`;
+  return `${usage.requests} calls, ${tokens}, ${cost}`;
 }
 
 function failures(stages) {
