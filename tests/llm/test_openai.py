@@ -216,3 +216,22 @@ async def test_a_fallback_answers_when_the_first_cannot_and_says_which_model_did
         llm.FallbackProvider([])
     with pytest.raises(TypeError, match="has no complete"):
         llm.FallbackProvider([object()])
+
+
+def test_without_a_table_the_price_database_prices_the_models_it_knows() -> None:
+    from genai_prices import Usage, calc_price  # noqa: PLC0415 (the prices extra)
+
+    from twinklr.core.pipeline._llm import _sdk  # noqa: PLC0415
+
+    _sdk._load_database()  # (a provider's first call does it, in a worker thread)
+    answered = llm.OpenAIProvider("gpt-4o")._answered("x", "gpt-4o", (1000, 100, 0), None)
+    known = calc_price(Usage(input_tokens=1000, output_tokens=100), model_ref="gpt-4o")
+    assert answered.cost_usd == float(known.total_price) > 0
+    # A server the database does not know is not priced as OpenAI, nor an unknown model.
+    local = llm.OpenAIProvider("gpt-4o", base_url="http://127.0.0.1:9/v1")
+    assert local._answered("x", "gpt-4o", (1000, 100, 0), None).cost_usd is None
+    unknown = llm.OpenAIProvider("no-such-model")._answered("x", None, (1, 1, 0), None)
+    assert unknown.cost_usd is None
+    # A table given wins over the database.
+    tabled = llm.OpenAIProvider("gpt-4o", prices={"gpt-4o": (1.0, 1.0)})
+    assert tabled._answered("x", "gpt-4o", (1000, 100, 0), None).cost_usd == 0.0011

@@ -4,7 +4,7 @@ through the Messages API. What happens around the request is ``_sdk``'s."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -25,6 +25,8 @@ class AnthropicProvider(SDKProvider):
     ``output_type`` is asked for as the input of a tool the model must call, its JSON
     schema the tool's. Input tokens count those read from the prompt cache and those
     written to it; ``cached_input_tokens`` are the ones read."""
+
+    provider_id: ClassVar[str] = "anthropic"
 
     def _sdk(self) -> Any:
         return import_extra("anthropic", type(self).__name__)

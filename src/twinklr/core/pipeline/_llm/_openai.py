@@ -5,7 +5,7 @@ What happens around the request is ``_sdk``'s."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -21,6 +21,8 @@ class OpenAIProvider(SDKProvider):
     ``OPENAI_API_KEY`` variables. ``chat(..., **params)`` passes ``params`` to
     ``chat.completions.create``; an ``output_type`` asks for its JSON schema
     (``response_format``)."""
+
+    provider_id: ClassVar[str] = "openai"
 
     def _sdk(self) -> Any:
         return import_extra("openai", type(self).__name__)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import attrs
 import sniffio
@@ -61,6 +61,8 @@ class SDKProvider:
     """How often a rate limit, a server error, a timeout or a lost connection is
     retried before `ProviderError` is raised."""
     _made: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
+    #: Who serves ``model`` when no ``base_url`` says otherwise (for the price database).
+    provider_id: ClassVar[str] = ""
 
     def __attrs_post_init__(self) -> None:
         name = type(self).__name__
@@ -96,6 +98,8 @@ class SDKProvider:
         tokens = _estimate(messages)
         if limiter:
             await limiter.wait_for_capacity(tokens)  # (from asyncio too: in the Trio run)
+        if "genai_prices" not in _DATABASE:  # (imported once, off the loop: 0.7 s)
+            await (_asyncio_to_thread if on_asyncio else trio.to_thread.run_sync)(_load_database)
         sdk = self._sdk()
         client = self._client(sdk, on_asyncio=on_asyncio)
         sleep = _asyncio_sleep if on_asyncio else trio.sleep
@@ -170,15 +174,39 @@ class SDKProvider:
                 raise ProviderError(msg) from exc
         used_in, used_out, cached = used
         priced = model if self.prices is not None and model in self.prices else self.model
+        cost = cost_of(priced, used_in, used_out, cached, self.prices)
+        if cost is None:
+            cost = self._database_cost(model, used)
         return Completion(
             text=text,
             model=model,
             input_tokens=used_in,
             output_tokens=used_out,
             cached_input_tokens=cached,
-            cost_usd=cost_of(priced, used_in, used_out, cached, self.prices),
+            cost_usd=cost,
             parsed=parsed,
         )
+
+    def _database_cost(self, model: str, used: tuple[int, int, int]) -> float | None:
+        """What genai-prices (the ``prices`` extra) says a call cost: by the server's URL
+        when ``base_url`` names one (a server it does not know: None, never priced as
+        another's), else by this provider's own; None for a model it does not know."""
+        database = _DATABASE.get("genai_prices")
+        if database is None:
+            return None
+        used_in, used_out, cached = used
+        usage = database.Usage(
+            input_tokens=used_in, output_tokens=used_out, cache_read_tokens=cached
+        )
+        where: dict[str, Any] = (
+            {"provider_api_url": self.base_url}
+            if self.base_url
+            else {"provider_id": self.provider_id}
+        )
+        try:
+            return float(database.calc_price(usage, model_ref=model, **where).total_price)
+        except LookupError:
+            return None
 
     # -- what each SDK does its own way --
 
@@ -199,6 +227,25 @@ class SDKProvider:
     def _completion(self, response: Any, output_type: Any) -> Completion:
         """The answer as a `Completion` (through `_answered`)."""
         raise NotImplementedError
+
+
+#: The price database, once looked for: ``{"genai_prices": module or None}``.
+_DATABASE: dict[str, Any] = {}
+
+
+def _load_database() -> None:
+    try:
+        import genai_prices  # noqa: PLC0415 (the prices extra, looked for once)
+    except ImportError:  # pragma: no cover (installed in the suite)
+        _DATABASE["genai_prices"] = None
+    else:
+        _DATABASE["genai_prices"] = genai_prices
+
+
+async def _asyncio_to_thread(function: Any) -> None:
+    import asyncio  # noqa: PLC0415 (an aio run's: loaded already)
+
+    await asyncio.to_thread(function)
 
 
 async def _asyncio_sleep(seconds: float) -> None:
