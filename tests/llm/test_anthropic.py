@@ -115,3 +115,20 @@ def test_asyncio_stages_call_it_from_an_aio_run() -> None:
     result = asyncio.run(main())
     assert result.success, result.error
     assert (result.usage.requests, result.usage.cost_usd) == (3, None)  # no price: unknown
+
+
+async def test_a_streamed_answer_through_the_messages_api() -> None:
+    server = MessagesServer()
+    async with (
+        served_trio(server.app) as url,
+        llm.AnthropicProvider("local-claude", base_url=url, prices=PRICES) as provider,
+    ):
+        stream = provider.stream(
+            [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "plan"}]
+        )
+        pieces = [delta async for delta in stream]
+    assert "".join(pieces) == "Twinkle the roof, then fade the tree."
+    assert stream.completion is not None
+    assert stream.completion.model == "local-claude"
+    assert (stream.completion.input_tokens, stream.completion.output_tokens) == (3, 7)
+    assert server.requests[0]["system"] == "Be brief."

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from typing import Any
 
 import pydantic
@@ -235,3 +236,44 @@ def test_without_a_table_the_price_database_prices_the_models_it_knows() -> None
     # A table given wins over the database.
     tabled = llm.OpenAIProvider("gpt-4o", prices={"gpt-4o": (1.0, 1.0)})
     assert tabled._answered("x", "gpt-4o", (1000, 100, 0), None).cost_usd == 0.0011
+
+
+# The SDK stops reading its own event iterator at [DONE] without closing it; Trio warns
+# (a ResourceWarning, ignored by default) when that generator is collected.
+@pytest.mark.filterwarnings("ignore:Async generator:ResourceWarning")
+async def test_a_streamed_answer_comes_piece_by_piece_and_as_events() -> None:
+    server = ChatServer()
+    server.pause_s = 0.03  # (so the events gather more than one piece, a few a second)
+    send, receive = trio.open_memory_channel[Any](1000)
+    async with (
+        served_trio(server.app) as url,
+        llm.OpenAIProvider("local-model", base_url=f"{url}/v1", prices=PRICES) as provider,
+    ):
+        pieces: list[str] = []
+
+        async def narrate(song: str, context: PipelineContext) -> str:
+            stream = context.provider.stream(f"plan the lights for {song}", context)
+            pieces.extend([delta async for delta in stream])
+            assert stream.completion is not None
+            return str(stream.completion.text)
+
+        pipeline = PipelineDefinition("narrate", [StageDefinition("narrate", narrate)])
+        context = PipelineContext(provider=provider)
+        result = await PipelineExecutor().execute(pipeline, "carol", context, events=send)
+    assert result.outputs["narrate"] == "Twinkle the roof, then fade the tree."
+    assert len(pieces) == 7
+    events = []
+    while True:
+        try:
+            events.append(receive.receive_nowait())
+        except trio.WouldBlock:
+            break
+    streamed = [e.text for e in events if e.kind.value == "stage_tokens"]
+    assert "".join(streamed) == result.outputs["narrate"]
+    assert 1 < len(streamed) < 7  # gathered: fewer events than pieces
+    assert {e.stage for e in events if e.kind.value == "stage_tokens"} == {"narrate"}
+    used = result.usage_by_stage["narrate"]
+    assert (used.requests, used.output_tokens) == (1, 7)
+    assert (used.input_tokens, used.output_tokens) == (server.billed_input, server.billed_output)
+    assert used.cost_usd is not None
+    gc.collect()  # (the SDK's leftover generators, while the warning is ignored)

@@ -105,7 +105,7 @@ async def run_fan_out(
             if slots is not None:
                 slots.release()
             return
-        started = now()
+        started = _item_started(index, now)
         result = None
         try:
             if execute is None:
@@ -194,7 +194,6 @@ async def _attempt_item(
     if cached is not None:
         return cached
     writes = record_writes()
-    current_item.set(index)  # (its usage kept apart, for its entry: this item's task)
     try:
         result = await run_unit(
             sdef, item_value, context, item=index, streaming=streaming, on_retry=on_retry
@@ -205,6 +204,13 @@ async def _attempt_item(
         cache.offer(sdef, key, result.output, writes, item=index)
         await cache.committed(key)  # (durability="sync": before the stage finishes)
     return result
+
+
+def _item_started(index: int, now: Callable[[], float]) -> float:
+    """When item ``index``'s task began (in that task: what its LLM calls use and
+    stream is said to be that item's)."""
+    current_item.set(index)
+    return now()
 
 
 def _stage_result(

@@ -82,6 +82,13 @@ class RunTelemetry:
         """Count ``usage`` as saved: a cache hit served what it had cost."""
         _add([self._saved], usage)
 
+    def streamed(self, index: int, item: int, text: str) -> None:
+        """Say that ``text`` was streamed for stage ``index`` (its item ``item``), as a
+        ``STAGE_TOKENS`` event when anyone listens."""
+        if self.events is not None and index >= 0:
+            shown = item if item >= 0 else None
+            self.transition(EventKind.STAGE_TOKENS, index, item=shown, text=text)
+
     @property
     def saved(self) -> Usage:
         """What the run's cache hits had cost when they were made."""

@@ -41,11 +41,7 @@ class AnthropicProvider(SDKProvider):
     async def _create(
         self, client: Any, messages: list[Message], output_type: Any, params: dict[str, Any]
     ) -> Any:
-        request = {"max_tokens": MAX_TOKENS, **params}
-        system = [str(m["content"]) for m in messages if m.get("role") == "system"]
-        if system and "system" not in request:
-            request["system"] = "\n\n".join(system)
-        chat = [dict(m) for m in messages if m.get("role") != "system"]
+        request, chat = _request(messages, params)
         if output_type is not None:
             name = output_type.__name__
             request["tools"] = [
@@ -57,6 +53,26 @@ class AnthropicProvider(SDKProvider):
             ]
             request["tool_choice"] = {"type": "tool", "name": name}
         return await client.messages.create(model=self.model, messages=chat, **request)
+
+    async def _open_stream(
+        self, client: Any, messages: list[Message], params: dict[str, Any]
+    ) -> Any:
+        request, chat = _request(messages, params)
+        return await client.messages.create(model=self.model, messages=chat, stream=True, **request)
+
+    def _chunk(self, event: Any, used: list[int]) -> tuple[str | None, str | None]:
+        kind = getattr(event, "type", "")
+        if kind == "message_start":
+            usage = event.message.usage
+            read = getattr(usage, "cache_read_input_tokens", 0) or 0
+            written = getattr(usage, "cache_creation_input_tokens", 0) or 0
+            used[0], used[2] = (usage.input_tokens or 0) + read + written, read
+            return None, event.message.model
+        if kind == "message_delta":
+            used[1] = event.usage.output_tokens or 0
+        elif kind == "content_block_delta" and getattr(event.delta, "type", "") == "text_delta":
+            return event.delta.text, None
+        return None, None
 
     def _completion(self, response: Any, output_type: Any) -> Completion:
         text = "".join(
@@ -74,3 +90,12 @@ class AnthropicProvider(SDKProvider):
         if output_type is not None and parsed is None:
             parsed = {}  # no tool call: validation says what is missing
         return self._answered(text, response.model, used, output_type, parsed)
+
+
+def _request(messages: list[Message], params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """The request's settings (``max_tokens``, the system prompt) and its messages."""
+    request = {"max_tokens": MAX_TOKENS, **params}
+    system = [str(m["content"]) for m in messages if m.get("role") == "system"]
+    if system and "system" not in request:
+        request["system"] = "\n\n".join(system)
+    return request, [dict(m) for m in messages if m.get("role") != "system"]

@@ -46,6 +46,26 @@ class OpenAIProvider(SDKProvider):
             }
         return await client.chat.completions.create(model=self.model, messages=messages, **request)
 
+    async def _open_stream(
+        self, client: Any, messages: list[Message], params: dict[str, Any]
+    ) -> Any:
+        return await client.chat.completions.create(
+            model=self.model,
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},  # (the last chunk says the usage)
+            **params,
+        )
+
+    def _chunk(self, chunk: Any, used: list[int]) -> tuple[str | None, str | None]:
+        usage = chunk.usage
+        if usage is not None:
+            details = getattr(usage, "prompt_tokens_details", None)
+            cached = (getattr(details, "cached_tokens", 0) or 0) if details else 0
+            used[:] = [usage.prompt_tokens or 0, usage.completion_tokens or 0, cached]
+        text = chunk.choices[0].delta.content if chunk.choices else None
+        return text, chunk.model
+
     def _completion(self, response: Any, output_type: Any) -> Completion:
         text = response.choices[0].message.content or ""
         usage = response.usage

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import attrs
 import sniffio
 import trio
 
-from .._values._usage import Prices, cost_of
+from .._values._usage import Prices, cost_of, record_streamed
 from ..errors import ProviderError
+from ._calls import STREAM_EVENT_S, Call, TextStream
 from ._provider import Completion, counted, within_budget
 
 if TYPE_CHECKING:
@@ -32,8 +34,6 @@ if TYPE_CHECKING:
 
 #: What a chat message is: ``{"role": "user", "content": "..."}`` (the SDKs' own types too).
 Message = Mapping[str, Any]
-#: First wait before retrying a failure that names no wait of its own (doubling).
-BACKOFF_S = 0.5
 
 
 @attrs.define
@@ -89,10 +89,61 @@ class SDKProvider:
         """Send ``messages``; with a pydantic model class as ``output_type``, ask for
         output matching its JSON schema and return it validated in ``parsed``.
         ``params`` go to the SDK's create call (``temperature``, ...)."""
-        within_budget(context)
         if output_type is not None and not hasattr(output_type, "model_json_schema"):
             msg = f"output_type must be a pydantic model class, got {output_type!r}"
             raise TypeError(msg)
+        call = await self._prepared(messages, context)
+        response = await call.send(
+            lambda client: self._create(client, list(messages), output_type, params)
+        )
+        return counted(self._completion(response, output_type), context)
+
+    def stream(
+        self, prompt: str | Sequence[Message], context: PipelineContext | None = None, **params: Any
+    ) -> TextStream:
+        """Stream the answer to ``prompt`` (a text, or chat messages): ``async for delta
+        in provider.stream(...)`` gives its text as it comes, and ``.completion`` then has
+        all of it with its usage and cost. Each piece is also a ``STAGE_TOKENS`` event of
+        the stage calling (gathered, a few a second), so a run's watchers see a long
+        answer grow. Retried as `chat` is until the answer begins."""
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        return TextStream(self._streamed(list(messages), context, params))
+
+    async def _streamed(
+        self, messages: list[Message], context: PipelineContext | None, params: dict[str, Any]
+    ) -> AsyncGenerator[str | Completion, None]:
+        call = await self._prepared(messages, context)
+        chunks = await call.send(lambda client: self._open_stream(client, messages, params))
+        parts: list[str] = []
+        pending: list[str] = []
+        said_at = time.monotonic()
+        used = [0, 0, 0]  # input, output, cached input tokens, as the chunks say
+        model = None
+        try:
+            async for chunk in chunks:
+                delta, seen = self._chunk(chunk, used)
+                model = seen or model
+                if delta:
+                    parts.append(delta)
+                    pending.append(delta)
+                    if time.monotonic() - said_at >= STREAM_EVENT_S:
+                        record_streamed("".join(pending))
+                        pending.clear()
+                        said_at = time.monotonic()
+                    yield delta
+        except call.sdk.APIError as exc:
+            msg = f"stream: {self.model}: the answer broke off: {exc}"
+            raise ProviderError(msg) from exc
+        finally:
+            await chunks.close()  # the SDK's stream, and its connection's body
+        if pending:
+            record_streamed("".join(pending))
+        text = "".join(parts)
+        yield counted(self._answered(text, model, (used[0], used[1], used[2]), None), context)
+
+    async def _prepared(self, messages: Sequence[Message], context: PipelineContext | None) -> Call:
+        """A request, once the budget allows it and the limiter admits it."""
+        within_budget(context)
         on_asyncio = sniffio.current_async_library() == "asyncio"  # an aio run's stage
         limiter = _limiter_of(context, self.limiter)
         tokens = _estimate(messages)
@@ -102,28 +153,7 @@ class SDKProvider:
             await (_asyncio_to_thread if on_asyncio else trio.to_thread.run_sync)(_load_database)
         sdk = self._sdk()
         client = self._client(sdk, on_asyncio=on_asyncio)
-        sleep = _asyncio_sleep if on_asyncio else trio.sleep
-        for attempt in range(self.max_retries + 1):
-            try:
-                response = await self._create(client, list(messages), output_type, params)
-            except sdk.APIStatusError as exc:
-                kind = _kind_of(exc.status_code)
-                if kind in ("bad_request", "auth") or attempt == self.max_retries:
-                    raise ProviderError(f"{kind}: {self.model}: {_said(exc)}") from exc
-                wait = _retry_after(exc.response.headers, attempt)
-                if limiter and exc.status_code in (429, 503) and hasattr(limiter, "pause"):
-                    limiter.pause(wait)  # every caller of the limiter waits, not only this one
-                    await limiter.wait_for_capacity(tokens)
-                else:
-                    await sleep(wait)
-            except (sdk.APITimeoutError, sdk.APIConnectionError) as exc:
-                kind = "timeout" if isinstance(exc, sdk.APITimeoutError) else "connection"
-                if attempt == self.max_retries:
-                    raise ProviderError(f"{kind}: {self.model}: {exc}") from exc
-                await sleep(float(BACKOFF_S * 2**attempt))
-            else:
-                return counted(self._completion(response, output_type), context)
-        raise AssertionError  # pragma: no cover (the loop returns or raises)
+        return Call(self, sdk, client, limiter, tokens, on_asyncio)
 
     def _client(self, sdk: Any, *, on_asyncio: bool) -> Any:
         """The client given, else the one this provider made for this loop (an HTTP
@@ -210,6 +240,17 @@ class SDKProvider:
 
     # -- what each SDK does its own way --
 
+    async def _open_stream(
+        self, client: Any, messages: list[Message], params: dict[str, Any]
+    ) -> Any:
+        """The request, streamed: an async iterator of the SDK's chunks."""
+        raise NotImplementedError
+
+    def _chunk(self, chunk: Any, used: list[int]) -> tuple[str | None, str | None]:
+        """A chunk's text and model (either None); the tokens it reports go in ``used``
+        (input, output, cached input)."""
+        raise NotImplementedError
+
     def _sdk(self) -> Any:
         """The SDK's module (imported on first use)."""
         raise NotImplementedError
@@ -248,12 +289,6 @@ async def _asyncio_to_thread(function: Any) -> None:
     await asyncio.to_thread(function)
 
 
-async def _asyncio_sleep(seconds: float) -> None:
-    import asyncio  # noqa: PLC0415 (an aio run's: loaded already)
-
-    await asyncio.sleep(seconds)
-
-
 def _limiter_of(context: PipelineContext | None, name: str | None) -> Any:
     if context is None:
         return None
@@ -263,47 +298,6 @@ def _limiter_of(context: PipelineContext | None, name: str | None) -> Any:
 def _estimate(messages: Sequence[Message]) -> int:
     """Tokens a request may use, before it is sent (about four characters a token)."""
     return max(1, math.ceil(len(json.dumps(messages, default=str)) / 4))
-
-
-def _kind_of(status: int) -> str:
-    """The first word of a failure's message (what ``retryable_errors`` matches)."""
-    if status == 429:  # noqa: PLR2004 (HTTP statuses)
-        return "rate_limit"
-    if status in (401, 403):
-        return "auth"
-    if status >= 500:  # noqa: PLR2004
-        return "server_error"
-    return "bad_request"
-
-
-def _said(exc: Any) -> str:
-    return f"HTTP {exc.status_code}: {getattr(exc, 'message', exc)}"
-
-
-def _retry_after(headers: Mapping[str, str], attempt: int) -> float:
-    """How long a refused call asks to wait (``retry-after-ms``, ``Retry-After`` in
-    seconds or as an HTTP date), else a doubling backoff."""
-    import email.utils  # noqa: PLC0415 (on a refusal only)
-    import time  # noqa: PLC0415
-
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    after = headers.get("retry-after")
-    if after is not None:
-        try:
-            return max(0.0, float(after))
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(after)
-            except (TypeError, ValueError):  # neither seconds nor a date: back off
-                when = None
-            if when is not None:
-                return max(0.0, when.timestamp() - time.time())
-    return float(BACKOFF_S * 2**attempt)
 
 
 def import_extra(name: str, provider: str) -> Any:

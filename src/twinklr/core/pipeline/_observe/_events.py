@@ -42,6 +42,9 @@ class EventKind(enum.Enum):
     """A gate (`WaitForInput`) opened its request: ``handle.waiting()`` lists it."""
     INPUT_RECEIVED = "input_received"
     """A gate's request was answered (``handle.respond``)."""
+    STAGE_TOKENS = "stage_tokens"
+    """Text an LLM is streaming for the stage (its ``item``, for fan-out): ``text`` is
+    what came since the last such event (deltas are gathered, a few a second)."""
     RUN_FINISHED = "run_finished"
 
     __hash__ = object.__hash__  # by identity, as members compare (Enum's is Python code)
@@ -95,6 +98,8 @@ class PipelineEvent:
     """The run's outcome, for ``RUN_FINISHED``."""
     dropped: int | None = None
     """Events dropped by back-pressure, for ``RUN_FINISHED``."""
+    text: str | None = None
+    """Streamed text, for ``STAGE_TOKENS``."""
 
     def as_log_fields(self) -> dict[str, Any]:
         """The fields worth logging (those that are set), without kind/pipeline/run."""

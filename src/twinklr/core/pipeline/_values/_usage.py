@@ -146,6 +146,9 @@ class Ledger(Protocol):
     def add_saved(self, usage: Usage) -> None:
         """Count ``usage`` as saved: a cache hit served what it had cost."""
 
+    def streamed(self, index: int, item: int, text: str) -> None:
+        """Say that ``text`` was streamed for stage ``index`` (its item ``item``)."""
+
 
 #: The current run's ledger (set by the engine for the run's tasks; None outside a run).
 usage_sink: ContextVar[Ledger | None] = ContextVar("twinklr_usage_sink", default=None)
@@ -161,6 +164,14 @@ def usage_so_far(item: int | None) -> Usage | None:
     if sink is None:
         return None
     return sink.used_by(current_stage.get(), -1 if item is None else item)
+
+
+def record_streamed(text: str) -> None:
+    """Say that an LLM streamed ``text`` for the current stage (an event; nothing
+    outside a run)."""
+    sink = usage_sink.get()
+    if sink is not None:
+        sink.streamed(current_stage.get(), current_item.get(), text)
 
 
 def record_saved(usage: Usage) -> None:
