@@ -5,7 +5,9 @@ run) answers every call with usage. Timed, interleaved, best of --repeat: --call
 sequential calls made (a) with the bare SDK (``AsyncOpenAI.chat.completions.create``,
 retries off) and (b) through ``OpenAIProvider.complete`` inside a pipeline stage (the
 call counted for the stage, priced, the metrics written). Reported: microseconds per
-call and (b)/(a). Then usage accounting alone: a completion's usage counted for the
+call and (b)/(a). Then --load concurrent calls from a fan-out through one limiter, the
+server refusing one in ten with a 429 (every call answered, usage equal to what the
+server billed, the pause shared). Then usage accounting alone: a completion's usage counted for the
 current stage of a run (``record_usage`` through the run's ledger), per call.
 
     python benchmarks/bench_llm.py [--calls 300] [--repeat 5]
@@ -50,7 +52,20 @@ ANSWER = {
 }
 
 
+class Counter:
+    """What the server saw: requests, refusals, tokens billed."""
+
+    requests = refused = billed = 0
+    refuse_every = 0  # 0: never
+
+
 async def chat(_request: Request) -> JSONResponse:
+    Counter.requests += 1
+    if Counter.refuse_every and Counter.requests % Counter.refuse_every == 0:
+        Counter.refused += 1
+        error = {"error": {"message": "slow down", "type": "rate_limit"}}
+        return JSONResponse(error, status_code=429, headers={"retry-after-ms": "20"})
+    Counter.billed += 4
     return JSONResponse(ANSWER)
 
 
@@ -91,6 +106,46 @@ async def through_provider(url: str, calls: int) -> float:
     return elapsed
 
 
+async def load(url: str, calls: int) -> None:
+    """``calls`` concurrent calls from a fan-out through one limiter, the server refusing
+    one in ten (429, retry-after-ms 20): all answered, usage exact, the pause shared."""
+    from twinklr.core.pipeline import ExecutionPattern, RateLimiter  # noqa: PLC0415
+
+    limiter = RateLimiter(requests_per_minute=1_000_000)
+    provider = llm.OpenAIProvider("local-model", base_url=url, max_retries=5)
+
+    async def ask(item: int, context: PipelineContext) -> str:
+        return str((await provider.complete(f"call {item}", context)).text)
+
+    async def items(count: int) -> list[int]:
+        return list(range(count))
+
+    pipeline = PipelineDefinition(
+        "load",
+        [
+            StageDefinition("items", items),
+            StageDefinition("ask", ask, inputs=["items"], pattern=ExecutionPattern.FAN_OUT),
+        ],
+    )
+    Counter.requests = Counter.refused = Counter.billed = 0
+    Counter.refuse_every = 10
+    start = time.perf_counter()
+    async with provider:
+        context = PipelineContext(provider=provider, rate_limiter=limiter)
+        result = await PipelineExecutor().execute(pipeline, calls, context)
+    elapsed = time.perf_counter() - start
+    Counter.refuse_every = 0
+    usage = result.usage
+    outcome = "all answered" if result.success else result.error
+    print(
+        f"{calls} concurrent calls, one in ten refused: {outcome}"
+        f" in {elapsed:.2f} s; server saw {Counter.requests} requests ({Counter.refused} refused);"
+        f" usage {usage.requests} requests, {usage.tokens} tokens against {Counter.billed} billed"
+        f" ({'exact' if usage.tokens == Counter.billed else 'NOT exact'}); limiter admitted"
+        f" {limiter.statistics().admitted} (calls and retries, each after the shared pause)"
+    )
+
+
 def accounting(calls: int, *, metrics: bool) -> float:
     """Seconds a call for counting a completion's usage for the current stage (and, with
     ``metrics``, in the context's request and token metrics, as providers always did)."""
@@ -114,7 +169,7 @@ def accounting(calls: int, *, metrics: bool) -> float:
     return elapsed / calls
 
 
-async def main(calls: int, repeat: int) -> None:
+async def main(calls: int, repeat: int, loaded: int) -> None:
     config = Config()
     config.bind = ["127.0.0.1:0"]
     config.loglevel = "WARNING"
@@ -125,6 +180,7 @@ async def main(calls: int, repeat: int) -> None:
         for _ in range(repeat):
             best["bare SDK"] = min(best["bare SDK"], await bare(url, calls))
             best["provider"] = min(best["provider"], await through_provider(url, calls))
+        await load(url, loaded)
         nursery.cancel_scope.cancel()
     for name, seconds in best.items():
         print(f"{name:<10} {seconds / calls * 1e6:8.1f} µs a call")
@@ -135,10 +191,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--load", type=int, default=2000, help="concurrent calls, 1 in 10 refused")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
-    trio.run(main, args.calls, args.repeat)
+    trio.run(main, args.calls, args.repeat, args.load)
     alone = min(accounting(100_000, metrics=False) for _ in range(args.repeat))
     print(f"usage accounting: {alone * 1e6:.2f} µs a call")
     with_metrics = min(accounting(100_000, metrics=True) for _ in range(args.repeat))
