@@ -72,7 +72,8 @@ async def test_usage_and_cost_are_counted_per_stage_through_the_real_sdk() -> No
         provider = llm.OpenAIProvider(
             "local-model", base_url=f"{url}/v1", api_key="local", prices=PRICES
         )
-        context = PipelineContext(provider=provider, rate_limiter=RateLimiter(60_000))
+        limiter = RateLimiter(60_000, tokens_per_minute=1_000_000)
+        context = PipelineContext(provider=provider, rate_limiter=limiter)
         async with provider:
             result = await PipelineExecutor().execute(show(), "carol", context)
     assert result.success, result.error
@@ -88,6 +89,8 @@ async def test_usage_and_cost_are_counted_per_stage_through_the_real_sdk() -> No
     # exactly what the server billed, and priced from the table
     assert (total.input_tokens, total.output_tokens) == (server.billed_input, server.billed_output)
     assert total.cached_input_tokens == 2 * 4
+    # the limiter counts what the answers said they used, not the estimates
+    assert limiter.statistics().tokens_admitted == total.tokens
     fresh = total.input_tokens - total.cached_input_tokens
     expected = (fresh * 2.0 + total.cached_input_tokens * 0.5 + total.output_tokens * 8.0) / 1e6
     assert total.cost_usd == pytest.approx(expected)

@@ -294,3 +294,20 @@ async def test_a_pause_holds_every_waiter_and_newcomer_until_it_ends(
     assert limiter.paused_until is None
     with pytest.raises(ValueError, match="pause needs seconds >= 0, got -1"):
         limiter.pause(-1)
+
+
+async def test_a_request_is_counted_at_what_it_used_once_settled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    limiter = RateLimiter(tokens_per_minute=100)
+    await limiter.wait_for_capacity(60)  # an estimate
+    limiter.settle(60, 10)  # the answer said 10
+    await limiter.wait_for_capacity(90)  # fits at once: 10 + 90
+    assert trio.current_time() == 0
+    limiter.settle(90, 130)  # more than the estimate (and the limit): counted as spent
+    assert limiter.statistics().tokens_in_window == 140
+    await limiter.wait_for_capacity(1)  # the window must let both go first
+    assert trio.current_time() == 60
+    limiter.settle(12345, 1)  # no request of that estimate: nothing changes
+    with pytest.raises(ValueError, match="settle needs tokens >= 0, got -1"):
+        limiter.settle(1, -1)

@@ -92,6 +92,14 @@ class Call:
                 await sleep(float(BACKOFF_S * 2**attempt))
         raise AssertionError  # pragma: no cover (the loop returns or raises)
 
+    def settled(self, completion: Completion) -> Completion:
+        """``completion``, once the limiter counts the tokens it used, not the estimate
+        it was admitted with (a limiter that cannot: as it is)."""
+        settle = getattr(self.limiter, "settle", None)
+        if self.limiter and settle is not None and completion.tokens_used:
+            settle(self.tokens, completion.tokens_used)
+        return completion
+
 
 async def _asyncio_sleep(seconds: float) -> None:
     import asyncio  # noqa: PLC0415 (an aio run's: loaded already)

@@ -199,6 +199,27 @@ class RateLimiter:
         # (a waiter asleep until its turn wakes then, and sees the pause)
         self._paused_until = max(self._paused_until, trio.current_time() + seconds)
 
+    def settle(self, estimated: float, actual: float) -> None:
+        """Count ``actual`` tokens, not the ``estimated`` ones, for a request admitted
+        with that estimate (its answer reports what it used): the window then holds what
+        was really spent. A request already out of the window is left alone; ``actual``
+        beyond the limit is counted as it is (it was spent)."""
+        if (
+            not isinstance(actual, int | float)
+            or isinstance(actual, bool)
+            or not (0 <= actual < math.inf)
+        ):
+            msg = f"RateLimiter {self.name!r}: settle needs tokens >= 0, got {actual!r}"
+            raise ValueError(msg)
+        log = self._log
+        for position in range(len(log) - 1, -1, -1):  # the latest such request
+            admitted_at, used = log[position]
+            if used == estimated:
+                log[position] = (admitted_at, actual)
+                self._tokens_in_window += actual - estimated
+                self._tokens_admitted += actual - estimated
+                return
+
     @property
     def paused_until(self) -> float | None:
         """When the current pause ends (Trio's clock), or None."""

@@ -96,7 +96,7 @@ class SDKProvider:
         response = await call.send(
             lambda client: self._create(client, list(messages), output_type, params)
         )
-        return counted(self._completion(response, output_type), context)
+        return call.settled(counted(self._completion(response, output_type), context))
 
     def stream(
         self, prompt: str | Sequence[Message], context: PipelineContext | None = None, **params: Any
@@ -139,7 +139,8 @@ class SDKProvider:
         if pending:
             record_streamed("".join(pending))
         text = "".join(parts)
-        yield counted(self._answered(text, model, (used[0], used[1], used[2]), None), context)
+        answered = self._answered(text, model, (used[0], used[1], used[2]), None)
+        yield call.settled(counted(answered, context))
 
     async def _prepared(self, messages: Sequence[Message], context: PipelineContext | None) -> Call:
         """A request, once the budget allows it and the limiter admits it."""
