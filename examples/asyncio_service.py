@@ -137,7 +137,7 @@ def _sse(kind: str, fields: dict[str, Any]) -> str:
 
 def _event_fields(event: PipelineEvent) -> dict[str, Any]:
     fields = {"time_ms": event.time_ms, "stage": event.stage}
-    for name in ("item", "attempt", "error", "done", "total", "success"):
+    for name in ("item", "attempt", "error", "done", "total", "success", "text"):
         value = getattr(event, name)
         if value is not None:
             fields[name] = value

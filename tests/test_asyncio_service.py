@@ -145,3 +145,36 @@ def test_delete_cancels_a_run_and_bad_requests_get_a_clear_error() -> None:
             ]
 
     run(main)
+
+
+def test_a_long_llm_answer_streams_to_the_client_as_it_grows() -> None:
+    from fixtures.llm_server import STREAMED, ChatServer  # noqa: PLC0415
+    from twinklr.core.pipeline import llm  # noqa: PLC0415
+
+    model = ChatServer()
+    model.pause_s = 0.06  # (each piece its own event: they are gathered 50 ms apart)
+
+    async def narrate(song: str, context: PipelineContext) -> str:
+        stream = context.provider.stream(f"plan the lights for {song}", context)
+        return "".join([delta async for delta in stream])
+
+    async def main() -> list[tuple[str, dict[str, Any]]]:
+        async with served(model.app) as model_url:
+            provider = llm.OpenAIProvider("local-model", base_url=f"{model_url}/v1")
+            app = create_app(
+                {"narrate": PipelineDefinition("narrate", [StageDefinition("narrate", narrate)])},
+                contexts=lambda _name, _value: PipelineContext(provider=provider),
+            )
+            async with (
+                provider,
+                served(app) as url,
+                httpx.AsyncClient(base_url=url, timeout=30) as client,
+            ):
+                answer = await client.post("/runs/narrate", json="Carol of the Bells")
+        return events_of(answer.text)
+
+    events = run(main)
+    streamed = [fields["text"] for kind, fields in events if kind == "stage_tokens"]
+    assert "".join(streamed) == "".join(STREAMED)
+    assert len(streamed) > 1  # as it grew, not at the end
+    assert events[-1][1]["outputs"] == {"narrate": "".join(STREAMED)}
