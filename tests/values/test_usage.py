@@ -182,3 +182,27 @@ async def test_a_rerun_reports_what_the_cache_saved_it(
     third = await executor.execute(pipeline, "carol", context)
     assert (third.usage.requests, third.usage_saved.requests) == (0, 3)
     assert third.usage_saved.tokens == second.usage_saved.tokens + second.usage.tokens
+
+
+async def test_a_sub_pipelines_calls_count_for_the_stage_it_runs_in_and_its_budget() -> None:
+    inner = PipelineDefinition("inner", [StageDefinition("ask", ask)])
+    outer = PipelineDefinition(
+        "outer",
+        [
+            StageDefinition("first", ask),
+            StageDefinition("nested", inner, inputs=["first"]),
+        ],
+    )
+    context = PipelineContext(provider=FakeLLMProvider(prices={"fake-llm": (1.0, 1.0)}))
+    result = await PipelineExecutor().execute(outer, "carol", context)
+    assert result.success, result.error
+    by_stage = result.usage_by_stage
+    assert (by_stage["first"].requests, by_stage["nested"].requests) == (1, 1)
+    assert result.usage == by_stage["first"] + by_stage["nested"]
+    # The budget counts the whole run, the sub-pipeline's calls with the rest.
+    spent = result.usage.tokens
+    context.budget = llm.Budget(max_tokens=by_stage["first"].tokens)
+    refused = await PipelineExecutor().execute(outer, "carol", context)
+    assert not refused.success
+    assert "its budget is" in str(refused.error)
+    assert refused.usage.tokens < spent

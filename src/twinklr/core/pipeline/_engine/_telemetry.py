@@ -15,7 +15,7 @@ from .._observe._events import EventKind, EventSink, PipelineEvent, stage_event
 from .._observe._logs import run_logger
 from .._observe._otel import SpanRecorder
 from .._values._timing import to_ms
-from .._values._usage import Usage, current_item
+from .._values._usage import Ledger, Usage, current_item, current_stage, usage_sink
 
 if TYPE_CHECKING:
     from ._plan import Plan
@@ -59,6 +59,10 @@ class RunTelemetry:
         # Fan-out items run with a cache: their own sums too, (stage, item) -> sums.
         self._item_usage: dict[tuple[int, int], list[Any]] = {}
         self._saved: list[Any] = [0, 0, 0, 0, 0.0]  # what cache hits served
+        # A sub-pipeline's run: its calls count for the stage of the run it runs in too
+        # (made in that stage's task, where the outer ledger and stage are current).
+        self._outer: Ledger | None = usage_sink.get()
+        self._outer_stage = current_stage.get()
 
     def add_usage(self, index: int, usage: Usage, model: str | None = None) -> None:
         """Count ``usage`` (one or more LLM calls, of ``model``) for stage ``index``."""
@@ -72,6 +76,8 @@ class RunTelemetry:
         if item >= 0:
             sums_of.append(self._item_usage.setdefault((index, item), [0, 0, 0, 0, 0.0]))
         _add(sums_of, usage)
+        if self._outer is not None:
+            self._outer.add_usage(self._outer_stage, usage, model)
 
     def used_by(self, index: int, item: int) -> Usage | None:
         """What stage ``index`` (its fan-out item ``item``; -1: the stage) used so far."""
@@ -81,6 +87,13 @@ class RunTelemetry:
     def add_saved(self, usage: Usage) -> None:
         """Count ``usage`` as saved: a cache hit served what it had cost."""
         _add([self._saved], usage)
+        if self._outer is not None:
+            self._outer.add_saved(usage)
+
+    @property
+    def spent_in_all(self) -> Usage:
+        """What the outermost run this one is part of has spent (what a budget counts)."""
+        return self.spent if self._outer is None else self._outer.spent_in_all
 
     def streamed(self, index: int, item: int, text: str) -> None:
         """Say that ``text`` was streamed for stage ``index`` (its item ``item``), as a

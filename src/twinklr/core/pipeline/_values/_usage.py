@@ -134,6 +134,11 @@ class Ledger(Protocol):
     def spent(self) -> Usage:
         """The run's usage so far."""
 
+    @property
+    def spent_in_all(self) -> Usage:
+        """The usage so far of the outermost run this one is part of (a sub-pipeline's
+        run is part of the run of the stage it runs in)."""
+
     def add_usage(self, index: int, usage: Usage, model: str | None = None) -> None:
         """Count ``usage`` (of ``model``) for stage ``index`` (-1: outside any stage)."""
 
@@ -197,7 +202,7 @@ def check_budget(budget: Budget | None) -> None:
     sink = usage_sink.get()
     if budget is None or sink is None:
         return
-    spent = sink.spent
+    spent = sink.spent_in_all
     if budget.max_tokens is not None and spent.tokens >= budget.max_tokens:
         found, limit = f"{spent.tokens} tokens", f"{budget.max_tokens} tokens"
     elif (
