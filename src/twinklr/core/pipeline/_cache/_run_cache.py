@@ -78,9 +78,6 @@ class RunCache:
         sync: bool = False,
     ) -> None:
         self.store = store
-        #: Whether a stage waits for its entry to commit (`committed`) before its
-        #: output goes downstream (``durability="sync"``).
-        self.sync = sync
         self.pipeline = pipeline
         self.log = log
         self.clock = clock
@@ -317,6 +314,12 @@ class RunCache:
         self.entries[key] = payload
         self.held.add(key)
         self.writer.queue(record)
+
+    @property
+    def sync(self) -> bool:
+        """Whether a stage waits for its entry to commit (`committed`) before its output
+        goes downstream (``durability="sync"``)."""
+        return self.writer.sync
 
     async def committed(self, key: str) -> None:
         """Wait until the entry `offer` queued under ``key`` is saved (or its save has

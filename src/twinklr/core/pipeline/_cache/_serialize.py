@@ -264,10 +264,7 @@ def check_round_trip(value: Any, kind: Any) -> Any:
 
 def _model_class(kind: Any) -> Any:
     """``kind`` when it is a pydantic model class (pydantic never imported for it)."""
-    pydantic = sys.modules.get("pydantic")
-    if pydantic is not None and isinstance(kind, type) and issubclass(kind, pydantic.BaseModel):
-        return kind
-    return None
+    return kind if isinstance(kind, type) and _models.is_model_class(kind) else None
 
 
 def model_round_trip(value: Any, kind: Any, blobs: list[_codec.Blob]) -> Any:

@@ -140,13 +140,7 @@ class RateLimiter:
         if sniffio.current_async_library() == "asyncio":
             waited: float = await run_in_trio(self.wait_for_capacity, tokens)
             return waited
-        if (
-            not isinstance(tokens, int | float)
-            or isinstance(tokens, bool)
-            or not 0 <= tokens < math.inf  # NaN too: it would switch the token limit off
-        ):
-            msg = f"RateLimiter {self.name!r}: tokens must be a finite number >= 0, got {tokens!r}"
-            raise ValueError(msg)
+        self._check_amount("tokens must be a finite number", tokens)
         if self.tokens_per_minute is not None and tokens > self.tokens_per_minute:
             msg = (
                 f"RateLimiter {self.name!r}: a request of {tokens} tokens can never fit "
@@ -188,13 +182,7 @@ class RateLimiter:
         to wait): every request waiting, and every one that comes meanwhile, waits too,
         in its turn. A longer pause already going on is kept. Called from Trio, or from
         an asyncio stage of an `aio` run (on the loop's thread)."""
-        if (
-            not isinstance(seconds, int | float)
-            or isinstance(seconds, bool)
-            or not (0 <= seconds < math.inf)
-        ):
-            msg = f"RateLimiter {self.name!r}: pause needs seconds >= 0, got {seconds!r}"
-            raise ValueError(msg)
+        self._check_amount("pause needs seconds", seconds)
         self._follow_the_clock()
         # (a waiter asleep until its turn wakes then, and sees the pause)
         self._paused_until = max(self._paused_until, trio.current_time() + seconds)
@@ -204,13 +192,7 @@ class RateLimiter:
         with that estimate (its answer reports what it used): the window then holds what
         was really spent. A request already out of the window is left alone; ``actual``
         beyond the limit is counted as it is (it was spent)."""
-        if (
-            not isinstance(actual, int | float)
-            or isinstance(actual, bool)
-            or not (0 <= actual < math.inf)
-        ):
-            msg = f"RateLimiter {self.name!r}: settle needs tokens >= 0, got {actual!r}"
-            raise ValueError(msg)
+        self._check_amount("settle needs tokens", actual)
         log = self._log
         for position in range(len(log) - 1, -1, -1):  # the latest such request
             admitted_at, used = log[position]
@@ -229,6 +211,14 @@ class RateLimiter:
         except RuntimeError:  # not inside a Trio run
             return None
         return self._paused_until if self._paused_until > now else None
+
+    def _check_amount(self, what: str, value: object) -> None:
+        """ValueError saying ``what`` unless ``value`` is a finite number >= 0 (NaN is
+        not: it would switch a limit off)."""
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (number and 0 <= value < math.inf):  # type: ignore[operator]
+            msg = f"RateLimiter {self.name!r}: {what} >= 0, got {value!r}"
+            raise ValueError(msg)
 
     def statistics(self) -> RateLimiterStatistics:
         """The limiter's state and history now (callable outside Trio too: then the
