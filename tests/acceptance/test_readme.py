@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.http import served_in_thread
+from fixtures.llm_server import ChatServer, example_of
+
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
@@ -35,9 +38,29 @@ def own_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
+@pytest.fixture(scope="module")
+def openai_compatible() -> Iterator[str]:
+    """A local OpenAI-compatible server (answering any JSON schema asked for)."""
+    server = ChatServer(model=None)
+    server.structured = lambda prompt, schema: example_of(schema, prompt)
+    with served_in_thread(server.app) as url:
+        yield f"{url}/v1"
+
+
+@pytest.fixture
+def openai_here(openai_compatible: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK's ``OPENAI_BASE_URL`` sends the examples written for OpenAI itself to the
+    local server."""
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_compatible)
+    monkeypatch.setenv("OPENAI_API_KEY", "local")
+
+
 @pytest.mark.parametrize(("page", "number", "code"), examples())
-def test_example_runs(page: str, number: int, code: str, own_logging: None) -> None:
-    exec(compile(code, f"{page} example {number}", "exec"), {})  # noqa: S102 (our own docs)
+@pytest.mark.usefixtures("own_logging", "openai_here")
+def test_example_runs(page: str, number: int, code: str) -> None:
+    # (dont_inherit: as a reader runs it, without this module's `from __future__` imports)
+    compiled = compile(code, f"{page} example {number}", "exec", dont_inherit=True)
+    exec(compiled, {})  # noqa: S102 (our own docs)
 
 
 def test_the_pages_have_examples() -> None:

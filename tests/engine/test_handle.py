@@ -193,3 +193,42 @@ async def test_a_crashing_run_reaches_the_nursery_and_the_handle_says_failed() -
     result = await handle.wait()
     assert handle.status is RunStatus.FAILED
     assert result.error == "the run task ended with KeyboardInterrupt: "
+
+
+async def test_streamed_text_is_kept_by_stage_and_item_as_it_grows(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from twinklr.core.pipeline import ExecutionPattern  # noqa: PLC0415
+    from twinklr.core.pipeline._values._usage import record_streamed  # noqa: PLC0415
+
+    async def narrate(song: str) -> str:
+        for word in ("Twinkle ", "the ", "roof."):
+            record_streamed(word)  # (what a provider's stream does with each piece)
+            await trio.sleep(1)
+        return song
+
+    async def groups(_song: str) -> list[str]:
+        return ["roof", "tree"]
+
+    async def plan(group: str) -> str:
+        record_streamed(f"plan {group}")
+        return group
+
+    pipeline = PipelineDefinition(
+        "narrated",
+        [
+            StageDefinition("narrate", narrate),
+            StageDefinition("groups", groups),
+            StageDefinition("plans", plan, inputs=["groups"], pattern=ExecutionPattern.FAN_OUT),
+        ],
+    )
+    async with trio.open_nursery() as nursery:
+        handle = await PipelineExecutor().start(nursery, pipeline, "carol")
+        await trio.sleep(1.5)
+        assert handle.streamed()[("narrate", None)] == "Twinkle the "
+        await handle.wait()
+    assert handle.streamed() == {
+        ("narrate", None): "Twinkle the roof.",
+        ("plans", 0): "plan roof",
+        ("plans", 1): "plan tree",
+    }

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 import trio
+import trio.testing
 
 from conftest import stub
 from twinklr.core.pipeline import (
@@ -58,3 +59,39 @@ def test_a_logger_that_cannot_say_is_assumed_to_log_debug() -> None:
     assert _logs_debug(object())
     info = structlog.make_filtering_bound_logger(logging.INFO)
     assert not _logs_debug(info(structlog.PrintLogger(), [], {}))  # type: ignore[call-arg]
+
+
+async def test_streamed_pieces_are_gathered_sent_after_a_stall_and_before_the_end(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from twinklr.core.pipeline import EventKind, PipelineExecutor  # noqa: PLC0415
+    from twinklr.core.pipeline._values._usage import record_streamed  # noqa: PLC0415
+
+    async def narrate(_value: object) -> str:
+        for word in ("Twinkle ", "the ", "roof, "):  # three pieces at once: one event
+            record_streamed(word)
+        await trio.sleep(1)  # a stall: what came is sent after 50 ms all the same
+        record_streamed("then fade.")  # the stage's end sends it at once
+        return "done"
+
+    send, receive = trio.open_memory_channel[PipelineEvent](100)
+    pipeline = PipelineDefinition("p", [StageDefinition("narrate", narrate)])
+    result = await PipelineExecutor().execute(pipeline, events=send)
+    assert result.success
+    events = []
+    while True:
+        try:
+            events.append(receive.receive_nowait())
+        except trio.WouldBlock:
+            break
+    shown = [
+        (event.kind, event.time_ms, event.text)
+        for event in events
+        if event.kind in (EventKind.STAGE_TOKENS, EventKind.STAGE_SUCCEEDED)
+    ]
+    assert shown == [
+        (EventKind.STAGE_TOKENS, 50.0, "Twinkle the roof, "),
+        (EventKind.STAGE_TOKENS, 1000.0, "then fade."),
+        (EventKind.STAGE_SUCCEEDED, 1000.0, None),
+    ]
+    assert trio.current_time() == 1.0  # no task left waiting to send: the run ended at once

@@ -97,7 +97,7 @@ async def test_refusals_are_retried_and_a_bad_request_is_not() -> None:
         server.refusals = [(400, {})]
         with pytest.raises(ProviderError, match=r"^bad_request: local-claude"):
             await provider.complete("malformed")
-        server.structured = lambda _prompt: {"group": 3}
+        server.structured = lambda _prompt, _schema: {"group": 3}
         with pytest.raises(ProviderError, match="bad_output: local-claude did not answer as"):
             await provider.chat([{"role": "user", "content": "x"}], output_type=GroupPlan)
 

@@ -128,7 +128,7 @@ async def test_refusals_are_retried_as_asked_and_then_name_their_kind() -> None:
 
 async def test_an_answer_that_does_not_match_the_output_type_is_a_provider_error() -> None:
     server = ChatServer()
-    server.structured = lambda _prompt: {"group": 3}
+    server.structured = lambda _prompt, _schema: {"group": 3}
     async with (
         served_trio(server.app) as url,
         llm.OpenAIProvider("local-model", base_url=f"{url}/v1") as provider,
@@ -234,6 +234,12 @@ def test_without_a_table_the_price_database_prices_the_models_it_knows() -> None
     # A server the database does not know is not priced as OpenAI, nor an unknown model.
     local = llm.OpenAIProvider("gpt-4o", base_url="http://127.0.0.1:9/v1")
     assert local._answered("x", "gpt-4o", (1000, 100, 0), None).cost_usd is None
+    import openai  # noqa: PLC0415 (the openai extra)
+
+    # Nor a client's of your own (or one the SDK's OPENAI_BASE_URL variable points at).
+    client = openai.AsyncOpenAI(base_url="http://127.0.0.1:9/v1", api_key="local")
+    owned = llm.OpenAIProvider("gpt-4o", client=client)
+    assert owned._answered("x", "gpt-4o", (1000, 100, 0), None).cost_usd is None
     unknown = llm.OpenAIProvider("no-such-model")._answered("x", None, (1, 1, 0), None)
     assert unknown.cost_usd is None
     # A table given wins over the database.

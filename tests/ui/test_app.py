@@ -421,3 +421,40 @@ async def test_approve_gives_the_gate_its_input_and_reject_none(
                 assert answered.status_code == 202
             outputs.append((await handle.wait()).outputs["approve"])
     assert outputs == ["the plan", None]
+
+
+async def test_a_tracked_runs_payload_has_what_its_llm_calls_streamed(tmp_path: Path) -> None:
+    from twinklr.core.pipeline._ui._app import STREAMED_CHARS  # noqa: PLC0415
+    from twinklr.core.pipeline._values._usage import record_streamed  # noqa: PLC0415
+
+    store = RunStore(tmp_path)
+    gate = trio.Event()
+
+    async def narrate(_value: Any) -> str:
+        record_streamed("Twinkle the ")  # (what a provider's stream says of each piece)
+        await gate.wait()
+        record_streamed("x" * STREAMED_CHARS)
+        return "done"
+
+    view = RunsView(store)
+    async with trio.open_nursery() as nursery, client(view) as http:
+        pipeline = PipelineDefinition("p", [StageDefinition("narrate", narrate)])
+        handle = await PipelineExecutor(runs=store).start(nursery, pipeline)
+        view.track(handle)
+        for _ in range(1000):  # until the run is recorded and its text sent (50 ms)
+            await trio.sleep(0.01)
+            if await trio.to_thread.run_sync(store.get, handle.run_id):
+                running = (await http.get(f"/api/runs/{handle.run_id}")).json()
+                if running["streamed"]:
+                    break
+        streamed = {"stage_id": "narrate", "item": None, "text": "Twinkle the "}
+        assert running["streamed"] == [streamed]
+        assert running["status"] == "running"
+        gate.set()
+        await handle.wait()
+        ended = (await http.get(f"/api/runs/{handle.run_id}")).json()
+    (shown,) = ended["streamed"]
+    assert shown["text"] == "…" + "x" * STREAMED_CHARS  # the end of a long one
+    async with client(RunsView(store)) as http:  # a run this view does not track
+        assert (await http.get(f"/api/runs/{handle.run_id}")).json()["streamed"] == []
+    store.close()

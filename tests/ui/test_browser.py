@@ -410,3 +410,76 @@ def test_a_gate_is_answered_from_its_runs_page(
         child.wait()
         if child.stdout is not None:
             child.stdout.close()
+
+
+STREAMING = textwrap.dedent(
+    """
+    import functools, sys, trio
+    from fixtures.http import served_trio
+    from fixtures.llm_server import ChatServer
+    from twinklr.core.pipeline import (
+        PipelineContext, PipelineDefinition, PipelineExecutor, RunStore, StageDefinition, llm,
+    )
+    from twinklr.core.pipeline.ui import RunsView, serve
+
+    store = RunStore(sys.argv[1])
+    server = ChatServer()
+    released = trio.Event()
+    server.hold = released.wait  # the last piece waits for a line on stdin
+
+    async def narrate(song, context):
+        stream = context.provider.stream(f"plan the lights for {song}", context)
+        return "".join([piece async for piece in stream])
+
+    async def main():
+        view = RunsView(store)
+        pipeline = PipelineDefinition("narrated", [StageDefinition("narrate", narrate)])
+        async with served_trio(server.app) as url, trio.open_nursery() as nursery:
+            (address,) = await nursery.start(functools.partial(serve, view, port=0))
+            provider = llm.OpenAIProvider("local-model", base_url=f"{url}/v1", api_key="x")
+            context = PipelineContext(provider=provider)
+            handle = await PipelineExecutor(runs=store).start(nursery, pipeline, "carol", context)
+            view.track(handle)
+            while not await trio.to_thread.run_sync(store.stages, handle.run_id):
+                await trio.sleep(0.02)
+            print(address, handle.run_id, flush=True)
+            await trio.to_thread.run_sync(sys.stdin.readline)
+            released.set()
+            print((await handle.wait()).outputs["narrate"], flush=True)
+            await provider.aclose()
+            await trio.sleep_forever()
+
+    trio.run(main)
+    """
+)
+
+
+def test_a_running_llm_calls_text_grows_on_its_runs_page(page: Any, tmp_path: Path) -> None:
+    tests = str(Path(__file__).resolve().parents[1])
+    child = subprocess.Popen(
+        [sys.executable, "-c", STREAMING, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([tests, *sys.path])},
+    )
+    try:
+        assert child.stdin is not None
+        assert child.stdout is not None
+        address, run_id = child.stdout.readline().split()
+        page.goto(f"{address}/runs/{run_id}")
+        text = page.locator('#streamed .stream[data-key="narrate"] pre')
+        # Everything but the last piece, which the server holds back: the run goes on.
+        playwright_api.expect(text).to_have_text("Twinkle the roof, then fade the ")
+        playwright_api.expect(page.locator("#status")).to_have_text("running")
+        child.stdin.write("go on\n")
+        child.stdin.flush()
+        playwright_api.expect(text).to_have_text("Twinkle the roof, then fade the tree.")
+        playwright_api.expect(page.locator("#status")).to_have_text("succeeded")
+        assert child.stdout.readline().strip() == "Twinkle the roof, then fade the tree."
+    finally:
+        child.kill()
+        child.wait()
+        for pipe in (child.stdin, child.stdout):
+            if pipe is not None:
+                pipe.close()

@@ -47,6 +47,8 @@ class EventHistory:
     def __init__(self, relay: EventRelay | None) -> None:
         self.events: list[PipelineEvent] = []
         self.closed = False
+        #: What LLMs streamed, by stage and fan-out item, in pieces (``STAGE_TOKENS``).
+        self.streamed: dict[tuple[str, int | None], list[str]] = {}
         self._relay = relay
         self._lot = trio.lowlevel.ParkingLot()
 
@@ -58,6 +60,8 @@ class EventHistory:
     def emit(self, event: PipelineEvent) -> None:
         """Keep ``event``, wake the readers waiting for it, and relay it on."""
         self.events.append(event)
+        if event.text is not None and event.stage is not None:  # (only STAGE_TOKENS)
+            self.streamed.setdefault((event.stage, event.item), []).append(event.text)
         if self._lot:
             self._lot.unpark_all()
         if self._relay is not None:
@@ -190,6 +194,12 @@ class RunHandle:
         """Every event of the run from its first, then live until it finishes; each call
         is a reader of its own."""
         return RunEvents(self._history)
+
+    def streamed(self) -> dict[tuple[str, int | None], str]:
+        """The text LLM providers have streamed so far (``provider.stream``), by stage id
+        and fan-out item (None outside fan-out), in the order the streams began: what a
+        page or a log shows of a long answer while it grows."""
+        return {key: "".join(pieces) for key, pieces in self._history.streamed.items()}
 
     async def _main(
         self,

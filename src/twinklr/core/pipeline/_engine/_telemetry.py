@@ -20,6 +20,9 @@ from .._values._usage import Ledger, Usage, current_item, current_stage, usage_s
 if TYPE_CHECKING:
     from ._plan import Plan
 
+#: How often a stage's streamed text becomes a ``STAGE_TOKENS`` event, at most (seconds).
+STREAM_EVENT_S = 0.05
+
 #: Transitions logged above debug level (the rest are debug: one per stage transition).
 _LOG_LEVELS = {
     EventKind.RUN_STARTED: "info",
@@ -34,6 +37,8 @@ _LOG_LEVELS = {
 
 class RunTelemetry:
     """A run's log, event consumer and tracer, and its clock (the base of `Run`)."""
+
+    nursery: trio.Nursery  # the supervisor's (see `Run.start`)
 
     def __init__(self, plan: Plan, run_id: str) -> None:
         self.plan = plan
@@ -63,6 +68,9 @@ class RunTelemetry:
         # (made in that stage's task, where the outer ledger and stage are current).
         self._outer: Ledger | None = usage_sink.get()
         self._outer_stage = current_stage.get()
+        # Streamed text not sent yet, by (stage, item), and the task that will send it.
+        self._streaming: dict[tuple[int, int], list[str]] = {}
+        self._flusher: trio.CancelScope | None = None
 
     def add_usage(self, index: int, usage: Usage, model: str | None = None) -> None:
         """Count ``usage`` (one or more LLM calls, of ``model``) for stage ``index``."""
@@ -96,11 +104,37 @@ class RunTelemetry:
         return self.spent if self._outer is None else self._outer.spent_in_all
 
     def streamed(self, index: int, item: int, text: str) -> None:
-        """Say that ``text`` was streamed for stage ``index`` (its item ``item``), as a
-        ``STAGE_TOKENS`` event when anyone listens."""
-        if self.events is not None and index >= 0:
+        """Say that ``text`` was streamed for stage ``index`` (its item ``item``) when
+        anyone listens: the pieces are gathered into one ``STAGE_TOKENS`` event per stage
+        and item every `STREAM_EVENT_S` (sent by a task waiting that long, so a stream
+        that stalls still shows all it said), and at once when a stage ends."""
+        if self.events is None or index < 0:
+            return
+        pending = self._streaming.get((index, item))
+        if pending is None:
+            self._streaming[index, item] = [text]
+        else:
+            pending.append(text)
+        if self._flusher is None:
+            self._flusher = trio.CancelScope()
+            self.nursery.start_soon(self._flush_later, self._flusher)
+
+    async def _flush_later(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep(STREAM_EVENT_S)
+            self.flush_streamed()
+
+    def flush_streamed(self) -> None:
+        """Send the streamed text gathered so far (a stage ending calls this first, so
+        its text comes before its end, and no task is left waiting)."""
+        if self._flusher is None:
+            return
+        self._flusher.cancel()
+        self._flusher = None
+        pending, self._streaming = self._streaming, {}
+        for (index, item), pieces in pending.items():
             shown = item if item >= 0 else None
-            self.transition(EventKind.STAGE_TOKENS, index, item=shown, text=text)
+            self.transition(EventKind.STAGE_TOKENS, index, item=shown, text="".join(pieces))
 
     @property
     def saved(self) -> Usage:

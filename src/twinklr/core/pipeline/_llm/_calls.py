@@ -19,10 +19,6 @@ if TYPE_CHECKING:
 BACKOFF_S = 0.5
 
 
-#: How often streamed text becomes a ``STAGE_TOKENS`` event, at most (seconds).
-STREAM_EVENT_S = 0.05
-
-
 class TextStream:
     """An answer as it streams: ``async for delta in stream`` gives its text piece by
     piece; ``completion`` has all of it, with its usage and cost, once it has ended.

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -26,7 +25,7 @@ import trio
 
 from .._values._usage import Prices, cost_of, record_streamed
 from ..errors import ProviderError
-from ._calls import STREAM_EVENT_S, Call, TextStream
+from ._calls import Call, TextStream
 from ._provider import Completion, counted, within_budget
 
 if TYPE_CHECKING:
@@ -115,8 +114,6 @@ class SDKProvider:
         call = await self._prepared(messages, context)
         chunks = await call.send(lambda client: self._open_stream(client, messages, params))
         parts: list[str] = []
-        pending: list[str] = []
-        said_at = time.monotonic()
         used = [0, 0, 0]  # input, output, cached input tokens, as the chunks say
         model = None
         try:
@@ -125,19 +122,13 @@ class SDKProvider:
                 model = seen or model
                 if delta:
                     parts.append(delta)
-                    pending.append(delta)
-                    if time.monotonic() - said_at >= STREAM_EVENT_S:
-                        record_streamed("".join(pending))
-                        pending.clear()
-                        said_at = time.monotonic()
+                    record_streamed(delta)  # (the run gathers pieces into a few events)
                     yield delta
         except call.sdk.APIError as exc:
             msg = f"stream: {self.model}: the answer broke off: {exc}"
             raise ProviderError(msg) from exc
         finally:
             await chunks.close()  # the SDK's stream, and its connection's body
-        if pending:
-            record_streamed("".join(pending))
         text = "".join(parts)
         answered = self._answered(text, model, (used[0], used[1], used[2]), None)
         yield call.settled(counted(answered, context))
@@ -219,8 +210,9 @@ class SDKProvider:
         )
 
     def _database_cost(self, model: str, used: tuple[int, int, int]) -> float | None:
-        """What genai-prices (the ``prices`` extra) says a call cost: by the server's URL
-        when ``base_url`` names one (a server it does not know: None, never priced as
+        """What genai-prices (the ``prices`` extra) says a call cost: by the URL of the
+        server the client talks to (``base_url``, a client of your own, or the SDK's
+        environment variable: a server it does not know is None, never priced as
         another's), else by this provider's own; None for a model it does not know."""
         database = _DATABASE.get("genai_prices")
         if database is None:
@@ -229,10 +221,10 @@ class SDKProvider:
         usage = database.Usage(
             input_tokens=used_in, output_tokens=used_out, cache_read_tokens=cached
         )
+        client = self.client if self.client is not None else next(iter(self._made.values()), None)
+        url = getattr(client, "base_url", None) or self.base_url
         where: dict[str, Any] = (
-            {"provider_api_url": self.base_url}
-            if self.base_url
-            else {"provider_id": self.provider_id}
+            {"provider_api_url": str(url)} if url else {"provider_id": self.provider_id}
         )
         try:
             return float(database.calc_price(usage, model_ref=model, **where).total_price)

@@ -44,6 +44,8 @@ POLL_S = 0.2
 RELOAD_POLL_S = 0.5
 #: Seconds of silence after which an event stream sends a comment (keeps proxies open).
 KEEPALIVE_S = 15.0
+#: The most of one stream's text a run's page shows (its end: a long answer's latest).
+STREAMED_CHARS = 20_000
 
 
 class RunsView:
@@ -165,6 +167,14 @@ class RunsView:
                     "since": waiting.since.isoformat(),
                 }
                 for waiting in (handle.waiting() if payload["cancellable"] and handle else [])
+            ]
+            payload["streamed"] = [
+                {
+                    "stage_id": stage_id,
+                    "item": item,
+                    "text": text if len(text) <= STREAMED_CHARS else "…" + text[-STREAMED_CHARS:],
+                }
+                for (stage_id, item), text in (handle.streamed() if handle else {}).items()
             ]
         return payload
 

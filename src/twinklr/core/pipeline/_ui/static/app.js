@@ -242,6 +242,7 @@ function runPage() {
     }
     gates(runId, run.waiting || []);
     stageTable(run.stages);
+    streamed(run.streamed || []);
     failures(run.stages);
     gantt(run.stages, critical);
   }
@@ -328,6 +329,27 @@ function llmUsage(usage) {
   const tokens = `${usage.input_tokens + usage.output_tokens} tokens`;
   const cost = usage.cost_usd === null ? "cost unknown" : `$${usage.cost_usd.toFixed(6)}`;
   return `${usage.requests} calls, ${tokens}, ${cost}`;
+}
+
+// The text each stage's (and fan-out item's) LLM stream has given so far.
+function streamed(texts) {
+  document.getElementById("streamed-section").hidden = texts.length === 0;
+  const shown = document.getElementById("streamed");
+  for (const { stage_id: stageId, item, text } of texts) {
+    const key = item === null ? stageId : `${stageId}[${item}]`;
+    let box = shown.querySelector(`.stream[data-key="${CSS.escape(key)}"]`);
+    if (!box) {
+      box = el("div", { class: "stream", "data-key": key, "data-stage": stageId },
+        el("h3", {}, key), el("pre", {}));
+      shown.append(box);
+    }
+    const pre = box.querySelector("pre");
+    if (pre.textContent !== text) {
+      const following = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      pre.textContent = text;
+      if (following) pre.scrollTop = pre.scrollHeight;  // stays at the end while read there
+    }
+  }
 }
 
 function failures(stages) {
