@@ -385,6 +385,23 @@ def test_trio_stages_run_from_asyncio_with_stage_loop_trio() -> None:
     # The default: unmarked stages are asyncio code, so a Trio stage fails clearly.
     failed = run(lambda: aio.execute(pipeline, 1))
     assert failed.failed_stages == ("trio",)
+    assert failed.stage_results["trio"].error == (
+        "stage 'trio' awaited Trio code as an asyncio task: under aio.execute a stage runs "
+        "on asyncio unless it is marked as Trio code; mark it with aio.trio_native, or run "
+        'unmarked stages in Trio with stage_loop="trio"'
+    )
+
+
+def test_aio_awaited_from_trio_says_to_use_the_executor() -> None:
+    pipeline = PipelineDefinition("p", [StageDefinition("a", double)])
+    with pytest.raises(RuntimeError, match=r"in a Trio program, call PipelineExecutor\(\)\.ex"):
+        trio.run(aio.execute, pipeline)
+
+    async def starts() -> None:
+        await aio.start(pipeline)
+
+    with pytest.raises(RuntimeError, match=r"call PipelineExecutor\(\)\.start\(\.\.\.\)"):
+        trio.run(starts)
 
 
 def test_context_writes_of_asyncio_stages_are_cached_and_replayed() -> None:

@@ -49,3 +49,46 @@ async def test_trio_code_called_through_run_in_trio_from_trio_is_just_awaited() 
         return a + b
 
     assert await run_in_trio(add, 1, 2) == 3
+
+
+async def test_asyncio_code_in_a_trio_run_says_how_to_run_it() -> None:
+    import asyncio  # noqa: PLC0415
+
+    from twinklr.core.pipeline import PipelineDefinition, PipelineExecutor  # noqa: PLC0415
+
+    async def fetch(value: int) -> int:
+        await asyncio.sleep(0)  # (a bare yield, which Trio refuses)
+        return value
+
+    async def connect(value: int) -> int:
+        await asyncio.sleep(1)  # (no running loop to make a future on)
+        return value
+
+    executor = PipelineExecutor()
+    result = await executor.execute(PipelineDefinition("p", [StageDefinition("fetch", fetch)]))
+    ended = await executor.execute(PipelineDefinition("q", [StageDefinition("connect", connect)]))
+    assert ended.stage_results["connect"].error == (
+        "stage 'connect' awaited asyncio code in a Trio run, where no asyncio loop runs: "
+        "mark it with aio.asyncio_native (it then runs on a trio-asyncio loop: the "
+        "'asyncio' extra), or run the pipeline from asyncio with aio.execute"
+    )
+    assert result.stage_results["fetch"].error == (
+        "stage 'fetch' awaited asyncio code in a Trio run, where no asyncio loop runs: mark "
+        "it with aio.asyncio_native (it then runs on a trio-asyncio loop: the 'asyncio' "
+        "extra), or run the pipeline from asyncio with aio.execute"
+    )
+    raised = ended.stage_results["connect"].exception
+    assert raised is not None
+    assert isinstance(raised.__cause__, RuntimeError)  # asyncio's own error, kept as cause
+
+
+async def test_a_runtime_error_of_the_stages_own_is_left_as_it_is() -> None:
+    from twinklr.core.pipeline import PipelineDefinition, PipelineExecutor  # noqa: PLC0415
+
+    async def own(value: int) -> int:
+        msg = "no running event loop"  # (its own words, not asyncio's)
+        raise RuntimeError(msg)
+
+    pipeline = PipelineDefinition("p", [StageDefinition("own", own)])
+    result = await PipelineExecutor().execute(pipeline, 1)
+    assert result.stage_results["own"].error == "RuntimeError: no running event loop"

@@ -375,3 +375,65 @@ async def test_a_shielded_stage_overrunning_its_timeout_ends_when_its_shield_doe
         record.result.error
         == "stage 'shielded' failed: stage 'shielded' timed out after 2000 ms (timeout)"
     )
+
+
+async def fetch(value: int) -> int:
+    return value
+
+
+async def forgets(value: int) -> Any:
+    return fetch(value)  # (no await: a coroutine)
+
+
+async def gives_a_generator(value: int) -> Any:
+    async def words() -> Any:
+        yield value
+
+    return words()
+
+
+class ForgetsInItsResult:
+    name = "forgets"
+
+    async def execute(self, value: int, context: PipelineContext) -> StageResult[Any]:
+        return StageResult.success(fetch(value))
+
+
+class ReturnsACoroutine:
+    name = "returns"
+
+    async def execute(self, value: int, context: PipelineContext) -> Any:
+        return fetch(value)
+
+
+@pytest.mark.parametrize(
+    ("stage", "said"),
+    [
+        (forgets, "a coroutine (fetch)"),
+        (ForgetsInItsResult(), "a coroutine (fetch)"),
+        (ReturnsACoroutine(), "a coroutine (fetch)"),
+        (gives_a_generator, "an async generator (gives_a_generator.<locals>.words)"),
+    ],
+)
+@pytest.mark.parametrize("pattern", [ExecutionPattern.SEQUENTIAL, ExecutionPattern.FAN_OUT])
+async def test_a_forgotten_await_names_the_stage_and_the_coroutine_is_closed(
+    stage: Any, said: str, pattern: ExecutionPattern
+) -> None:
+    import gc  # noqa: PLC0415
+    import warnings  # noqa: PLC0415
+
+    pipeline = PipelineDefinition(
+        "p",
+        [
+            StageDefinition("values", fixed([1, 2] if pattern is ExecutionPattern.FAN_OUT else 1)),
+            StageDefinition("plan", stage, inputs=["values"], pattern=pattern),
+        ],
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = await PipelineExecutor().execute(pipeline)
+        gc.collect()
+    assert not result.success
+    error = result.stage_results["plan"].error or ""
+    assert f"stage 'plan' returned {said} instead of its value: did you forget await?" in error
+    assert not [w for w in caught if "never awaited" in str(w.message)]

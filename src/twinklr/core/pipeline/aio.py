@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._base._loops import Loop, mark
+from ._base._loops import Loop, mark, refuse_trio_caller
 from ._engine._executor import PipelineExecutor
 from ._engine._guest import Guest
 from ._engine._hosted import HostedRun, begin, finish
@@ -193,6 +193,7 @@ async def start(
     Raises:
         PipelineValidationError: The definition is invalid (nothing has started).
     """
+    refuse_trio_caller("start")
     return await begin(
         lambda guest, recorded: AsyncioRunHandle(guest, events, recorded=recorded),
         executor if executor is not None else PipelineExecutor(),
@@ -233,6 +234,7 @@ async def execute(
     Raises:
         PipelineValidationError: The definition is invalid (nothing has run).
     """
+    refuse_trio_caller("execute")
     handle = await begin(
         lambda guest, recorded: AsyncioRunHandle(guest, events, recorded=recorded),
         executor if executor is not None else PipelineExecutor(),

@@ -11,6 +11,7 @@ the executor records in `StageResult.exception`, so callers can inspect them.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Sequence
 from typing import Literal
 
@@ -110,10 +111,16 @@ class StageOutputError(StageExecutionError, TypeError):
 
     def __init__(self, stage: str, value: object, expected: str = "a StageResult") -> None:
         self.value = value
-        super().__init__(
-            stage,
-            f"stage '{stage}' returned {type(value).__name__} {value!r:.80}, expected {expected}",
-        )
+        if isinstance(value, types.CoroutineType | types.AsyncGeneratorType):
+            kind = "a coroutine" if isinstance(value, types.CoroutineType) else "an async generator"
+            message = (
+                f"stage '{stage}' returned {kind} ({value.__qualname__}) instead of its "
+                "value: did you forget await?"
+            )
+        else:
+            shown = f"{type(value).__name__} {value!r:.80}"
+            message = f"stage '{stage}' returned {shown}, expected {expected}"
+        super().__init__(stage, message)
 
 
 class FanOutInputError(StageExecutionError, TypeError):

@@ -16,6 +16,7 @@ the function a function stage wraps; unmarked stages take the run's default.
 
 from __future__ import annotations
 
+import traceback
 import weakref
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -136,3 +137,46 @@ async def run_in_trio(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         )
         raise RuntimeError(msg)
     return await bridge(fn, *args)
+
+
+def wrong_loop(stage_id: str, exc: BaseException) -> str | None:
+    """What to do about ``exc``, raised by stage ``stage_id``, when it is Trio code run as
+    an asyncio task or asyncio code run in a Trio run (a ``RuntimeError`` raised inside
+    that library: no Trio task, no asyncio loop; or Trio refusing what an asyncio
+    future yielded to it); None for anything else."""
+    if not isinstance(exc, RuntimeError | TypeError):
+        return None
+    text = str(exc)
+    if isinstance(exc, TypeError):
+        asyncio_in_trio = "library written for some other framework like asyncio" in text
+        trio_on_asyncio = False
+    else:
+        libraries = {
+            str(frame.f_globals.get("__name__", "")).partition(".")[0]
+            for frame, _ in traceback.walk_tb(exc.__traceback__)
+        }
+        trio_on_asyncio = "trio" in libraries and "must be called from async context" in text
+        asyncio_in_trio = "asyncio" in libraries and "no running event loop" in text
+    if trio_on_asyncio:
+        return (
+            f"stage '{stage_id}' awaited Trio code as an asyncio task: under aio.execute a "
+            "stage runs on asyncio unless it is marked as Trio code; mark it with "
+            'aio.trio_native, or run unmarked stages in Trio with stage_loop="trio"'
+        )
+    if asyncio_in_trio:
+        return (
+            f"stage '{stage_id}' awaited asyncio code in a Trio run, where no asyncio loop "
+            "runs: mark it with aio.asyncio_native (it then runs on a trio-asyncio loop: "
+            "the 'asyncio' extra), or run the pipeline from asyncio with aio.execute"
+        )
+    return None
+
+
+def refuse_trio_caller(name: str) -> None:
+    """Raise a clear error when ``aio.{name}``, made for asyncio, is awaited from Trio."""
+    if sniffio.current_async_library() == "trio":
+        msg = (
+            f"aio.{name} runs a pipeline from asyncio; in a Trio program, call "
+            f"PipelineExecutor().{name}(...) instead"
+        )
+        raise RuntimeError(msg)

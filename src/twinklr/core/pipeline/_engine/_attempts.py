@@ -10,6 +10,7 @@ is cancelled (from a cancel scope it left, or a library's bug) fails that stage.
 from __future__ import annotations
 
 import math
+import types
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import aclosing
 from types import MappingProxyType
@@ -17,7 +18,7 @@ from typing import Any
 
 import trio
 
-from .._base._loops import execute_of
+from .._base._loops import execute_of, wrong_loop
 from .._values._results import NO_METADATA, StageResult, make_result
 from .._values._status import StageStatus
 from ..definition import StageDefinition
@@ -144,12 +145,26 @@ async def _timed(
 def _checked(sdef: StageDefinition[Any], result: object) -> StageResult[Any]:
     """``result`` if it is a successful StageResult; else raise what went wrong."""
     if not isinstance(result, StageResult):
-        raise StageOutputError(sdef.id, result)
+        raise StageOutputError(sdef.id, _closed(result))
     if result.status is StageStatus.FAILED:
         raise _FailedAttemptError(sdef.id, result)
     if result.status not in CLAIMABLE:
         raise StageOutputError(sdef.id, result, _EXPECTED)
+    if type(result.output) in _UNAWAITED:
+        raise StageOutputError(sdef.id, _closed(result.output))
     return result
+
+
+#: What a stage returns when it forgot an ``await``: never an output (the error says so).
+_UNAWAITED = frozenset({types.CoroutineType, types.AsyncGeneratorType})
+
+
+def _closed(value: object) -> object:
+    """``value``, closed if it is a coroutine nobody will await (no "never awaited"
+    warning later, far from the stage that made it)."""
+    if isinstance(value, types.CoroutineType):
+        value.close()
+    return value
 
 
 def settle(sdef: StageDefinition[Any], returned: object) -> StageResult[Any]:
@@ -158,6 +173,7 @@ def settle(sdef: StageDefinition[Any], returned: object) -> StageResult[Any]:
         type(returned) is StageResult
         and returned.status is _SUCCEEDED
         and returned.metadata is NO_METADATA
+        and type(returned.output) not in _UNAWAITED
     ):  # the common case, straight to the result: what _with_attempts would make
         name = returned.stage_name or sdef.id
         return make_result(_SUCCEEDED, returned.output, returned.error, name, ONE_ATTEMPT)
@@ -177,6 +193,7 @@ def settle_item(sdef: StageDefinition[Any], returned: object) -> StageResult[Any
         type(returned) is StageResult
         and returned.status is _SUCCEEDED
         and returned.metadata is NO_METADATA
+        and type(returned.output) not in _UNAWAITED
     ):
         return returned
     return settle(sdef, returned)
@@ -187,6 +204,11 @@ def settle_error(
 ) -> StageResult[Any]:
     """The failed result of the last attempt, which raised ``exc``."""
     errors = [] if errors is None else errors
+    mixed = wrong_loop(sdef.id, exc)
+    if mixed is not None:  # what to do about it, rather than a library's bare complaint
+        error = StageFailedError(sdef.id, mixed)
+        error.__cause__ = exc
+        exc = error
     errors.append(error_text(exc))
     if isinstance(exc, _FailedAttemptError):
         return _failed(sdef.id, exc.result.exception or exc, exc.result, errors)
