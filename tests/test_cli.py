@@ -20,6 +20,20 @@ from twinklr.core.pipeline.cli import main
     [
         (["run", "nowhere.module:x"], "cannot import 'nowhere.module'"),
         (["run", f"{FIXTURES}:missing"], "has no attribute 'missing'"),
+        (  # the definitions there are, the closest first (a factory by its annotation)
+            ["run", f"{FIXTURES}:numbrs"],
+            "has no attribute 'numbrs'; its definitions: numbers, make_numbers, ",
+        ),
+        (
+            ["run", "fixtures/cli_pipelines.py:numbers"],
+            "(name the module, not its file: fixtures.cli_pipelines:numbers)",
+        ),
+        (
+            ["run", f"{FIXTURES}:numbers", "--input", "Carol"],
+            """(a string is quoted as JSON: --input '"Carol"')""",
+        ),
+        (["runs", "list", "--store", "/no/such/dir"], "nothing is recorded at /no/such/dir"),
+        (["runs", "list", "--json", "--store", "/no/such/dir"], "nothing is recorded at"),
         (["run", f"{FIXTURES}:not_a_pipeline"], "is a int, not a PipelineDefinition"),
         (["run", "no-colon"], "expected MODULE:ATTR"),
         (["run", f"{FIXTURES}:numbers", "--input", "{bad"], "--input is not valid JSON"),

@@ -7,6 +7,7 @@ raises `PipelineValidationError` before any stage runs.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 import traceback
@@ -84,6 +85,9 @@ def load_definition(target: str) -> PipelineDefinition:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         msg = f"cannot import {module_name!r}: {exc}"
+        if module_name.endswith(".py"):
+            dotted = module_name.removesuffix(".py").replace("/", ".").strip(".")
+            msg += f" (name the module, not its file: {dotted}:{attribute})"
         raise ValueError(msg) from exc
     except SyntaxError as exc:
         msg = f"cannot import {module_name!r}: {exc.msg} ({exc.filename}, line {exc.lineno})"
@@ -94,7 +98,8 @@ def load_definition(target: str) -> PipelineDefinition:
     try:
         found = getattr(module, attribute)
     except AttributeError as exc:
-        msg = f"module {module_name!r} has no attribute {attribute!r}"
+        known = _definitions_in(module, attribute)
+        msg = f"module {module_name!r} has no attribute {attribute!r}; {known}"
         raise ValueError(msg) from exc
     if not isinstance(found, PipelineDefinition) and callable(found):
         try:
@@ -106,6 +111,26 @@ def load_definition(target: str) -> PipelineDefinition:
         msg = f"{target} is a {type(found).__name__}, not a PipelineDefinition (or a factory)"
         raise ValueError(msg)  # noqa: TRY004 (a wrong target, like every error here)
     return found
+
+
+def _definitions_in(module: object, wanted: str) -> str:
+    """The pipeline definitions ``module`` has (instances, and functions annotated to
+    return one), the closest to ``wanted`` first, as a clause."""
+    names = []
+    for name, value in vars(module).items():
+        returns = getattr(value, "__annotations__", {}).get("return") if callable(value) else None
+        if isinstance(value, PipelineDefinition) or returns in (
+            PipelineDefinition,
+            "PipelineDefinition",
+        ):
+            names.append(name)
+    if not names:
+        return "it has no PipelineDefinition (nor a function annotated to return one)"
+
+    def likeness(name: str) -> float:
+        return difflib.SequenceMatcher(None, wanted.lower(), name.lower()).ratio()
+
+    return "its definitions: " + ", ".join(sorted(names, key=lambda name: -likeness(name)))
 
 
 def _raised(exc: BaseException) -> str:

@@ -70,6 +70,9 @@ def parse_input(text: str | None) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         msg = f"{source} is not valid JSON: {exc}"
+        if source == "--input":
+            quoted = json.dumps(text)
+            msg += f" (a string is quoted as JSON: --input '{quoted}')"
         raise UsageError(msg) from exc
 
 

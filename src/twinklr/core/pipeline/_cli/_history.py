@@ -103,14 +103,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
             print(f"removed {removed} runs from {store.path}")
             return 0
         if not store.path.exists():
-            if args.action == "show":
-                msg = f"no run {args.run_id!r}: nothing is recorded at {store.path}"
-                raise UsageError(msg)
-            if args.json:
-                print("[]")
-            else:
-                print(f"no runs recorded at {store.path}")
-            return 0
+            missing = f"nothing is recorded at {store.path}"
+            msg = f"no run {args.run_id!r}: {missing}" if args.action == "show" else missing
+            raise UsageError(msg)
         if args.action == "list":
             return _list(store, args)
         try:
