@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +25,7 @@ from twinklr.core.pipeline.cli import main
         (["run", f"{FIXTURES}:missing"], "has no attribute 'missing'"),
         (  # the definitions there are, the closest first (a factory by its annotation)
             ["run", f"{FIXTURES}:numbrs"],
-            "has no attribute 'numbrs'; its definitions: numbers, make_numbers, ",
+            "has no attribute 'numbrs'; its PipelineDefinitions: numbers, make_numbers, ",
         ),
         (
             ["run", "fixtures/cli_pipelines.py:numbers"],
@@ -85,3 +88,38 @@ def test_subprocess_errors_and_trace(tmp_path: Path) -> None:
     done = run_cli("run", f"{FIXTURES}:numbers", "--trace", str(trace), "--quiet")
     assert done.returncode == 0
     assert json.loads(trace.read_text())["otherData"]["pipeline"] == "numbers"
+
+
+def _commands() -> list[tuple[str, list[str]]]:
+    """Each command (``runs`` per action) and its long options but --help and --debug."""
+    from twinklr.core.pipeline.cli import build_parser  # noqa: PLC0415
+
+    def options(parser: Any) -> list[str]:
+        every = [o for action in parser._actions for o in action.option_strings]
+        return [o for o in every if o.startswith("--") and o not in ("--help", "--debug")]
+
+    found = []
+    commands = next(a for a in build_parser()._actions if a.dest == "command")
+    for name, command in commands.choices.items():  # type: ignore[union-attr]
+        actions = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        if actions:
+            found += [(f"{name} {sub}", options(p)) for sub, p in actions[0].choices.items()]
+        else:
+            found.append((name, options(command)))
+    return found
+
+
+@pytest.mark.parametrize(("command", "options"), _commands())
+def test_the_cli_guides_synopsis_lists_every_option(command: str, options: list[str]) -> None:
+    guide = (Path(__file__).parents[1] / "docs" / "guides" / "cli.md").read_text()
+    synopsis = guide.split("```text\n", 1)[1].split("```", 1)[0]
+    entries = re.split(r"\n(?=twinklr-pipeline )", synopsis)
+    name, _, action = command.partition(" ")
+    text = " ".join(
+        entry
+        for entry in entries
+        if re.match(rf"twinklr-pipeline {name}\b", entry)
+        and (not action or re.search(rf"\b{action}\b", entry.split("[")[0]))
+    )
+    assert text, f"no synopsis line for {command}"
+    assert [option for option in options if option not in text] == []

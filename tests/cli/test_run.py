@@ -193,3 +193,31 @@ def test_a_cache_or_run_store_that_could_never_work_is_one_line_before_the_run(
         out, err = capsys.readouterr()
         assert (out, err.count("\n")) == ("", 1)
         assert f"{blocker} is a file, not a directory" in err
+
+
+def test_context_gives_the_stages_a_limiter_and_without_it_the_error_names_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["run", f"{FIXTURES}:limited", "--input", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "no rate limiter is configured" in err
+    assert "from the command line, name a context that has one: --context MODULE:ATTR" in err
+    for context in ("make_context", "shared_context"):  # a factory, or the context itself
+        args = ["run", f"{FIXTURES}:limited", "--input", "1", "--context", f"{FIXTURES}:{context}"]
+        assert main([*args, "--outputs", str(tmp_path / "out.json")]) == 0
+        assert json.loads((tmp_path / "out.json").read_text())["paced"] == 2
+
+
+@pytest.mark.parametrize(
+    ("context", "said"),
+    [
+        ("not_a_pipeline", "--context: fixtures.cli_pipelines:not_a_pipeline is a int, not a "),
+        ("make_contxt", "has no attribute 'make_contxt'; its PipelineContexts: make_context, "),
+        ("numbers", "is a PipelineDefinition, not a PipelineContext"),
+    ],
+)
+def test_a_context_that_is_not_one_is_a_usage_error(
+    context: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", f"{FIXTURES}:limited", "--context", f"{FIXTURES}:{context}"]) == 2
+    assert said in capsys.readouterr().err

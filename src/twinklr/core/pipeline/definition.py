@@ -13,7 +13,7 @@ import sys
 import traceback
 import weakref
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -80,6 +80,16 @@ def load_definition(target: str) -> PipelineDefinition:
     """The definition at ``MODULE:ATTR`` (or returned by the factory found there);
     `ValueError` says in a line why there is none (whatever importing the module or
     calling the factory raised, with where)."""
+    return load_target(target, PipelineDefinition)
+
+
+Loaded = TypeVar("Loaded")
+
+
+def load_target(target: str, kind: type[Loaded]) -> Loaded:
+    """The ``kind`` instance at ``MODULE:ATTR``, or returned by the function found there
+    (called without arguments); `ValueError` says in a line why there is none, and, for
+    a name the module does not have, which ones it has."""
     module_name, attribute = split_target(target)
     try:
         module = importlib.import_module(module_name)
@@ -98,39 +108,38 @@ def load_definition(target: str) -> PipelineDefinition:
     try:
         found = getattr(module, attribute)
     except AttributeError as exc:
-        known = _definitions_in(module, attribute)
+        known = _instances_in(module, attribute, kind)
         msg = f"module {module_name!r} has no attribute {attribute!r}; {known}"
         raise ValueError(msg) from exc
-    if not isinstance(found, PipelineDefinition) and callable(found):
+    if not isinstance(found, kind) and callable(found):
         try:
             found = found()
         except Exception as exc:
             msg = f"calling {target}() raised {_raised(exc)}"
             raise ValueError(msg) from exc
-    if not isinstance(found, PipelineDefinition):
-        msg = f"{target} is a {type(found).__name__}, not a PipelineDefinition (or a factory)"
+    if not isinstance(found, kind):
+        name = kind.__name__
+        msg = f"{target} is a {type(found).__name__}, not a {name} (or a function making one)"
         raise ValueError(msg)  # noqa: TRY004 (a wrong target, like every error here)
     return found
 
 
-def _definitions_in(module: object, wanted: str) -> str:
-    """The pipeline definitions ``module`` has (instances, and functions annotated to
-    return one), the closest to ``wanted`` first, as a clause."""
+def _instances_in(module: object, wanted: str, kind: type[Any]) -> str:
+    """The ``kind`` instances ``module`` has (and functions annotated to return one),
+    the closest to ``wanted`` first, as a clause."""
     names = []
     for name, value in vars(module).items():
         returns = getattr(value, "__annotations__", {}).get("return") if callable(value) else None
-        if isinstance(value, PipelineDefinition) or returns in (
-            PipelineDefinition,
-            "PipelineDefinition",
-        ):
+        if isinstance(value, kind) or returns in (kind, kind.__name__):
             names.append(name)
     if not names:
-        return "it has no PipelineDefinition (nor a function annotated to return one)"
+        return f"it has no {kind.__name__} (nor a function annotated to return one)"
 
     def likeness(name: str) -> float:
         return difflib.SequenceMatcher(None, wanted.lower(), name.lower()).ratio()
 
-    return "its definitions: " + ", ".join(sorted(names, key=lambda name: -likeness(name)))
+    ordered = ", ".join(sorted(names, key=lambda name: -likeness(name)))
+    return f"its {kind.__name__}s: {ordered}"
 
 
 def _raised(exc: BaseException) -> str:

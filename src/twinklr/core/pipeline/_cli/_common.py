@@ -15,7 +15,8 @@ import structlog
 
 from .._cache._sqlite import SQLiteCacheStore
 from .._observe._runs import RunStore
-from ..definition import PipelineDefinition, load_definition
+from .._values._context import NoRateLimiter, PipelineContext
+from ..definition import PipelineDefinition, load_definition, load_target
 from ._progress import Progress
 
 RUNS_HELP = (
@@ -35,6 +36,25 @@ def load(target: str) -> PipelineDefinition:
         return load_definition(target)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+
+
+#: What a context made by the command line says when a stage asks for a rate limiter.
+CLI_LIMITER_ADVICE = (
+    "; from the command line, name a context that has one: --context MODULE:ATTR (a "
+    "PipelineContext, or a function returning one)"
+)
+
+
+def load_context(target: str | None) -> PipelineContext:
+    """``--context MODULE:ATTR``: the context found there (or made by the function found
+    there); without it, an empty one whose missing limiter names this option."""
+    if target is None:
+        return PipelineContext(rate_limiter=NoRateLimiter(advice=CLI_LIMITER_ADVICE))
+    try:
+        return load_target(target, PipelineContext)
+    except ValueError as exc:
+        msg = f"--context: {exc}"
+        raise UsageError(msg) from exc
 
 
 def check_writable(path: str | None, option: str) -> None:

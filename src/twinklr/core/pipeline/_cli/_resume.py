@@ -14,7 +14,7 @@ from .._engine._executor import PipelineExecutor
 from .._engine._resume import decode
 from .._observe._runs import RunStore
 from ..definition import remember_source
-from ._common import UsageError, load, make_progress, with_output_options
+from ._common import UsageError, load, load_context, make_progress, with_output_options
 from ._progress import execute_with_progress
 from ._report import finish, recorded
 
@@ -26,6 +26,12 @@ def add_resume_options(resume: argparse.ArgumentParser) -> None:
         "--pipeline",
         metavar="MODULE:ATTR",
         help="the definition to go on with (default: where 'run' loaded it from)",
+    )
+    resume.add_argument(
+        "--context",
+        metavar="MODULE:ATTR",
+        help="the PipelineContext the stages get (or a function returning one), as "
+        "'run --context' gave it",
     )
     resume.add_argument(
         "--cache",
@@ -53,12 +59,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
             raise UsageError(msg)
         pipeline = load(target)
         remember_source(pipeline, target)
+        context = load_context(args.context)
         cache = SQLiteCacheStore(args.cache or str(store.path.parent))
         executor = PipelineExecutor(cache=cache, runs=store, suspend_on_wait=True)
         progress = make_progress(sys.stderr, quiet=args.quiet)
         run = functools.partial(execute_with_progress, resume=record.run_id)
         try:
-            result = trio.run(run, executor, pipeline, None, None, progress)
+            result = trio.run(run, executor, pipeline, None, context, progress)
         except (LookupError, ValueError) as exc:  # resumed meanwhile, an answer refused
             raise UsageError(str(exc.args[0])) from exc
         args.runs = args.cache = None  # (for _finish's hints: the store says it all)

@@ -17,6 +17,7 @@ from ._common import (
     cache_of,
     check_writable,
     load,
+    load_context,
     make_progress,
     parse_input,
     run_store,
@@ -31,6 +32,12 @@ def add_run_command(commands: Any, common: argparse.ArgumentParser) -> None:
     run = commands.add_parser("run", parents=[common], help="run a pipeline definition")
     run.add_argument("target", help="MODULE:ATTR of a PipelineDefinition or a factory")
     run.add_argument("--input", help="the initial input: JSON text, or @file.json")
+    run.add_argument(
+        "--context",
+        metavar="MODULE:ATTR",
+        help="the PipelineContext the stages get (or a function returning one): "
+        "providers, rate limiters, configuration",
+    )
     run.add_argument(
         "--cache",
         nargs="?",
@@ -61,6 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     pipeline = load(args.target)
     remember_source(pipeline, args.target)  # (for `runs resume`)
     initial_input = parse_input(args.input)
+    context = load_context(args.context)
     pipeline.validate()
     cache = cache_of(args)
     runs = run_store(args, cache)
@@ -70,7 +78,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     executor = PipelineExecutor(cache=cache, runs=runs, suspend_on_wait=args.suspend)
     progress = make_progress(sys.stderr, quiet=args.quiet)
     try:
-        result = trio.run(execute_with_progress, executor, pipeline, initial_input, None, progress)
+        result = trio.run(
+            execute_with_progress, executor, pipeline, initial_input, context, progress
+        )
         status = finish(result, progress, args, pipeline)
         recorded(runs, result, quiet=args.quiet)
     finally:

@@ -54,6 +54,14 @@ class NoRateLimiter:
     ``AttributeError`` on None.
     """
 
+    advice: str = ""
+    """Said after what to configure (the command line names its ``--context``)."""
+
+    @property
+    def message(self) -> str:
+        """What the ``LookupError`` says."""
+        return f"{_NO_DEFAULT}{self.advice}"
+
     def __bool__(self) -> bool:
         return False
 
@@ -62,15 +70,15 @@ class NoRateLimiter:
 
     def acquire(self, tokens: float = 1) -> AbstractAsyncContextManager[float]:
         """Raises ``LookupError``: there is no limiter to wait for."""
-        raise LookupError(_NO_DEFAULT)
+        raise LookupError(self.message)
 
     async def wait_for_capacity(self, tokens: float = 1) -> float:
         """Raises ``LookupError``: there is no limiter to wait for."""
-        raise LookupError(_NO_DEFAULT)
+        raise LookupError(self.message)
 
     def statistics(self) -> Any:
         """Raises ``LookupError``: there is no limiter to report on."""
-        raise LookupError(_NO_DEFAULT)
+        raise LookupError(self.message)
 
 
 def _limiter_or_none(value: Limiter | None) -> Limiter:
@@ -245,7 +253,9 @@ class PipelineContext:
         if not found:
             names = ", ".join(repr(known) for known in self.rate_limiters) or "none"
             if name is None:
-                msg = f"{_NO_DEFAULT} (named limiters: {names})"
+                unset = self.rate_limiter
+                said = unset.message if isinstance(unset, NoRateLimiter) else _NO_DEFAULT
+                msg = f"{said} (named limiters: {names})"
             else:
                 msg = (
                     f"no rate limiter named {name!r}: this context's named limiters are "
