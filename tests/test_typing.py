@@ -5,9 +5,10 @@ returns it typed, or says why the stage has none."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, assert_type
+from typing import Any, Final, assert_type
 
 import attrs
+import numpy as np
 import pytest
 import trio
 import trio.testing
@@ -75,6 +76,43 @@ sub = StageDefinition("sub", PipelineDefinition("inner", [StageDefinition("x", a
 untyped = StageDefinition("untyped", Untyped(), inputs=["audio"])
 
 
+async def notes(song: str) -> list[str]:
+    return song.split()
+
+
+async def loudness(note: str) -> dict[str, Any]:
+    return {"note": note, "db": len(note)}
+
+
+async def spectrum(note: str) -> np.ndarray:
+    return np.full(2, len(note), dtype=np.float64)
+
+
+async def syllables(note: str) -> AsyncIterator[str]:
+    for letter in note[:2]:
+        yield letter
+
+
+class Weigh:
+    name = "weigh"
+
+    async def execute(self, input: str, context: PipelineContext) -> StageResult[float]:
+        return StageResult.success(len(input) / 10)
+
+
+FAN: Final = ExecutionPattern.FAN_OUT  # (Final: its literal type is kept)
+note_list = StageDefinition("notes", notes)
+loud = StageDefinition("loud", loudness, inputs=["notes"])
+spectra = StageDefinition("spectra", spectrum, inputs=["notes"])
+per_note = StageDefinition("per_note", loudness, inputs=["notes"], pattern=FAN)
+per_spectrum = StageDefinition("per_spectrum", spectrum, inputs=["notes"], pattern=FAN)
+per_weight = StageDefinition("per_weight", Weigh(), inputs=["notes"], pattern=FAN)
+per_letters = StageDefinition("per_letters", syllables, inputs=["notes"], pattern=FAN)
+per_sub = StageDefinition(
+    "per_sub", PipelineDefinition("inner", [StageDefinition("n", loudness)]), pattern=FAN
+)
+
+
 def test_mypy_infers_each_definitions_output_type() -> None:
     assert_type(audio, StageDefinition[Bundle])  # a function's return annotation
     assert_type(text, StageDefinition[str])  # a function returning StageResult[str]
@@ -84,6 +122,32 @@ def test_mypy_infers_each_definitions_output_type() -> None:
     assert_type(decorated, StageDefinition[Bundle])  # @stage keeps the type
     assert_type(sub, StageDefinition[dict[str, Any]])  # a sub-pipeline: its outputs
     assert_type(untyped, StageDefinition[Any])  # nothing declared
+
+
+def test_any_inside_an_output_type_and_fan_out_lists_are_inferred() -> None:
+    assert_type(loud, StageDefinition[dict[str, Any]])  # Any inside: still inferred
+    assert_type(spectra, StageDefinition[np.ndarray])  # a bare ndarray
+    assert_type(per_note, StageDefinition[list[dict[str, Any]]])  # fan-out: a list
+    assert_type(per_spectrum, StageDefinition[list[np.ndarray]])
+    assert_type(per_weight, StageDefinition[list[float]])
+    assert_type(per_letters, StageDefinition[list[list[str]]])  # each item's stream
+    assert_type(per_sub, StageDefinition[list[dict[str, Any]]])
+
+
+async def test_fan_out_outputs_are_the_lists_their_types_say() -> None:
+    stages: list[StageDefinition[Any]] = [
+        *(note_list, loud, spectra, per_note, per_spectrum, per_weight, per_letters)
+    ]
+    inner = StageDefinition("per_sub", per_sub.stage, inputs=["notes"], pattern=FAN)
+    result = await PipelineExecutor().execute(PipelineDefinition("n", [*stages, inner]), "do re")
+    assert result.success, result.error
+    assert_type(result.output(per_note), list[dict[str, Any]])
+    assert result.output(per_note) == [{"note": "do", "db": 2}, {"note": "re", "db": 2}]
+    assert [a.tolist() for a in result.output(per_spectrum)] == [[2.0, 2.0], [2.0, 2.0]]
+    assert result.output(per_weight) == [0.2, 0.2]
+    assert result.output(per_letters) == [["d", "o"], ["r", "e"]]
+    inner_outputs = [{"n": {"note": "do", "db": 2}}, {"n": {"note": "re", "db": 2}}]
+    assert result.outputs["per_sub"] == inner_outputs
 
 
 async def test_result_output_returns_the_typed_output() -> None:

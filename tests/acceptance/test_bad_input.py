@@ -126,7 +126,7 @@ CASES: list[tuple[str, Callable[[], str], str]] = [
     ),
     (
         "something that is not a stage",
-        lambda: problems(StageDefinition("a", object())),
+        lambda: problems(StageDefinition("a", object())),  # type: ignore[call-overload]
         (
             "stage 'a': object instance has no 'name' "
             "(a PipelineStage needs a name and an async execute)"
@@ -134,12 +134,12 @@ CASES: list[tuple[str, Callable[[], str], str]] = [
     ),
     (
         "None as the stage",
-        lambda: problems(StageDefinition("a", None)),
+        lambda: problems(StageDefinition("a", None)),  # type: ignore[call-overload]
         "stage 'a': got None, not a stage (a PipelineStage needs a name and an async execute)",
     ),
     (
         "a stage class instead of an instance",
-        lambda: problems(StageDefinition("a", NotAsync)),
+        lambda: problems(StageDefinition("a", NotAsync)),  # type: ignore[arg-type]
         "stage 'a': got the class NotAsync, not an instance (write NotAsync())",
     ),
     (
@@ -315,7 +315,7 @@ def test_an_invalid_pipeline_reports_every_problem_at_once() -> None:
         stages=[
             StageDefinition("a", fixed(1), inputs=["b"]),
             StageDefinition("b", fixed(1), inputs=["a"]),
-            StageDefinition("c", NotAsync, timeout_ms=0),
+            StageDefinition("c", NotAsync, timeout_ms=0),  # type: ignore[arg-type]
         ],
     )
     with pytest.raises(PipelineValidationError) as caught:

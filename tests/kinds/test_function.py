@@ -163,7 +163,7 @@ def test_validation_points_sync_functions_to_sync_stage() -> None:
     problems = PipelineDefinition(
         "p",
         [
-            StageDefinition("a", sync),
+            StageDefinition("a", sync),  # type: ignore[arg-type]
             StageDefinition("b", nothing),
             StageDefinition("c", needs_keyword),
             StageDefinition("d", SyncStage(sync)),

@@ -125,7 +125,7 @@ def test_stage_field_problems_name_the_stage_and_value() -> None:
         StageDefinition("twice", stub(), inputs=["a", "a"]),
         StageDefinition("noname", NoName(), inputs=["a"]),
         StageDefinition("sync", SyncExecute(), inputs=["a"]),
-        StageDefinition("int", 42, inputs=["a"]),
+        StageDefinition("int", 42, inputs=["a"]),  # type: ignore[call-overload]
     )
     assert problems == [
         "stage #1 has an invalid id '' (expected a non-empty string)",

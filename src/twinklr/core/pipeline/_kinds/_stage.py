@@ -9,7 +9,17 @@ from __future__ import annotations
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypedDict, TypeVar, Unpack, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    Literal,
+    Protocol,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    overload,
+)
 
 import attrs
 
@@ -75,10 +85,19 @@ class _YieldsItems(Protocol[T_co]):
     def execute(self, input: Any, context: Any, /) -> AsyncIterator[T_co]: ...
 
 
-class StageOptions(TypedDict, total=False):
-    """The keyword arguments of `StageDefinition` (for type checkers)."""
+class _Executes(Protocol):
+    """Any other class stage (its ``execute`` typed loosely: its output is ``Any``).
 
-    pattern: ExecutionPattern
+    Not ``object``: an overload taking anything would make a function whose output type
+    contains ``Any`` (``dict[str, Any]``, a bare ``np.ndarray``) match it as well as its
+    own, and type checkers then give up on the output type."""
+
+    def execute(self, input: Any, context: Any, /) -> Any: ...
+
+
+class _Options(TypedDict, total=False):
+    """The keyword arguments of `StageDefinition` but ``pattern``."""
+
     inputs: Iterable[str] | str | None
     condition: Callable[[PipelineContext], bool] | Callable[[PipelineContext, Any], bool] | None
     retry_config: RetryConfig | None
@@ -94,6 +113,12 @@ class StageOptions(TypedDict, total=False):
     output_type: Any
     routes: Mapping[str, Iterable[str] | str] | None
     router: Callable[[Any], Any] | None
+
+
+class StageOptions(_Options, total=False):
+    """The keyword arguments of `StageDefinition` (for type checkers)."""
+
+    pattern: ExecutionPattern
 
 
 @attrs.frozen(init=False)
@@ -173,6 +198,61 @@ class StageDefinition(Generic[T]):
         # The overloads type a definition by its stage; at run time the fields are
         # attrs' positional parameters in the original Twinklr's order (the options
         # added since are keyword-only), and attrs' initialiser is the constructor.
+        # A fan-out stage's output is the list of its items' outputs: those first.
+        @overload
+        def __init__(
+            self: StageDefinition[list[T]],
+            id: str,
+            stage: _ReturnsResult[T],
+            *,
+            pattern: Literal[ExecutionPattern.FAN_OUT],
+            **options: Unpack[_Options],
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: StageDefinition[list[list[T]]],
+            id: str,
+            stage: _YieldsItems[T],
+            *,
+            pattern: Literal[ExecutionPattern.FAN_OUT],
+            **options: Unpack[_Options],
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: StageDefinition[list[T]],
+            id: str,
+            stage: Callable[..., Awaitable[StageResult[T]]],
+            *,
+            pattern: Literal[ExecutionPattern.FAN_OUT],
+            **options: Unpack[_Options],
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: StageDefinition[list[list[T]]],
+            id: str,
+            stage: Callable[..., AsyncIterator[T]],
+            *,
+            pattern: Literal[ExecutionPattern.FAN_OUT],
+            **options: Unpack[_Options],
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: StageDefinition[list[T]],
+            id: str,
+            stage: Callable[..., Awaitable[T]],
+            *,
+            pattern: Literal[ExecutionPattern.FAN_OUT],
+            **options: Unpack[_Options],
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: StageDefinition[list[dict[str, Any]]],
+            id: str,
+            stage: Pipeline,
+            *,
+            pattern: Literal[ExecutionPattern.FAN_OUT],
+            **options: Unpack[_Options],
+        ) -> None: ...
         @overload
         def __init__(
             self: StageDefinition[T],
@@ -217,7 +297,10 @@ class StageDefinition(Generic[T]):
         ) -> None: ...
         @overload
         def __init__(
-            self: StageDefinition[Any], id: str, stage: object, **options: Unpack[StageOptions]
+            self: StageDefinition[Any],
+            id: str,
+            stage: _Executes,
+            **options: Unpack[StageOptions],
         ) -> None: ...
         @overload
         def __init__(
