@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -62,7 +63,16 @@ def test_a_cached_rerun_serves_stages(capsys: pytest.CaptureFixture[str], tmp_pa
     cache = str(tmp_path / "cache")
     assert main(["run", f"{FIXTURES}:numbers", "--cache", cache, "--quiet"]) == 0
     assert main(["run", f"{FIXTURES}:numbers", "--cache", cache]) == 0
-    assert "a: cached" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "a: cached" in err
+    # The table and the critical path count from the first stage, not the run's set-up.
+    first_row = next(line for line in out.splitlines() if line.startswith("a "))
+    assert first_row.split()[2] == "0.0"  # queued
+    line = next(line for line in out.splitlines() if line.startswith("critical path ("))
+    total = float(re.match(r"critical path \(([\d.]+) ms\)", line)[1])  # type: ignore[index]
+    shares = [float(ms) for ms in re.findall(r"\S+ ([\d.]+) ms \(\d+%\)", line)]
+    assert re.findall(r"(\S+) [\d.]+ ms \(", line) == ["a", "b", "c"]
+    assert total == pytest.approx(sum(shares), abs=0.2)  # the path is all the stages' time
     assert main(["cache", "stats", "--cache", cache]) == 0
     stats = capsys.readouterr().out.splitlines()
     assert stats[0].startswith("3 entries, ")

@@ -126,3 +126,21 @@ async def test_a_stopped_run_has_a_critical_path_through_what_ended(
     )
     result = await PipelineExecutor().execute(pipeline)
     assert [s.stage for s in critical_path(result)] == ["a", "boom"]
+
+
+def test_the_critical_path_begins_when_its_first_stage_was_queued() -> None:
+    from twinklr.core.pipeline._observe._timeline import RunRecords, Timeline  # noqa: PLC0415
+
+    # The run began at 10.0 s; its set-up (a cache opened) took 0.088 s before the
+    # first stage was queued: no stage's share (a cached run said "a 89 ms (97%)").
+    records = RunRecords(
+        queued=[10.088, 10.0883], started=[10.0881, 10.0884], finished=[10.0883, 10.0885]
+    )
+    results = [StageResult.success(1), StageResult.success(2)]
+    timeline = Timeline(
+        ids=["a", "b"], deps=[[], [0]], results=results, records=records, start=10.0
+    )
+    steps = [
+        (s.stage, round(s.start_ms, 1), round(s.share_ms, 1)) for s in timeline.critical_path()
+    ]
+    assert steps == [("a", 88.0, 0.3), ("b", 88.3, 0.2)]

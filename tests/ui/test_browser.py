@@ -154,6 +154,9 @@ def test_a_failed_stages_error_and_traceback_are_shown(page: Any, ui: Ui, tmp_pa
     playwright_api.expect(page.locator("#run-error")).to_contain_text("stage 'lights' failed")
     playwright_api.expect(page.locator("#gantt rect.bar")).to_have_count(2)
     playwright_api.expect(page.locator("#gantt rect.bar.critical")).to_have_count(2)
+    # The timeline starts at the first stage, at the left, whatever the set-up took.
+    first = page.locator('#gantt rect.bar[data-stage="a"]')
+    assert first.get_attribute("x") == "170.0"
 
 
 def test_a_routed_runs_page_shows_the_branch_taken(page: Any, ui: Ui, tmp_path: Path) -> None:

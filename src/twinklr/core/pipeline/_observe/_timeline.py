@@ -96,7 +96,9 @@ class Timeline(_ReadOnly):
         finished = self._records.finished
         deps = [[d for d in inputs if self._results[d] is not None] for inputs in self._deps]
         path = _graph.critical_path(deps, ended, finished.__getitem__)
-        steps, previous = [], self._start
+        # The path begins when its first stage was queued: the run's set-up before (a
+        # cache or run store opened) is no stage's time.
+        steps, previous = [], self._records.queued[path[0]] if path else self._start
         for index in path:
             steps.append(
                 CriticalStep(

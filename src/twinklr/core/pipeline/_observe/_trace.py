@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from .._values._timing import CriticalStep, ItemTiming, StageTiming
@@ -24,6 +25,13 @@ def critical_path(result: PipelineResult) -> tuple[CriticalStep, ...]:
 
 def _by_start(result: PipelineResult) -> list[StageTiming]:
     return sorted(result.timeline.values(), key=lambda t: (t.started_ms, t.stage))
+
+
+def _origin(timings: Sequence[StageTiming]) -> float:
+    """When the first stage was queued (ms since the run started): what came before is
+    the run's set-up (a cache, a run store opened), no stage's time."""
+    queued = [t.queued_ms for t in timings if math.isfinite(t.queued_ms)]
+    return min(queued, default=0.0)
 
 
 def _lanes(items: Sequence[ItemTiming]) -> list[list[ItemTiming]]:
@@ -171,10 +179,13 @@ def timeline_report(result: PipelineResult) -> str:
         else "FAILED"
     )
     spent = result.usage.requests > 0  # then each stage's tokens and cost are shown
+    timings = _by_start(result)
+    origin = _origin(timings)  # the table's times count from the first stage
+    setup = f" ({origin:.1f} ms of it set-up before the first stage)" if origin >= 0.05 else ""  # noqa: PLR2004 (shown as 0.1)
     lines = [
         (
             f"pipeline {result.pipeline_name}, run {result.run_id}: {outcome} in "
-            f"{result.total_duration_ms:.1f} ms"
+            f"{result.total_duration_ms:.1f} ms{setup}"
         ),
         (
             f"{'stage':<20}{'status':<12}{'queued':>9}{'start':>9}{'end':>9}{'took':>9}"
@@ -183,12 +194,12 @@ def timeline_report(result: PipelineResult) -> str:
         ),
     ]
     lines.extend(
-        f"{t.stage:<20.20}{t.status.value:<12}{t.queued_ms:>9.1f}{t.started_ms:>9.1f}"
-        f"{t.finished_ms:>9.1f}{t.duration_ms:>9.1f}{t.wait_ms:>8.1f}{t.retry_ms:>8.1f}"
-        f"{t.attempts:>6}{_cached(result, t):>8}"
+        f"{t.stage:<20.20}{t.status.value:<12}{t.queued_ms - origin:>9.1f}"
+        f"{t.started_ms - origin:>9.1f}{t.finished_ms - origin:>9.1f}{t.duration_ms:>9.1f}"
+        f"{t.wait_ms:>8.1f}{t.retry_ms:>8.1f}{t.attempts:>6}{_cached(result, t):>8}"
         + (_spent_columns(result.usage_by_stage.get(t.stage)) if spent else "")
         + (f"  ({len(t.items)} items)" if t.items else "")
-        for t in _by_start(result)
+        for t in timings
     )
     # Stages the run never started (fail-fast came first): listed, so none goes missing.
     lines.extend(
@@ -197,11 +208,12 @@ def timeline_report(result: PipelineResult) -> str:
     )
     path = critical_path(result)
     if path:
-        total = path[-1].finished_ms or 1.0
+        length = path[-1].finished_ms - path[0].start_ms
         steps = " -> ".join(
-            f"{step.stage} {step.share_ms:.1f} ms ({step.share_ms / total:.0%})" for step in path
+            f"{step.stage} {step.share_ms:.1f} ms ({step.share_ms / (length or 1.0):.0%})"
+            for step in path
         )
-        lines.append(f"critical path ({path[-1].finished_ms:.1f} ms): {steps}")
+        lines.append(f"critical path ({length:.1f} ms): {steps}")
     if spent:
         used = result.usage
         lines.append(

@@ -80,7 +80,8 @@ class CriticalStep:
     stage: str
     """The stage id."""
     start_ms: float
-    """When the previous step finished (0 for the first): the stage's share begins."""
+    """When the previous step finished (for the first, when it was queued: the run's
+    set-up before is no stage's): the stage's share begins."""
     finished_ms: float
     """When the stage finished."""
 

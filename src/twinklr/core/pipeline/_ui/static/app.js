@@ -371,12 +371,14 @@ function gantt(stages, critical) {
   const svg = document.getElementById("gantt");
   const rows = stages.filter((stage) => stage.started_ms !== null)
     .sort((a, b) => a.started_ms - b.started_ms);
-  const end = Math.max(1, ...rows.map((stage) => stage.finished_ms ?? stage.started_ms));
+  // From the first stage's start (the run's set-up before it is no stage's time).
+  const origin = rows.length ? rows[0].started_ms : 0;
+  const end = Math.max(origin + 1, ...rows.map((stage) => stage.finished_ms ?? stage.started_ms));
   const label = 170, width = 900, row = 18;
   svg.setAttribute("width", label + width + 20);
   svg.setAttribute("height", rows.length * row + 30);
   svg.replaceChildren();
-  const scale = (ms) => label + (ms / end) * width;
+  const scale = (ms) => label + ((ms - origin) / (end - origin)) * width;
   rows.forEach((stage, i) => {
     const y = 8 + i * row;
     const finish = stage.finished_ms ?? end;
@@ -394,7 +396,7 @@ function gantt(stages, critical) {
     svg.append(text, bar);
   });
   const axis = svgEl("text", { x: label, y: rows.length * row + 20 });
-  axis.textContent = `0 ms … ${took(end)}`;
+  axis.textContent = `${took(origin)} … ${took(end)} (${took(end - origin)} from the first stage)`;
   svg.append(axis);
 }
 
