@@ -236,7 +236,8 @@ def test_runs_respond_answers_a_gate_of_a_run_in_another_process(
         code, out, _ = cli(capsys, "runs", "show", run_id, "--store", str(tmp_path))
         assert code == 0
         assert "waiting for input: approve: Render? (since " in out
-        assert f"twinklr-pipeline runs respond {run_id} approve --value JSON" in out
+        assert 'input: "the plan"' in out
+        assert f"runs respond {run_id} approve --store {tmp_path} --approve | --reject" in out
         code, _, err = cli(
             capsys, "runs", "respond", run_id, "approve", "--value", "{", "--store", str(tmp_path)
         )
@@ -278,7 +279,7 @@ def test_run_suspend_then_runs_respond_and_runs_resume_go_on(
     assert code == 0
     assert "WAITING for input at approve" in out
     run_id = recorded_id(out)
-    assert f"twinklr-pipeline runs respond {run_id} approve --value JSON --store {store}" in err
+    assert f"runs respond {run_id} approve --store {store} --approve | --reject | --value" in err
     assert f"twinklr-pipeline runs resume {run_id} --store {store}" in err
     code, out, _ = cli(capsys, "runs", "list", "--status", "waiting", "--store", store)
     assert run_id in out
@@ -380,3 +381,53 @@ def test_a_run_that_could_not_be_recorded_is_not_said_to_be(
     assert code == 0  # the run itself went well
     assert "recorded as run" not in out
     assert f"the run was not recorded in {runs}" in err
+
+
+TYPED = (
+    GATED.replace(
+        "store = RunStore(sys.argv[1])",
+        "import pydantic\n\nclass Plan(pydantic.BaseModel):\n    lights: int\n    song: str\n\n"
+        "store = RunStore(sys.argv[1])",
+    )
+    .replace('return "the plan"', 'return {"lights": 3, "song": "x" * 1000}')
+    .replace('WaitForInput("Render?")', 'WaitForInput("Render?", answer_type=Plan)')
+)
+
+
+def test_a_typed_gate_shows_its_input_and_refuses_a_wrong_answer_from_the_cli(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", TYPED, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        run_id = child.stdout.readline().strip()
+        store = ("--store", str(tmp_path))
+        code, out, _ = cli(capsys, "runs", "show", run_id, *store)
+        assert code == 0
+        assert '  input: {"lights": 3, "song": "xxx' in out
+        assert "… (1025 characters: --json shows it whole)" in out
+        assert "  the answer must be a Plan" in out
+        code, out, _ = cli(capsys, "runs", "show", run_id, "--json", *store)
+        (gate,) = json.loads(out)["waiting"]
+        assert gate["input"] == {"lights": 3, "song": "x" * 1000}
+        assert gate["answer_schema"]["required"] == ["lights", "song"]
+        code, _, err = cli(
+            capsys, "runs", "respond", run_id, "approve", "--value", '{"lights": "many"}', *store
+        )
+        assert code == 2
+        assert "the answer to gate 'approve' is not a valid Plan: field 'song' is missing" in err
+        wrong = '{"lights": "many", "song": "a"}'
+        code, _, err = cli(capsys, "runs", "respond", run_id, "approve", "--value", wrong, *store)
+        assert code == 2
+        assert "Plan: field 'lights': must be integer, not str 'many'" in err
+        code, out, _ = cli(capsys, "runs", "respond", run_id, "approve", "--approve", *store)
+        assert code == 0, out
+        assert child.stdout.readline().strip() == f"Plan(lights=3, song='{'x' * 1000}')"
+        assert child.wait(timeout=30) == 0
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()

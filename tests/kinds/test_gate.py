@@ -142,3 +142,55 @@ def test_a_gate_cannot_be_a_fan_out_stage() -> None:
     )
     with pytest.raises(PipelineValidationError, match="a WaitForInput gate cannot be a fan-out"):
         pipeline.validate()
+
+
+@pytest.mark.parametrize("kind", ["pydantic", "dataclass", "attrs"])
+async def test_a_typed_gate_refuses_a_wrong_answer_and_waits_for_a_right_one(
+    kind: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    import dataclasses  # noqa: PLC0415
+
+    import attrs  # noqa: PLC0415
+    import pydantic  # noqa: PLC0415
+
+    class Model(pydantic.BaseModel):
+        lights: int
+
+    @dataclasses.dataclass
+    class Data:
+        lights: int
+
+    @attrs.define
+    class Attrs:
+        lights: int
+
+    answer_type = {"pydantic": Model, "dataclass": Data, "attrs": Attrs}[kind]
+    gate = WaitForInput("How many lights?", answer_type=answer_type)
+    async with trio.open_nursery() as nursery:
+        handle = await PipelineExecutor().start(nursery, approval_pipeline(gate))
+        await trio.sleep(1)
+        (request,) = handle.waiting()
+        assert request.answer_type is answer_type
+        name = answer_type.__name__
+        with pytest.raises(ValueError, match=rf"gate 'approve' is not a valid {name}: field 'lig"):
+            handle.respond("approve", {"lights": "many"})
+        assert [r.stage_id for r in handle.waiting()] == ["approve"]  # it waits on
+        handle.respond("approve", {"lights": "4"} if kind != "attrs" else {"lights": 4})
+        result = await handle.wait()
+    assert result.outputs["approve"] == answer_type(lights=4)  # converted to the type
+    assert result.outputs["render"] == f"rendered {answer_type(lights=4)}"
+
+
+async def test_an_answer_given_before_a_resumed_gate_opened_is_checked_too() -> None:
+    from twinklr.core.pipeline._kinds._gate import Gates  # noqa: PLC0415
+
+    seen: list[str] = []
+    gates = Gates({"approve"}, seen.append, seen.append, answers={"approve": {"lights": "x"}})
+    opened = gates.open("approve", "How many?", None, dict[str, int])
+    assert not opened.answered.is_set()  # refused: it waits for a right one
+    assert "is not a valid dict[str, int]: field 'lights'" in gates.refused["approve"]
+    (shown,) = gates.described(lambda request: {"stage_id": request.stage_id})
+    assert shown == {"stage_id": "approve", "refused": gates.refused["approve"]}
+    gates.respond("approve", {"lights": 2})
+    assert opened.value == {"lights": 2}
+    assert gates.refused == {}

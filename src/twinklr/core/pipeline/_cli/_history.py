@@ -6,9 +6,11 @@ import argparse
 import json
 import sqlite3
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .._base._database import DEFAULT_DIRECTORY
+from .._engine._record import INPUT_CHARS
 from .._observe._reading import parse_limit
 from .._observe._records import RUN_STATES, RecordedStage, run_json
 from .._observe._runs import RunStore
@@ -65,9 +67,15 @@ def add_runs_command(commands: Any, common: argparse.ArgumentParser) -> None:
         help=RUN_ID_HELP,
     )
     respond.add_argument("stage", metavar="STAGE", help="the gate's stage id")
-    respond.add_argument(
+    answer = respond.add_mutually_exclusive_group(required=True)
+    answer.add_argument(
+        "--approve",
+        action="store_true",
+        help="answer with the gate's input as it is (what 'runs show' lists)",
+    )
+    answer.add_argument("--reject", action="store_true", help="answer None (null)")
+    answer.add_argument(
         "--value",
-        required=True,
         metavar="JSON",
         help="the answer, as JSON: the gate's output ('true', '\"yes\"', '{\"lights\": 4}')",
     )
@@ -121,14 +129,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _respond(store: RunStore, args: argparse.Namespace) -> int:
-    try:
-        value = json.loads(args.value)
-    except ValueError as exc:
-        msg = f"--value must be JSON, not {args.value!r} ({exc})"
-        raise UsageError(msg) from exc
+    value = None
+    if args.approve:
+        value = _input_of(store, args)
+    elif args.value is not None:
+        try:
+            value = json.loads(args.value)
+        except ValueError as exc:
+            msg = f"--value must be JSON, not {args.value!r} ({exc})"
+            raise UsageError(msg) from exc
     try:
         run_id = store.respond(args.run_id, args.stage, value)
-    except LookupError as exc:
+    except (LookupError, ValueError) as exc:  # no such gate, or not of its answer type
         raise UsageError(str(exc.args[0])) from exc
     record = store.get(run_id)
     if record is not None and record.status == "waiting":
@@ -139,6 +151,22 @@ def _respond(store: RunStore, args: argparse.Namespace) -> int:
     else:
         print(f"answered {args.stage} of run {run_id}: the run takes it with its next batch")
     return 0
+
+
+def _input_of(store: RunStore, args: argparse.Namespace) -> Any:
+    """``--approve``: the input the gate recorded (its whole JSON, or a usage error)."""
+    record = store.get(args.run_id)
+    gates = {gate["stage_id"]: gate for gate in store.waiting(record.run_id)} if record else {}
+    gate = gates.get(args.stage)
+    if gate is None:
+        return None  # (store.respond says why there is nothing to answer)
+    if gate.get("input_chars", 0) > INPUT_CHARS:
+        msg = (
+            f"gate '{args.stage}' has an input of {gate['input_chars']} characters, more than "
+            "the run store keeps: give the answer with --value"
+        )
+        raise UsageError(msg)
+    return gate.get("input")
 
 
 def _list(store: RunStore, args: argparse.Namespace) -> int:
@@ -178,8 +206,9 @@ def _show(store: RunStore, args: argparse.Namespace) -> int:
         msg = f"no run {args.run_id!r} at {store.path} (twinklr-pipeline runs list shows them)"
         raise UsageError(msg)
     stages = store.stages(record.run_id)
+    waiting = store.waiting(record.run_id)
     if args.json:
-        print(json.dumps(run_json(record, stages), indent=2))
+        print(json.dumps({**run_json(record, stages), "waiting": waiting}, indent=2))
         return 0
     print(f"run {record.run_id}  {record.pipeline}  {record.status.upper()}")
     started = record.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
@@ -187,11 +216,8 @@ def _show(store: RunStore, args: argparse.Namespace) -> int:
     print(f"definition {record.definition}, input {record.input_fingerprint or '-'}")
     if record.error:
         print(f"error: {record.error}")
-    for gate in store.waiting(record.run_id):
-        print(
-            f"waiting for input: {gate['stage_id']}: {gate['prompt']} (since {gate['since']}; "
-            f"twinklr-pipeline runs respond {record.run_id} {gate['stage_id']} --value JSON)"
-        )
+    for gate in waiting:
+        _show_gate(record.run_id, gate, store)
     if record.status == "waiting":
         print(f"suspended: go on with twinklr-pipeline runs resume {record.run_id}")
     print()
@@ -209,6 +235,32 @@ def _show(store: RunStore, args: argparse.Namespace) -> int:
             if stage.traceback:
                 print(stage.traceback.rstrip())
     return 0
+
+
+#: How much of a gate's input ``runs show`` prints (``--json`` has all of it).
+SHOWN_INPUT_CHARS = 400
+
+
+def _show_gate(run_id: str, gate: dict[str, Any], store: RunStore) -> None:
+    """A waiting gate: its prompt, its input (cut), what its answer must be, how to
+    answer it."""
+    stage_id = gate["stage_id"]
+    print(f"waiting for input: {stage_id}: {gate['prompt']} (since {gate['since']})")
+    shown = json.dumps(gate.get("input"), ensure_ascii=False)
+    whole = gate.get("input_chars", len(shown))
+    if len(shown) > SHOWN_INPUT_CHARS or whole > len(shown):
+        shown = f"{shown[:SHOWN_INPUT_CHARS]}… ({whole} characters: --json shows it whole)"
+    print(f"  input: {shown}")
+    if "answer_type" in gate:
+        print(f"  the answer must be a {gate['answer_type']}")
+    if "refused" in gate:
+        print(f"  refused: {gate['refused']}")
+    default = store.path.parent.resolve() == Path(DEFAULT_DIRECTORY).resolve()
+    where = "" if default else f" --store {store.path.parent}"
+    print(
+        f"  answer: twinklr-pipeline runs respond {run_id} {stage_id}{where} "
+        "--approve | --reject | --value JSON"
+    )
 
 
 def _stage_row(stage: RecordedStage) -> tuple[str, ...]:

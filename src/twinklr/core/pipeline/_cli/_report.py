@@ -76,7 +76,8 @@ def say_waiting(result: PipelineResult, args: argparse.Namespace) -> None:
     gate = result.waiting_stages[0]
     print(
         f"run {result.run_id} is waiting for input at {gates}: answer with\n"
-        f"  twinklr-pipeline runs respond {result.run_id} {gate} --value JSON{store}\n"
+        f"  twinklr-pipeline runs respond {result.run_id} {gate}{store} "
+        "--approve | --reject | --value JSON\n"
         f"then go on (from any process) with\n"
         f"  twinklr-pipeline runs resume {result.run_id}{store}",
         file=sys.stderr,

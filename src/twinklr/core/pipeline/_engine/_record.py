@@ -19,17 +19,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._cache._code import code_identity
+from .._cache._export import to_plain
 from .._cache._serialize import NotSerializableError, fingerprint
 from .._kinds._gate import WaitForInput
 from .._observe._columns import CODE_OF, Items, Progress
 from .._observe._recording import RunRecorder
 from .._observe._records import RunBegin
 from .._observe._runs import RunStore
+from .._values._answers import answer_schema, type_name
 from .._values._results import NO_METADATA
 from .._values._status import StageStatus
 from ._attempts import ONE_ATTEMPT
 
 if TYPE_CHECKING:
+    from .._kinds._gate import InputRequest
     from ._plan import Plan
     from ._run import Run
 
@@ -223,10 +226,38 @@ def _details(run: Run, unusual: list[int]) -> dict[str, Any]:
     if used:  # what each stage's LLM calls used and cost
         kept = {ids[index]: usage.as_list() for index, usage in used.items() if index >= 0}
         details["usage"] = kept
-    waiting = run.gates.waiting() if run.suspended is None else run.suspended
-    if waiting:  # (so another process can see them, and answer: runs respond)
-        details["waiting"] = [
-            {"stage_id": gate.stage_id, "prompt": gate.prompt, "since": gate.since.isoformat()}
-            for gate in waiting
-        ]
+    # The gates waiting, so another process can show them and answer (runs respond).
+    if run.suspended is None:
+        waiting = run.gates.described(describe)
+    else:
+        refused = run.gates.refused
+        waiting = [describe(request) for request in run.suspended]
+        for gate in waiting:
+            if gate["stage_id"] in refused:
+                gate["refused"] = refused[gate["stage_id"]]
+    if waiting:
+        details["waiting"] = waiting
     return details
+
+
+#: The most of a gate's input (as JSON text) a run store records; the rest is cut.
+INPUT_CHARS = 1_000_000
+
+
+def describe(request: InputRequest) -> dict[str, Any]:
+    """``request`` as the run store records it (JSON): the stage, the prompt, when it
+    opened, its input as plain JSON (cut to a text past `INPUT_CHARS`), and its answer
+    type with its JSON schema (what another process checks an answer against)."""
+    plain = to_plain(request.input)
+    text = json.dumps(plain)
+    shown: dict[str, Any] = {
+        "stage_id": request.stage_id,
+        "prompt": request.prompt,
+        "since": request.since.isoformat(),
+        "input": plain if len(text) <= INPUT_CHARS else text[:INPUT_CHARS],
+        "input_chars": len(text),
+    }
+    if request.answer_type is not None:
+        shown["answer_type"] = type_name(request.answer_type)
+        shown["answer_schema"] = answer_schema(request.answer_type)
+    return shown

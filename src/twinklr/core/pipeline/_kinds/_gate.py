@@ -16,6 +16,7 @@ import attrs
 import trio
 
 from .._base._loops import mark
+from .._values._answers import validate_answer
 from .._values._results import StageResult
 
 
@@ -38,6 +39,8 @@ class InputRequest:
     """What the gate's stage received: shown with the prompt."""
     since: dt.datetime
     """When the gate opened (UTC)."""
+    answer_type: Any = None
+    """The type an answer must have (`WaitForInput`'s ``answer_type``), or None."""
 
 
 @attrs.define
@@ -46,6 +49,7 @@ class _Open:
     answered: trio.Event = attrs.field(factory=trio.Event)
     value: Any = None
     answered_at: dt.datetime | None = None
+    described: dict[str, Any] | None = None  # (what the run store records, made once)
 
 
 class Gates:
@@ -66,16 +70,28 @@ class Gates:
         # Answers given before the gates opened (a resumed run's): each gate that has
         # one is answered the moment it opens.
         self.answers: dict[str, Any] = dict(answers or {})
+        # Why an answer given through the run store was refused (not of the gate's
+        # type), by gate, until it is answered: the store shows it with the gate.
+        self.refused: dict[str, str] = {}
 
-    def open(self, stage_id: str, prompt: str, value: Any) -> _Open:
+    def open(self, stage_id: str, prompt: str, value: Any, answer_type: Any = None) -> _Open:
         """Open stage ``stage_id``'s request (its task then waits for the answer)."""
         request = InputRequest(
-            stage_id=stage_id, prompt=prompt, input=value, since=dt.datetime.now(dt.UTC)
+            stage_id=stage_id,
+            prompt=prompt,
+            input=value,
+            since=dt.datetime.now(dt.UTC),
+            answer_type=answer_type,
         )
         opened = self._open[stage_id] = _Open(request)
         given = stage_id in self.answers
         if given:  # answered before it asked (a resumed run): no wait, nothing to suspend for
-            self._settle(opened, self.answers[stage_id])
+            try:
+                self._settle(opened, validate_answer(stage_id, answer_type, self.answers[stage_id]))
+            except ValueError as exc:  # it waits for a right one
+                given = False
+                del self.answers[stage_id]
+                self.refused[stage_id] = str(exc)
         self._on_request(stage_id)
         if given:
             self._on_answer(stage_id)
@@ -90,7 +106,9 @@ class Gates:
         return [opened.request for opened in self._open.values() if not opened.answered.is_set()]
 
     def respond(self, stage_id: str, value: Any) -> None:
-        """Answer stage ``stage_id``'s request with ``value`` (its output)."""
+        """Answer stage ``stage_id``'s request with ``value`` (its output): `LookupError`
+        when it does not wait, `ValueError` naming the field when ``value`` is not of the
+        gate's ``answer_type`` (it then waits on)."""
         opened = self._open.get(stage_id)
         if opened is None or opened.answered.is_set():
             if stage_id in self._answered:
@@ -100,7 +118,8 @@ class Gates:
             else:
                 msg = f"the run has no stage '{stage_id}'{self._listing()}"
             raise LookupError(msg)
-        self._settle(opened, value)
+        self._settle(opened, validate_answer(stage_id, opened.request.answer_type, value))
+        self.refused.pop(stage_id, None)
         self._on_answer(stage_id)
 
     def _settle(self, opened: _Open, value: Any) -> None:
@@ -108,6 +127,20 @@ class Gates:
         opened.answered_at = dt.datetime.now(dt.UTC)
         opened.answered.set()
         self._answered.add(opened.request.stage_id)
+
+    def described(self, describe: Callable[[InputRequest], dict[str, Any]]) -> list[dict[str, Any]]:
+        """The waiting requests as ``describe`` gives them (made once per request: the
+        recorder asks every batch), with why an answer was refused, if one was."""
+        found = []
+        for opened in self._open.values():
+            if opened.answered.is_set():
+                continue
+            if opened.described is None:
+                opened.described = describe(opened.request)
+            refused = self.refused.get(opened.request.stage_id)
+            shown = opened.described
+            found.append(shown if refused is None else {**shown, "refused": refused})
+        return found
 
     def _listing(self) -> str:
         waiting = ", ".join(f"'{stage_id}'" for stage_id in self._open) or "none"
@@ -133,6 +166,11 @@ class WaitForInput:
     timeout_ms: float | None = attrs.field(default=None, kw_only=True)
     default: Any = attrs.field(default=NO_DEFAULT, kw_only=True)
     name: str = attrs.field(default="wait_for_input", kw_only=True)
+    answer_type: Any = attrs.field(default=None, kw_only=True)
+    """The type an answer must have (a pydantic model, a dataclass, an attrs class, any
+    type pydantic or cattrs validates): a wrong answer is refused to whoever gave it,
+    naming the field, and the gate waits on; a right one is converted (a model from its
+    JSON). None: any value."""
 
     def __attrs_post_init__(self) -> None:
         timeout = self.timeout_ms
@@ -147,7 +185,7 @@ class WaitForInput:
             msg = "WaitForInput runs inside a pipeline run (its handle answers it)"
             raise RuntimeError(msg)
         stage_id = trio.lowlevel.current_task().name  # the engine names each stage's task
-        opened = gates.open(stage_id, self.prompt, input)
+        opened = gates.open(stage_id, self.prompt, input, self.answer_type)
         try:
             if self.timeout_ms is None:
                 await opened.answered.wait()

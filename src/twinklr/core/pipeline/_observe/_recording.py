@@ -98,6 +98,11 @@ class RunRecorder:
                 gates.respond(stage_id, value)
             except LookupError as exc:  # answered meanwhile, or gone: the first answer won
                 self.log.warning("run_answer_ignored", stage=stage_id, reason=str(exc))
+            except ValueError as exc:  # not of the gate's type: it waits for another
+                gates.refused[stage_id] = str(exc)
+                self.log.warning("run_answer_refused", stage=stage_id, reason=str(exc))
+                forget = functools.partial(self.store.forget_response, self.begin.run_id, stage_id)
+                await trio.to_thread.run_sync(forget)
 
     def close(self) -> None:
         """The run's stages have ended: the writer stops taking snapshots."""

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from .._base._database import check_usable, transaction
+from .._values._answers import schema_problem
 from ._reading import _SUMMARY, RunHistory
 from ._records import RecordedRun, RunBegin, RunState
 
@@ -118,12 +119,15 @@ class RunStore(RunHistory):
         prefix will do) with ``value`` (JSON): a running run's own process picks the
         answer up with its next batch, a suspended run's resumption finds it. Returns the
         run's full id; `LookupError` says why not (no such run, neither running nor
-        waiting, that gate does not wait, or it has been answered already)."""
+        waiting, that gate does not wait, or it has been answered already); `ValueError`
+        names the field when ``value`` is not of the gate's answer type (as its recorded
+        JSON schema says)."""
         record = self.get(run_id)
         if record is None:
             msg = f"no run {run_id!r} at {self.path}"
             raise LookupError(msg)
-        waiting = [gate["stage_id"] for gate in self.waiting(record.run_id)]
+        gates = {gate["stage_id"]: gate for gate in self.waiting(record.run_id)}
+        waiting = list(gates)
         if stage_id not in waiting:
             state = (
                 "does not wait there"
@@ -136,6 +140,11 @@ class RunStore(RunHistory):
                 f"(waiting: {listed})"
             )
             raise LookupError(msg)
+        schema = gates[stage_id].get("answer_schema")
+        if schema is not None and (problem := schema_problem(schema, value)):
+            kind = gates[stage_id].get("answer_type", "answer")
+            msg = f"the answer to gate '{stage_id}' is not a valid {kind}: {problem}"
+            raise ValueError(msg)
         text = json.dumps(value)
 
         def work(db: sqlite3.Connection) -> None:
@@ -154,6 +163,17 @@ class RunStore(RunHistory):
 
         self._db.locked(work)
         return record.run_id
+
+    def forget_response(self, run_id: str, stage_id: str) -> None:
+        """Drop the answer given to gate ``stage_id`` of ``run_id`` (the run refused it:
+        not of the gate's type), so another may be given."""
+
+        def work(db: sqlite3.Connection) -> None:
+            with transaction(db):
+                query = "DELETE FROM responses WHERE run_id = ? AND stage_id = ?"
+                db.execute(query, (run_id, stage_id))
+
+        self._db.locked(work)
 
     def take_responses(self, run_id: str) -> list[tuple[str, Any]]:
         """The answers given to ``run_id``'s gates not taken yet (marked taken now)."""
