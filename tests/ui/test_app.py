@@ -458,3 +458,55 @@ async def test_a_tracked_runs_payload_has_what_its_llm_calls_streamed(tmp_path: 
     async with client(RunsView(store)) as http:  # a run this view does not track
         assert (await http.get(f"/api/runs/{handle.run_id}")).json()["streamed"] == []
     store.close()
+
+
+async def test_an_untracked_runs_typed_gate_is_shown_and_answered_through_the_store(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    import pydantic  # noqa: PLC0415
+
+    from twinklr.core.pipeline import WaitForInput  # noqa: PLC0415
+
+    class Plan(pydantic.BaseModel):
+        lights: int
+
+    store = RunStore(tmp_path)
+    pipeline = PipelineDefinition(
+        "gated",
+        [
+            StageDefinition("plan", stub({"lights": 3})),
+            StageDefinition("approve", WaitForInput("Render?", answer_type=Plan), inputs=["plan"]),
+        ],
+    )
+    view = RunsView(store)  # it tracks nothing: the run might be in any process
+    async with trio.open_nursery() as nursery, client(view) as http:
+        handle = await PipelineExecutor(runs=store).start(nursery, pipeline)
+        run: dict[str, Any] = {}
+        for _ in range(1000):  # until the store has the gate (its thread is off the clock)
+            await trio.sleep(0.25)
+            response = await http.get(f"/api/runs/{handle.run_id}")
+            if response.status_code == 200 and response.json()["waiting"]:
+                run = response.json()
+                break
+        (waiting,) = run["waiting"]
+        assert waiting["input"] == {"lights": 3}
+        assert waiting["answer_type"] == "Plan"
+        assert waiting["answer_schema"]["properties"]["lights"]["type"] == "integer"
+        assert run["cancellable"] is False
+        url = f"/api/runs/{handle.run_id[:8]}/respond"
+        body = {"stage_id": "approve", "action": "edit", "value": {"lights": "many"}}
+        cross = await http.post(url, json=body, headers={"Origin": "http://evil.example"})
+        assert cross.status_code == 403
+        wrong = await http.post(url, json=body, headers={"Origin": LOCAL})
+        assert wrong.status_code == 400
+        assert "field 'lights': must be integer, not str 'many'" in wrong.json()["error"]
+        other = await http.post(url, json={**body, "stage_id": "plan"}, headers={"Origin": LOCAL})
+        assert other.status_code == 409
+        missing = await http.post("/api/runs/nope/respond", json=body, headers={"Origin": LOCAL})
+        assert missing.status_code == 404
+        approve = {"stage_id": "approve", "action": "approve"}
+        done = await http.post(url, json=approve, headers={"Origin": LOCAL})
+        assert done.status_code == 202, done.json()
+        result = await handle.wait()
+    assert result.outputs["approve"] == Plan(lights=3)
+    store.close()

@@ -486,3 +486,79 @@ def test_a_running_llm_calls_text_grows_on_its_runs_page(page: Any, tmp_path: Pa
         for pipe in (child.stdin, child.stdout):
             if pipe is not None:
                 pipe.close()
+
+
+TYPED_GATE = textwrap.dedent(
+    """
+    import sys, trio, pydantic
+    from twinklr.core.pipeline import (
+        PipelineDefinition, PipelineExecutor, RunStore, StageDefinition, WaitForInput,
+    )
+
+    class Plan(pydantic.BaseModel):
+        lights: int
+        song: str
+        loud: bool = False
+
+    store = RunStore(sys.argv[1])
+
+    async def plan(value):
+        return {"lights": 3, "song": "Carol " + "la " * 1000}
+
+    async def main():
+        pipeline = PipelineDefinition("typed", [
+            StageDefinition("plan", plan),
+            StageDefinition("approve", WaitForInput("Render?", answer_type=Plan), inputs=["plan"]),
+        ])
+        async with trio.open_nursery() as nursery:
+            handle = await PipelineExecutor(runs=store).start(nursery, pipeline)
+            while not await trio.to_thread.run_sync(store.waiting, handle.run_id):
+                await trio.sleep(0.02)
+            print(handle.run_id, flush=True)
+            result = await handle.wait()
+            print(repr(result.outputs["approve"])[:40], flush=True)
+
+    trio.run(main)
+    """
+)
+
+
+def test_a_gate_of_a_run_in_another_process_is_answered_from_a_form(
+    page: Any, ui: Ui, tmp_path: Path
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", TYPED_GATE, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        run_id = child.stdout.readline().strip()
+        page.goto(f"{ui(tmp_path)}/runs/{run_id}")
+        request = page.locator('.gate-request[data-stage="approve"]')
+        playwright_api.expect(request).to_contain_text("approve: Render?")
+        playwright_api.expect(request).to_contain_text("the answer must be a Plan")
+        shown = request.locator("pre.gate-input")
+        playwright_api.expect(shown).to_contain_text('"lights": 3')
+        assert shown.inner_text().endswith("…")  # a long input is cut, with a way to see it
+        request.locator("button.show-all").click()
+        playwright_api.expect(shown).to_contain_text('la "\n}')
+        # A wrong answer, edited as JSON, is refused naming the field; the gate waits on.
+        request.locator("summary").click()
+        request.locator("textarea").fill('{"lights": "many", "song": "x"}')
+        request.locator("button", has_text="Send the edited answer").click()
+        playwright_api.expect(request.locator("[role=status]")).to_contain_text(
+            "field 'lights': must be integer, not str 'many'"
+        )
+        # The form, drawn from the type's schema and filled from the input.
+        lights = request.locator('input[name="lights"]')
+        playwright_api.expect(lights).to_have_value("3")
+        assert request.locator('input[name="loud"]').get_attribute("type") == "checkbox"
+        lights.fill("5")
+        request.locator("button", has_text="Send the form").click()
+        playwright_api.expect(request.locator("[role=status]")).to_contain_text("answered at")
+        assert child.stdout.readline().startswith("Plan(lights=5, song='Carol la la")
+        playwright_api.expect(page.locator("#status")).to_have_text("succeeded")
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from .._base._database import DEFAULT_DIRECTORY
-from .._engine._record import INPUT_CHARS
 from .._observe._reading import parse_limit
 from .._observe._records import RUN_STATES, RecordedStage, run_json
 from .._observe._runs import RunStore
@@ -130,15 +129,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def _respond(store: RunStore, args: argparse.Namespace) -> int:
     value = None
-    if args.approve:
-        value = _input_of(store, args)
-    elif args.value is not None:
+    if args.value is not None:
         try:
             value = json.loads(args.value)
         except ValueError as exc:
             msg = f"--value must be JSON, not {args.value!r} ({exc})"
             raise UsageError(msg) from exc
     try:
+        if args.approve:  # the gate's input as it is
+            value = store.recorded_input(args.run_id, args.stage)
         run_id = store.respond(args.run_id, args.stage, value)
     except (LookupError, ValueError) as exc:  # no such gate, or not of its answer type
         raise UsageError(str(exc.args[0])) from exc
@@ -151,22 +150,6 @@ def _respond(store: RunStore, args: argparse.Namespace) -> int:
     else:
         print(f"answered {args.stage} of run {run_id}: the run takes it with its next batch")
     return 0
-
-
-def _input_of(store: RunStore, args: argparse.Namespace) -> Any:
-    """``--approve``: the input the gate recorded (its whole JSON, or a usage error)."""
-    record = store.get(args.run_id)
-    gates = {gate["stage_id"]: gate for gate in store.waiting(record.run_id)} if record else {}
-    gate = gates.get(args.stage)
-    if gate is None:
-        return None  # (store.respond says why there is nothing to answer)
-    if gate.get("input_chars", 0) > INPUT_CHARS:
-        msg = (
-            f"gate '{args.stage}' has an input of {gate['input_chars']} characters, more than "
-            "the run store keeps: give the answer with --value"
-        )
-        raise UsageError(msg)
-    return gate.get("input")
 
 
 def _list(store: RunStore, args: argparse.Namespace) -> int:
@@ -248,7 +231,7 @@ def _show_gate(run_id: str, gate: dict[str, Any], store: RunStore) -> None:
     print(f"waiting for input: {stage_id}: {gate['prompt']} (since {gate['since']})")
     shown = json.dumps(gate.get("input"), ensure_ascii=False)
     whole = gate.get("input_chars", len(shown))
-    if len(shown) > SHOWN_INPUT_CHARS or whole > len(shown):
+    if len(shown) > SHOWN_INPUT_CHARS or gate.get("input_cut"):
         shown = f"{shown[:SHOWN_INPUT_CHARS]}… ({whole} characters: --json shows it whole)"
     print(f"  input: {shown}")
     if "answer_type" in gate:

@@ -25,7 +25,7 @@ from .._kinds._gate import WaitForInput
 from .._observe._columns import CODE_OF, Items, Progress
 from .._observe._recording import RunRecorder
 from .._observe._records import RunBegin
-from .._observe._runs import RunStore
+from .._observe._runs import INPUT_CHARS, RunStore
 from .._values._answers import answer_schema, type_name
 from .._values._results import NO_METADATA
 from .._values._status import StageStatus
@@ -240,10 +240,6 @@ def _details(run: Run, unusual: list[int]) -> dict[str, Any]:
     return details
 
 
-#: The most of a gate's input (as JSON text) a run store records; the rest is cut.
-INPUT_CHARS = 1_000_000
-
-
 def describe(request: InputRequest) -> dict[str, Any]:
     """``request`` as the run store records it (JSON): the stage, the prompt, when it
     opened, its input as plain JSON (cut to a text past `INPUT_CHARS`), and its answer
@@ -257,6 +253,8 @@ def describe(request: InputRequest) -> dict[str, Any]:
         "input": plain if len(text) <= INPUT_CHARS else text[:INPUT_CHARS],
         "input_chars": len(text),
     }
+    if len(text) > INPUT_CHARS:
+        shown["input_cut"] = True  # (its JSON text's first part, as a string)
     if request.answer_type is not None:
         shown["answer_type"] = type_name(request.answer_type)
         shown["answer_schema"] = answer_schema(request.answer_type)

@@ -22,6 +22,9 @@ from .._values._answers import schema_problem
 from ._reading import _SUMMARY, RunHistory
 from ._records import RecordedRun, RunBegin, RunState
 
+#: The most of a gate's input (as JSON text) a run store records; the rest is cut.
+INPUT_CHARS = 1_000_000
+
 
 class RunStore(RunHistory):
     """The runs an executor made, in one SQLite file (``runs=RunStore(...)``).
@@ -122,27 +125,10 @@ class RunStore(RunHistory):
         waiting, that gate does not wait, or it has been answered already); `ValueError`
         names the field when ``value`` is not of the gate's answer type (as its recorded
         JSON schema says)."""
-        record = self.get(run_id)
-        if record is None:
-            msg = f"no run {run_id!r} at {self.path}"
-            raise LookupError(msg)
-        gates = {gate["stage_id"]: gate for gate in self.waiting(record.run_id)}
-        waiting = list(gates)
-        if stage_id not in waiting:
-            state = (
-                "does not wait there"
-                if record.status in ("running", "waiting")
-                else f"is not running or waiting ({record.status})"
-            )
-            listed = ", ".join(f"'{gate}'" for gate in waiting) or "none"
-            msg = (
-                f"run {record.run_id} {state}: no gate '{stage_id}' waits for input "
-                f"(waiting: {listed})"
-            )
-            raise LookupError(msg)
-        schema = gates[stage_id].get("answer_schema")
+        record, gate = self._waiting_gate(run_id, stage_id)
+        schema = gate.get("answer_schema")
         if schema is not None and (problem := schema_problem(schema, value)):
-            kind = gates[stage_id].get("answer_type", "answer")
+            kind = gate.get("answer_type", "answer")
             msg = f"the answer to gate '{stage_id}' is not a valid {kind}: {problem}"
             raise ValueError(msg)
         text = json.dumps(value)
@@ -163,6 +149,41 @@ class RunStore(RunHistory):
 
         self._db.locked(work)
         return record.run_id
+
+    def _waiting_gate(self, run_id: str, stage_id: str) -> tuple[RecordedRun, dict[str, Any]]:
+        """The run and its gate ``stage_id`` as recorded waiting; `LookupError` says why
+        not (no such run, neither running nor waiting, that gate does not wait)."""
+        record = self.get(run_id)
+        if record is None:
+            msg = f"no run {run_id!r} at {self.path}"
+            raise LookupError(msg)
+        gates = {gate["stage_id"]: gate for gate in self.waiting(record.run_id)}
+        if stage_id not in gates:
+            state = (
+                "does not wait there"
+                if record.status in ("running", "waiting")
+                else f"is not running or waiting ({record.status})"
+            )
+            listed = ", ".join(f"'{gate}'" for gate in gates) or "none"
+            msg = (
+                f"run {record.run_id} {state}: no gate '{stage_id}' waits for input "
+                f"(waiting: {listed})"
+            )
+            raise LookupError(msg)
+        return record, gates[stage_id]
+
+    def recorded_input(self, run_id: str, stage_id: str) -> Any:
+        """The input gate ``stage_id`` of ``run_id`` recorded (what approving it
+        answers); `LookupError` when it does not wait, `ValueError` when the input was
+        too big to be recorded whole."""
+        _, gate = self._waiting_gate(run_id, stage_id)
+        if gate.get("input_cut"):
+            msg = (
+                f"gate '{stage_id}' has an input of {gate['input_chars']} characters, more "
+                "than the run store keeps: give the answer itself"
+            )
+            raise ValueError(msg)
+        return gate.get("input")
 
     def forget_response(self, run_id: str, stage_id: str) -> None:
         """Drop the answer given to gate ``stage_id`` of ``run_id`` (the run refused it:

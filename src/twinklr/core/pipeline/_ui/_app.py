@@ -28,12 +28,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from .._base import _graph
-from .._cache._export import to_plain
 from .._engine._handle import RunHandle, RunStatus
 from .._observe._reading import parse_limit
 from .._observe._records import RUN_STATES, run_json
 from .._observe._runs import RunStore
 from ._definition_page import DefinitionSource, Loader
+from ._gates import AnswerError, answer, live, waiting_now
 from ._guard import Guard, same_origin
 
 STATIC = Path(__file__).parent / "static"
@@ -136,8 +136,8 @@ class RunsView:
         return JSONResponse(payload)
 
     def payload(self, run_id: str) -> dict[str, Any] | None:
-        """``/api/runs/{run_id}``: the run, its stages, its graph and critical path (read
-        from the store: any thread)."""
+        """``/api/runs/{run_id}``: the run, its stages, its graph and critical path, and
+        the gates waiting for input (read from the store: any thread)."""
         record = self.store.get(run_id)
         if record is None:
             return None
@@ -146,6 +146,7 @@ class RunsView:
         payload = run_json(record, stages)
         payload["graph"] = graph["stages"]
         payload["critical_path"] = _critical_path(graph["stages"], payload["stages"])
+        payload["waiting"] = self.store.waiting(record.run_id)
         return payload
 
     async def _payload(self, run_id: str) -> dict[str, Any] | None:
@@ -154,20 +155,9 @@ class RunsView:
         payload = await anyio.to_thread.run_sync(self.payload, run_id)
         if payload is not None:
             handle = self.handles.get(payload["run_id"])
-            payload["cancellable"] = (
-                handle is not None
-                and handle.status is RunStatus.RUNNING
-                and payload["status"] == "running"
-            )
-            payload["waiting"] = [
-                {
-                    "stage_id": waiting.stage_id,
-                    "prompt": waiting.prompt,
-                    "input": to_plain(waiting.input),
-                    "since": waiting.since.isoformat(),
-                }
-                for waiting in (handle.waiting() if payload["cancellable"] and handle else [])
-            ]
+            payload["cancellable"] = live(handle, payload["status"])
+            if handle is not None and payload["cancellable"]:  # its gates as they are now
+                payload["waiting"] = waiting_now(handle)
             payload["streamed"] = [
                 {
                     "stage_id": stage_id,
@@ -207,13 +197,20 @@ class RunsView:
     def _tracked(self, request: Request, doing: str) -> RunHandle | Response:
         """The handle of the run a write request (cancel, respond) is for, or why not:
         it needs the token or a same-origin request, and a run this process tracks."""
-        if self.token is None and not same_origin(request):
-            return JSONResponse({"error": f"{doing} needs a same-origin request"}, 403)
+        refused = self._refused(request, doing)
+        if refused is not None:
+            return refused
         run_id = request.path_params["run_id"]
         handle = self.handles.get(run_id)
         if handle is None:
             return _not_found(f"run {run_id!r} was not started by this process")
         return handle
+
+    def _refused(self, request: Request, doing: str) -> Response | None:
+        """Why a write request may not be made: without a token, only from the page."""
+        if self.token is None and not same_origin(request):
+            return JSONResponse({"error": f"{doing} needs a same-origin request"}, 403)
+        return None
 
     async def _cancel(self, request: Request) -> Response:
         handle = self._tracked(request, "cancelling")
@@ -226,35 +223,28 @@ class RunsView:
         return JSONResponse({"run_id": run_id, "cancelled": True}, 202)
 
     async def _respond(self, request: Request) -> Response:
-        """Answer a gate of a tracked run: ``{"stage_id", "action": "approve" | "reject" |
-        "edit", "value"}``; approve gives the gate its input, reject None, edit ``value``."""
-        handle = self._tracked(request, "answering")
-        if isinstance(handle, Response):
-            return handle
-        run_id = handle.run_id
+        """Answer a gate of any recorded run: ``{"stage_id", "action": "approve" |
+        "reject" | "edit", "value"}`` (approve gives the gate its input, reject None,
+        edit ``value``), through the run's handle when this process tracks it, else
+        through the run store (see `_gates`)."""
+        refused = self._refused(request, "answering")
+        if refused is not None:
+            return refused
+        run_id = request.path_params["run_id"]
         try:
             body = await request.json()
         except ValueError:
             return _bad_request("the body must be JSON: {stage_id, action, value}")
-        action = body.get("action") if isinstance(body, dict) else None
-        if action not in ("approve", "reject", "edit") or not isinstance(body.get("stage_id"), str):
-            return _bad_request("expected {stage_id, action: approve|reject|edit, value}")
-        stage_id = body["stage_id"]
-        waiting = {r.stage_id: r for r in handle.waiting()}
-        value = None
-        if action == "approve" and stage_id in waiting:
-            value = waiting[stage_id].input
-        elif action == "edit":
-            value = body.get("value")
+        record = await anyio.to_thread.run_sync(self.store.get, run_id)
+        handle = self.handles.get(record.run_id if record else run_id)
+        if record is None and handle is None:
+            return _not_found(f"no run {run_id!r}")
         try:
-            handle.respond(stage_id, value)
-        except LookupError as exc:
-            return JSONResponse({"error": str(exc)}, 409)
-        answered = dt.datetime.now(dt.UTC).isoformat()
-        return JSONResponse(
-            {"run_id": run_id, "stage_id": stage_id, "action": action, "answered_at": answered},
-            202,
-        )
+            answered = await answer(handle, self.store, record.run_id if record else run_id, body)
+        except AnswerError as exc:
+            return JSONResponse({"error": str(exc)}, exc.status)
+        answered["answered_at"] = dt.datetime.now(dt.UTC).isoformat()
+        return JSONResponse(answered, 202)
 
     async def _definition(self, request: Request) -> Response:
         if self.definition is None:

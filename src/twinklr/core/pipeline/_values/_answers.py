@@ -18,7 +18,6 @@ import typing
 from typing import Any
 
 import attrs
-import cattrs
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "object": (dict,),
@@ -47,7 +46,7 @@ def validate_answer(stage_id: str, answer_type: Any, value: Any) -> Any:
     try:
         if adapter is not None:
             return adapter.validate_python(value)
-        return _converter.structure(value, answer_type)
+        return _converter().structure(value, answer_type)
     except Exception as exc:
         problem = _problem_of(exc)
         msg = f"the answer to gate '{stage_id}' is not a valid {type_name(answer_type)}: {problem}"
@@ -125,7 +124,13 @@ def _is(value: Any, name: str) -> bool:
     return isinstance(value, _JSON_TYPES.get(name, (object,)))
 
 
-_converter = cattrs.Converter()
+@functools.cache
+def _converter() -> Any:
+    """The cattrs converter answers of attrs classes go through (loaded when one does:
+    cattrs costs a run nothing until then)."""
+    import cattrs  # noqa: PLC0415
+
+    return cattrs.Converter()
 
 
 @functools.cache
@@ -151,6 +156,8 @@ def _problem_of(exc: Exception) -> str:
         first = errors()[0]
         where = ".".join(str(part) for part in first.get("loc", ()))
         return f"field '{where}': {first['msg']}" if where else str(first["msg"])
+    import cattrs  # noqa: PLC0415 (loaded already: the error is one of its)
+
     if isinstance(exc, cattrs.BaseValidationError):
         first = cattrs.transform_error(exc)[0]  # "invalid value ... @ $.lights"
         why, _, where = first.rpartition(" @ $")

@@ -260,50 +260,6 @@ function runPage() {
   };
 }
 
-let shownGates = "";
-
-function gates(runId, waiting) {
-  // Redrawn only when the requests change: an edit in progress is not wiped by the
-  // next update of the run.
-  const key = JSON.stringify(waiting.map((request) => [request.stage_id, request.since]));
-  if (key === shownGates) return;
-  shownGates = key;
-  document.getElementById("waiting-section").hidden = waiting.length === 0;
-  document.getElementById("waiting").replaceChildren(...waiting.map((request) => {
-    const editor = el("textarea", { rows: "4", cols: "80", "aria-label": "the answer, as JSON" });
-    editor.value = JSON.stringify(request.input, null, 2);
-    const status = el("p", { class: "hint" });
-    const send = async (action) => {
-      let value = null;
-      if (action === "edit") {
-        try { value = JSON.parse(editor.value); } catch (error) {
-          status.textContent = `not JSON: ${error.message}`;
-          return;
-        }
-      }
-      const response = await fetch(`/api/runs/${encodeURIComponent(runId)}/respond`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ stage_id: request.stage_id, action, value }),
-      });
-      const answer = await response.json();
-      status.textContent = response.ok ? `${action}: answered at ${when(answer.answered_at)}` : answer.error;
-    };
-    const button = (label, action) => {
-      const node = el("button", { type: "button", "data-action": action }, label);
-      node.addEventListener("click", () => send(action));
-      return node;
-    };
-    return el("div", { class: "gate-request", "data-stage": request.stage_id },
-      el("h3", {}, `${request.stage_id}: ${request.prompt}`),
-      el("p", { class: "hint" }, `waiting since ${when(request.since)}`),
-      editor,
-      el("p", {}, button("Approve", "approve"), " ", button("Reject", "reject"), " ",
-        button("Send the edited answer", "edit")),
-      status);
-  }));
-}
-
 function stageTable(stages) {
   const body = document.querySelector("#stages tbody");
   body.replaceChildren(...stages.map((stage) => {
