@@ -123,3 +123,29 @@ async def test_log_lines_are_printed_above_the_table_and_it_leaves_nothing_behin
     assert "stage=lyrics" in shown[0]
     assert "stage=groups" in shown[1]
     assert shown[2] == "groups failed: kaput"
+
+
+def test_a_waiting_gate_stays_running_and_is_counted_once_when_it_ends() -> None:
+    term, out = console()
+    live = LiveProgress(out, console=term)
+    live.show(event(EventKind.STAGE_STARTED, "approve"))
+    live.show(event(EventKind.INPUT_REQUESTED, "approve"))
+    term.print(live.render())
+    assert "0 stages ended (0 from the cache), 1 waiting for input" in out.getvalue()
+    assert re.search(r"approve\s+│\s+waiting for input", out.getvalue())
+    live.show(event(EventKind.INPUT_RECEIVED, "approve"))
+    assert list(live.running) == ["approve"]
+    live.show(event(EventKind.STAGE_SUCCEEDED, "approve"))
+    assert (live.finished, list(live.running), live.waiting) == (1, [], set())
+
+
+def test_plain_lines_keep_a_retrying_or_waiting_stage_running() -> None:
+    from twinklr.core.pipeline._cli._progress import Progress  # noqa: PLC0415
+
+    progress = Progress(io.StringIO(), quiet=True)
+    progress.show(event(EventKind.STAGE_STARTED, "a"))
+    progress.show(event(EventKind.STAGE_RETRYING, "a", attempt=1, delay_ms=10))
+    progress.show(event(EventKind.INPUT_REQUESTED, "a"))
+    assert list(progress.running) == ["a"]
+    progress.show(event(EventKind.STAGE_FAILED, "a", error="boom"))
+    assert list(progress.running) == []

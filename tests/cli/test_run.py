@@ -231,3 +231,67 @@ def test_a_context_that_is_not_one_is_a_usage_error(
 ) -> None:
     assert main(["run", f"{FIXTURES}:limited", "--context", f"{FIXTURES}:{context}"]) == 2
     assert said in capsys.readouterr().err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal")
+def test_run_on_a_terminal_asks_for_a_gate_and_asks_again_for_a_wrong_answer() -> None:
+    import pty  # noqa: PLC0415
+
+    leader, follower = pty.openpty()
+    # Typed before it asks: the terminal keeps the lines until the gate reads them.
+    os.write(leader, b'"many"\nnot json\n4\n')
+    with subprocess.Popen(
+        [sys.executable, "-m", "twinklr.core.pipeline.cli", "run", f"{FIXTURES}:typed_gate"],
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=TESTS,
+        text=True,
+    ) as child:
+        os.close(follower)
+        out, err = child.communicate(timeout=120)
+    os.close(leader)
+    assert child.returncode == 0, err
+    assert "approve: How many more?\n  1\n  the answer must be a int" in err
+    assert "refused: the answer to gate 'approve' is not a valid int" in err
+    assert "not JSON: " in err
+    assert "pipeline typed_gate, run " in out
+    assert re.search(r"^b\s+succeeded", out, re.MULTILINE)
+
+
+def test_a_gate_nobody_here_answers_says_how_to_answer_it(tmp_path: Path) -> None:
+    store = str(tmp_path)
+    child = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "twinklr.core.pipeline.cli", "run", f"{FIXTURES}:typed_gate"),
+            *("--runs", store, "--outputs", str(tmp_path / "out.json")),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=TESTS,
+        text=True,
+    )
+    try:
+        assert child.stderr is not None
+        line = ""
+        while "waiting for input" not in line:
+            line = child.stderr.readline()
+            assert line, "the run ended without saying its gate waits"
+        run_id = line.split("runs respond ")[1].split()[0]
+        assert line.rstrip().endswith(
+            f"approve: waiting for input (answer: twinklr-pipeline runs respond {run_id} "
+            f"approve --store {store} --approve | --reject | --value JSON)"
+        )
+        answer = ["runs", "respond", run_id, "approve", "--value", "4", "--store", store]
+        for _ in range(200):  # (the run's first batch is written 50 ms after it starts)
+            if main(answer) == 0:
+                break
+            time.sleep(0.05)
+        assert child.wait(timeout=60) == 0
+    finally:
+        child.kill()
+        child.wait()
+        if child.stderr is not None:
+            child.stderr.close()
+    assert json.loads((tmp_path / "out.json").read_text())["b"] == 14

@@ -13,7 +13,6 @@ import trio
 
 from .._cache._sqlite import SQLiteCacheStore
 from .._engine._executor import PipelineExecutor
-from .._kinds._gate import InputRequest
 from .._values._results import PipelineResult
 from ._common import (
     EXIT_INTERRUPTED,
@@ -25,7 +24,7 @@ from ._common import (
     run_store,
     with_output_options,
 )
-from ._progress import Progress, execute_with_progress
+from ._progress import Progress, ask_on_terminal, execute_with_progress
 from ._report import finish, recorded
 
 
@@ -98,18 +97,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
             if status == EXIT_INTERRUPTED:
                 return status
         return status
-
-
-def ask_on_terminal(request: InputRequest) -> Any:
-    """A gate's question on the terminal: yes gives the gate its input (approved), anything
-    else (or the end of the input) None (rejected)."""
-    shown = request.input
-    if isinstance(shown, list):
-        shown = f"{len(shown)} items: " + ", ".join(repr(item)[:60] for item in shown[:3])
-    print(f"{request.stage_id}: {request.prompt}\n  {str(shown)[:300]}", file=sys.stderr)
-    print("  approve? [y/N] ", end="", file=sys.stderr, flush=True)
-    answer = sys.stdin.readline().strip().lower()
-    return request.input if answer in ("y", "yes") else None
 
 
 def _items(result: PipelineResult) -> str:

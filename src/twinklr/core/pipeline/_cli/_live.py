@@ -32,6 +32,7 @@ class LiveProgress(Progress):
         self.retries: dict[str, int] = {}
         self.finished = 0
         self.cached = 0
+        self.waiting: set[str] = set()  # gates waiting for input (still running)
 
     def show(self, event: PipelineEvent) -> None:
         """Update the state from ``event`` (the table is redrawn by `consume`)."""
@@ -44,8 +45,13 @@ class LiveProgress(Progress):
             self.items[stage] = (event.done, event.total)
         elif kind is EventKind.STAGE_RETRYING:
             self.retries[stage] = self.retries.get(stage, 0) + 1
-        elif kind in self._SHOWN:
+        elif kind is EventKind.INPUT_REQUESTED:
+            self.waiting.add(stage)
+        elif kind is EventKind.INPUT_RECEIVED:
+            self.waiting.discard(stage)
+        elif kind in self._ENDED:
             self.running.pop(stage, None)
+            self.waiting.discard(stage)
             self.finished += 1
             self.cached += kind is EventKind.STAGE_CACHE_HIT
             if kind is EventKind.STAGE_CANCELLED:
@@ -55,10 +61,11 @@ class LiveProgress(Progress):
 
     def render(self) -> Table:
         """The table as it stands."""
+        waiting = f", {len(self.waiting)} waiting for input" if self.waiting else ""
         table = Table(
             title=(
                 f"{self.finished} stage{'' if self.finished == 1 else 's'} ended"
-                f" ({self.cached} from the cache)"
+                f" ({self.cached} from the cache){waiting}"
             ),
             title_justify="left",
         )
@@ -69,6 +76,8 @@ class LiveProgress(Progress):
         for stage in self.running:
             done, total = self.items.get(stage, (0, 0))
             bar: Any = ProgressBar(total=total, completed=done, width=24) if total else ""
+            if stage in self.waiting:
+                bar = "waiting for input"
             table.add_row(
                 stage, bar, f"{done}/{total}" if total else "", str(self.retries.get(stage, ""))
             )

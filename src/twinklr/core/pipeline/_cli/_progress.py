@@ -4,6 +4,7 @@ terminal (``_live``, with the ``cli`` extra), and Ctrl-C cancelling the run clea
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import signal
 import sys
@@ -14,6 +15,7 @@ import trio
 import trio.lowlevel
 
 from .._observe._events import EventKind, PipelineEvent
+from .._values._answers import type_name
 from ..errors import CacheWarning
 
 if TYPE_CHECKING:
@@ -42,11 +44,26 @@ class Progress:
         EventKind.INPUT_RECEIVED: "answered",
     }
 
+    #: The events that end a stage (a retry, a gate's question or answer do not).
+    _ENDED: ClassVar[frozenset[EventKind]] = frozenset(
+        {
+            EventKind.STAGE_SUCCEEDED,
+            EventKind.STAGE_FAILED,
+            EventKind.STAGE_SKIPPED,
+            EventKind.STAGE_SOFT_FAILED,
+            EventKind.STAGE_CACHE_HIT,
+            EventKind.STAGE_CANCELLED,
+        }
+    )
+
     def __init__(self, out: TextIO, *, quiet: bool) -> None:
         self.out = out
         self.quiet = quiet
         self.running: dict[str, None] = {}
         self.cancelled: dict[str, None] = {}
+        #: How a waiting gate may be answered from elsewhere (``--store DIR``, said with
+        #: its ``runs respond`` line), or why it cannot; None: it is asked here.
+        self.answer_with: str | None = None
 
     def show(self, event: PipelineEvent) -> None:
         if event.stage is not None:
@@ -54,7 +71,7 @@ class Progress:
                 self.running[event.stage] = None
             elif event.kind is EventKind.STAGE_CANCELLED:
                 self.cancelled[event.stage] = None
-            if event.kind in self._SHOWN and event.kind is not EventKind.STAGE_STARTED:
+            if event.kind in self._ENDED:
                 self.running.pop(event.stage, None)
         if self.quiet:
             return
@@ -72,6 +89,8 @@ class Progress:
         if word is None or event.stage is None:
             return None
         detail = f" ({event.error})" if event.error else ""
+        if event.kind is EventKind.INPUT_REQUESTED and self.answer_with is not None:
+            detail = self.answer_with.format(run_id=event.run_id, stage=event.stage)
         if event.kind is EventKind.STAGE_RETRYING:
             detail = f" (attempt {event.attempt}: {event.error}; next in {event.delay_ms:g} ms)"
         return f"{event.stage}: {word}{detail}"
@@ -140,12 +159,45 @@ async def _follow(
 
 
 async def _answer_gates(handle: RunHandle, ask: Callable[[InputRequest], Any]) -> None:
+    """Ask for each gate's answer as it opens; a refused one (not of the gate's answer
+    type) is said, and asked again."""
     async for event in handle.events():
         if event.kind is EventKind.INPUT_REQUESTED:
             for request in handle.waiting():
                 if request.stage_id == event.stage:
-                    answer = await trio.to_thread.run_sync(ask, request, abandon_on_cancel=True)
-                    handle.respond(request.stage_id, answer)
+                    while True:
+                        answer = await trio.to_thread.run_sync(ask, request, abandon_on_cancel=True)
+                        try:
+                            handle.respond(request.stage_id, answer)
+                        except ValueError as refused:
+                            print(f"  refused: {refused}", file=sys.stderr, flush=True)
+                        except LookupError:  # answered meanwhile (runs respond, the web view)
+                            break
+                        else:
+                            break
+
+
+def ask_on_terminal(request: InputRequest) -> Any:
+    """A gate's question on the terminal: its prompt and input, then y gives the gate its
+    input as it is, n (or the end of the input) None, and anything else is read as the
+    answer in JSON (asked again until it is JSON)."""
+    shown = request.input
+    if isinstance(shown, list):
+        shown = f"{len(shown)} items: " + ", ".join(repr(item)[:60] for item in shown[:3])
+    print(f"{request.stage_id}: {request.prompt}\n  {str(shown)[:300]}", file=sys.stderr)
+    if request.answer_type is not None:
+        print(f"  the answer must be a {type_name(request.answer_type)}", file=sys.stderr)
+    while True:
+        print("  approve? [y/N, or the answer as JSON] ", end="", file=sys.stderr, flush=True)
+        answer = sys.stdin.readline().strip()
+        if answer.lower() in ("y", "yes"):
+            return request.input
+        if answer.lower() in ("", "n", "no"):
+            return None
+        try:
+            return json.loads(answer)
+        except ValueError as exc:
+            print(f"  not JSON: {exc}", file=sys.stderr, flush=True)
 
 
 async def _drained(receive: trio.MemoryReceiveChannel[PipelineEvent]) -> None:

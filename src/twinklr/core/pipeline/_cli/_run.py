@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from pathlib import Path
 from typing import Any
 
 import trio
 
 from .._base._database import DEFAULT_DIRECTORY
 from .._engine._executor import PipelineExecutor
+from .._kinds._gate import WaitForInput
+from .._observe._runs import RunStore
 from ..definition import remember_source
 from ._common import (
     RUNS_HELP,
@@ -23,7 +27,7 @@ from ._common import (
     run_store,
     with_output_options,
 )
-from ._progress import execute_with_progress
+from ._progress import Progress, ask_on_terminal, execute_with_progress
 from ._report import finish, recorded
 
 
@@ -76,10 +80,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         msg = "--suspend needs --cache DIR: the run is kept there until it is resumed"
         raise UsageError(msg)
     executor = PipelineExecutor(cache=cache, runs=runs, suspend_on_wait=args.suspend)
-    progress = make_progress(sys.stderr, quiet=args.quiet)
+    gated = any(isinstance(sdef.stage, WaitForInput) for sdef in pipeline.stages)
+    ask = ask_on_terminal if gated and not args.suspend and sys.stdin.isatty() else None
+    # (asking on the terminal: plain lines, a redrawn table would hide the question)
+    progress = (
+        Progress(sys.stderr, quiet=args.quiet)
+        if ask
+        else make_progress(sys.stderr, quiet=args.quiet)
+    )
+    if gated and ask is None and not args.suspend:
+        progress.answer_with = _answer_with(runs)
     try:
         result = trio.run(
-            execute_with_progress, executor, pipeline, initial_input, context, progress
+            functools.partial(execute_with_progress, ask=ask),
+            executor,
+            pipeline,
+            initial_input,
+            context,
+            progress,
         )
         status = finish(result, progress, args, pipeline)
         recorded(runs, result, quiet=args.quiet)
@@ -87,3 +105,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         if runs is not None:
             runs.close()
     return status
+
+
+def _answer_with(runs: RunStore | None) -> str:
+    """What a gate's progress line says when nobody on this terminal answers it: the
+    ``runs respond`` line that does, or why nothing can."""
+    if runs is None:
+        return (
+            " (nothing can answer it: run on a terminal to be asked, or record the run "
+            "with --cache or --runs DIR so 'runs respond' can)"
+        )
+    default = runs.path.parent.resolve() == Path(DEFAULT_DIRECTORY).resolve()
+    store = "" if default else f" --store {runs.path.parent}"
+    return (
+        " (answer: twinklr-pipeline runs respond {run_id} {stage}"
+        + store.replace("{", "{{").replace("}", "}}")
+        + " --approve | --reject | --value JSON)"
+    )
