@@ -56,7 +56,9 @@ def test_run_takes_input_from_a_file_and_a_factory(
 
 def test_a_failed_run_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", f"{FIXTURES}:failing"]) == 1
-    assert "run failed: stage 'b' failed: this stage always fails" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "b: FAILED (this stage always fails)" in err
+    assert "run failed at b" in err
 
 
 def test_a_cached_rerun_serves_stages(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -295,3 +297,23 @@ def test_a_gate_nobody_here_answers_says_how_to_answer_it(tmp_path: Path) -> Non
         if child.stderr is not None:
             child.stderr.close()
     assert json.loads((tmp_path / "out.json").read_text())["b"] == 14
+
+
+def test_log_lines_come_in_order_with_the_progress_and_a_failure_is_said_once() -> None:
+    done = run_cli("run", f"{FIXTURES}:chatter")
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    said = [
+        "a: started" if "a: started" in line
+        else "b: started" if "b: started" in line
+        else "log" if "lights_dim" in line
+        else None
+        for line in lines
+    ]  # fmt: skip
+    assert [s for s in said if s] == ["a: started", "log", "b: started", "log"]
+    failed = run_cli("run", f"{FIXTURES}:failing")
+    assert failed.returncode == 1
+    assert "stage_failed" not in failed.stderr  # the progress line says it, and the summary
+    assert failed.stderr.count("this stage always fails") == 1
+    assert "run failed at b" in failed.stderr
+    assert re.search(r"^b\s+failed", failed.stdout, re.MULTILINE)  # and the table says so

@@ -1,4 +1,4 @@
-"""Run exports: Chrome trace JSON, Mermaid gantt, the text report."""
+"""Run exports: Chrome trace JSON, Mermaid gantt."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import trio.testing
 
 from twinklr.core.pipeline import (
     PipelineResult,
-    StageResult,
     critical_path,
-    timeline_report,
     to_chrome_trace,
     to_mermaid_gantt,
 )
@@ -70,65 +68,3 @@ async def test_the_gantt_chart_marks_the_critical_path(
     assert [s.stage for s in critical_path(result)] == [
         "audio", "profile", "macro", "group_contexts", "groups", "render"
     ]  # fmt: skip
-
-
-async def test_the_report_names_the_critical_path_and_its_shares(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    report = timeline_report(await demo(autojump_clock))
-    assert "succeeded in 280.0 ms" in report
-    assert "groups" in report
-    assert "(6 items)" in report
-    *_, path, spent = report.splitlines()
-    assert path == (
-        "critical path (280.0 ms): audio 50.0 ms (18%) -> profile 40.0 ms (14%) -> "
-        "macro 120.0 ms (43%) -> group_contexts 0.0 ms (0%) -> groups 40.0 ms (14%) -> "
-        "render 30.0 ms (11%)"
-    )
-    # the demo's fake model is priced: each stage's tokens and cost, then the run's
-    assert report.splitlines()[1].endswith("cached   tokens     cost $")
-    assert spent.startswith("LLM calls: 11, ")
-    assert spent.endswith(" out, cost $0.000058")
-
-
-def test_a_hand_made_result_has_no_critical_path() -> None:
-    result = PipelineResult(
-        pipeline_name="p",
-        run_id="r",
-        success=False,
-        outputs={},
-        stage_results={"a": StageResult.failure("x")},
-    )
-    assert critical_path(result) == ()
-    assert "FAILED" in timeline_report(result)
-    assert to_chrome_trace(result)["traceEvents"][0]["ph"] == "M"
-
-
-async def test_the_report_lists_stages_that_never_started(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    from twinklr.core.pipeline import (  # noqa: PLC0415 (this test's own names)
-        PipelineDefinition,
-        PipelineExecutor,
-        StageDefinition,
-    )
-
-    async def fails(_value: object) -> int:
-        raise ValueError("broken")
-
-    async def after(value: int) -> int:
-        return value
-
-    pipeline = PipelineDefinition(
-        "p",
-        [
-            StageDefinition("first", fails),
-            StageDefinition("second", after, inputs=["first"]),
-            StageDefinition("third", after, inputs=["second"]),
-        ],
-    )
-    result = await PipelineExecutor().execute(pipeline, 0)
-    rows = {line.split()[0]: line for line in timeline_report(result).splitlines()[2:]}
-    assert rows["second"].split()[1:3] == ["not", "started"]
-    assert rows["third"].split()[1:3] == ["not", "started"]
-    assert rows["first"].split()[1] == "failed"

@@ -35,9 +35,9 @@ from ._observe._events import EventKind as EventKind
 from ._observe._events import PipelineEvent as PipelineEvent
 from ._observe._records import RecordedRun as RecordedRun
 from ._observe._records import RecordedStage as RecordedStage
+from ._observe._report import timeline_report as timeline_report
 from ._observe._runs import RunStore as RunStore
 from ._observe._trace import critical_path as critical_path
-from ._observe._trace import timeline_report as timeline_report
 from ._observe._trace import to_chrome_trace as to_chrome_trace
 from ._observe._trace import to_mermaid_gantt as to_mermaid_gantt
 from ._observe._viz import render_graph as render_graph

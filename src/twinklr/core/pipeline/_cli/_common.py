@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any, TextIO, cast
 
@@ -17,7 +18,7 @@ from .._cache._sqlite import SQLiteCacheStore
 from .._observe._runs import RunStore
 from .._values._context import NoRateLimiter, PipelineContext
 from ..definition import PipelineDefinition, load_definition, load_target
-from ._progress import Progress
+from ._progress import Progress, before_log
 
 RUNS_HELP = (
     "record the run in this directory's run store (default: the --cache directory, when"
@@ -141,6 +142,8 @@ class _StandardError:
     the table (a line written past it left the table's top edge behind)."""
 
     def write(self, text: str) -> int:
+        for said_first in before_log:
+            said_first()
         return sys.stderr.write(text)
 
     def flush(self) -> None:
@@ -153,8 +156,12 @@ def configure_logging(log_format: str, *, quiet: bool) -> None:
         if log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    # On the console a stage's failure is said once, by the progress and the summary;
+    # JSON logs (for machines) keep every record.
+    said_elsewhere: list[Any] = [] if log_format == "json" else [_said_elsewhere]
     structlog.configure(
         processors=[
+            *said_elsewhere,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso"),
             renderer,
@@ -164,6 +171,18 @@ def configure_logging(log_format: str, *, quiet: bool) -> None:
         ),
         logger_factory=structlog.PrintLoggerFactory(cast("TextIO", _StandardError())),
     )
+
+
+#: Log records the command's progress lines and summary already say.
+SAID_ELSEWHERE = frozenset({"stage_failed"})
+
+
+def _said_elsewhere(
+    _logger: object, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    if event.get("event") in SAID_ELSEWHERE:
+        raise structlog.DropEvent
+    return event
 
 
 def cache_of(args: argparse.Namespace) -> SQLiteCacheStore | None:

@@ -4,11 +4,13 @@ terminal (``_live``, with the ``cli`` extra), and Ctrl-C cancelling the run clea
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import signal
 import sys
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 import trio
@@ -19,13 +21,18 @@ from .._values._answers import type_name
 from ..errors import CacheWarning
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
     from .._engine._executor import PipelineExecutor
     from .._engine._handle import RunHandle
     from .._kinds._gate import InputRequest
     from .._values._results import PipelineResult
     from ..definition import PipelineDefinition
+
+
+#: Called before a log line is written (see ``_common``): the progress says the events
+#: before it first, so a line never comes ahead of the transition that led to it.
+before_log: list[Callable[[], None]] = []
 
 
 class Progress:
@@ -61,6 +68,7 @@ class Progress:
         self.quiet = quiet
         self.running: dict[str, None] = {}
         self.cancelled: dict[str, None] = {}
+        self._counted: dict[str, int | None] = {}  # each fan-out's items said done
         #: How a waiting gate may be answered from elsewhere (``--store DIR``, said with
         #: its ``runs respond`` line), or why it cannot; None: it is asked here.
         self.answer_with: str | None = None
@@ -84,11 +92,16 @@ class Progress:
             counted = f"{event.stage}: {event.done}/{event.total} items"
             if event.error:
                 return f"{counted} (item {event.item} failed: {event.error})"
+            if self._counted.get(event.stage or "") == event.done:
+                return None  # (an item cancelled: the count did not move)
+            self._counted[event.stage or ""] = event.done
             return counted
         word = self._SHOWN.get(event.kind)
         if word is None or event.stage is None:
             return None
-        detail = f" ({event.error})" if event.error else ""
+        # (the line names the stage: its error need not say it again)
+        error = (event.error or "").removeprefix(f"stage '{event.stage}' ")
+        detail = f" ({error})" if error else ""
         if event.kind is EventKind.INPUT_REQUESTED and self.answer_with is not None:
             detail = self.answer_with.format(run_id=event.run_id, stage=event.stage)
         if event.kind is EventKind.STAGE_RETRYING:
@@ -132,30 +145,49 @@ async def _follow(
 ) -> PipelineResult | None:
     send, receive = trio.open_memory_channel[PipelineEvent](math.inf)
     result = None
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(progress.consume, receive)
-        with trio.CancelScope() as run_scope:
-            nursery.start_soon(_cancel_on_interrupt, run_scope)
-            if resume is not None:
-                result = await executor.resume(
-                    resume, pipeline=pipeline, context=context, events=send
-                )
-            elif ask is None:
-                result = await executor.execute(pipeline, initial_input, context, events=send)
-            else:
-                async with trio.open_nursery() as running:
-                    handle = await executor.start(
-                        running, pipeline, initial_input, context, events=send
+    said_first = functools.partial(_say_pending, receive, progress)
+    before_log.append(said_first)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(progress.consume, receive)
+            with trio.CancelScope() as run_scope:
+                nursery.start_soon(_cancel_on_interrupt, run_scope)
+                if resume is not None:
+                    result = await executor.resume(
+                        resume, pipeline=pipeline, context=context, events=send
                     )
-                    running.start_soon(_answer_gates, handle, ask)
-                    result = await handle.wait()
-                    running.cancel_scope.cancel()  # no gate is left to answer
-        send.close()
-        nursery.cancel_scope.deadline = trio.current_time() + 1  # let progress catch up
-        if result is not None:
-            await _drained(receive)
-        nursery.cancel_scope.cancel()
+                elif ask is None:
+                    result = await executor.execute(pipeline, initial_input, context, events=send)
+                else:
+                    async with trio.open_nursery() as running:
+                        handle = await executor.start(
+                            running, pipeline, initial_input, context, events=send
+                        )
+                        running.start_soon(_answer_gates, handle, ask)
+                        result = await handle.wait()
+                        running.cancel_scope.cancel()  # no gate is left to answer
+            send.close()
+            nursery.cancel_scope.deadline = trio.current_time() + 1  # let progress catch up
+            if result is not None:
+                await _drained(receive)
+            nursery.cancel_scope.cancel()
+    finally:
+        before_log.remove(said_first)
     return result
+
+
+def _say_pending(receive: trio.MemoryReceiveChannel[PipelineEvent], progress: Progress) -> None:
+    """Show the events not shown yet, now (a log line is about to be written). Only on
+    the run's own thread: a worker thread's line waits for nothing."""
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return
+    while True:
+        try:
+            progress.show(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return
 
 
 async def _answer_gates(handle: RunHandle, ask: Callable[[InputRequest], Any]) -> None:

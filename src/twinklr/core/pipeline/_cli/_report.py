@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sqlite3
 import sys
 from pathlib import Path
 
 from .._cache._export import to_plain
+from .._observe._report import timeline_report
 from .._observe._runs import RunStore
-from .._observe._trace import timeline_report, to_chrome_trace, to_mermaid_gantt
+from .._observe._trace import to_chrome_trace, to_mermaid_gantt
 from .._values._results import PipelineResult
 from ..definition import PipelineDefinition
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
@@ -46,7 +48,7 @@ def finish(
         print(f"interrupted: cancelled {cancelled}", file=sys.stderr)
         return EXIT_INTERRUPTED
     if not args.quiet:
-        print(timeline_report(result))
+        print(timeline_report(result, width=_terminal_width()))
         if sys.stdout.isatty():
             print(output_preview(result, pipeline))
     if getattr(args, "outputs", None):
@@ -64,7 +66,11 @@ def finish(
         say_waiting(result, args)
         return EXIT_OK
     if not result.success:
-        print(f"run failed: {result.error}", file=sys.stderr)
+        failed = ", ".join(result.failed_stages)
+        if args.quiet or not failed:
+            print(f"run failed: {result.error}", file=sys.stderr)
+        else:  # (the progress said why, once)
+            print(f"run failed at {failed}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
@@ -100,3 +106,11 @@ def recorded(store: RunStore | None, result: PipelineResult | None, *, quiet: bo
             f"recorded as run {result.run_id} in {store.path} "
             f"(twinklr-pipeline runs show {result.run_id} --store {store.path.parent})"
         )
+
+
+def _terminal_width() -> int | None:
+    """The terminal's columns when standard output is one (60 at least), else None: a
+    file or a pipe gets the whole table."""
+    if not sys.stdout.isatty():
+        return None
+    return max(60, shutil.get_terminal_size().columns)

@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from .._values._results import PipelineResult
-    from .._values._usage import Usage
 
 _PID = 1
 
@@ -157,77 +156,3 @@ def to_mermaid_gantt(result: PipelineResult) -> str:
         )
         lines.append(f"    {label} :{', '.join([*tags, f's{number}'])}, {start}, {end}")
     return "\n".join(lines) + "\n"
-
-
-def _cached(result: PipelineResult, timing: StageTiming) -> str:
-    """``yes`` for a cache hit, ``k/n`` for a fan-out stage with cached items."""
-    if timing.cached:
-        return "yes"
-    stage_result = result.get_result(timing.stage)
-    items = stage_result.metadata.get("cached_items") if stage_result is not None else None
-    return f"{items}/{stage_result.metadata['items']}" if items and stage_result else ""
-
-
-def timeline_report(result: PipelineResult) -> str:
-    """A table a person can read: each stage's times, waits and attempts, then the
-    critical path and each step's share of the run."""
-    outcome = (
-        "succeeded"
-        if result.success
-        else f"WAITING for input at {', '.join(result.waiting_stages)}"
-        if result.waiting_stages
-        else "FAILED"
-    )
-    spent = result.usage.requests > 0  # then each stage's tokens and cost are shown
-    timings = _by_start(result)
-    origin = _origin(timings)  # the table's times count from the first stage
-    setup = f" ({origin:.1f} ms of it set-up before the first stage)" if origin >= 0.05 else ""  # noqa: PLR2004 (shown as 0.1)
-    lines = [
-        (
-            f"pipeline {result.pipeline_name}, run {result.run_id}: {outcome} in "
-            f"{result.total_duration_ms:.1f} ms{setup}"
-        ),
-        (
-            f"{'stage':<20}{'status':<12}{'queued':>9}{'start':>9}{'end':>9}{'took':>9}"
-            f"{'wait':>8}{'retry':>8}{'tries':>6}{'cached':>8}"
-            + (f"{'tokens':>9}{'cost $':>11}" if spent else "")
-        ),
-    ]
-    lines.extend(
-        f"{t.stage:<20.20}{t.status.value:<12}{t.queued_ms - origin:>9.1f}"
-        f"{t.started_ms - origin:>9.1f}{t.finished_ms - origin:>9.1f}{t.duration_ms:>9.1f}"
-        f"{t.wait_ms:>8.1f}{t.retry_ms:>8.1f}{t.attempts:>6}{_cached(result, t):>8}"
-        + (_spent_columns(result.usage_by_stage.get(t.stage)) if spent else "")
-        + (f"  ({len(t.items)} items)" if t.items else "")
-        for t in timings
-    )
-    # Stages the run never started (fail-fast came first): listed, so none goes missing.
-    lines.extend(
-        f"{stage:<20.20}{'not started':<12}" + f"{'-':>9}" * 4 + f"{'-':>8}" * 2 + f"{'-':>6}"
-        for stage in result.not_started_stages
-    )
-    path = critical_path(result)
-    if path:
-        length = path[-1].finished_ms - path[0].start_ms
-        steps = " -> ".join(
-            f"{step.stage} {step.share_ms:.1f} ms ({step.share_ms / (length or 1.0):.0%})"
-            for step in path
-        )
-        lines.append(f"critical path ({length:.1f} ms): {steps}")
-    if spent:
-        used = result.usage
-        lines.append(
-            f"LLM calls: {used.requests}, {used.input_tokens} tokens in ({used.cached_input_tokens}"
-            f" cached), {used.output_tokens} out, cost {_dollars(used.cost_usd)}"
-        )
-    return "\n".join(lines)
-
-
-def _spent_columns(used: Usage | None) -> str:
-    if used is None:
-        return f"{'-':>9}{'-':>11}"
-    return f"{used.tokens:>9}{_dollars(used.cost_usd):>11}"
-
-
-def _dollars(cost: float | None) -> str:
-    return "unknown" if cost is None else f"${cost:.6f}"
