@@ -40,7 +40,8 @@ def main() -> int:
     IMAGES.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as store:
         demo = [*CLI, "demo", "--cache", store, "--fail-at", "macro", "--quiet"]
-        subprocess.run(demo, check=False, capture_output=True)
+        # (run from the project, so the failure's traceback names its files relative to it)
+        subprocess.run(demo, check=False, capture_output=True, cwd=ROOT)
         ui = [*CLI, "ui", "--port", "0", "--store", store, "--pipeline", "tangled:pipeline"]
         server = subprocess.Popen(ui, cwd=ROOT / "examples", stdout=subprocess.PIPE, text=True)
         try:

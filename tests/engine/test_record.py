@@ -4,6 +4,7 @@ and graph, and a traceback that shows the stage's code, not the executor's."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -83,3 +84,24 @@ def test_a_traceback_with_only_machinery_is_kept_whole() -> None:
 
 def _raise(error: Exception) -> None:
     raise error
+
+
+def test_a_tracebacks_files_under_the_working_directory_are_named_relative_to_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    here = Path(__file__)
+    monkeypatch.chdir(here.parents[2])  # the project's root
+
+    def stage_code() -> None:
+        raise ValueError("bad value 8")
+
+    with pytest.raises(ValueError, match="bad value 8") as caught:
+        stage_code()
+    text = user_traceback(caught.value)
+    assert 'File "tests/engine/test_record.py", line ' in text
+    assert 'raise ValueError("bad value 8")' in text  # its line, read before the path changed
+    assert str(here.parents[2]) not in text
+    monkeypatch.chdir(here.parents[2].parent)  # outside it: the path as it is
+    assert f'File "{here.parents[2].name}/tests/engine/test_record.py"' in user_traceback(
+        caught.value
+    )

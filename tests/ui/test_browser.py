@@ -184,6 +184,42 @@ def test_a_routed_runs_page_shows_the_branch_taken(page: Any, ui: Ui, tmp_path: 
     playwright_api.expect(page.locator('#stages tr[data-stage="kind"]')).to_contain_text(
         "took lyrics"
     )
+    # The branch names lie on their edges, never over a node.
+    overlaps = page.evaluate(
+        """() => {
+          const boxes = (selector) => [...document.querySelectorAll(selector)]
+            .map((node) => node.getBoundingClientRect());
+          const nodes = boxes("#graph .node rect");
+          return boxes("#graph text.branch").filter((label) => nodes.some((node) =>
+            label.left < node.right && node.left < label.right &&
+            label.top < node.bottom && node.top < label.bottom)).length;
+        }"""
+    )
+    assert overlaps == 0
+    # The graph takes the panel's width (a small one drawn larger), the badges their colours.
+    graph = page.locator("#graph")
+    drawn = float(graph.get_attribute("viewBox").split()[2])
+    assert graph.bounding_box()["width"] == pytest.approx(1.5 * drawn, abs=1)
+    skipped = page.locator('#stages tr[data-stage="notes"] .badge')
+    assert skipped.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(167, 139, 250)"
+
+
+def test_a_stage_that_succeeded_after_retries_is_not_an_error(
+    page: Any, ui: Ui, tmp_path: Path
+) -> None:
+    from twinklr.core.pipeline import RetryConfig  # noqa: PLC0415
+
+    flaky = stub(5, fail_times=1, error="rate_limit: try later")
+    retried = StageDefinition(
+        "flaky", flaky, retry_config=RetryConfig(max_attempts=2, initial_delay_ms=1)
+    )
+    run_id = record(tmp_path, PipelineDefinition("retried", [retried]))
+    page.goto(f"{ui(tmp_path)}/runs/{run_id}")
+    row = page.locator('#stages tr[data-stage="flaky"]')
+    playwright_api.expect(row).to_contain_text(
+        "succeeded after 2 attempts (attempt 1: rate_limit: try later)"
+    )
+    playwright_api.expect(page.locator("#failures-section")).to_be_hidden()
 
 
 async def planned(song: str, context: PipelineContext) -> str:

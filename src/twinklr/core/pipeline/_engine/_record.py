@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import json
+import os
 import sys
 import time
 import traceback
@@ -167,9 +168,10 @@ def _items(items: list[tuple[int, float, float, StageStatus, int]]) -> Items:
 
 def user_traceback(exc: BaseException) -> str:
     """``exc``'s traceback as text, without the executor's and tenacity's frames (the
-    stage's own code is what a reader looks for); all of it when nothing else is left."""
+    stage's own code is what a reader looks for); all of it when nothing else is left.
+    Files under the working directory (the project) are named relative to it."""
     shown = traceback.TracebackException.from_exception(exc)
-    _trim(shown, set(), _machinery())
+    _trim(shown, set(), _machinery(), str(Path.cwd()) + os.sep)
     return "".join(shown.format())
 
 
@@ -183,16 +185,22 @@ def _machinery() -> tuple[str, ...]:
     return tuple(places)
 
 
-def _trim(shown: traceback.TracebackException, seen: set[int], machinery: tuple[str, ...]) -> None:
+def _trim(
+    shown: traceback.TracebackException, seen: set[int], machinery: tuple[str, ...], here: str
+) -> None:
     if id(shown) in seen:
         return
     seen.add(id(shown))
     own = [frame for frame in shown.stack if not frame.filename.startswith(machinery)]
     if own:
         shown.stack = traceback.StackSummary.from_list(own)
+    for frame in shown.stack:
+        if frame.filename.startswith(here):
+            _ = frame.line  # (its source line read while the path still finds the file)
+            frame.filename = frame.filename[len(here) :]
     for linked in (shown.__cause__, shown.__context__, *(shown.exceptions or ())):
         if linked is not None:
-            _trim(linked, seen, machinery)
+            _trim(linked, seen, machinery, here)
 
 
 def _details(run: Run, unusual: list[int]) -> dict[str, Any]:

@@ -51,6 +51,7 @@ function drawGraph(svg, stages, markEdge, missing) {
   graph.setGraph({ rankdir: "LR", nodesep: 14, ranksep: 40, marginx: 12, marginy: 12, ranker });
   graph.setDefaultEdgeLabel(() => ({}));
   const ids = new Set(stages.map((stage) => stage.id));
+  const byId = new Map(stages.map((stage) => [stage.id, stage]));
   for (const stage of stages) {
     const label = short(stage.id, 32);
     graph.setNode(stage.id, { label, width: 18 + 7 * label.length, height: 28 });
@@ -65,16 +66,26 @@ function drawGraph(svg, stages, markEdge, missing) {
         const label = short(input, 32);
         graph.setNode(input, { label, width: 18 + 7 * label.length, height: 28 });
       }
-      graph.setEdge(input, stage.id);
+      // A routing stage's edge carries its branch names: laid out with the graph, so
+      // no label lies over a node.
+      const routes = (byId.get(input) || {}).routes;
+      const branches = routes ? Object.keys(routes).filter((b) => routes[b].includes(stage.id)) : [];
+      const text = branches.join(" / ");
+      graph.setEdge(input, stage.id, text ? { label: text, width: 8 + 6.5 * text.length, height: 14, labelpos: "c" } : {});
     }
   }
   dagre.layout(graph);
   svg.replaceChildren();
   const size = graph.graph();
-  svg.setAttribute("width", Math.max(size.width || 0, 100));
-  svg.setAttribute("height", Math.max(size.height || 0, 40));
+  const natural = { width: Math.max(size.width || 0, 100), height: Math.max(size.height || 0, 40) };
+  // Across the panel's width: a small graph is drawn larger (up to 1.5 times), a wide one
+  // at its size (the panel scrolls).
+  const panel = (svg.parentElement && svg.parentElement.clientWidth) || natural.width;
+  const scale = Math.min(1.5, Math.max(1, (panel - 4) / natural.width));
+  svg.setAttribute("viewBox", `0 0 ${natural.width} ${natural.height}`);
+  svg.setAttribute("width", (natural.width * scale).toFixed(0));
+  svg.setAttribute("height", (natural.height * scale).toFixed(0));
   const edges = svgEl("g", { class: "edges" });
-  const byId = new Map(stages.map((stage) => [stage.id, stage]));
   for (const edge of graph.edges()) {
     const points = graph.edge(edge).points || [];
     const d = points.map((p, i) => `${i ? "L" : "M"}${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(" ");
@@ -84,13 +95,13 @@ function drawGraph(svg, stages, markEdge, missing) {
     if (markEdge && markEdge(edge.v, edge.w)) path.classList.add("problem");
     edges.append(path);
     const routes = (byId.get(edge.v) || {}).routes;
-    if (routes) {  // a routing stage's edge: its branch names, half-way along
+    if (routes) {  // a routing stage's edge: its branch names, where the layout put them
       const branches = Object.keys(routes).filter((branch) => routes[branch].includes(edge.w));
-      if (branches.length && points.length) {
+      const placed = graph.edge(edge);
+      if (branches.length && placed.x !== undefined) {
         path.classList.add("route");
         path.dataset.branches = branches.join(" ");
-        const middle = points[Math.floor(points.length / 2)];
-        const label = svgEl("text", { x: middle.x.toFixed(1), y: (middle.y - 6).toFixed(1), class: "branch" });
+        const label = svgEl("text", { x: placed.x.toFixed(1), y: placed.y.toFixed(1), class: "branch" });
         label.textContent = branches.join(" / ");
         edges.append(label);
       }
@@ -265,13 +276,16 @@ function stageTable(stages) {
   body.replaceChildren(...stages.map((stage) => {
     const notes = [];
     if (stage.cached) notes.push("from the cache");
-    if (stage.attempts > 1) notes.push(`${stage.attempts} attempts`);
+    if (stage.attempts > 1 && !stage.error) {
+      const earlier = (stage.attempt_errors || []).map((error, i) => `attempt ${i + 1}: ${short(error, 60)}`);
+      notes.push(`${stage.status.replace("_", " ")} after ${stage.attempts} attempts${earlier.length ? ` (${earlier.join("; ")})` : ""}`);
+    } else if (stage.attempts > 1) notes.push(`${stage.attempts} attempts`);
     if (stage.branches) notes.push(`took ${stage.branches.length ? stage.branches.join(", ") : "no branch"}`);
     if (stage.error) notes.push(short(stage.error, 80));
     const items = stage.items_total === null ? "-"
       : `${stage.items.filter((item) => item.status !== "failed" && item.status !== "cancelled").length}/${stage.items_total}`;
     return el("tr", { "data-stage": stage.id, "data-status": stage.status },
-      el("td", {}, stage.id), el("td", {}, el("span", { class: `badge ${stage.status}` }, stage.status)),
+      el("td", {}, stage.id), el("td", {}, el("span", { class: `badge ${stage.status}` }, stage.status.replace("_", " "))),
       el("td", {}, stage.started_ms === null ? "-" : `${stage.started_ms.toFixed(1)} ms`),
       el("td", {}, took(stage.duration_ms)), el("td", {}, stage.attempts || "-"),
       el("td", {}, items), el("td", { class: "llm" }, llmUsage(stage.usage)),
@@ -309,7 +323,9 @@ function streamed(texts) {
 }
 
 function failures(stages) {
-  const shown = stages.filter((stage) => stage.error || stage.attempts > 1);
+  // Stages that ended in error (one that succeeded after retries says its attempts in
+  // the stage table instead).
+  const shown = stages.filter((stage) => stage.error);
   document.getElementById("failures-section").hidden = shown.length === 0;
   document.getElementById("failures").replaceChildren(...shown.map((stage) => {
     const box = el("div", { class: "failure", "data-stage": stage.id },
