@@ -598,3 +598,51 @@ def test_a_gate_of_a_run_in_another_process_is_answered_from_a_form(
         child.wait()
         if child.stdout is not None:
             child.stdout.close()
+
+
+def test_a_big_run_is_summed_up_paged_and_a_fan_out_is_one_row(
+    page: Any, ui: Ui, tmp_path: Path
+) -> None:
+    from twinklr.core.pipeline import ExecutionPattern  # noqa: PLC0415
+
+    chain = PipelineDefinition(
+        "big",
+        [StageDefinition(f"s{n}", stub(n), inputs=[f"s{n - 1}"] if n else []) for n in range(600)],
+    )
+    big = record(tmp_path, chain)
+
+    async def maybe(item: int) -> int:
+        if item == 250:  # (the stage fails, its items still going are cancelled)
+            raise ValueError(f"item {item} refused")
+        return item
+
+    fanned = PipelineDefinition(
+        "fanned",
+        [
+            StageDefinition("items", stub(list(range(400)))),
+            StageDefinition(
+                "each", maybe, inputs=["items"], pattern=ExecutionPattern.FAN_OUT, critical=False
+            ),
+        ],
+    )
+    fan = record(tmp_path, fanned)
+    address = ui(tmp_path)
+    page.goto(f"{address}/runs/{big}")
+    summary = page.locator("#graph-summary")
+    playwright_api.expect(summary).to_contain_text("600 stages, too many to draw quickly")
+    playwright_api.expect(summary.locator(".badge.succeeded")).to_have_text("600 succeeded")
+    playwright_api.expect(page.locator("#stages tbody tr")).to_have_count(200)
+    playwright_api.expect(page.locator("#gantt rect.bar")).to_have_count(200)
+    pager = page.locator("#stage-pager")
+    playwright_api.expect(pager).to_contain_text("stages 1-200 of 600")
+    pager.locator("button", has_text="next").click()
+    playwright_api.expect(pager).to_contain_text("stages 201-400 of 600")
+    playwright_api.expect(page.locator('#stages tr[data-stage="s200"]')).to_have_count(1)
+    page.locator("#draw-graph").click()  # drawn on demand
+    playwright_api.expect(page.locator("#graph .node.succeeded")).to_have_count(600)
+    page.goto(f"{address}/runs/{fan}")
+    row = page.locator('#stages tr[data-stage="each"]')
+    playwright_api.expect(row).to_contain_text("failed items: 250")
+    playwright_api.expect(row).to_contain_text(re.compile(r" \d+/400"))
+    assert row.locator("progress").get_attribute("max") == "400"
+    playwright_api.expect(page.locator("#stages tbody tr")).to_have_count(2)  # not 400

@@ -4,6 +4,9 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 const BIG_GRAPH = 200;
+const GRAPH_LIMIT = 500;  // stages past which a run's graph is summed up, not drawn
+const PAGE_ROWS = 200;  // stages a page of the stage table (and of the timeline) shows
+const LISTED_ITEMS = 20;  // failed fan-out items named in a stage's row
 const TERMINAL = new Set(["succeeded", "cached", "failed", "cancelled", "skipped", "soft_failed", "not_started"]);
 
 function el(tag, attributes, ...children) {
@@ -210,6 +213,16 @@ function runPage() {
   document.getElementById("run-id").textContent = runId;
   legend(document.getElementById("legend"));
   let nodes = null;
+  let shown = null;  // the run as last rendered (a page turned redraws it)
+  let page = 0;
+  let drawAnyway = false;
+  const drawButton = document.getElementById("draw-graph");
+  drawButton.addEventListener("click", () => {
+    drawAnyway = true;
+    nodes = null;
+    drawButton.hidden = true;
+    if (shown) render(shown);
+  });
   let cancel = document.getElementById("cancel");
   cancel.addEventListener("click", async () => {
     cancel.disabled = true;
@@ -232,7 +245,10 @@ function runPage() {
     runError.hidden = !run.error;
     runError.textContent = run.error || "";
     cancel.hidden = !run.cancellable;
-    if (nodes === null) nodes = drawGraph(document.getElementById("graph"), run.graph);
+    shown = run;
+    const big = run.graph.length > GRAPH_LIMIT && !drawAnyway;
+    if (nodes === null) nodes = big ? new Map() : drawGraph(document.getElementById("graph"), run.graph);
+    graphSummary(run.stages, big);
     const critical = new Set(run.critical_path);
     for (const stage of run.stages) {
       const group = nodes.get(stage.id);
@@ -252,10 +268,30 @@ function runPage() {
       }
     }
     gates(runId, run.waiting || []);
-    stageTable(run.stages);
+    const pages = Math.max(1, Math.ceil(run.stages.length / PAGE_ROWS));
+    page = Math.min(page, pages - 1);
+    const rows = run.stages.slice(page * PAGE_ROWS, (page + 1) * PAGE_ROWS);
+    pager(run.stages.length, pages, (to) => { page = to; render(shown); });
+    stageTable(rows);
     streamed(run.streamed || []);
     failures(run.stages);
-    gantt(run.stages, critical);
+    gantt(rows, critical);
+  }
+
+  function pager(count, pages, turn) {
+    const bar = document.getElementById("stage-pager");
+    bar.hidden = pages === 1;
+    if (pages === 1) return;
+    const button = (label, to) => {
+      const node = el("button", { type: "button" }, label);
+      node.disabled = to < 0 || to >= pages || to === page;
+      node.addEventListener("click", () => turn(to));
+      return node;
+    };
+    const first = page * PAGE_ROWS + 1;
+    bar.replaceChildren(button("‹ previous", page - 1), " ",
+      el("span", { class: "page" }, `stages ${first}-${Math.min(count, first + PAGE_ROWS - 1)} of ${count}`),
+      " ", button("next ›", page + 1));
   }
 
   const stream = new EventSource(`/api/runs/${encodeURIComponent(runId)}/events`);
@@ -271,6 +307,36 @@ function runPage() {
   };
 }
 
+// A run too big to draw (past GRAPH_LIMIT stages): how many stages are in each state.
+function graphSummary(stages, big) {
+  const summary = document.getElementById("graph-summary");
+  summary.hidden = !big;
+  document.getElementById("draw-graph").hidden = !big;
+  document.getElementById("graph").parentElement.hidden = big;
+  if (!big) return;
+  const counts = new Map();
+  for (const stage of stages) counts.set(stage.status, (counts.get(stage.status) || 0) + 1);
+  summary.replaceChildren(`${stages.length} stages, too many to draw quickly: `,
+    ...[...counts].flatMap(([status, count]) => [
+      el("span", { class: `badge ${status}`, "data-status": status }, `${count} ${status.replace("_", " ")}`), " "]));
+}
+
+// A fan-out stage's items: a bar of those ended, and the failed ones by number.
+function itemsCell(stage) {
+  if (stage.items_total === null || stage.items_total === undefined) return "-";
+  const ended = stage.items.filter((item) => item.status !== "running").length;
+  const bar = el("progress", { max: String(stage.items_total || 1), value: String(ended) });
+  const ok = stage.items.filter((item) => item.status !== "failed" && item.status !== "cancelled").length;
+  return el("span", { class: "items" }, bar, ` ${ok}/${stage.items_total}`);
+}
+
+function failedItems(stage) {
+  const failed = (stage.items || []).filter((item) => item.status === "failed").map((item) => item.index);
+  if (!failed.length) return null;
+  const named = failed.slice(0, LISTED_ITEMS).join(", ");
+  return `failed items: ${named}${failed.length > LISTED_ITEMS ? ` and ${failed.length - LISTED_ITEMS} more` : ""}`;
+}
+
 function stageTable(stages) {
   const body = document.querySelector("#stages tbody");
   body.replaceChildren(...stages.map((stage) => {
@@ -281,9 +347,10 @@ function stageTable(stages) {
       notes.push(`${stage.status.replace("_", " ")} after ${stage.attempts} attempts${earlier.length ? ` (${earlier.join("; ")})` : ""}`);
     } else if (stage.attempts > 1) notes.push(`${stage.attempts} attempts`);
     if (stage.branches) notes.push(`took ${stage.branches.length ? stage.branches.join(", ") : "no branch"}`);
+    const failedList = failedItems(stage);
+    if (failedList) notes.push(failedList);
     if (stage.error) notes.push(short(stage.error, 80));
-    const items = stage.items_total === null ? "-"
-      : `${stage.items.filter((item) => item.status !== "failed" && item.status !== "cancelled").length}/${stage.items_total}`;
+    const items = itemsCell(stage);
     return el("tr", { "data-stage": stage.id, "data-status": stage.status },
       el("td", {}, stage.id), el("td", {}, el("span", { class: `badge ${stage.status}` }, stage.status.replace("_", " "))),
       el("td", {}, stage.started_ms === null ? "-" : `${stage.started_ms.toFixed(1)} ms`),
@@ -325,7 +392,8 @@ function streamed(texts) {
 function failures(stages) {
   // Stages that ended in error (one that succeeded after retries says its attempts in
   // the stage table instead).
-  const shown = stages.filter((stage) => stage.error);
+  const errors = stages.filter((stage) => stage.error);
+  const shown = errors.slice(0, 50);  // (a run with thousands of failures: the first)
   document.getElementById("failures-section").hidden = shown.length === 0;
   document.getElementById("failures").replaceChildren(...shown.map((stage) => {
     const box = el("div", { class: "failure", "data-stage": stage.id },
