@@ -298,6 +298,18 @@ def test_run_suspend_then_runs_respond_and_runs_resume_go_on(
     record = RunStore(store).get(run_id)
     assert record is not None
     assert record.status == "succeeded"
+    # Its whole history: the part before the suspension, and the gate's real wait.
+    code, out, _ = cli(capsys, "runs", "show", run_id, "--json", "--store", store)
+    (before,) = json.loads(out)["segments"]
+    assert before["status"] == "waiting"
+    assert [stage["id"] for stage in before["stages"]] == ["a"]
+    (gate,) = before["waiting"]
+    assert gate["stage_id"] == "approve"
+    assert before["answers"]["approve"] > gate["since"]  # (ISO times, UTC: in order)
+    code, out, _ = cli(capsys, "runs", "show", run_id, "--store", store)
+    assert "part 1: started " in out
+    assert "; ran a\n  approve waited for input from " in out
+    assert "part 2: resumed, below" in out
     code, _, err = cli(capsys, "runs", "resume", run_id, "--store", store)
     assert code == 2
     assert "is not suspended (succeeded)" in err

@@ -646,3 +646,34 @@ def test_a_big_run_is_summed_up_paged_and_a_fan_out_is_one_row(
     playwright_api.expect(row).to_contain_text(re.compile(r" \d+/400"))
     assert row.locator("progress").get_attribute("max") == "400"
     playwright_api.expect(page.locator("#stages tbody tr")).to_have_count(2)  # not 400
+
+
+def test_a_resumed_runs_page_shows_its_whole_history(page: Any, ui: Ui, tmp_path: Path) -> None:
+    tests = Path(__file__).resolve().parents[1]
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "twinklr.core.pipeline.cli", *args],
+            cwd=tests,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return done.stdout + done.stderr
+
+    store = str(tmp_path)
+    said = cli("run", "fixtures.cli_pipelines:gated", "--cache", store, "--suspend", "--quiet")
+    run_id = said.split("runs resume ")[1].split()[0]
+    cli("runs", "respond", run_id, "approve", "--value", "5", "--store", store)
+    cli("runs", "resume", run_id, "--store", store, "--quiet")
+    page.goto(f"{ui(tmp_path)}/runs/{run_id}")
+    history = page.locator("#history-section")
+    playwright_api.expect(history).to_be_visible()
+    first = history.locator('li[data-segment="1"]')
+    playwright_api.expect(first).to_contain_text("waiting after")
+    playwright_api.expect(first).to_contain_text("ran a (succeeded)")
+    playwright_api.expect(first.locator('[data-gate="approve"]')).to_contain_text(
+        re.compile(r"approve waited for input from .*, answered .* \(waited [\d.]+ (ms|s)\)")
+    )
+    playwright_api.expect(history.locator('li[data-segment="2"]')).to_contain_text("succeeded")

@@ -190,8 +190,10 @@ def _show(store: RunStore, args: argparse.Namespace) -> int:
         raise UsageError(msg)
     stages = store.stages(record.run_id)
     waiting = store.waiting(record.run_id)
+    segments = store.segments(record.run_id)
     if args.json:
-        print(json.dumps({**run_json(record, stages), "waiting": waiting}, indent=2))
+        shown = {**run_json(record, stages), "waiting": waiting, "segments": segments}
+        print(json.dumps(shown, indent=2))
         return 0
     print(f"run {record.run_id}  {record.pipeline}  {record.status.upper()}")
     started = record.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
@@ -199,6 +201,17 @@ def _show(store: RunStore, args: argparse.Namespace) -> int:
     print(f"definition {record.definition}, input {record.input_fingerprint or '-'}")
     if record.error:
         print(f"error: {record.error}")
+    for number, segment in enumerate(segments, start=1):
+        ran = ", ".join(stage["id"] for stage in segment["stages"]) or "nothing"
+        print(f"part {number}: started {segment['started_at']}, {segment['status']}; ran {ran}")
+        for gate in segment["waiting"]:
+            answered = segment["answers"].get(gate["stage_id"])
+            print(
+                f"  {gate['stage_id']} waited for input from {gate['since']}"
+                + (f", answered {answered}" if answered else "")
+            )
+    if segments:
+        print(f"part {len(segments) + 1}: resumed, below")
     for gate in waiting:
         _show_gate(record.run_id, gate, store)
     if record.status == "waiting":

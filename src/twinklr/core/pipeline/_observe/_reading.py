@@ -162,6 +162,15 @@ class RunHistory:
         details = json.loads(details_text) if details_text else {}
         return list(stage_records(ids, progress_blob, details))
 
+    def segments(self, run_id: str) -> list[dict[str, Any]]:
+        """A resumed run's segments before its last (its row holds the last): each one's
+        start and end, how it ended, the stages that ran in it, the gates it waited at
+        (``since``) and when they were answered (``answers``). Empty for a run that was
+        never resumed."""
+        row = self._row(run_id, "details")
+        details = json.loads(row[0]) if row is not None and row[0] else {}
+        return list(details.get("segments", ()))
+
     def graph(self, run_id: str) -> dict[str, Any] | None:
         """The definition the run ran: ``{"pipeline", "stages": [{"id", "inputs",
         "pattern", "critical", "code"}]}``."""

@@ -147,6 +147,7 @@ class RunsView:
         payload["graph"] = graph["stages"]
         payload["critical_path"] = _critical_path(graph["stages"], payload["stages"])
         payload["waiting"] = self.store.waiting(record.run_id)
+        payload["segments"] = self.store.segments(record.run_id)  # (a resumed run's)
         return payload
 
     async def _payload(self, run_id: str) -> dict[str, Any] | None:

@@ -268,6 +268,7 @@ function runPage() {
       }
     }
     gates(runId, run.waiting || []);
+    partsOf(run);
     const pages = Math.max(1, Math.ceil(run.stages.length / PAGE_ROWS));
     page = Math.min(page, pages - 1);
     const rows = run.stages.slice(page * PAGE_ROWS, (page + 1) * PAGE_ROWS);
@@ -305,6 +306,31 @@ function runPage() {
       });
     }
   };
+}
+
+// A resumed run's parts before its last: what each ran, where it waited, and how long
+// each gate really waited (from its question to its answer, across the suspension).
+function partsOf(run) {
+  const segments = run.segments || [];
+  document.getElementById("history-section").hidden = segments.length === 0;
+  if (!segments.length) return;
+  const since = (a, b) => took(new Date(b) - new Date(a));
+  const items = segments.map((segment, i) => {
+    const ran = segment.stages.map((stage) => `${stage.id} (${stage.status.replace("_", " ")})`);
+    const item = el("li", { "data-segment": String(i + 1) },
+      `started ${when(segment.started_at)}, ${segment.status} after ${took(segment.duration_ms)}` +
+      (ran.length ? `: ran ${ran.join(", ")}` : ""));
+    for (const gate of segment.waiting) {
+      const answered = (segment.answers || {})[gate.stage_id];
+      item.append(el("div", { class: "hint", "data-gate": gate.stage_id },
+        `${gate.stage_id} waited for input from ${when(gate.since)}` +
+        (answered ? `, answered ${when(answered)} (waited ${since(gate.since, answered)})` : "")));
+    }
+    return item;
+  });
+  items.push(el("li", { "data-segment": String(segments.length + 1) },
+    `resumed ${when(run.started_at)}: this page (${run.status})`));
+  document.getElementById("history").replaceChildren(...items);
 }
 
 // A run too big to draw (past GRAPH_LIMIT stages): how many stages are in each state.
