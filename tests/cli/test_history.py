@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.commands import spawned
 from twinklr.core.pipeline import RunStore
 from twinklr.core.pipeline.cli import main
 
@@ -409,10 +410,7 @@ TYPED = (
 def test_a_typed_gate_shows_its_input_and_refuses_a_wrong_answer_from_the_cli(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", TYPED, str(tmp_path)], stdout=subprocess.PIPE, text=True
-    )
-    try:
+    with spawned(TYPED, str(tmp_path)) as child:
         assert child.stdout is not None
         run_id = child.stdout.readline().strip()
         store = ("--store", str(tmp_path))
@@ -438,8 +436,3 @@ def test_a_typed_gate_shows_its_input_and_refuses_a_wrong_answer_from_the_cli(
         assert code == 0, out
         assert child.stdout.readline().strip() == f"Plan(lights=3, song='{'x' * 1000}')"
         assert child.wait(timeout=30) == 0
-    finally:
-        child.kill()
-        child.wait()
-        if child.stdout is not None:
-            child.stdout.close()

@@ -19,6 +19,7 @@ import pytest
 import trio
 
 from conftest import stub
+from fixtures.commands import spawned
 from twinklr.core.pipeline import (
     FakeLLMProvider,
     PipelineContext,
@@ -562,10 +563,7 @@ TYPED_GATE = textwrap.dedent(
 def test_a_gate_of_a_run_in_another_process_is_answered_from_a_form(
     page: Any, ui: Ui, tmp_path: Path
 ) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", TYPED_GATE, str(tmp_path)], stdout=subprocess.PIPE, text=True
-    )
-    try:
+    with spawned(TYPED_GATE, str(tmp_path)) as child:
         assert child.stdout is not None
         run_id = child.stdout.readline().strip()
         page.goto(f"{ui(tmp_path)}/runs/{run_id}")
@@ -593,11 +591,6 @@ def test_a_gate_of_a_run_in_another_process_is_answered_from_a_form(
         playwright_api.expect(request.locator("[role=status]")).to_contain_text("answered at")
         assert child.stdout.readline().startswith("Plan(lights=5, song='Carol la la")
         playwright_api.expect(page.locator("#status")).to_have_text("succeeded")
-    finally:
-        child.kill()
-        child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
 
 
 def test_a_big_run_is_summed_up_paged_and_a_fan_out_is_one_row(

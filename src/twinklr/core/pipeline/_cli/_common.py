@@ -123,10 +123,11 @@ def parse_age(text: str) -> float:
     return number * _SECONDS[unit]
 
 
-def make_progress(out: TextIO, *, quiet: bool) -> Progress:
+def make_progress(out: TextIO, *, quiet: bool, asking: bool = False) -> Progress:
     """A live, redrawn display on a terminal (with the ``cli`` extra: rich); plain lines
-    otherwise (CI logs, pipes, files)."""
-    if not quiet and out.isatty():
+    otherwise (CI logs, pipes, files), and when the run asks for a gate's answer on the
+    terminal (a redrawn table would hide the question)."""
+    if not quiet and not asking and out.isatty():
         try:
             from ._live import live_progress  # noqa: PLC0415 (optional, lazily)
         except ImportError:  # the cli extra is not installed

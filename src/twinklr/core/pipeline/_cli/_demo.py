@@ -24,7 +24,7 @@ from ._common import (
     run_store,
     with_output_options,
 )
-from ._progress import Progress, ask_on_terminal, execute_with_progress
+from ._progress import ask_on_terminal, execute_with_progress
 from ._report import finish, recorded
 
 
@@ -74,12 +74,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 what = f"with a failure injected at {args.fail_at}" if failure else "resuming"
                 print(f"== run {number}: {what}")
             pipeline = build_pipeline(approve=args.approve)
-            # (asking on the terminal: plain lines, a redrawn table would hide the question)
-            progress = (
-                Progress(sys.stderr, quiet=args.quiet)
-                if args.approve
-                else make_progress(sys.stderr, quiet=args.quiet)
-            )
+            progress = make_progress(sys.stderr, quiet=args.quiet, asking=args.approve)
             context = demo_context(song, failure)
             ask = ask_on_terminal if args.approve else None
             result = trio.run(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 import trio
 import trio.lowlevel
 
-from .._observe._events import EventKind, PipelineEvent
+from .._observe._events import TERMINAL_KINDS, EventKind, PipelineEvent
 from .._values._answers import type_name
 from ..errors import CacheWarning
 
@@ -52,16 +52,7 @@ class Progress:
     }
 
     #: The events that end a stage (a retry, a gate's question or answer do not).
-    _ENDED: ClassVar[frozenset[EventKind]] = frozenset(
-        {
-            EventKind.STAGE_SUCCEEDED,
-            EventKind.STAGE_FAILED,
-            EventKind.STAGE_SKIPPED,
-            EventKind.STAGE_SOFT_FAILED,
-            EventKind.STAGE_CACHE_HIT,
-            EventKind.STAGE_CANCELLED,
-        }
-    )
+    _ENDED: ClassVar[frozenset[EventKind]] = TERMINAL_KINDS
 
     def __init__(self, out: TextIO, *, quiet: bool) -> None:
         self.out = out

@@ -27,7 +27,7 @@ from ._common import (
     run_store,
     with_output_options,
 )
-from ._progress import Progress, ask_on_terminal, execute_with_progress
+from ._progress import ask_on_terminal, execute_with_progress
 from ._report import finish, recorded
 
 
@@ -82,12 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     executor = PipelineExecutor(cache=cache, runs=runs, suspend_on_wait=args.suspend)
     gated = any(isinstance(sdef.stage, WaitForInput) for sdef in pipeline.stages)
     ask = ask_on_terminal if gated and not args.suspend and sys.stdin.isatty() else None
-    # (asking on the terminal: plain lines, a redrawn table would hide the question)
-    progress = (
-        Progress(sys.stderr, quiet=args.quiet)
-        if ask
-        else make_progress(sys.stderr, quiet=args.quiet)
-    )
+    progress = make_progress(sys.stderr, quiet=args.quiet, asking=ask is not None)
     if gated and ask is None and not args.suspend:
         progress.answer_with = _answer_with(runs)
     try:
