@@ -639,6 +639,10 @@ def test_a_big_run_is_summed_up_paged_and_a_fan_out_is_one_row(
     playwright_api.expect(row).to_contain_text(re.compile(r" \d+/400"))
     assert row.locator("progress").get_attribute("max") == "400"
     playwright_api.expect(page.locator("#stages tbody tr")).to_have_count(2)  # not 400
+    node = page.locator('#graph .node[data-stage="each"]')  # one node, with its items' bar
+    playwright_api.expect(node.locator("rect.items-bar")).to_have_count(1)
+    ended = int(node.locator("rect.items-bar").get_attribute("data-ended") or 0)
+    assert 0 < ended <= 400
 
 
 def test_a_resumed_runs_page_shows_its_whole_history(page: Any, ui: Ui, tmp_path: Path) -> None:

@@ -256,6 +256,7 @@ function runPage() {
       const classes = [stage.status];
       if (critical.has(stage.id)) classes.push("critical");
       markNode(group, classes, `${stage.id}: ${stage.status}${stage.error ? "\n" + stage.error : ""}`);
+      if (stage.items_total) itemsBar(group, stage);
     }
     for (const stage of run.stages) {  // the branches a routing stage took, and the others
       if (stage.branches === null || stage.branches === undefined) continue;
@@ -345,6 +346,23 @@ function graphSummary(stages, big) {
   summary.replaceChildren(`${stages.length} stages, too many to draw quickly: `,
     ...[...counts].flatMap(([status, count]) => [
       el("span", { class: `badge ${status}`, "data-status": status }, `${count} ${status.replace("_", " ")}`), " "]));
+}
+
+// A fan-out stage's node: a bar along its foot of the items ended (one node, however
+// many items).
+function itemsBar(group, stage) {
+  const box = group.querySelector("rect");
+  let bar = group.querySelector("rect.items-bar");
+  if (!bar) {
+    bar = svgEl("rect", { class: "items-bar", height: "3" });
+    group.append(bar);
+  }
+  const ended = stage.items.filter((item) => item.status !== "running").length;
+  const width = Number(box.getAttribute("width"));
+  bar.setAttribute("x", box.getAttribute("x"));
+  bar.setAttribute("y", (Number(box.getAttribute("y")) + Number(box.getAttribute("height")) - 3).toFixed(1));
+  bar.setAttribute("width", (width * Math.min(1, ended / stage.items_total)).toFixed(1));
+  bar.dataset.ended = String(ended);
 }
 
 // A fan-out stage's items: a bar of those ended, and the failed ones by number.
