@@ -151,6 +151,9 @@ class FakeFuture:
             raise self.error
         return self.value
 
+    def release(self) -> None:
+        self.released = True
+
 
 class LostClient:
     """A client whose scheduler has gone: nothing can be submitted or gathered."""
@@ -180,6 +183,7 @@ async def test_a_failed_gather_falls_back_to_one_result_at_a_time() -> None:
     await bad.done.wait()
     assert good.value == 7
     assert isinstance(bad.error, ValueError)
+    assert (good.future, bad.future) == (None, None)  # released, not kept
 
 
 async def test_work_that_kills_its_worker_runs_once_not_four_times(
@@ -245,3 +249,72 @@ async def test_a_held_runner_keeps_its_cluster_across_runs(tmp_path: Path) -> No
         assert alive(first.outputs["pid"])
     assert runner._cluster is None
     assert await wait_gone({first.outputs["pid"]})
+
+
+def megabyte_or_curse(value: int) -> bytes:
+    if value == 150:
+        time.sleep(0.3)  # (most of the others are done by then)
+        msg = f"item {value} is cursed"
+        raise KeyError(msg)
+    return bytes(100_000)
+
+
+async def test_a_held_runner_keeps_nothing_of_a_run_that_failed(dask: DaskRunner) -> None:
+    client = dask.connect()
+    result = await PipelineExecutor(runner=dask).execute(
+        fan(SyncStage(megabyte_or_curse), list(range(200)))
+    )
+    assert not result.success  # (and kept: its error must not hold the run's futures)
+
+    def on_scheduler(dask_scheduler: Any) -> int:
+        return len(dask_scheduler.tasks)
+
+    held = tasks = -1
+    for _ in range(100):  # releases reach the scheduler through its event loop
+        held = len(client.futures)
+        tasks = await trio.to_thread.run_sync(client.run_on_scheduler, on_scheduler)
+        if held == tasks == 0:
+            break
+        await trio.sleep(0.1)
+    assert (held, tasks) == (0, 0)
+    assert isinstance(result.stage_results["work"].exception.__cause__, KeyError)  # type: ignore[union-attr]
+
+
+async def test_two_runs_sharing_a_runner_nobody_holds_do_not_cut_each_other(
+    tmp_path: Path,
+) -> None:
+    runner = DaskRunner(n_workers=1, local_directory=str(tmp_path))
+
+    def slow(value: int) -> int:
+        time.sleep(0.5)
+        return value
+
+    short = PipelineDefinition(
+        "short", [StageDefinition("pid", SyncStage(worker_pid, runner=runner))]
+    )
+    long = PipelineDefinition(
+        "long",
+        [
+            StageDefinition("items", SyncStage(lambda _: [1, 2, 3], name="items")),
+            StageDefinition(
+                "work",
+                SyncStage(slow, runner=runner),
+                inputs=["items"],
+                pattern=ExecutionPattern.FAN_OUT,
+                max_concurrent_fan_out=1,  # (it goes on using the runner after short ends)
+            ),
+        ],
+    )
+    results = {}
+
+    async def execute(pipeline: PipelineDefinition) -> None:
+        results[pipeline.name] = await PipelineExecutor().execute(pipeline, 0)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(execute, long)
+        nursery.start_soon(execute, short)
+    assert results["short"].success, results["short"].error
+    assert results["long"].success, results["long"].error
+    assert results["long"].outputs["work"] == [1, 2, 3]
+    assert runner._cluster is None  # the last run to end closed it
+    assert await wait_gone({results["short"].outputs["pid"]})

@@ -15,12 +15,13 @@ import contextlib
 import functools
 import itertools
 import threading
+import types
 from collections.abc import Callable
 from typing import Any, Self
 
 import trio
 
-from .._values._current import at_run_end
+from .._values._current import run_cleanups
 from ._runners import call_pickled, pickle_work, require_extra
 
 #: How many of the oldest pending calls a done-callback looks at for its batch.
@@ -31,10 +32,13 @@ class DaskRunner:
     """Runs work on a Dask cluster (the ``dask`` extra). Dask never retries a
     submission: retries are the executor's.
 
-    What a run starts, the run closes: a cluster (or connection) opened by a run's
-    first call is closed when that run ends. To keep one open across runs, hold it:
-    ``async with DaskRunner() as runner:`` (closed when the block ends), or
-    ``runner.connect()`` before the runs and ``runner.close()`` after.
+    What runs open, the last of them closes: a cluster (or connection) opened by a
+    run's first call is closed when the last run using it ends (runs sharing a runner
+    nobody holds are counted). To keep one open across runs, hold it: ``async with
+    DaskRunner() as runner:`` (closed when the block ends and no run uses it), or
+    ``runner.connect()`` before the runs and ``runner.close()`` after. After a run,
+    failed or not, the runner holds nothing of it: each future is released once its
+    outcome is fetched (or it is cancelled), so the workers keep no result of it.
 
     Args:
         address: The scheduler to connect to; None: start a ``LocalCluster`` on first
@@ -67,6 +71,8 @@ class DaskRunner:
         self._client: Any = None
         self._cluster: Any = None
         self._holders = 0  # async with blocks open on this runner
+        self._runs = 0  # runs using it (see run)
+        self._opened_by_run = False  # a run's first call opened it: the last run closes it
         self._lock = threading.Lock()
         self._batch: list[_Call] = []
         # submitted calls whose outcome has not been fetched yet (see _finished)
@@ -78,9 +84,15 @@ class DaskRunner:
         return f"DaskRunner({where})"
 
     def connect(self) -> Any:
-        """The client, connecting (or starting the local cluster) first if needed.
-        Blocking: the executor calls it in a worker thread."""
+        """The client, connecting (or starting the local cluster) first if needed: open
+        until `close` (no run closes it). Blocking: call it in a worker thread."""
+        return self._open(by_run=False)
+
+    def _open(self, *, by_run: bool) -> Any:
+        """The client; opened now if needed, by a run (closed when the last run using
+        it ends) or by its holder (``connect``, ``async with``)."""
         with self._lock:
+            self._opened_by_run = by_run and (self._client is None or self._opened_by_run)
             if self._client is None:
                 import dask  # noqa: PLC0415 (the dask extra)
                 from distributed import Client, LocalCluster  # noqa: PLC0415
@@ -114,6 +126,7 @@ class DaskRunner:
         with self._lock:
             client, cluster = self._client, self._cluster
             self._client = self._cluster = None
+            self._opened_by_run = False
         if client is not None:
             client.close(timeout=self.shutdown_timeout_s)
         if cluster is not None:
@@ -132,7 +145,14 @@ class DaskRunner:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._holders -= 1
-        if self._holders == 0:
+        if self._holders == 0 and self._runs == 0:
+            await self.aclose()
+
+    async def _run_ended(self) -> None:
+        """A run that used this runner has ended: the last one closes what a run opened
+        and nobody holds."""
+        self._runs -= 1
+        if self._runs == 0 and self._holders == 0 and self._opened_by_run:
             await self.aclose()
 
     async def aclose(self) -> None:
@@ -143,12 +163,17 @@ class DaskRunner:
     async def run(self, fn: Callable[[Any], Any], value: Any) -> Any:
         """``fn(value)`` on the cluster; the remote exception propagates as itself."""
         payload = pickle_work(fn, value, "the Dask cluster")
+        cleanups = run_cleanups.get()
+        if cleanups is not None and self._run_ended not in cleanups:
+            # This run's first call: it counts as a user until it ends (the last user to
+            # end closes a connection nobody holds; one run's end never cuts another's).
+            cleanups.append(self._run_ended)
+            self._runs += 1
         client = self._client
         if client is None:  # connecting blocks: in a thread, bounded
             with trio.fail_after(self.startup_timeout_s):
-                client = await trio.to_thread.run_sync(self.connect, abandon_on_cancel=True)
-            if not self._holders:
-                at_run_end(self.aclose)  # opened for this run: closed when it ends
+                opened = functools.partial(self._open, by_run=True)
+                client = await trio.to_thread.run_sync(opened, abandon_on_cancel=True)
         call = _Call(payload, trio.lowlevel.current_trio_token())
         if not self._batch:
             call.token.run_sync_soon(self._flush, client)
@@ -156,8 +181,10 @@ class DaskRunner:
         try:
             await call.done.wait()
         except trio.Cancelled:
-            if call.future is not None:
-                call.future.cancel()
+            future = call.future
+            if future is not None:
+                future.cancel()
+                future.release()  # (nothing of it is kept: see _fetch)
             else:
                 call.cancelled = True  # still batched: never submitted
             raise
@@ -184,6 +211,7 @@ class DaskRunner:
         with self._pending_lock:
             for call, future in zip(batch, futures, strict=True):
                 call.future = future
+                call.payload = b""  # (sent: the input is not kept here)
                 self._pending[call] = None
         for call in batch:
             call.future.add_done_callback(functools.partial(self._finished, client, call))
@@ -218,13 +246,20 @@ def _fetch(client: Any, batch: list[_Call]) -> None:
             values = None
     fetched = dict(zip(map(id, finished), values or (), strict=False))
     for call in batch:
+        future = call.future
         if id(call) in fetched:
             call.value = fetched[id(call)]
-            continue
-        try:
-            call.value = call.future.result()
-        except BaseException as exc:  # noqa: BLE001 - handed to the Trio side as is
-            call.error = exc
+        else:
+            try:
+                call.value = future.result()
+            except BaseException as exc:  # noqa: BLE001 - handed to the Trio side as is
+                # Only the remote part of its traceback: the frames here hold this batch
+                # (and its futures), which a stage result keeping the error would keep.
+                call.error = exc.with_traceback(_remote_part(exc.__traceback__))
+        # Released now, whoever still refers to the future: the client and the workers
+        # keep nothing of a call whose outcome is here.
+        future.release()
+        call.future = None
     # One hand-off per Trio run for the whole batch: wake every waiting task at once.
     by_token: dict[trio.lowlevel.TrioToken, list[trio.Event]] = {}
     for call in batch:
@@ -233,6 +268,17 @@ def _fetch(client: Any, batch: list[_Call]) -> None:
         # (a finished Trio run means nobody waits for these results any more)
         with contextlib.suppress(trio.RunFinishedError):
             token.run_sync_soon(_set_all, events)
+
+
+def _remote_part(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """``tb`` without its first frames in this module and in distributed's client (the
+    fetching), from the first frame of the remote call on."""
+    while tb is not None and (
+        tb.tb_frame.f_code.co_filename == __file__
+        or tb.tb_frame.f_globals.get("__name__", "").startswith("distributed.")
+    ):
+        tb = tb.tb_next
+    return tb
 
 
 def _set_all(events: list[trio.Event]) -> None:
