@@ -4,7 +4,10 @@ Futures are awaited without blocking the Trio loop and without a thread per futu
 done-callback, in Dask's callback thread, fetches the outcome there (with those of every
 future done meanwhile, in one ``client.gather``) and hands it back through the Trio
 token. Functions travel as cloudpickled bytes to a small runner of
-ours (``call_pickled``), so functions from modules the workers cannot import still work.
+ours (``call_pickled``, so the workers need twinklr-pipeline installed): a lambda, a
+closure or a function of ``__main__`` goes by value, any other function by reference, so
+its module must be importable on the workers too (``cloudpickle.register_pickle_by_value
+(module)`` sends it by value, ``Client.upload_file`` puts it there).
 Dask never retries (``retries=0``; the executor owns retries). A cancelled call cancels
 its pending future; a task already running on a worker finishes its current call.
 """
