@@ -106,3 +106,12 @@ def test_types_are_named_as_written() -> None:
     assert type_name(Plan) == "Plan"
     assert type_name(list[int]) == "list[int]"
     assert type_name(int | None) == "int | None"
+
+
+def test_an_answer_type_that_cannot_be_hashed_still_validates() -> None:
+    from typing import Annotated  # noqa: PLC0415
+
+    unhashable = Annotated[int, ["a list, so the type has no hash"]]
+    assert validate_answer("count", unhashable, "3") == 3
+    with pytest.raises(ValueError, match=r"not a valid Annotated\[int, \['a list"):
+        validate_answer("count", unhashable, "three")

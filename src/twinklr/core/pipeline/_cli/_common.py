@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import MutableMapping
@@ -14,6 +15,7 @@ from typing import Any, TextIO, cast
 
 import structlog
 
+from .._base._database import DEFAULT_DIRECTORY
 from .._cache._sqlite import SQLiteCacheStore
 from .._observe._runs import RunStore
 from .._values._context import NoRateLimiter, PipelineContext
@@ -56,6 +58,12 @@ def load_context(target: str | None) -> PipelineContext:
     except ValueError as exc:
         msg = f"--context: {exc}"
         raise UsageError(msg) from exc
+
+
+def store_option(directory: str | os.PathLike[str]) -> str:
+    """`` --store DIR`` for a command a line suggests, or nothing for the default store."""
+    default = Path(directory).resolve() == Path(DEFAULT_DIRECTORY).resolve()
+    return "" if default else f" --store {directory}"
 
 
 def check_writable(path: str | None, option: str) -> None:

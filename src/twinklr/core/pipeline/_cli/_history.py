@@ -6,14 +6,13 @@ import argparse
 import json
 import sqlite3
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from .._base._database import DEFAULT_DIRECTORY
 from .._observe._reading import parse_limit
 from .._observe._records import RUN_STATES, RecordedStage, run_json
 from .._observe._runs import RunStore
-from ._common import UsageError, parse_age
+from ._common import UsageError, parse_age, store_option
 from ._resume import add_resume_options
 
 STATUSES = RUN_STATES
@@ -251,8 +250,7 @@ def _show_gate(run_id: str, gate: dict[str, Any], store: RunStore) -> None:
         print(f"  the answer must be a {gate['answer_type']}")
     if "refused" in gate:
         print(f"  refused: {gate['refused']}")
-    default = store.path.parent.resolve() == Path(DEFAULT_DIRECTORY).resolve()
-    where = "" if default else f" --store {store.path.parent}"
+    where = store_option(store.path.parent)
     print(
         f"  answer: twinklr-pipeline runs respond {run_id} {stage_id}{where} "
         "--approve | --reject | --value JSON"

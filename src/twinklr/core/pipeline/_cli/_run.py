@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-from pathlib import Path
 from typing import Any
 
 import trio
@@ -25,6 +24,7 @@ from ._common import (
     make_progress,
     parse_input,
     run_store,
+    store_option,
     with_output_options,
 )
 from ._progress import ask_on_terminal, execute_with_progress
@@ -110,8 +110,7 @@ def _answer_with(runs: RunStore | None) -> str:
             " (nothing can answer it: run on a terminal to be asked, or record the run "
             "with --cache or --runs DIR so 'runs respond' can)"
         )
-    default = runs.path.parent.resolve() == Path(DEFAULT_DIRECTORY).resolve()
-    store = "" if default else f" --store {runs.path.parent}"
+    store = store_option(runs.path.parent)
     return (
         " (answer: twinklr-pipeline runs respond {run_id} {stage}"
         + store.replace("{", "{{").replace("}", "}}")

@@ -184,7 +184,8 @@ class Run(RunTelemetry):
 
     def stage_finished(self, index: int, result: StageResult[Any]) -> None:
         """Record ``result``; hand the output on, or fail the run."""
-        self.flush_streamed()
+        if self._flusher is not None:  # (streamed text waiting: said before the end)
+            self.flush_streamed()
         self.active -= 1
         try:
             self.finished[index] = now = self.now()
@@ -267,7 +268,8 @@ class Run(RunTelemetry):
 
     def stage_cancelled(self, index: int) -> None:
         """Record that stage ``index`` was cancelled while it ran."""
-        self.flush_streamed()
+        if self._flusher is not None:
+            self.flush_streamed()
         self.active -= 1
         if self.suspended is not None and any(
             request.stage_id == self.plan.ids[index] for request in self.suspended

@@ -133,8 +133,16 @@ def _converter() -> Any:
     return cattrs.Converter()
 
 
-@functools.cache
 def _adapter(answer_type: Any) -> Any:
+    """pydantic's adapter of ``answer_type`` (made once per type; a type that cannot be
+    hashed, each time), or None: see `_made_adapter`."""
+    try:
+        return _cached_adapter(answer_type)
+    except TypeError:  # an unhashable type (Annotated with a list in it, say)
+        return _made_adapter(answer_type)
+
+
+def _made_adapter(answer_type: Any) -> Any:
     """pydantic's adapter of ``answer_type`` when pydantic is installed and the type is
     not an attrs class (cattrs knows those); else None."""
     if attrs.has(answer_type):
@@ -163,3 +171,6 @@ def _problem_of(exc: Exception) -> str:
         why, _, where = first.rpartition(" @ $")
         return f"field '{where.lstrip('.')}': {why}" if where.strip(".") else first
     return f"{type(exc).__name__}: {exc}"
+
+
+_cached_adapter = functools.cache(_made_adapter)
