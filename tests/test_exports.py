@@ -12,7 +12,9 @@ from twinklr.core import pipeline
 from twinklr.core.pipeline import cli, definition, errors
 
 PUBLIC = {
+    "ClusterRunner",
     "DaskRunner",
+    "on_run_end",
     "ProcessRunner",
     "Runner",
     "SyncStage",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import re
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +15,13 @@ import pytest
 import trio
 
 from conftest import Unpicklable
+from fixtures.dask_cluster import standalone_cluster
 from twinklr.core.pipeline import (
     DaskRunner,
     ExecutionPattern,
     PipelineDefinition,
     PipelineExecutor,
+    PipelineResult,
     StageDefinition,
     SyncStage,
 )
@@ -24,6 +29,7 @@ from twinklr.core.pipeline._offload._dask import _Call, _fetch
 from twinklr.core.pipeline.definition import RetryConfig
 
 distributed = pytest.importorskip("distributed")
+cloudpickle = pytest.importorskip("cloudpickle")
 get_worker = distributed.get_worker
 
 
@@ -169,14 +175,14 @@ class LostClient:
 
 async def test_a_failed_submission_fails_every_call_of_its_batch() -> None:
     runner = DaskRunner()
-    runner._client = LostClient()
+    runner._conn.client = LostClient()
     with pytest.raises(OSError, match="scheduler gone"):
         await runner.run(str, 1)
 
 
 async def test_a_failed_gather_falls_back_to_one_result_at_a_time() -> None:
     token = trio.lowlevel.current_trio_token()
-    good, bad = _Call(b"", token), _Call(b"", token)
+    good, bad = _Call((), "good", token), _Call((), "bad", token)
     good.future, bad.future = FakeFuture(7), FakeFuture(error=ValueError("remote"))
     await trio.to_thread.run_sync(_fetch, LostClient(), [good, bad])  # a callback thread
     await good.done.wait()
@@ -232,7 +238,7 @@ async def test_a_cluster_a_run_started_is_closed_when_that_run_ends(tmp_path: Pa
     result = await PipelineExecutor().execute(pipeline, 0)
     pid = result.outputs["pid"]
     assert pid != os.getpid()
-    assert runner._cluster is None
+    assert runner._conn.cluster is None
     assert await wait_gone({pid})  # its worker process is gone with the run
 
 
@@ -247,7 +253,7 @@ async def test_a_held_runner_keeps_its_cluster_across_runs(tmp_path: Path) -> No
         second = await PipelineExecutor().execute(pipeline_of(runner), 0)
         assert first.outputs["pid"] == second.outputs["pid"]  # the same worker, still up
         assert alive(first.outputs["pid"])
-    assert runner._cluster is None
+    assert runner._conn.cluster is None
     assert await wait_gone({first.outputs["pid"]})
 
 
@@ -316,5 +322,149 @@ async def test_two_runs_sharing_a_runner_nobody_holds_do_not_cut_each_other(
     assert results["short"].success, results["short"].error
     assert results["long"].success, results["long"].error
     assert results["long"].outputs["work"] == [1, 2, 3]
-    assert runner._cluster is None  # the last run to end closed it
+    assert runner._conn.cluster is None  # the last run to end closed it
     assert await wait_gone({results["short"].outputs["pid"]})
+
+
+# -- a standalone cluster: `dask scheduler` and `dask worker` processes, one of them bare
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    workers = [
+        {"name": "gpu", "resources": "GPU=1"},
+        {"name": "cpu"},
+        {"name": "bare", "bare": "1"},
+    ]
+    with standalone_cluster(tmp_path_factory.mktemp("cluster"), workers) as (address, _):
+        yield address
+
+
+@pytest.fixture
+async def remote(cluster: str) -> AsyncIterator[DaskRunner]:
+    async with DaskRunner(cluster) as runner:
+        client = runner.connect()
+        await trio.to_thread.run_sync(client.wait_for_workers, 3, 60)
+        yield runner
+
+
+async def bounded(pipeline: PipelineDefinition, value: Any = None) -> PipelineResult:
+    with trio.fail_after(120):  # (a task no worker can take waits for one forever)
+        return await PipelineExecutor().execute(pipeline, value)
+
+
+def where_and_what(_value: object) -> tuple[str, str]:
+    worker = get_worker()
+    return str(worker.name), str(worker.get_current_task())
+
+
+async def test_a_bare_worker_runs_closures_and_tasks_are_named_by_pipeline_stage_item(
+    remote: DaskRunner,
+) -> None:
+    offset = 5
+    on_bare = remote.options(workers="bare")
+    pipeline = PipelineDefinition(
+        "show",
+        [
+            StageDefinition("items", SyncStage(lambda _: list(range(6)), name="items")),
+            StageDefinition(
+                "render",
+                SyncStage(lambda v: (v + offset, *where_and_what(v)), runner=on_bare),
+                pattern=ExecutionPattern.FAN_OUT,
+                inputs=["items"],
+            ),
+        ],
+    )
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # (where_and_what)
+    try:
+        result = await bounded(pipeline)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert result.success, result.error
+    for item, (value, worker, key) in enumerate(result.outputs["render"]):
+        assert (value, worker) == (item + 5, "bare")
+        assert re.fullmatch(rf"show-render-{item}-[0-9a-f]{{12}}", key), key
+
+
+async def test_a_module_missing_on_the_workers_is_named_with_both_fixes(
+    remote: DaskRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "shapes.py").write_text("def triple(value):\n    return value * 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # the client has it, no worker does
+    shapes = importlib.import_module("shapes")
+    pipeline = PipelineDefinition(
+        "shapes", [StageDefinition("work", SyncStage(shapes.triple, runner=remote))]
+    )
+    failed = await bounded(pipeline, 2)
+    error = failed.stage_results["work"].error or ""
+    assert error.startswith(
+        "ModuleNotFoundError: module 'shapes' is not installed where the stage's function"
+        " was unpacked (a worker on host "
+    ), error
+    assert "cloudpickle.register_pickle_by_value(shapes) before the run" in error
+    assert "Client.upload_file('shapes.py')" in error
+    cloudpickle.register_pickle_by_value(shapes)
+    try:
+        assert (await bounded(pipeline, 2)).outputs["work"] == 6
+    finally:
+        cloudpickle.unregister_pickle_by_value(shapes)
+
+
+async def test_per_stage_resources_choose_the_workers(remote: DaskRunner) -> None:
+    on_gpu = remote.options(resources={"GPU": 1})
+    assert repr(on_gpu).endswith(", resources={'GPU': 1})")
+    pipeline = fan(SyncStage(lambda _: get_worker().name, runner=on_gpu), list(range(8)))
+    result = await bounded(pipeline)
+    assert result.outputs["work"] == ["gpu"] * 8
+
+
+async def test_a_big_closure_is_sent_once_per_run_and_a_big_input_apart(
+    remote: DaskRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = bytes(range(256)) * 20_000  # 5 MB: fifty copies in the graph would be 250 MB
+    sent: list[int] = []
+    put = remote._put
+
+    def counted(client: Any, payload: bytes) -> Any:
+        sent.append(len(payload))
+        return put(client, payload)
+
+    monkeypatch.setattr(remote, "_put", counted)
+    pipeline = fan(SyncStage(lambda v: table[v] + len(table), runner=remote), list(range(50)))
+    result = await bounded(pipeline)
+    assert result.outputs["work"] == [v + len(table) for v in range(50)]
+    assert len(sent) == 1
+    assert sent[0] > len(table)
+    sent.clear()
+    solo = PipelineDefinition("big", [StageDefinition("size", SyncStage(len, runner=remote))])
+    assert (await bounded(solo, table)).outputs["size"] == len(table)
+    assert len(sent) == 1  # the input, scattered (len goes with the call)
+    client = remote.connect()
+    for _ in range(100):  # (released through the client's event loop)
+        if not client.futures:
+            break
+        await trio.sleep(0.05)
+    assert not client.futures
+
+
+async def test_fail_fast_returns_once_the_scheduler_has_let_the_run_go(
+    remote: DaskRunner, tmp_path: Path
+) -> None:
+    first = str(tmp_path / "first")
+
+    def slow_unless_first(value: int) -> int:
+        try:
+            os.close(os.open(first, os.O_CREAT | os.O_EXCL))  # (whichever runs first)
+        except FileExistsError:
+            time.sleep(0.5)
+            return value
+        raise KeyError("cursed")
+
+    result = await bounded(fan(SyncStage(slow_unless_first, runner=remote), list(range(2000))))
+    assert result.failed_stages == ("work",)
+    client = remote.connect()
+    left = await trio.to_thread.run_sync(
+        client.run_on_scheduler,
+        lambda dask_scheduler: [k for k in dask_scheduler.tasks if str(k).startswith("dask-")],
+    )
+    assert left == []  # at once: no polling

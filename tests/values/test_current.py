@@ -41,4 +41,5 @@ async def test_outside_a_run_a_cleanup_is_refused_and_nothing_is_current() -> No
 
     assert _current.current_executor.get() is None
     assert _context.current_context.get() is None
-    assert _current.at_run_end(cleanup) is False
+    assert _current.on_run_end(cleanup) is False
+    assert _current.current_run() is None

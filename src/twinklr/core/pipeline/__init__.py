@@ -43,6 +43,7 @@ from ._observe._trace import to_mermaid_gantt as to_mermaid_gantt
 from ._observe._viz import render_graph as render_graph
 from ._observe._viz import to_dot as to_dot
 from ._observe._viz import to_mermaid as to_mermaid
+from ._offload._cluster import ClusterRunner as ClusterRunner
 from ._offload._dask import DaskRunner as DaskRunner
 from ._offload._runners import ProcessRunner as ProcessRunner
 from ._offload._runners import Runner as Runner
@@ -50,6 +51,7 @@ from ._offload._runners import SyncStage as SyncStage
 from ._offload._runners import ThreadRunner as ThreadRunner
 from ._values._context import ContextSnapshot as ContextSnapshot
 from ._values._context import PipelineContext as PipelineContext
+from ._values._current import on_run_end as on_run_end
 from ._values._results import PipelineResult as PipelineResult
 from ._values._results import StageResult as StageResult
 from ._values._results import failure_result as failure_result
@@ -84,6 +86,7 @@ __all__ = [
     "CacheRecord",
     "CacheStore",
     "CacheWarning",
+    "ClusterRunner",
     "Completion",
     "ConditionError",
     "ContextSnapshot",
@@ -141,6 +144,7 @@ __all__ = [
     "WaitForInput",
     "critical_path",
     "failure_result",
+    "on_run_end",
     "render_graph",
     "run_pipeline",
     "skipped_result",

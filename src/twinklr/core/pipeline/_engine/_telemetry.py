@@ -141,6 +141,10 @@ class RunTelemetry:
         """What the run's cache hits had cost when they were made."""
         return _usage_of(self._saved)
 
+    def pipeline_name(self) -> str:
+        """The name of the pipeline this run runs."""
+        return self.plan.name
+
     def stage_name(self, index: int) -> str | None:
         """Stage ``index``'s id (None for -1: outside any stage)."""
         return self.plan.ids[index] if index >= 0 else None

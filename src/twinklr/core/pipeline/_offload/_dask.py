@@ -3,45 +3,49 @@
 Futures are awaited without blocking the Trio loop and without a thread per future: a
 done-callback, in Dask's callback thread, fetches the outcome there (with those of every
 future done meanwhile, in one ``client.gather``) and hands it back through the Trio
-token. Functions travel as cloudpickled bytes to a small runner of
-ours (``call_pickled``, so the workers need twinklr-pipeline installed): a lambda, a
-closure or a function of ``__main__`` goes by value, any other function by reference, so
-its module must be importable on the workers too (``cloudpickle.register_pickle_by_value
-(module)`` sends it by value, ``Client.upload_file`` puts it there).
-Dask never retries (``retries=0``; the executor owns retries). A cancelled call cancels
-its pending future; a task already running on a worker finishes its current call.
+token. The calls of one Trio tick go in one ``client.map``. The workers need only dask
+and cloudpickle: the code that unpacks the work travels by value (see `_remote`), as do
+a lambda, a closure and a function of ``__main__``; any other function goes by
+reference, so its module must be on the workers (``cloudpickle.register_pickle_by_value
+(module)`` sends it by value, ``Client.upload_file`` puts it there; a worker without it
+says so). Dask never retries (``retries=0``; the executor owns retries). Cancelled
+calls are cancelled in one batch off the Trio thread, and a run ends once the scheduler
+has released them; a task already running on a worker finishes its current call.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import itertools
 import threading
+import time
 import types
 from collections.abc import Callable
-from typing import Any, Self
+from typing import Any
 
 import trio
 
-from .._values._current import run_cleanups
-from ._runners import call_pickled, pickle_work, require_extra
+from . import _remote
+from ._cluster import ClusterRunner, register_by_value
+from ._runners import require_extra
 
 #: How many of the oldest pending calls a done-callback looks at for its batch.
 _SCAN_LIMIT = 512
 
 
-class DaskRunner:
+class DaskRunner(ClusterRunner):
     """Runs work on a Dask cluster (the ``dask`` extra). Dask never retries a
     submission: retries are the executor's.
 
-    What runs open, the last of them closes: a cluster (or connection) opened by a
-    run's first call is closed when the last run using it ends (runs sharing a runner
-    nobody holds are counted). To keep one open across runs, hold it: ``async with
-    DaskRunner() as runner:`` (closed when the block ends and no run uses it), or
-    ``runner.connect()`` before the runs and ``runner.close()`` after. After a run,
-    failed or not, the runner holds nothing of it: each future is released once its
-    outcome is fetched (or it is cancelled), so the workers keep no result of it.
+    Its lifecycle is [ClusterRunner][twinklr.core.pipeline.ClusterRunner]'s: opened on
+    first use, or held open with ``async with DaskRunner() as runner:``; after a run the
+    runner holds nothing of it. A function pickled bigger than 100 kB is sent once per
+    run and stage (scattered), an input bigger than ``input_apart`` bytes is scattered
+    rather than put in the task graph. Tasks are named
+    ``<pipeline>-<stage>-<item>-<token>`` (the item for a fan-out's), so the dashboard
+    reads. Per-stage options: ``SyncStage(fn, runner=runner.options(resources=...))``.
 
     Args:
         address: The scheduler to connect to; None: start a ``LocalCluster`` on first
@@ -49,12 +53,16 @@ class DaskRunner:
         n_workers: The local cluster's worker processes.
         local_directory: Where the local cluster keeps its scratch files.
         startup_timeout_s: The most starting or connecting may take.
-        shutdown_timeout_s: The most closing may take.
+        shutdown_timeout_s: The most closing (or letting cancelled work go) may take.
+        input_apart: An input pickled bigger than this many bytes is scattered.
 
     Raises:
         ModuleNotFoundError: The ``dask`` extra is not installed (with the
             ``pip install`` line that installs it).
     """
+
+    where = "the Dask cluster"
+    kind = "dask"
 
     def __init__(
         self,
@@ -64,19 +72,19 @@ class DaskRunner:
         local_directory: str | None = None,
         startup_timeout_s: float = 60.0,
         shutdown_timeout_s: float = 30.0,
+        input_apart: int = 1_000_000,
     ) -> None:
         require_extra("dask", "distributed", "cloudpickle")
+        super().__init__(startup_timeout_s=startup_timeout_s, shutdown_timeout_s=shutdown_timeout_s)
         self.address = address
         self.n_workers = n_workers
         self.local_directory = local_directory
-        self.startup_timeout_s = startup_timeout_s
-        self.shutdown_timeout_s = shutdown_timeout_s
-        self._client: Any = None
-        self._cluster: Any = None
-        self._holders = 0  # async with blocks open on this runner
-        self._runs = 0  # runs using it (see run)
-        self._opened_by_run = False  # a run's first call opened it: the last run closes it
-        self._lock = threading.Lock()
+        self.input_apart = input_apart
+        self.submit_options: dict[str, Any] = {}
+        self._queues()
+
+    def _queues(self) -> None:
+        """Fresh queues of calls (a runner's own, not shared with its variants)."""
         self._batch: list[_Call] = []
         # submitted calls whose outcome has not been fetched yet (see _finished)
         self._pending_lock = threading.Lock()
@@ -84,116 +92,130 @@ class DaskRunner:
 
     def __repr__(self) -> str:
         where = self.address or f"LocalCluster(n_workers={self.n_workers})"
-        return f"DaskRunner({where})"
+        options = "".join(f", {name}={value!r}" for name, value in self.submit_options.items())
+        return f"DaskRunner({where}{options})"
 
-    def connect(self) -> Any:
-        """The client, connecting (or starting the local cluster) first if needed: open
-        until `close` (no run closes it). Blocking: call it in a worker thread."""
-        return self._open(by_run=False)
+    def options(
+        self,
+        *,
+        resources: dict[str, float] | None = None,
+        workers: str | list[str] | None = None,
+        allow_other_workers: bool = False,
+        priority: int = 0,
+    ) -> DaskRunner:
+        """This runner (the same connection and lifecycle), submitting a stage's work
+        with these options: abstract ``resources`` its tasks need, the ``workers`` they
+        may run on (unless ``allow_other_workers``), their ``priority``. Dask retries
+        stay off whatever the options.
 
-    def _open(self, *, by_run: bool) -> Any:
-        """The client; opened now if needed, by a run (closed when the last run using
-        it ends) or by its holder (``connect``, ``async with``)."""
-        with self._lock:
-            self._opened_by_run = by_run and (self._client is None or self._opened_by_run)
-            if self._client is None:
-                import dask  # noqa: PLC0415 (the dask extra)
-                from distributed import Client, LocalCluster  # noqa: PLC0415
+        Raises:
+            TypeError: An option of the wrong type (named, with the value).
+        """
+        chosen: dict[str, Any] = {}
+        if resources is not None:
+            if not isinstance(resources, dict) or not all(
+                isinstance(k, str) and isinstance(v, int | float) for k, v in resources.items()
+            ):
+                msg = f"DaskRunner.options resources must map names to numbers, got {resources!r}"
+                raise TypeError(msg)
+            chosen["resources"] = dict(resources)
+        if workers is not None:
+            chosen["workers"] = workers
+            chosen["allow_other_workers"] = bool(allow_other_workers)
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            msg = f"DaskRunner.options priority must be an int, got {priority!r}"
+            raise TypeError(msg)
+        if priority:
+            chosen["priority"] = priority
+        variant = copy.copy(self)
+        variant.submit_options = chosen
+        variant._queues()  # noqa: SLF001 (its own class)
+        return variant
 
-                if self.address is None:
-                    # Every scratch file (the scheduler's too) under local_directory; and
-                    # no rescheduling of work whose worker died: the executor owns
-                    # retries (Dask's default reruns it up to three more times).
-                    settings: dict[str, Any] = {"distributed.scheduler.allowed-failures": 0}
-                    if self.local_directory:
-                        settings["temporary-directory"] = self.local_directory
-                    with dask.config.set(settings):
-                        self._cluster = LocalCluster(  # type: ignore[no-untyped-call]
-                            n_workers=self.n_workers,
-                            threads_per_worker=1,
-                            processes=True,
-                            dashboard_address=":0",  # never a fixed port another holds
-                            local_directory=self.local_directory,
-                        )
-                    self._client = Client(  # type: ignore[no-untyped-call]
-                        self._cluster, timeout=self.startup_timeout_s
-                    )
-                else:
-                    self._client = Client(  # type: ignore[no-untyped-call]
-                        self.address, timeout=self.startup_timeout_s
-                    )
-            return self._client
+    def _start(self) -> tuple[Any, Any]:
+        import cloudpickle  # noqa: PLC0415 (the dask extra)
+        import dask  # noqa: PLC0415
+        from distributed import Client, LocalCluster  # noqa: PLC0415
 
-    def close(self) -> None:
-        """Close the client (and the local cluster, if we started one). Blocking."""
-        with self._lock:
-            client, cluster = self._client, self._cluster
-            self._client = self._cluster = None
-            self._opened_by_run = False
-        if client is not None:
-            client.close(timeout=self.shutdown_timeout_s)
+        register_by_value(cloudpickle)
+        if self.address is not None:
+            return Client(self.address, timeout=self.startup_timeout_s), None  # type: ignore[no-untyped-call]
+        # Every scratch file (the scheduler's too) under local_directory; and no
+        # rescheduling of work whose worker died: the executor owns retries (Dask's
+        # default reruns it up to three more times).
+        settings: dict[str, Any] = {"distributed.scheduler.allowed-failures": 0}
+        if self.local_directory:
+            settings["temporary-directory"] = self.local_directory
+        with dask.config.set(settings):
+            cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=self.n_workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",  # never a fixed port another holds
+                local_directory=self.local_directory,
+            )
+        return Client(cluster, timeout=self.startup_timeout_s), cluster  # type: ignore[no-untyped-call]
+
+    def _stop(self, client: Any, cluster: Any) -> None:
+        client.close(timeout=self.shutdown_timeout_s)
         if cluster is not None:
             cluster.close(timeout=self.shutdown_timeout_s)
 
-    async def __aenter__(self) -> Self:
-        """Hold the runner open across the runs inside the block (connected at once)."""
-        self._holders += 1
-        try:
-            with trio.fail_after(self.startup_timeout_s):
-                await trio.to_thread.run_sync(self.connect, abandon_on_cancel=True)
-        except BaseException:
-            self._holders -= 1
-            raise
-        return self
+    def _put(self, client: Any, payload: bytes) -> Any:
+        return client.scatter(payload, hash=False)
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._holders -= 1
-        if self._holders == 0 and self._runs == 0:
-            await self.aclose()
+    def _release(self, client: Any, objects: list[Any]) -> None:
+        for future in objects:
+            future.release()
 
-    async def _run_ended(self) -> None:
-        """A run that used this runner has ended: the last one closes what a run opened
-        and nobody holds."""
-        self._runs -= 1
-        if self._runs == 0 and self._holders == 0 and self._opened_by_run:
-            await self.aclose()
-
-    async def aclose(self) -> None:
-        """`close`, off the Trio loop, bounded by ``shutdown_timeout_s``."""
-        with trio.move_on_after(self.shutdown_timeout_s * 2):
-            await trio.to_thread.run_sync(self.close, abandon_on_cancel=True)
+    def _cancel(self, client: Any, handles: list[Any]) -> None:
+        """Cancel ``handles`` (futures) in one call; return once the scheduler has
+        released them (or ``shutdown_timeout_s`` has passed)."""
+        keys = [future.key for future in handles]
+        client.cancel(handles)
+        for future in handles:
+            future.release()
+        deadline = time.monotonic() + self.shutdown_timeout_s
+        while keys and time.monotonic() < deadline:
+            status = client.sync(client.scheduler.get_task_status, keys=keys)
+            keys = [key for key, state in status.items() if state not in _LET_GO]
+            if keys:
+                time.sleep(0.005)
 
     async def run(self, fn: Callable[[Any], Any], value: Any) -> Any:
         """``fn(value)`` on the cluster; the remote exception propagates as itself."""
-        payload = pickle_work(fn, value, "the Dask cluster")
-        cleanups = run_cleanups.get()
-        if cleanups is not None and self._run_ended not in cleanups:
-            # This run's first call: it counts as a user until it ends (the last user to
-            # end closes a connection nobody holds; one run's end never cuts another's).
-            cleanups.append(self._run_ended)
-            self._runs += 1
-        client = self._client
-        if client is None:  # connecting blocks: in a thread, bounded
-            with trio.fail_after(self.startup_timeout_s):
-                opened = functools.partial(self._open, by_run=True)
-                client = await trio.to_thread.run_sync(opened, abandon_on_cancel=True)
-        call = _Call(payload, trio.lowlevel.current_trio_token())
+        client, state = await self._client()
+        call = _Call(
+            await self._prepare(client, state, fn, value),
+            self._key(fn),
+            trio.lowlevel.current_trio_token(),
+        )
         if not self._batch:
             call.token.run_sync_soon(self._flush, client)
         self._batch.append(call)
         try:
             await call.done.wait()
         except trio.Cancelled:
-            future = call.future
-            if future is not None:
-                future.cancel()
-                future.release()  # (nothing of it is kept: see _fetch)
-            else:
-                call.cancelled = True  # still batched: never submitted
+            self._cancelled(call)
             raise
         if call.error is not None:
             raise call.error
         return call.value
+
+    def _cancelled(self, call: _Call) -> None:
+        """``call``'s task is cancelled: cancel its future in the next batch (not
+        fetched any more: nobody waits for it)."""
+        future = call.future
+        if future is None:
+            call.cancelled = True  # still batched (never submitted), or fetched already
+            return
+        with self._pending_lock:
+            waiting = call in self._pending  # (else being fetched: released there)
+            if waiting:
+                del self._pending[call]
+        if waiting:
+            call.future = None
+            self._cancel_soon(future)
 
     def _flush(self, client: Any) -> None:
         """Submit every call queued in this Trio tick with one ``client.map`` (one graph
@@ -204,7 +226,12 @@ class DaskRunner:
             return
         try:
             futures = client.map(
-                call_pickled, [call.payload for call in batch], pure=False, retries=0
+                _remote.call_remote,
+                *zip(*(call.args for call in batch), strict=True),
+                key=[call.key for call in batch],
+                pure=False,
+                retries=0,
+                **self.submit_options,
             )
         except Exception as exc:  # noqa: BLE001 - each waiting call gets the error
             for call in batch:
@@ -214,7 +241,7 @@ class DaskRunner:
         with self._pending_lock:
             for call, future in zip(batch, futures, strict=True):
                 call.future = future
-                call.payload = b""  # (sent: the input is not kept here)
+                call.args = ()  # (sent: the input is not kept here)
                 self._pending[call] = None
         for call in batch:
             call.future.add_done_callback(functools.partial(self._finished, client, call))
@@ -226,7 +253,7 @@ class DaskRunner:
         and hand each back to Trio. Their own callbacks then find nothing left to do."""
         with self._pending_lock:
             if call not in self._pending:
-                return  # fetched with an earlier batch
+                return  # fetched with an earlier batch, or cancelled
             # The oldest pending calls are the likeliest done (Dask runs them roughly in
             # submission order); looking at a bounded number keeps a callback O(1) however
             # many calls are in flight.
@@ -235,6 +262,10 @@ class DaskRunner:
             for done in batch:
                 del self._pending[done]
         _fetch(client, batch)
+
+
+#: The scheduler's states of a task it has let go (None: forgotten).
+_LET_GO = frozenset({None, "released", "forgotten"})
 
 
 def _fetch(client: Any, batch: list[_Call]) -> None:
@@ -277,11 +308,14 @@ def _remote_part(tb: types.TracebackType | None) -> types.TracebackType | None:
     """``tb`` without its first frames in this module and in distributed's client (the
     fetching), from the first frame of the remote call on."""
     while tb is not None and (
-        tb.tb_frame.f_code.co_filename == __file__
+        tb.tb_frame.f_code.co_filename in _OURS
         or tb.tb_frame.f_globals.get("__name__", "").startswith("distributed.")
     ):
         tb = tb.tb_next
     return tb
+
+
+_OURS = frozenset({__file__, _remote.__file__})
 
 
 def _set_all(events: list[trio.Event]) -> None:
@@ -292,8 +326,9 @@ def _set_all(events: list[trio.Event]) -> None:
 class _Call:
     """One call on its way to the cluster and back."""
 
-    def __init__(self, payload: bytes, token: trio.lowlevel.TrioToken) -> None:
-        self.payload = payload
+    def __init__(self, args: tuple[Any, ...], key: str, token: trio.lowlevel.TrioToken) -> None:
+        self.args = args
+        self.key = key
         self.token = token
         self.done = trio.Event()
         self.future: Any = None

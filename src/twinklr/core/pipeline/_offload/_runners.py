@@ -87,10 +87,16 @@ class ProcessRunner:
 def pickle_work(fn: Callable[[Any], Any], value: Any, where: str) -> bytes:
     """``(fn, value)`` as cloudpickled bytes for ``call_pickled`` in another process;
     what cannot travel is a TypeError saying so."""
-    import cloudpickle  # noqa: PLC0415 (the processes and dask extras, loaded lazily)
+    return pickled((fn, value), where)
+
+
+def pickled(obj: Any, where: str) -> bytes:
+    """``obj`` as cloudpickled bytes, to send to ``where``; what cannot travel is a
+    TypeError saying so."""
+    import cloudpickle  # noqa: PLC0415 (the processes and cluster extras, loaded lazily)
 
     try:
-        return bytes(cloudpickle.dumps((fn, value)))
+        return bytes(cloudpickle.dumps(obj))
     except Exception as exc:
         msg = f"cannot send the work to {where}: {type(exc).__name__}: {exc}"
         raise TypeError(msg) from exc

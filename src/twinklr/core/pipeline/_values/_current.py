@@ -45,12 +45,22 @@ run_cleanups: ContextVar[list[Callable[[], Awaitable[None]]] | None] = ContextVa
 )
 
 
-def at_run_end(cleanup: Callable[[], Awaitable[None]]) -> bool:
-    """Have the outermost run this task is in await ``cleanup()`` when it ends (once,
-    however often it is asked); False outside any run."""
+def on_run_end(cleanup: Callable[[], Awaitable[None]]) -> bool:
+    """Have the outermost run this task is in await ``cleanup()`` when it ends, failed,
+    cancelled or not (shielded, after its stages; once, however often it is asked: a
+    bound method asked for again is the same cleanup). False outside any run.
+
+    The run-end hook of runners that hold something per run (a cluster connection,
+    objects sent to it): see [ClusterRunner][twinklr.core.pipeline.ClusterRunner]."""
     cleanups = run_cleanups.get()
     if cleanups is None:
         return False
     if cleanup not in cleanups:
         cleanups.append(cleanup)
     return True
+
+
+def current_run() -> object | None:
+    """What identifies the outermost run this task is in (the same object for all its
+    stages and sub-pipelines, until it ends), None outside any run."""
+    return run_cleanups.get()

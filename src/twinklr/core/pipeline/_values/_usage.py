@@ -130,6 +130,9 @@ class Budget:
 class Ledger(Protocol):
     """What a run keeps of its LLM calls' usage (the engine's run)."""
 
+    def pipeline_name(self) -> str:
+        """The name of the pipeline the run runs."""
+
     @property
     def spent(self) -> Usage:
         """The run's usage so far."""
@@ -161,6 +164,16 @@ usage_sink: ContextVar[Ledger | None] = ContextVar("twinklr_usage_sink", default
 current_stage: ContextVar[int] = ContextVar("twinklr_current_stage", default=-1)
 #: The fan-out item the current task runs, where its usage is kept apart (a cached item).
 current_item: ContextVar[int] = ContextVar("twinklr_current_item", default=-1)
+
+
+def work_name() -> tuple[str, str, int] | None:
+    """The current task's pipeline, stage and fan-out item (-1: none), None outside a
+    stage (what names the work a stage sends to a cluster)."""
+    sink = usage_sink.get()
+    index = current_stage.get()
+    if sink is None or index < 0:
+        return None
+    return sink.pipeline_name(), sink.stage_name(index) or "", current_item.get()
 
 
 def usage_so_far(item: int | None) -> Usage | None:
