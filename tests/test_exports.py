@@ -14,6 +14,7 @@ from twinklr.core.pipeline import cli, definition, errors
 PUBLIC = {
     "ClusterRunner",
     "DaskRunner",
+    "RayRunner",
     "on_run_end",
     "ProcessRunner",
     "Runner",
@@ -205,6 +206,7 @@ def test_docstrings_with_parameters_use_google_sections() -> None:
         "MemoryCacheStore",
         "SyncStage",
         "DaskRunner",
+        "RayRunner",
     ):
         assert "\n    Args:\n" in docs[name] or "\n        Args:\n" in docs[name], name
 

@@ -45,6 +45,7 @@ from ._observe._viz import to_dot as to_dot
 from ._observe._viz import to_mermaid as to_mermaid
 from ._offload._cluster import ClusterRunner as ClusterRunner
 from ._offload._dask import DaskRunner as DaskRunner
+from ._offload._ray import RayRunner as RayRunner
 from ._offload._runners import ProcessRunner as ProcessRunner
 from ._offload._runners import Runner as Runner
 from ._offload._runners import SyncStage as SyncStage
@@ -119,6 +120,7 @@ __all__ = [
     "ProviderError",
     "RateLimiter",
     "RateLimiterStatistics",
+    "RayRunner",
     "RecordedRun",
     "RecordedStage",
     "RefineStage",

@@ -83,6 +83,12 @@ class ClusterRunner:
         """Cancel calls in flight, and return once the cluster has let them go."""
         raise NotImplementedError
 
+    def _pickler(self) -> Any:
+        """The cloudpickle the workers unpack with (the library, or the cluster's copy)."""
+        import cloudpickle  # noqa: PLC0415 (the cluster extras)
+
+        return cloudpickle
+
     # The lifecycle.
 
     def connect(self) -> Any:
@@ -172,7 +178,7 @@ class ClusterRunner:
         """``call_remote``'s arguments for ``fn(value)``: the function (pickled once per
         run, apart when big) and the input (apart when big)."""
         sent = await self._function(client, state, fn)
-        payload = pickled(value, self.where)
+        payload = pickled(value, self.where, self._pickler())
         arg: Any = payload
         if len(payload) > self.input_apart:
             put = functools.partial(self._put, client, payload)
@@ -184,7 +190,7 @@ class ClusterRunner:
         """``fn`` as sent in this run (sent now if it was not; outside a run, with the
         call)."""
         if state is None:
-            return _Sent(fn, pickled(fn, self.where))
+            return _Sent(fn, pickled(fn, self.where, self._pickler()))
         functions = state.functions
         sent = functions.get(id(fn))
         while sent is not None and sent.ready is not None:  # another call is sending it
@@ -192,7 +198,7 @@ class ClusterRunner:
             sent = functions.get(id(fn))
         if sent is not None:
             return sent
-        sent = functions[id(fn)] = _Sent(fn, pickled(fn, self.where))
+        sent = functions[id(fn)] = _Sent(fn, pickled(fn, self.where, self._pickler()))
         if len(sent.ref) > FUNCTION_APART:
             sent.ready = ready = trio.Event()
             try:

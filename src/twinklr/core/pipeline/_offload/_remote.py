@@ -35,12 +35,14 @@ def call_remote(token: str, function: bytes, value: bytes, cluster: str) -> Any:
     """On the worker: the stage's function (unpacked once per worker and ``token``)
     called on its unpacked input. A module missing on the worker is an error that names
     it and says what to do."""
+    import importlib  # noqa: PLC0415
     import socket  # noqa: PLC0415 (this function travels by value: nothing from outside)
     import sys  # noqa: PLC0415
     import threading  # noqa: PLC0415
     import types  # noqa: PLC0415
 
-    import cloudpickle  # noqa: PLC0415
+    # (Ray's own copy on Ray: the work was packed with it)
+    cloudpickle = importlib.import_module("ray.cloudpickle" if cluster == "ray" else "cloudpickle")
 
     def unpack(payload: bytes, what: str) -> Any:
         try:

@@ -90,13 +90,16 @@ def pickle_work(fn: Callable[[Any], Any], value: Any, where: str) -> bytes:
     return pickled((fn, value), where)
 
 
-def pickled(obj: Any, where: str) -> bytes:
-    """``obj`` as cloudpickled bytes, to send to ``where``; what cannot travel is a
-    TypeError saying so."""
-    import cloudpickle  # noqa: PLC0415 (the processes and cluster extras, loaded lazily)
+def pickled(obj: Any, where: str, pickler: Any = None) -> bytes:
+    """``obj`` as cloudpickled bytes (by ``pickler``, cloudpickle or a copy of it), to
+    send to ``where``; what cannot travel is a TypeError saying so."""
+    if pickler is None:
+        import cloudpickle  # noqa: PLC0415 (the extras that offload, lazily)
+
+        pickler = cloudpickle
 
     try:
-        return bytes(cloudpickle.dumps(obj))
+        return bytes(pickler.dumps(obj))
     except Exception as exc:
         msg = f"cannot send the work to {where}: {type(exc).__name__}: {exc}"
         raise TypeError(msg) from exc
@@ -121,8 +124,9 @@ class SyncStage:
         fn: The synchronous work.
         name: The stage's name (``fn``'s name by default).
         runner: Where ``fn`` runs: a [ThreadRunner][twinklr.core.pipeline.ThreadRunner],
-            [ProcessRunner][twinklr.core.pipeline.ProcessRunner] or
-            [DaskRunner][twinklr.core.pipeline.DaskRunner]. None: the executor's
+            [ProcessRunner][twinklr.core.pipeline.ProcessRunner],
+            [DaskRunner][twinklr.core.pipeline.DaskRunner] or
+            [RayRunner][twinklr.core.pipeline.RayRunner]. None: the executor's
             ``runner``, else a worker thread.
     """
 
