@@ -1,7 +1,11 @@
 """A fan-out of CPU-bound items: in-process (a thread, the GIL serialises them) against
-worker processes (trio-parallel), on the same pipeline.
+worker processes (trio-parallel), on the same pipeline; then the cluster runners against
+their libraries' own calls on the same cluster: Dask per item (against ``client.map``), a
+closure over 20 MB fanned out (against ``client.map`` with the table scattered), the
+return of a fail-fast with 10,000 calls in flight, and Ray per item (against
+``ray.get([f.remote(x) ...])``).
 
-    python benchmarks/bench_offload.py [--items 100] [--ms 80]
+    python benchmarks/bench_offload.py [--items 100] [--ms 80] [--no-ray]
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -99,10 +104,118 @@ def dask_overhead(items: int) -> tuple[float, float]:
     return best_ours / items * 1000, best_theirs / items * 1000
 
 
+def dask_big_closure(client: Any, runner: Any) -> tuple[float, float]:
+    """Seconds for a 50-item fan-out of a closure over 20 MB: ours against
+    ``client.map`` with the table scattered by hand."""
+    table = bytes(20_000_000)
+    values = list(range(50))
+    pipeline = fan_out(lambda v: len(table) + v, runner, values)
+
+    def theirs() -> float:
+        start = time.perf_counter()
+        scattered = client.scatter(table, broadcast=True)
+        client.gather(client.map(lambda v, t: len(t) + v, values, t=scattered, pure=False))
+        return time.perf_counter() - start
+
+    trio.run(run_timed, pipeline)
+    theirs()
+    return min(trio.run(run_timed, pipeline) for _ in range(3)), min(theirs() for _ in range(3))
+
+
+def dask_fail_fast(runner: Any, scratch: str, in_flight: int) -> float:
+    """Seconds from the failing call's raise (on its worker) to the run's return, with
+    ``in_flight`` calls submitted."""
+    marker, first = f"{scratch}/failed-at", f"{scratch}/first"
+
+    def fail_first(value: int) -> int:
+        import os  # noqa: PLC0415 (on the worker)
+
+        try:
+            os.close(os.open(first, os.O_CREAT | os.O_EXCL))  # the first call to start
+        except FileExistsError:
+            time.sleep(0.5)
+            return value
+        time.sleep(1.0)  # (every call is submitted by then)
+        with open(marker, "w") as out:  # noqa: PTH123
+            out.write(repr(time.time()))
+        raise KeyError(value)
+
+    async def timed_failure() -> float:
+        result = await PipelineExecutor().execute(
+            fan_out(fail_first, runner, list(range(in_flight)))
+        )
+        assert not result.success  # noqa: S101
+        return time.time()
+
+    try:
+        returned = trio.run(timed_failure)
+        return returned - float(Path(marker).read_text())
+    finally:
+        for path in (marker, first):
+            Path(path).unlink(missing_ok=True)
+
+
+def dask_figures() -> None:
+    import tempfile  # noqa: PLC0415
+
+    from twinklr.core.pipeline import DaskRunner  # noqa: PLC0415
+
+    ours, theirs = dask_overhead(500)
+    print(
+        f"Dask, 500 trivial items on a 2-worker LocalCluster: {ours:.2f} ms/item through the "
+        f"executor, {theirs:.2f} ms/item with client.map ({ours / theirs:.2f}x)"
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        runner = DaskRunner(n_workers=2, local_directory=scratch)
+        client = runner.connect()
+        try:
+            ours, theirs = dask_big_closure(client, runner)
+            print(
+                f"Dask, a closure over 20 MB fanned out to 50 items: {ours:.2f} s through the "
+                f"executor, {theirs:.2f} s with client.map and the table scattered "
+                f"({ours / theirs:.2f}x)"
+            )
+            after = dask_fail_fast(runner, scratch, 10_000)
+            print(
+                f"Dask, fail-fast with 10,000 calls in flight: the run returns {after:.2f} s"
+                " after the failure"
+            )
+        finally:
+            runner.close()
+
+
+def ray_overhead(items: int) -> tuple[float, float]:
+    """Milliseconds per item for trivial items: the executor's Ray backend against
+    ``ray.get([f.remote(x) ...])``, on the same local Ray (2 CPUs)."""
+    import ray  # noqa: PLC0415
+
+    from twinklr.core.pipeline import RayRunner  # noqa: PLC0415
+
+    async def held() -> tuple[float, float]:
+        async with RayRunner(num_cpus=2) as runner:
+            values = list(range(items))
+            pipeline = fan_out(identity, runner, values)
+            remote = ray.remote(identity)
+
+            def theirs() -> float:
+                start = time.perf_counter()
+                ray.get([remote.remote(v) for v in values])
+                return time.perf_counter() - start
+
+            await run_timed(pipeline)  # warm up both
+            theirs()
+            best_ours = min([await run_timed(pipeline) for _ in range(3)])
+            best_theirs = min(theirs() for _ in range(3))
+        return best_ours / items * 1000, best_theirs / items * 1000
+
+    return trio.run(held)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100)
     parser.add_argument("--ms", type=float, default=80)
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray figures")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     iterations = int(iterations_per_ms() * args.ms)
@@ -113,11 +226,13 @@ def main() -> None:
         f"{args.items} items of {args.ms:g} ms CPU: {threads:.2f} s in-process (thread), "
         f"{processes:.2f} s in 2 worker processes ({threads / processes:.2f}x faster)"
     )
-    ours, theirs = dask_overhead(500)
-    print(
-        f"Dask, 500 trivial items on a 2-worker LocalCluster: {ours:.2f} ms/item through the "
-        f"executor, {theirs:.2f} ms/item with client.map ({ours / theirs:.2f}x)"
-    )
+    dask_figures()
+    if not args.no_ray:
+        ours, theirs = ray_overhead(500)
+        print(
+            f"Ray, 500 trivial items on a local Ray (2 CPUs): {ours:.2f} ms/item through the "
+            f"executor, {theirs:.2f} ms/item with ray.get ({ours / theirs:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

@@ -245,7 +245,7 @@ class ClusterRunner:
             with conn.cancel_lock:
                 handles, conn.to_cancel = conn.to_cancel, []
                 if not handles:
-                    conn.idle.set()
+                    conn.idle.set()  # (the runs waiting for it may end now)
                     return
             client = conn.client
             if client is not None:

@@ -169,12 +169,22 @@ class DaskRunner(ClusterRunner):
             future.release()
 
     def _cancel(self, client: Any, handles: list[Any]) -> None:
-        """Cancel ``handles`` (futures) in one call; return once the scheduler has
-        released them (or ``shutdown_timeout_s`` has passed)."""
+        """Cancel ``handles`` (futures): release them (the scheduler lets go of a task
+        no client wants, and the worker of its call); return once the scheduler has
+        (or ``shutdown_timeout_s`` has passed). Releasing, not ``client.cancel``: the
+        scheduler cancels key by key, logging each (5 s for 10,000 against 1.7 s)."""
         keys = [future.key for future in handles]
-        client.cancel(handles)
-        for future in handles:
-            future.release()
+        released = threading.Event()
+
+        def release_all() -> None:
+            for future in handles:
+                future.release()
+            released.set()
+
+        # Released on the client's event loop, all in one callback: from here, each
+        # release is a wake-up of that loop (10,000 of them took seconds).
+        client.loop.add_callback(release_all)
+        released.wait(self.shutdown_timeout_s)
         deadline = time.monotonic() + self.shutdown_timeout_s
         while keys and time.monotonic() < deadline:
             status = client.sync(client.scheduler.get_task_status, keys=keys)
