@@ -3,6 +3,7 @@ a module the worker lacks."""
 
 from __future__ import annotations
 
+import importlib
 import pickle
 import sys
 from pathlib import Path
@@ -41,8 +42,7 @@ def test_a_missing_module_is_named_with_the_fixes(
 ) -> None:
     (tmp_path / "shapes_missing.py").write_text("def triple(value):\n    return value * 3\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    import shapes_missing  # noqa: PLC0415 (made by the test)
-
+    shapes_missing = importlib.import_module("shapes_missing")  # (made by the test)
     payload = cloudpickle.dumps(shapes_missing.triple)  # by reference
     monkeypatch.delitem(sys.modules, "shapes_missing")
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(tmp_path)])
