@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from twinklr.core.pipeline import (
     ClusterRunner,
@@ -31,11 +32,12 @@ class Threads(ClusterRunner):
     kind = "dask"
 
     def __init__(self) -> None:
-        super().__init__(startup_timeout_s=5, shutdown_timeout_s=5)
+        super().__init__(startup_timeout_s=5, shutdown_timeout_s=5, input_apart=1_000_000)
         self.log: list[str] = []
         self.put: list[int] = []
         self.cancelled: list[list[Any]] = []
         self.cancel_threads: set[str] = set()
+        self.in_flight = 0
 
     def _start(self) -> tuple[Any, Any]:
         self.log.append("start")
@@ -59,6 +61,7 @@ class Threads(ClusterRunner):
         client, state = await self._client()
         args = await self._prepare(client, state, fn, value)
         key = self._key(fn)
+        self.in_flight += 1
         try:
             result = await trio.to_thread.run_sync(call_remote, *args, abandon_on_cancel=True)
         except trio.Cancelled:
@@ -122,8 +125,11 @@ def wait(value: int) -> int:
 
 async def test_cancelled_calls_are_cancelled_in_batches_off_the_trio_thread() -> None:
     runner = Threads()
-    with trio.move_on_after(0.5):
-        await PipelineExecutor().execute(fan(runner, wait, list(range(20))))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(PipelineExecutor().execute, fan(runner, wait, list(range(20))))
+        while runner.in_flight < 20:  # (every call waits in its thread: cancel them all)
+            await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
     GATE.set()
     assert sum(map(len, runner.cancelled)) == 20
     assert len(runner.cancelled) < 20  # batched

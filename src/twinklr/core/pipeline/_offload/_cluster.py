@@ -26,7 +26,6 @@ import trio
 
 from .._values._current import current_run, on_run_end
 from .._values._usage import work_name
-from . import _remote
 from ._runners import pickled
 
 #: A function pickled bigger than this is sent once per run as an object of its own.
@@ -53,12 +52,13 @@ class ClusterRunner:
     where: ClassVar[str] = "the cluster"
     #: Which cluster the workers' error messages give fixes for ("dask", "ray").
     kind: ClassVar[str] = ""
-    #: An input pickled bigger than this is sent as an object of its own.
-    input_apart: int = 1_000_000
 
-    def __init__(self, *, startup_timeout_s: float, shutdown_timeout_s: float) -> None:
+    def __init__(
+        self, *, startup_timeout_s: float, shutdown_timeout_s: float, input_apart: int
+    ) -> None:
         self.startup_timeout_s = startup_timeout_s
         self.shutdown_timeout_s = shutdown_timeout_s
+        self.input_apart = input_apart  # an input pickled bigger is sent apart
         self._conn = _Connection()
 
     # What a cluster runner implements (blocking calls, made in worker threads).
@@ -160,8 +160,9 @@ class ClusterRunner:
         holds."""
         conn = self._conn
         state = conn.runs.pop(run, None)
-        with trio.move_on_after(self.shutdown_timeout_s):
-            await trio.to_thread.run_sync(conn.idle.wait, abandon_on_cancel=True)
+        if not conn.idle.is_set():  # cancelling under way: the run ends once it is done
+            with trio.move_on_after(self.shutdown_timeout_s):
+                await trio.to_thread.run_sync(conn.idle.wait, abandon_on_cancel=True)
         client = conn.client
         if state is not None and state.objects and client is not None:
             release = functools.partial(self._release, client, state.objects)
@@ -293,7 +294,13 @@ class _Sent:
         self.ready: trio.Event | None = None
 
 
-def register_by_value(cloudpickle: Any) -> None:
-    """Have ``cloudpickle`` (the library or Ray's copy of it) send `_remote` by value."""
-    if _remote.__name__ not in cloudpickle.list_registry_pickle_by_value():
-        cloudpickle.register_pickle_by_value(_remote)
+def checked_resources(owner: str, resources: object) -> dict[str, float]:
+    """``resources`` (a cluster runner's option) as a dict of names to amounts; else a
+    TypeError naming ``owner`` and the value."""
+    if not isinstance(resources, dict) or not all(
+        isinstance(name, str) and isinstance(amount, int | float) and not isinstance(amount, bool)
+        for name, amount in resources.items()
+    ):
+        msg = f"{owner} resources must map names to numbers, got {resources!r}"
+        raise TypeError(msg)
+    return dict(resources)

@@ -28,7 +28,7 @@ from typing import Any
 import trio
 
 from . import _remote
-from ._cluster import ClusterRunner, register_by_value
+from ._cluster import ClusterRunner, checked_resources
 from ._runners import require_extra
 
 #: How many of the oldest pending calls a done-callback looks at for its batch.
@@ -75,11 +75,14 @@ class DaskRunner(ClusterRunner):
         input_apart: int = 1_000_000,
     ) -> None:
         require_extra("dask", "distributed", "cloudpickle")
-        super().__init__(startup_timeout_s=startup_timeout_s, shutdown_timeout_s=shutdown_timeout_s)
+        super().__init__(
+            startup_timeout_s=startup_timeout_s,
+            shutdown_timeout_s=shutdown_timeout_s,
+            input_apart=input_apart,
+        )
         self.address = address
         self.n_workers = n_workers
         self.local_directory = local_directory
-        self.input_apart = input_apart
         self.submit_options: dict[str, Any] = {}
         self._queues()
 
@@ -113,12 +116,7 @@ class DaskRunner(ClusterRunner):
         """
         chosen: dict[str, Any] = {}
         if resources is not None:
-            if not isinstance(resources, dict) or not all(
-                isinstance(k, str) and isinstance(v, int | float) for k, v in resources.items()
-            ):
-                msg = f"DaskRunner.options resources must map names to numbers, got {resources!r}"
-                raise TypeError(msg)
-            chosen["resources"] = dict(resources)
+            chosen["resources"] = checked_resources("DaskRunner.options", resources)
         if workers is not None:
             chosen["workers"] = workers
             chosen["allow_other_workers"] = bool(allow_other_workers)
@@ -133,11 +131,9 @@ class DaskRunner(ClusterRunner):
         return variant
 
     def _start(self) -> tuple[Any, Any]:
-        import cloudpickle  # noqa: PLC0415 (the dask extra)
-        import dask  # noqa: PLC0415
+        import dask  # noqa: PLC0415 (the dask extra)
         from distributed import Client, LocalCluster  # noqa: PLC0415
 
-        register_by_value(cloudpickle)
         if self.address is not None:
             return Client(self.address, timeout=self.startup_timeout_s), None  # type: ignore[no-untyped-call]
         # Every scratch file (the scheduler's too) under local_directory; and no

@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from . import _remote
-from ._cluster import ClusterRunner, register_by_value
+from ._cluster import ClusterRunner, checked_resources
 from ._runners import require_extra
 
 
@@ -62,10 +62,13 @@ class RayRunner(ClusterRunner):
         **init_kwargs: Any,
     ) -> None:
         require_extra("ray", "ray")
-        super().__init__(startup_timeout_s=startup_timeout_s, shutdown_timeout_s=shutdown_timeout_s)
+        super().__init__(
+            startup_timeout_s=startup_timeout_s,
+            shutdown_timeout_s=shutdown_timeout_s,
+            input_apart=input_apart,
+        )
         self.address = address
         self.init_kwargs = init_kwargs
-        self.input_apart = input_apart
         self.remote_options: dict[str, Any] = {}
 
     def __repr__(self) -> str:
@@ -96,21 +99,14 @@ class RayRunner(ClusterRunner):
                 raise TypeError(msg)
             chosen[name] = amount
         if resources is not None:
-            if not isinstance(resources, dict) or not all(
-                isinstance(k, str) and isinstance(v, int | float) for k, v in resources.items()
-            ):
-                msg = f"RayRunner.options resources must map names to numbers, got {resources!r}"
-                raise TypeError(msg)
-            chosen["resources"] = dict(resources)
+            chosen["resources"] = checked_resources("RayRunner.options", resources)
         variant = copy.copy(self)
         variant.remote_options = chosen
         return variant
 
     def _start(self) -> tuple[Any, Any]:
         import ray  # noqa: PLC0415 (the ray extra)
-        from ray import cloudpickle  # noqa: PLC0415
 
-        register_by_value(cloudpickle)
         keeper = None
         if not ray.is_initialized():
             keeper = _Keeper({"include_dashboard": False, "log_to_driver": False})
@@ -164,7 +160,6 @@ class RayRunner(ClusterRunner):
         except trio.Cancelled:
             self._cancel_soon(ref)
             raise
-        del ref
         try:
             return future.result()
         except Exception as exc:

@@ -1,9 +1,9 @@
 """What runs on a cluster's workers (Dask, Ray): this module travels by value.
 
-The cluster runners register it with cloudpickle as pickled by value, so its functions
-reach the workers as code, not as a reference to twinklr-pipeline: a worker needs only
-its cluster's library and cloudpickle. Its function is self-contained (imports inside, no
-other function of the package) for that reason, and not findable by its name.
+Its function cannot be found by its name, so pickle cannot send it by reference and
+cloudpickle sends it as code: a worker needs only its cluster's library and cloudpickle,
+never twinklr-pipeline. It is self-contained (imports inside, no other function of the
+package) for that reason.
 
 A stage's function arrives pickled, once per run (a token names it), and is unpacked
 once per worker process and run; the input arrives pickled with each call. Where a
