@@ -6,6 +6,7 @@ import importlib
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,12 +20,14 @@ from fixtures.dask_cluster import standalone_cluster
 from twinklr.core.pipeline import (
     DaskRunner,
     ExecutionPattern,
+    MemoryCacheStore,
     PipelineDefinition,
     PipelineExecutor,
     PipelineResult,
     StageDefinition,
     SyncStage,
 )
+from twinklr.core.pipeline._offload import _dask
 from twinklr.core.pipeline._offload._dask import _Call, _fetch
 from twinklr.core.pipeline.definition import RetryConfig
 
@@ -135,6 +138,62 @@ async def test_cancelling_the_run_does_not_wait_for_the_cluster(dask: DaskRunner
     with trio.move_on_after(0.5):
         await PipelineExecutor(runner=dask).execute(fan(SyncStage(slow), list(range(10))))
     assert time.monotonic() - start < 2
+
+
+async def test_results_on_their_way_at_fail_fast_are_cached_not_thrown_away(
+    dask: DaskRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = tmp_path / "calls"
+
+    def the_last_to_start_fails(value: int) -> int:
+        with calls.open("a") as log:
+            log.write(f"{value}\n")
+        ticket = 0
+        while True:  # (the n-th to start gets ticket n)
+            try:
+                os.close(os.open(tmp_path / f"ticket-{ticket}", os.O_CREAT | os.O_EXCL))
+                break
+            except FileExistsError:
+                ticket += 1
+        if ticket != 5:
+            (tmp_path / f"done-{value}").touch()
+            return value * 10
+        while len(list(tmp_path.glob("done-*"))) < 5:  # (the others have started)
+            time.sleep(0.01)
+        time.sleep(0.3)  # (their futures finished on the client meanwhile)
+        raise KeyError("cursed")
+
+    # A slow fetch (a big result, a far cluster): results that finished are still on
+    # their way when the failure cancels the items waiting for them. The callback
+    # thread stays free (it delivers the failure); the fetch waits until every item
+    # waiting for a result has been cancelled.
+    gate, cancelled = threading.Event(), []
+    real_fetch, real_cancelled = _dask._fetch, DaskRunner._cancelled
+
+    def slow_fetch(client: Any, batch: list[_Call]) -> None:
+        if any(call.future.status != "finished" or "-work-" not in call.key for call in batch):
+            return real_fetch(client, batch)
+        waits = threading.Thread(target=lambda: (gate.wait(30), real_fetch(client, batch)))
+        return waits.start()
+
+    def counted(self: DaskRunner, call: _Call) -> bool:
+        cancelled.append(call)
+        if len(cancelled) == 5:
+            gate.set()
+        return real_cancelled(self, call)
+
+    monkeypatch.setattr(_dask, "_fetch", slow_fetch)
+    monkeypatch.setattr(DaskRunner, "_cancelled", counted)
+    store = MemoryCacheStore()
+    pipeline = fan(SyncStage(the_last_to_start_fails), list(range(6)))
+    first = await PipelineExecutor(runner=dask, cache=store).execute(pipeline)
+    failed = first.stage_results["work"].metadata["failed_item"]
+    assert sorted(calls.read_text().split()) == ["0", "1", "2", "3", "4", "5"]
+    assert len(cancelled) == 5
+    calls.unlink()
+    again = await PipelineExecutor(runner=dask, cache=store).execute(pipeline)
+    assert calls.read_text().split() == [str(failed)]  # the five on their way were kept
+    assert again.outputs["work"] == [value * 10 for value in range(6)]
 
 
 def test_describes_itself() -> None:

@@ -9,6 +9,7 @@ ready.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -17,6 +18,7 @@ from .._base._loops import execute_of
 from .._cache._forms import Snapshots
 from .._observe._events import EventKind
 from .._values._context import record_writes, stop_recording
+from .._values._current import expect_late
 from .._values._results import StageResult
 from .._values._status import StageStatus
 from .._values._usage import current_stage
@@ -27,6 +29,8 @@ from ._fanout import run_fan_out
 from ._wiring import OneShotChannel
 
 if TYPE_CHECKING:
+    from .._cache._run_cache import RunCache
+    from ..definition import StageDefinition
     from ._run import Run
 
 
@@ -93,7 +97,7 @@ async def stage_actor(run: Run, index: int, streams: list[Any] | None = None) ->
                 sdef.condition, sdef.id, run.context, value, with_input=plan.condition_input[index]
             )
         cache = run.cache if plan.cacheable[index] else None
-        key = writes = snapshots = None
+        entry = None
         if result is None and cache is not None and sdef.pattern is not ExecutionPattern.FAN_OUT:
             key = cache.key(sdef, value)
             if key is not None:
@@ -101,9 +105,7 @@ async def stage_actor(run: Run, index: int, streams: list[Any] | None = None) ->
                     await cache.fetch([key])
                 result = cache.serve(sdef, key, run.context)
                 if result is None:
-                    writes = record_writes()
-                    if streams:  # consumers may change the items before it finishes
-                        snapshots = Snapshots()
+                    entry = _Entry(cache, sdef, key, streaming=bool(streams))
         if result is None:
             if sdef.pattern is ExecutionPattern.FAN_OUT:
                 result = await run_fan_out(
@@ -129,23 +131,18 @@ async def stage_actor(run: Run, index: int, streams: list[Any] | None = None) ->
                     on_retry=run.on_retry,
                     forward=None
                     if not streams
-                    else functools.partial(_forward, streams, snapshots),
+                    else functools.partial(_forward, streams, entry.snapshots if entry else None),
                 )
-        if writes is not None:
-            stop_recording()
-        keep = None  # success only
-        if (
-            writes is not None
-            and key is not None
-            and cache is not None
-            and result.status is StageStatus.SUCCEEDED
-        ):
-            keep = functools.partial(cache.keep, sdef, key, result.output, writes, snapshots)
-            if cache.sync:  # committed before the output goes downstream
+        keep = None
+        if entry is not None:
+            keep = entry.keeper(result)  # success only
+            if keep is not None and entry.cache.sync:  # committed before going downstream
                 keep()
                 keep = None
-                await cache.committed(key)
+                await entry.cache.committed(entry.key)
     except BaseException as exc:
+        if entry is not None:
+            entry.cancelled()
         if is_cancellation(exc):
             run.stage_cancelled(index)
         raise
@@ -155,6 +152,38 @@ async def stage_actor(run: Run, index: int, streams: list[Any] | None = None) ->
     if streams and result.status is StageStatus.CACHED:
         for item in result.output or ():  # a cache hit hands its items on after the fact
             await _forward(streams, None, item)
+
+
+class _Entry:
+    """A stage's cache entry in the making: its key, the context writes its output
+    comes with, copies of the items it yields to the stages pipelined on it, and the
+    slot of an output that arrives as the stage is cancelled."""
+
+    def __init__(
+        self, cache: RunCache, sdef: StageDefinition[Any], key: str, *, streaming: bool
+    ) -> None:
+        self.cache = cache
+        self.sdef = sdef
+        self.key = key
+        self.writes = record_writes()
+        self.late = expect_late()
+        # (consumers may change the items before the stage finishes)
+        self.snapshots = Snapshots() if streaming else None
+
+    def keeper(self, result: StageResult[Any]) -> Callable[[], None] | None:
+        """What saves the stage's ``result``; None when it did not succeed."""
+        stop_recording()
+        if result.status is not StageStatus.SUCCEEDED:
+            return None
+        return functools.partial(
+            self.cache.keep, self.sdef, self.key, result.output, self.writes, self.snapshots
+        )
+
+    def cancelled(self) -> None:
+        """The stage was cancelled: an output that was on its way meanwhile (see
+        `offer_late`) is saved all the same, a success like any other."""
+        if self.late.arrived:
+            self.cache.offer(self.sdef, self.key, self.late.value, self.writes)
 
 
 async def _forward(

@@ -10,6 +10,7 @@ import trio
 
 from .._base._loops import execute_of
 from .._values._context import record_writes, stop_recording
+from .._values._current import expect_late
 from .._values._results import StageResult
 from .._values._status import StageStatus
 from .._values._usage import current_item
@@ -194,10 +195,15 @@ async def _attempt_item(
     if cached is not None:
         return cached
     writes = record_writes()
+    late = expect_late()
     try:
         result = await run_unit(
             sdef, item_value, context, item=index, streaming=streaming, on_retry=on_retry
         )
+    except BaseException:
+        if late.arrived:  # cancelled with its output on the way: a success all the same
+            cache.offer(sdef, key, late.value, writes, item=index)
+        raise
     finally:
         stop_recording()
     if result.status is StageStatus.SUCCEEDED:

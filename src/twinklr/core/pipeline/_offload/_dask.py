@@ -27,6 +27,7 @@ from typing import Any
 
 import trio
 
+from .._values._current import offer_late
 from . import _remote
 from ._cluster import ClusterRunner, checked_resources
 from ._runners import require_extra
@@ -202,26 +203,42 @@ class DaskRunner(ClusterRunner):
         try:
             await call.done.wait()
         except trio.Cancelled:
-            self._cancelled(call)
+            if self._cancelled(call):
+                await self._late(call)
             raise
         if call.error is not None:
             raise call.error
         return call.value
 
-    def _cancelled(self, call: _Call) -> None:
-        """``call``'s task is cancelled: cancel its future in the next batch (not
-        fetched any more: nobody waits for it)."""
+    def _cancelled(self, call: _Call) -> bool:
+        """``call``'s task is cancelled: True when its outcome is on its way back (done
+        on the cluster, or being fetched); else its future is cancelled in the next
+        batch (not fetched any more: nobody waits for it)."""
         future = call.future
+        if call.done.is_set() or call.arrived:
+            return True
         if future is None:
-            call.cancelled = True  # still batched (never submitted), or fetched already
-            return
+            call.cancelled = True  # still batched: never submitted
+            return False
         with self._pending_lock:
-            waiting = call in self._pending  # (else being fetched: released there)
-            if waiting:
-                del self._pending[call]
-        if waiting:
-            call.future = None
-            self._cancel_soon(future)
+            if call not in self._pending:
+                return True  # being fetched (released there)
+            if future.status == "finished":
+                return True  # its done-callback is about to fetch it
+            del self._pending[call]
+        call.future = None
+        self._cancel_soon(future)
+        return False
+
+    async def _late(self, call: _Call) -> None:
+        """Wait for the outcome of a cancelled call that was on its way back
+        (shielded, at most ``shutdown_timeout_s``): a value is the unit's output all
+        the same (the engine caches it; the task's cancellation goes on)."""
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + self.shutdown_timeout_s
+            await call.done.wait()
+        if call.done.is_set() and call.error is None:
+            offer_late(call.value)
 
     def _flush(self, client: Any) -> None:
         """Submit every call queued in this Trio tick with one ``client.map`` (one graph
@@ -296,6 +313,7 @@ def _fetch(client: Any, batch: list[_Call]) -> None:
                 # Only the remote part of its traceback: the frames here hold this batch
                 # (and its futures), which a stage result keeping the error would keep.
                 call.error = exc.with_traceback(_remote_part(exc.__traceback__))
+        call.arrived = True  # (before the future goes: see DaskRunner._cancelled)
         # Released now, whoever still refers to the future: the client and the workers
         # keep nothing of a call whose outcome is here.
         future.release()
@@ -339,5 +357,6 @@ class _Call:
         self.done = trio.Event()
         self.future: Any = None
         self.cancelled = False
+        self.arrived = False  # its outcome is here (the done event is being set)
         self.value: Any = None
         self.error: BaseException | None = None

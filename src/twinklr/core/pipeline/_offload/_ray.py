@@ -18,6 +18,7 @@ from typing import Any
 
 import trio
 
+from .._values._current import offer_late
 from . import _remote
 from ._cluster import ClusterRunner, checked_resources
 from ._runners import require_extra
@@ -158,7 +159,10 @@ class RayRunner(ClusterRunner):
         try:
             await done.wait()
         except trio.Cancelled:
-            self._cancel_soon(ref)
+            if not future.done():
+                self._cancel_soon(ref)
+            elif future.exception() is None:  # its value was here: the output all the same
+                offer_late(future.result())
             raise
         try:
             return future.result()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import trio
 
-from .._values._current import current_executor
+from .._values._current import current_executor, direct_output
 from .._values._results import StageResult
 
 if TYPE_CHECKING:
@@ -161,7 +161,9 @@ class SyncStage:
         if runner is None:
             executor = current_executor.get()
             runner = getattr(executor, "runner", None) or _THREADS
-        return StageResult.success(await runner.run(self.fn, input), stage_name=self._name)
+        with direct_output():  # (a result on its way when cancelled is still cached)
+            output = await runner.run(self.fn, input)
+        return StageResult.success(output, stage_name=self._name)
 
 
 _THREADS = ThreadRunner()

@@ -9,9 +9,12 @@ and whether it is being cancelled are beside the context, in ``_context``.)
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
+
+import trio
 
 if TYPE_CHECKING:
     from ._context import PipelineContext
@@ -64,3 +67,61 @@ def current_run() -> object | None:
     """What identifies the outermost run this task is in (the same object for all its
     stages and sub-pipelines, until it ends), None outside any run."""
     return run_cleanups.get()
+
+
+class LateOutput:
+    """A unit's output that arrived while its task was being cancelled: a result that
+    was on its way when the run failed fast, which the engine still caches (a success
+    like any other). Held by the task running the unit (a stage, or a fan-out item)."""
+
+    __slots__ = ("armed", "arrived", "task", "value")
+
+    def __init__(self, task: object) -> None:
+        self.task = task
+        self.armed = False  # the runner's value is the unit's output (see direct_output)
+        self.arrived = False
+        self.value: Any = None
+
+
+_late: ContextVar[LateOutput | None] = ContextVar("twinklr_late_output", default=None)
+
+
+def expect_late() -> LateOutput:
+    """A slot for the output of the unit this task is about to run, should it arrive
+    as the task is cancelled (see `offer_late`)."""
+    slot = LateOutput(trio.lowlevel.current_task())
+    _late.set(slot)
+    return slot
+
+
+def _own_slot() -> LateOutput | None:
+    """This task's slot (not one a child task inherited from the task that set it)."""
+    slot = _late.get()
+    if slot is None or slot.task is not trio.lowlevel.current_task():
+        return None
+    return slot
+
+
+@contextmanager
+def direct_output() -> Iterator[None]:
+    """Inside the block, what a runner returns is the unit's output (``SyncStage``):
+    a value it offers late (`offer_late`) is cached as that output."""
+    slot = _own_slot()
+    if slot is None:
+        yield
+        return
+    slot.armed = True
+    try:
+        yield
+    finally:
+        slot.armed = False
+
+
+def offer_late(value: Any) -> None:
+    """A runner's call was cancelled after its work had returned ``value`` (the result
+    was on its way back): keep it as the unit's output, if the unit is one the engine
+    caches and ``value`` is its output (`direct_output`)."""
+    slot = _own_slot()
+    if slot is not None and slot.armed:
+        slot.value = value
+        slot.arrived = True
