@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -147,15 +148,11 @@ class RayRunner(ClusterRunner):
         client, state = await self._client()
         args = await self._prepare(client, state, fn, value)
         ref = client.options(name=self._key(fn), **self.remote_options).remote(*args)
-        token = trio.lowlevel.current_trio_token()
         done = trio.Event()
-
-        def arrived(_future: object) -> None:
-            with contextlib.suppress(trio.RunFinishedError):  # (nobody waits any more)
-                token.run_sync_soon(done.set)
-
         future = ref.future()
-        future.add_done_callback(arrived)
+        future.add_done_callback(
+            functools.partial(_ARRIVALS.arrived, trio.lowlevel.current_trio_token(), done)
+        )
         try:
             await done.wait()
         except trio.Cancelled:
@@ -171,6 +168,38 @@ class RayRunner(ClusterRunner):
             if isinstance(cause, BaseException):
                 raise cause from None
             raise
+
+
+class _Arrivals:
+    """The done events of calls whose outcome has arrived (set in Ray's threads), set
+    on their Trio thread in batches: one wake-up of a Trio loop for every outcome that
+    arrived meanwhile, not one each."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[trio.lowlevel.TrioToken, list[trio.Event]] = {}
+
+    def arrived(self, token: trio.lowlevel.TrioToken, done: trio.Event, _future: object) -> None:
+        with self._lock:
+            events = self._waiting.get(token)
+            if events is not None:
+                events.append(done)  # (the wake-up under way sets it too)
+                return
+            self._waiting[token] = [done]
+        try:
+            token.run_sync_soon(self._set, token)
+        except trio.RunFinishedError:  # nobody waits for these any more
+            with self._lock:
+                self._waiting.pop(token, None)
+
+    def _set(self, token: trio.lowlevel.TrioToken) -> None:
+        with self._lock:
+            events = self._waiting.pop(token, ())
+        for event in events:
+            event.set()
+
+
+_ARRIVALS = _Arrivals()
 
 
 class _Keeper:
