@@ -64,11 +64,13 @@ PUBLIC = {
     "PipelineResult",
     "PipelineStage",
     "PipelineValidationError",
+    "PostgresCacheStore",
     "RetryConfig",
     "RunEvents",
     "RunHandle",
     "RunStatus",
     "RunStore",
+    "RunStoreProtocol",
     "RecordedRun",
     "InputRequest",
     "WaitForInput",
@@ -155,6 +157,13 @@ def test_the_package_imports_only_what_every_run_needs() -> None:
         assert f"'{later}'" not in loaded
 
 
+def test_the_testing_kit_exports_the_store_conformance_checks() -> None:
+    from twinklr.core.pipeline import testing  # noqa: PLC0415
+
+    assert {"cache_store_conformance", "run_store_conformance"} <= set(testing.__all__)
+    assert testing.cache_store_conformance.__module__.startswith("twinklr.core.pipeline.")
+
+
 def test_the_api_reference_documents_every_public_name() -> None:
     page = Path(__file__).resolve().parents[1] / "docs" / "reference" / "api.md"
     documented = set(
@@ -203,6 +212,7 @@ def test_docstrings_with_parameters_use_google_sections() -> None:
         "RateLimiter",
         "RefineStage",
         "SQLiteCacheStore",
+        "PostgresCacheStore",
         "MemoryCacheStore",
         "SyncStage",
         "DaskRunner",

@@ -5,6 +5,7 @@ Declare stages and their inputs with `PipelineDefinition` and
 the moment its inputs arrive.
 """
 
+from ._cache._postgres import PostgresCacheStore as PostgresCacheStore
 from ._cache._sqlite import SQLiteCacheStore as SQLiteCacheStore
 from ._cache._store import CacheEntry as CacheEntry
 from ._cache._store import CacheRecord as CacheRecord
@@ -31,6 +32,7 @@ from ._llm._refine import Planner as Planner
 from ._llm._refine import Proposal as Proposal
 from ._llm._refine import RefineStage as RefineStage
 from ._llm._refine import Verdict as Verdict
+from ._observe._contract import RunStoreProtocol as RunStoreProtocol
 from ._observe._events import EventKind as EventKind
 from ._observe._events import PipelineEvent as PipelineEvent
 from ._observe._records import RecordedRun as RecordedRun
@@ -115,6 +117,7 @@ __all__ = [
     "PipelineStage",
     "PipelineValidationError",
     "Planner",
+    "PostgresCacheStore",
     "ProcessRunner",
     "Proposal",
     "ProviderError",
@@ -129,6 +132,7 @@ __all__ = [
     "RunHandle",
     "RunStatus",
     "RunStore",
+    "RunStoreProtocol",
     "Runner",
     "SQLiteCacheStore",
     "StageDefinition",

@@ -12,6 +12,9 @@
   with, never started, was cancelled, no task left running).
 - A pytest plugin (registered on install) with fixtures wrapping these: see
   ``twinklr_run_virtual`` and ``twinklr_record``.
+- The store contracts as checks for a store of your own: ``await``
+  `cache_store_conformance` and `run_store_conformance` with a factory of fresh
+  stores; the first broken promise is an `AssertionError` that names it.
 
 Times in a record are ms since the run started (as in ``result.timeline``); stub calls
 are stamped with Trio's clock, in seconds.
@@ -26,6 +29,8 @@ import attrs
 import trio
 import trio.testing
 
+from ._conformance._cache_cases import cache_store_conformance
+from ._conformance._run_cases import run_store_conformance
 from ._engine._executor import PipelineExecutor
 from ._observe._events import TERMINAL_KINDS, EventKind
 from ._values._results import StageResult
@@ -42,11 +47,13 @@ __all__ = [
     "RunRecord",
     "StageCall",
     "StubStage",
+    "cache_store_conformance",
     "fixed",
     "flaky",
     "raising",
     "record_run",
     "recording",
+    "run_store_conformance",
     "run_virtual",
 ]
 

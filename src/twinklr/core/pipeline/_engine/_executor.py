@@ -15,9 +15,9 @@ import trio
 from .._base._loops import awaited_from_asyncio
 from .._cache._run_cache import RunCache
 from .._cache._store import CacheStore
+from .._observe._contract import RunStoreProtocol
 from .._observe._events import EventRelay, PipelineEvent
 from .._observe._otel import find_tracer
-from .._observe._runs import RunStore
 from .._values._context import PipelineContext
 from .._values._results import PipelineResult
 from ..definition import ExecutionPattern, PipelineDefinition
@@ -51,7 +51,8 @@ class PipelineExecutor:
             is used when there is one.
         runner: Where [SyncStage][twinklr.core.pipeline.SyncStage] work runs when the
             stage names no runner (a worker thread by default).
-        runs: A [RunStore][twinklr.core.pipeline.RunStore] that records every run:
+        runs: A run store (a [RunStoreProtocol][twinklr.core.pipeline.RunStoreProtocol]:
+            [RunStore][twinklr.core.pipeline.RunStore] for one host) that records every run:
             its stages' statuses, times, attempts and errors, written in batches
             beside the run (``twinklr-pipeline runs`` and ``ui`` read it).
         suspend_on_wait: End a run as waiting (``result.waiting_stages``) once its only
@@ -81,7 +82,7 @@ class PipelineExecutor:
         cache: CacheStore | None = None,
         tracer: Any = None,
         runner: Any = None,
-        runs: RunStore | None = None,
+        runs: RunStoreProtocol | None = None,
         suspend_on_wait: bool = False,
         durability: Durability = "batched",
     ) -> None:
@@ -95,7 +96,12 @@ class PipelineExecutor:
             constructor="SQLiteCacheStore",
         )
         _check_store(
-            "runs", runs, RunStore, what="a RunStore", purpose="run history", constructor="RunStore"
+            "runs",
+            runs,
+            RunStoreProtocol,
+            what="a run store",
+            purpose="run history",
+            constructor="RunStore",
         )
         if suspend_on_wait and (cache is None or runs is None):
             msg = (

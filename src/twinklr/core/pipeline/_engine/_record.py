@@ -24,9 +24,10 @@ from .._cache._export import to_plain
 from .._cache._serialize import NotSerializableError, fingerprint
 from .._kinds._gate import WaitForInput
 from .._observe._columns import CODE_OF, Items, Progress
+from .._observe._contract import RunStoreProtocol
 from .._observe._recording import RunRecorder
 from .._observe._records import RunBegin
-from .._observe._runs import INPUT_CHARS, RunStore
+from .._observe._runs import INPUT_CHARS
 from .._values._answers import answer_schema, type_name
 from .._values._results import NO_METADATA
 from .._values._status import StageStatus
@@ -74,7 +75,7 @@ def definition_of(plan: Plan) -> tuple[str, str]:
     return known
 
 
-def recorder_for(run: Run, store: RunStore) -> RunRecorder:
+def recorder_for(run: Run, store: RunStoreProtocol) -> RunRecorder:
     """A recorder of ``run`` into ``store``."""
     definition, graph = definition_of(run.plan)
     try:

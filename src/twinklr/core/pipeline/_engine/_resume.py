@@ -27,8 +27,8 @@ from ._plan import plan_of
 from ._record import definition_of
 
 if TYPE_CHECKING:
+    from .._observe._contract import RunStoreProtocol
     from .._observe._records import RecordedRun
-    from .._observe._runs import RunStore
     from ._run import Run
 
 _FORMAT = 1
@@ -174,7 +174,7 @@ def check_answers(pipeline: PipelineDefinition, answers: Mapping[str, Any]) -> N
 
 
 async def claim(
-    store: RunStore,
+    store: RunStoreProtocol,
     run_id: str,
     pipeline: PipelineDefinition | None,
     responses: Mapping[str, Any],

@@ -109,6 +109,11 @@ class RunHistory:
             self.path, version=SCHEMA_VERSION, migrate=_migrate, busy_timeout_s=busy_timeout_s
         )
 
+    @property
+    def location(self) -> str:
+        """The database file, as messages and ``--store`` name it."""
+        return str(self.path)
+
     def close(self) -> None:
         """Close the connection (the next call opens it again)."""
         self._db.close()

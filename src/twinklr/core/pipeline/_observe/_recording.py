@@ -1,4 +1,4 @@
-"""A run's recorder: the one writer task that keeps a `RunStore` up to date.
+"""A run's recorder: the one writer task that keeps a run store up to date.
 
 It runs beside the run's stages. Every `INTERVAL_S` it takes a snapshot of the run (on
 the Trio thread, between stage steps: where every stage is, as `Progress` columns) and
@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ._contract import RunStoreProtocol
 from ._reading import HEARTBEAT_S
 from ._records import RunBegin, RunState
-from ._runs import RunStore
 
 if TYPE_CHECKING:
     from .._kinds._gate import Gates
@@ -37,11 +37,11 @@ ended, so a stage that never ran is ``not_started``)."""
 
 
 class RunRecorder:
-    """Writes one run into a `RunStore`, off the stages' path."""
+    """Writes one run into a run store, off the stages' path."""
 
     def __init__(
         self,
-        store: RunStore,
+        store: RunStoreProtocol,
         begin: RunBegin,
         snapshot: Snapshot,
         log: Any,
@@ -91,7 +91,7 @@ class RunRecorder:
         try:
             answers = await trio.to_thread.run_sync(self.store.take_responses, self.begin.run_id)
         except Exception as exc:  # noqa: BLE001 - the gates still answer through the handle
-            self.log.warning("run_answers_unread", store=str(self.store.path), error=str(exc))
+            self.log.warning("run_answers_unread", store=self.store.location, error=str(exc))
             return
         for stage_id, value in answers:
             try:
@@ -141,6 +141,6 @@ class RunRecorder:
             self.broken = True
             self.log.warning(
                 "run_record_failed",
-                store=str(self.store.path),
+                store=self.store.location,
                 error=f"{type(exc).__name__}: {exc}",
             )

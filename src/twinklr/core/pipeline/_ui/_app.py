@@ -29,9 +29,9 @@ from starlette.types import Receive, Scope, Send
 
 from .._base import _graph
 from .._engine._handle import RunHandle, RunStatus
+from .._observe._contract import RunStoreProtocol
 from .._observe._reading import parse_limit
 from .._observe._records import RUN_STATES, run_json
-from .._observe._runs import RunStore
 from ._definition_page import DefinitionSource, Loader
 from ._gates import AnswerError, answer, live, waiting_now
 from ._guard import Guard, same_origin
@@ -49,7 +49,7 @@ STREAMED_CHARS = 20_000
 
 
 class RunsView:
-    """The web view of a `RunStore`, as an ASGI application.
+    """The web view of a run store, as an ASGI application.
 
     ``token``: when given, every request must carry it. ``pipeline`` and ``load``: a
     ``module:attr`` definition to show at ``/definition`` and how to load it (the CLI's
@@ -59,7 +59,7 @@ class RunsView:
 
     def __init__(
         self,
-        store: RunStore,
+        store: RunStoreProtocol,
         *,
         token: str | None = None,
         pipeline: str | None = None,

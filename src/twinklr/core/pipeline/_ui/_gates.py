@@ -18,7 +18,7 @@ from .._engine._record import describe
 
 if TYPE_CHECKING:
     from .._engine._handle import RunHandle
-    from .._observe._runs import RunStore
+    from .._observe._contract import RunStoreProtocol
 
 ACTIONS = ("approve", "reject", "edit")
 
@@ -44,7 +44,7 @@ def waiting_now(handle: RunHandle) -> list[dict[str, Any]]:
 
 
 async def answer(
-    handle: RunHandle | None, store: RunStore, run_id: str, body: object
+    handle: RunHandle | None, store: RunStoreProtocol, run_id: str, body: object
 ) -> dict[str, Any]:
     """Give the answer ``body`` says (``{"stage_id", "action": "approve" | "reject" |
     "edit", "value"}``: approve gives the gate its input as it is, reject None, edit

@@ -88,7 +88,7 @@ def serve_until_stopped(
                 )
                 where = binds[0] + "/"
                 suffix = f"?token={token}" if token else ""
-                print(f"serving the runs of {runs.path} at {where}{suffix}", flush=True)
+                print(f"serving the runs of {runs.location} at {where}{suffix}", flush=True)
                 if pipeline is not None:
                     print(f"the definition {pipeline} at {where}definition{suffix}", flush=True)
                 print("Ctrl-C stops", file=sys.stderr, flush=True)
