@@ -35,6 +35,7 @@ from ._llm._refine import Verdict as Verdict
 from ._observe._contract import RunStoreProtocol as RunStoreProtocol
 from ._observe._events import EventKind as EventKind
 from ._observe._events import PipelineEvent as PipelineEvent
+from ._observe._postgres_runs import PostgresRunStore as PostgresRunStore
 from ._observe._records import RecordedRun as RecordedRun
 from ._observe._records import RecordedStage as RecordedStage
 from ._observe._report import timeline_report as timeline_report
@@ -118,6 +119,7 @@ __all__ = [
     "PipelineValidationError",
     "Planner",
     "PostgresCacheStore",
+    "PostgresRunStore",
     "ProcessRunner",
     "Proposal",
     "ProviderError",

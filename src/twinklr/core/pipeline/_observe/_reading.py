@@ -114,6 +114,10 @@ class RunHistory:
         """The database file, as messages and ``--store`` name it."""
         return str(self.path)
 
+    def _present(self) -> bool:
+        """Whether anything can be recorded there yet (a file not made yet holds no run)."""
+        return self.path.exists()
+
     def close(self) -> None:
         """Close the connection (the next call opens it again)."""
         self._db.close()
@@ -130,7 +134,7 @@ class RunHistory:
         if limit is not None and not (type(limit) is int and 1 <= limit <= MAX_LIMIT):
             msg = f"limit must be a whole number from 1 to {MAX_LIMIT}, not {limit!r}"
             raise ValueError(msg)
-        if not self.path.exists():
+        if not self._present():
             return []
         clauses, arguments = [], []
         if pipeline is not None:
@@ -215,7 +219,7 @@ class RunHistory:
         return list(details.get("waiting", ()))
 
     def _row(self, run_id: str, columns: str) -> tuple[Any, ...] | None:
-        if not self.path.exists():
+        if not self._present():
             return None
         query = f"SELECT {columns} FROM runs WHERE run_id = ?"  # noqa: S608
         row = self._db.locked(lambda db: db.execute(query, (run_id,)).fetchone())

@@ -84,11 +84,11 @@ class RunStore(RunHistory):
             with transaction(db):
                 kept = with_segments(db, run, details) if run.resumed else details
                 db.execute(
-                    "INSERT OR IGNORE INTO definitions VALUES (?, ?, ?)",
+                    "INSERT INTO definitions VALUES (?, ?, ?) ON CONFLICT (fingerprint) DO NOTHING",
                     (run.definition, pipeline, graph),
                 )
                 db.execute(
-                    "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    _WRITE_RUN,
                     (
                         run.run_id,
                         pipeline,
@@ -109,7 +109,8 @@ class RunStore(RunHistory):
                 )
                 if status == "waiting" and suspension is not None:
                     db.execute(
-                        "INSERT OR REPLACE INTO suspensions VALUES (?, ?)",
+                        "INSERT INTO suspensions VALUES (?, ?)"
+                        " ON CONFLICT (run_id) DO UPDATE SET state = excluded.state",
                         (run.run_id, suspension),
                     )
                 elif run.resumed and status in ("succeeded", "failed"):
@@ -137,17 +138,15 @@ class RunStore(RunHistory):
 
         def work(db: sqlite3.Connection) -> None:
             with transaction(db):
-                given = db.execute(
-                    "SELECT 1 FROM responses WHERE run_id = ? AND stage_id = ?",
-                    (record.run_id, stage_id),
-                ).fetchone()
-                if given is not None:
+                # (one statement: of two processes answering at once, one is refused)
+                added = db.execute(
+                    "INSERT INTO responses VALUES (?, ?, ?, ?, 0)"
+                    " ON CONFLICT (run_id, stage_id) DO NOTHING",
+                    (record.run_id, stage_id, text, time.time()),
+                ).rowcount
+                if not added:
                     msg = f"gate '{stage_id}' of run {record.run_id} has already been answered"
                     raise LookupError(msg)
-                db.execute(
-                    "INSERT INTO responses VALUES (?, ?, ?, ?, 0)",
-                    (record.run_id, stage_id, text, time.time()),
-                )
 
         self._db.locked(work)
         return record.run_id
@@ -157,7 +156,7 @@ class RunStore(RunHistory):
         not (no such run, neither running nor waiting, that gate does not wait)."""
         record = self.get(run_id)
         if record is None:
-            msg = f"no run {run_id!r} at {self.path}"
+            msg = f"no run {run_id!r} at {self.location}"
             raise LookupError(msg)
         gates = {gate["stage_id"]: gate for gate in self.waiting(record.run_id)}
         if stage_id not in gates:
@@ -204,11 +203,12 @@ class RunStore(RunHistory):
         def work(db: sqlite3.Connection) -> list[tuple[str, Any]]:
             with transaction(db):
                 rows = db.execute(
-                    "SELECT stage_id, value FROM responses WHERE run_id = ? AND taken = 0",
+                    "UPDATE responses SET taken = 1 WHERE run_id = ? AND taken = 0"
+                    " RETURNING stage_id, value, answered_at",
                     (run_id,),
                 ).fetchall()
-                db.execute("UPDATE responses SET taken = 1 WHERE run_id = ?", (run_id,))
-            return [(stage_id, json.loads(value)) for stage_id, value in rows]
+            rows.sort(key=lambda row: row[2])
+            return [(stage_id, json.loads(value)) for stage_id, value, _ in rows]
 
         return self._db.locked(work)
 
@@ -220,7 +220,7 @@ class RunStore(RunHistory):
         through the store (``runs respond``). `LookupError` says why there is none."""
         record = self.get(run_id)
         if record is None:
-            msg = f"no run {run_id!r} at {self.path}"
+            msg = f"no run {run_id!r} at {self.location}"
             raise LookupError(msg)
 
         def read(db: sqlite3.Connection) -> tuple[Any, list[Any]]:
@@ -258,11 +258,16 @@ class RunStore(RunHistory):
                 if status not in _RESUMABLE:
                     msg = f"run {run_id} is {status or 'gone'}: another process resumed it"
                     raise LookupError(msg)
-                db.execute(
+                # Only the row as read: of two processes (or hosts) claiming it at once,
+                # the one that updates second finds it changed.
+                claimed = db.execute(
                     "UPDATE runs SET status = 'running', host = ?, pid = ?, updated_at = ? "
-                    "WHERE run_id = ?",
-                    (self.host, os.getpid(), time.time(), run_id),
-                )
+                    "WHERE run_id = ? AND status = ? AND updated_at = ?",
+                    (self.host, os.getpid(), time.time(), run_id, found[4], found[7]),
+                ).rowcount
+                if not claimed:
+                    msg = f"run {run_id} is running: another process resumed it"
+                    raise LookupError(msg)
                 db.execute("UPDATE responses SET taken = 1 WHERE run_id = ?", (run_id,))
                 if state is not None:
                     db.execute("UPDATE suspensions SET state = ? WHERE run_id = ?", (state, run_id))
@@ -288,7 +293,7 @@ class RunStore(RunHistory):
         last one."""
         if isinstance(older_than, dt.timedelta):
             older_than = older_than.total_seconds()
-        if not self.path.exists():
+        if not self._present():
             return 0
         cutoff = time.time() - (older_than or 0.0)
 
@@ -327,15 +332,28 @@ class RunStore(RunHistory):
         return removed + len(gone)
 
 
+#: A run's row written (again: every column but its id replaced).
+_COLUMNS = (
+    "pipeline definition input_fingerprint status started_at finished_at updated_at host pid"
+    " error stage_count duration_ms progress details"
+)
+_WRITE_RUN = "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)" + (  # noqa: S608 (fixed names)
+    " ON CONFLICT (run_id) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in _COLUMNS.split())
+)
+
 #: What a run with a suspension may be when it is resumed: suspended, or a resumed run
 #: that was cancelled or whose process died before it ended.
 _RESUMABLE = ("waiting", "cancelled", "interrupted")
 
 
 def _storable(text: str) -> str:
-    """``text`` as SQLite can keep it: a lone surrogate (a file name that is not UTF-8,
-    through ``os.fsdecode``) written as its escape, ``\\udcff``, instead of failing the
-    whole record."""
+    """``text`` as every store can keep it: a lone surrogate (a file name that is not
+    UTF-8, through ``os.fsdecode``) written as its escape, ``\\udcff``, and a NUL
+    (which PostgreSQL's text refuses) as ``\\x00``, instead of failing the whole
+    record."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
     if text.isascii():
         return text
     try:
