@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 
 from fixtures.commands import spawned
+from fixtures.postgres import postgres
 from twinklr.core.pipeline import RunStore
 from twinklr.core.pipeline.cli import main
+
+__all__ = ["postgres"]  # (the fixture)
 
 TESTS = Path(__file__).parents[1]
 FIXTURES = "fixtures.cli_pipelines"
@@ -436,3 +439,42 @@ def test_a_typed_gate_shows_its_input_and_refuses_a_wrong_answer_from_the_cli(
         assert code == 0, out
         assert child.stdout.readline().strip() == f"Plan(lights=3, song='{'x' * 1000}')"
         assert child.wait(timeout=30) == 0
+
+
+def test_the_commands_take_a_postgres_url_for_the_cache_and_the_runs(
+    capsys: pytest.CaptureFixture[str], postgres: str
+) -> None:
+    pytest.importorskip("psycopg")
+    url = postgres.replace("postgresql://", "postgres://")  # (either scheme)
+    code, out, err = cli(
+        capsys, "run", f"{FIXTURES}:gated", "--input", "1", "--cache", url, "--suspend"
+    )
+    assert code == 0, err
+    run_id = recorded_id(out)
+    assert f"twinklr-pipeline runs resume {run_id} --store {url}" in err
+    code, out, _ = cli(capsys, "runs", "list", "--status", "waiting", "--store", postgres)
+    assert run_id in out
+    code, out, _ = cli(capsys, "runs", "respond", run_id, "approve", "--value", "5", "--store", url)
+    assert code == 0
+    assert f"go on with twinklr-pipeline runs resume {run_id} --store {url}" in out
+    code, out, _ = cli(capsys, "runs", "resume", run_id, "--store", url)
+    assert code == 0, out
+    assert f"pipeline gated, run {run_id}: succeeded" in out
+    assert re.search(r"^a\s+cached", out, re.MULTILINE)  # from the shared cache
+    code, out, _ = cli(capsys, "cache", "stats", "--cache", url, "--pipeline", "gated")
+    assert code == 0
+    assert out.startswith("2 entries, ")  # (a, and b after the answer)
+
+
+def test_a_server_that_cannot_be_reached_is_one_line_without_the_password(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pytest.importorskip("psycopg")
+    url = f"postgresql://app:s3cret@/shows?host={tmp_path}&port=5999"
+    for args in (("runs", "list", "--store", url), ("cache", "stats", "--cache", url)):
+        code, out, err = cli(capsys, *args)
+        assert code == 2
+        assert err.startswith(
+            "twinklr-pipeline: cannot reach PostgreSQL at postgresql://app@/shows"
+        )
+        assert "s3cret" not in out + err

@@ -29,4 +29,4 @@ def test_the_executor_takes_any_run_store_and_refuses_what_is_not_one(tmp_path: 
     with pytest.raises(TypeError, match=r"runs must be a run store, got Notes"):
         PipelineExecutor(runs=Notes())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"runs=RunStore\('runs'\)"):
-        PipelineExecutor(runs="runs")  # type: ignore[arg-type]
+        PipelineExecutor(runs="runs")

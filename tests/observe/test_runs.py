@@ -200,7 +200,7 @@ async def test_cancelled_runs_are_recorded_as_cancelled(
 
 def test_the_executor_refuses_a_path_for_runs(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match=r"runs=RunStore\("):
-        PipelineExecutor(runs=str(tmp_path))  # type: ignore[arg-type]
+        PipelineExecutor(runs=str(tmp_path))
 
 
 async def test_prune_forgets_runs_that_ended_long_enough_ago(

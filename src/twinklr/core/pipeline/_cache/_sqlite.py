@@ -113,6 +113,11 @@ class SQLiteCacheStore:
     def __repr__(self) -> str:
         return f"SQLiteCacheStore({str(self.path)!r})"
 
+    @property
+    def location(self) -> str:
+        """The database file, as messages name it."""
+        return str(self.path)
+
     def hold(self, keys: AbstractSet[str]) -> None:
         """Never evict ``keys`` (a live set) until `release` (see ``Holds``)."""
         self.holds.hold(keys)

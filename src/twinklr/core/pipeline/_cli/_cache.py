@@ -10,8 +10,9 @@ from typing import Any
 import trio
 
 from .._base._database import DEFAULT_DIRECTORY
+from .._cache._postgres import PostgresCacheStore
 from .._cache._sqlite import SQLiteCacheStore
-from ._common import EXIT_OK, UsageError, parse_age, parse_size
+from ._common import EXIT_OK, UsageError, file_of, open_cache, parse_age, parse_size
 
 
 def add_cache_command(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -22,7 +23,11 @@ def add_cache_command(commands: Any, common: argparse.ArgumentParser) -> None:
     cache.add_argument(
         "action", choices=["list", "stats", "clear", "prune"], help="what to do with the entries"
     )
-    cache.add_argument("--cache", default=DEFAULT_DIRECTORY, help="the cache directory or file")
+    cache.add_argument(
+        "--cache",
+        default=DEFAULT_DIRECTORY,
+        help="the cache directory or file, or a postgresql:// URL",
+    )
     cache.add_argument("--pipeline", help="only this pipeline's entries (list, stats, clear)")
     cache.add_argument("--stage", help="only this stage's entries (clear)")
     cache.add_argument(
@@ -42,19 +47,25 @@ def add_cache_command(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    store = SQLiteCacheStore(args.cache)
+    store = open_cache(args.cache)
 
     async def act() -> int:
+        try:
+            return await acted()
+        finally:
+            await store.aclose()
+
+    async def acted() -> int:
         if args.action == "clear":
             await _check_known(store, args.pipeline, args.stage)
             removed = await store.clear(args.pipeline, stage=args.stage)
-            print(f"removed {removed} entries from {store.path}")
+            print(f"removed {removed} entries from {store.location}")
             return EXIT_OK
         if args.action == "prune":
             removed = await store.prune(max_bytes=args.max_bytes, older_than=args.older_than)
             left = await store.entries()
             size = sum(entry.size for entry in left)
-            print(f"removed {removed} entries from {store.path}")
+            print(f"removed {removed} entries from {store.location}")
             print(f"{len(left)} entries, {size} bytes left")
             return EXIT_OK
         entries = await store.entries(args.pipeline)
@@ -73,17 +84,22 @@ def cmd_cache(args: argparse.Namespace) -> int:
             )
         return EXIT_OK
 
-    if not store.path.exists():
-        msg = f"no cache at {store.path}"
+    path = file_of(store)
+    if path is not None and not path.exists():
+        msg = f"no cache at {path}"
         raise UsageError(msg)
     try:
         return trio.run(act)
     except sqlite3.DatabaseError as exc:
-        msg = f"{store.path} is not a twinklr cache: {exc}"
+        msg = f"{store.location} is not a twinklr cache: {exc}"
         raise UsageError(msg) from exc
+    except (ConnectionError, TimeoutError) as exc:  # a server's cache
+        raise UsageError(str(exc)) from exc
 
 
-async def _check_known(store: SQLiteCacheStore, pipeline: str | None, stage: str | None) -> None:
+async def _check_known(
+    store: SQLiteCacheStore | PostgresCacheStore, pipeline: str | None, stage: str | None
+) -> None:
     """Refuse a ``--pipeline`` or ``--stage`` the cache has no entry of, listing those it
     has (a typo would otherwise clear nothing, silently)."""
     if pipeline is None and stage is None:

@@ -16,15 +16,18 @@ from typing import Any, TextIO, cast
 import structlog
 
 from .._base._database import DEFAULT_DIRECTORY
+from .._cache._postgres import PostgresCacheStore
 from .._cache._sqlite import SQLiteCacheStore
+from .._engine._stores import cache_from, is_postgres_url, runs_from
+from .._observe._contract import RunStoreProtocol
 from .._observe._runs import RunStore
 from .._values._context import NoRateLimiter, PipelineContext
 from ..definition import PipelineDefinition, load_definition, load_target
 from ._progress import Progress, before_log
 
 RUNS_HELP = (
-    "record the run in this directory's run store (default: the --cache directory, when"
-    " one is given; 'none': do not record)"
+    "record the run in this directory's run store, or a postgresql:// URL's (default:"
+    " beside the --cache, when one is given; 'none': do not record)"
 )
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -64,6 +67,38 @@ def store_option(directory: str | os.PathLike[str]) -> str:
     """`` --store DIR`` for a command a line suggests, or nothing for the default store."""
     default = Path(directory).resolve() == Path(DEFAULT_DIRECTORY).resolve()
     return "" if default else f" --store {directory}"
+
+
+def open_runs(where: str | os.PathLike[str]) -> RunStoreProtocol:
+    """The run store ``where`` names: a ``postgresql://`` URL (the shared store), or a
+    SQLite file or its directory."""
+    return runs_from(where) if is_postgres_url(where) else RunStore(where)
+
+
+def open_cache(where: str | os.PathLike[str]) -> SQLiteCacheStore | PostgresCacheStore:
+    """The cache ``where`` names: a ``postgresql://`` URL, or a SQLite file or directory."""
+    if is_postgres_url(where):
+        return cast("PostgresCacheStore", cache_from(where))
+    return SQLiteCacheStore(Path(where))
+
+
+def file_of(store: object) -> Path | None:
+    """The SQLite file of a store (None for a server's)."""
+    path = getattr(store, "path", None)
+    return path if isinstance(path, Path) else None
+
+
+def store_place(store: RunStoreProtocol) -> str:
+    """What ``--store`` takes to name ``store``: its directory, or its URL."""
+    path = file_of(store)
+    return str(path.parent) if path is not None else store.location
+
+
+def store_hint(store: RunStoreProtocol) -> str:
+    """`` --store ...`` naming ``store`` again in a command a line suggests (nothing for
+    the default store)."""
+    path = file_of(store)
+    return store_option(path.parent) if path is not None else f" --store {store.location}"
 
 
 def check_writable(path: str | None, option: str) -> None:
@@ -194,20 +229,24 @@ def _said_elsewhere(
     return event
 
 
-def cache_of(args: argparse.Namespace) -> SQLiteCacheStore | None:
+def cache_of(args: argparse.Namespace) -> SQLiteCacheStore | PostgresCacheStore | None:
     """The cache ``--cache`` names, if it names one."""
-    return SQLiteCacheStore(args.cache) if args.cache else None
+    return open_cache(args.cache) if args.cache else None
 
 
-def run_store(args: argparse.Namespace, cache: SQLiteCacheStore | None) -> RunStore | None:
-    """Where ``run`` and ``demo`` record their runs: ``--runs DIR``, else the cache's
-    directory when ``--cache`` was given, else nowhere (``--runs none`` turns it off)."""
+def run_store(
+    args: argparse.Namespace, cache: SQLiteCacheStore | PostgresCacheStore | None
+) -> RunStoreProtocol | None:
+    """Where ``run`` and ``demo`` record their runs: ``--runs DIR`` (or URL), else beside
+    the cache when ``--cache`` was given (its directory, or its database), else nowhere
+    (``--runs none`` turns it off)."""
     if args.runs == "none":
         return None
     if args.runs is not None:
-        return RunStore(args.runs)
+        return open_runs(args.runs)
     if args.cache and cache is not None:
-        return RunStore(cache.path.parent)
+        path = file_of(cache)
+        return open_runs(args.cache if path is None else path.parent)
     return None
 
 

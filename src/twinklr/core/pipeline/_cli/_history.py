@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._base._database import DEFAULT_DIRECTORY
+from .._observe._contract import RunStoreProtocol
 from .._observe._reading import parse_limit
 from .._observe._records import RUN_STATES, RecordedStage, run_json
-from .._observe._runs import RunStore
-from ._common import UsageError, parse_age, store_option
+from ._common import UsageError, file_of, open_runs, parse_age, store_hint, store_place
 from ._resume import add_resume_options
 
 STATUSES = RUN_STATES
@@ -29,8 +29,9 @@ def add_runs_command(commands: Any, common: argparse.ArgumentParser) -> None:
     store.add_argument(
         "--store",
         default=DEFAULT_DIRECTORY,
-        metavar="DIR",
-        help=f"the run store: a directory or its file (default {DEFAULT_DIRECTORY})",
+        metavar="DIR|URL",
+        help=f"the run store: a directory or its file, or a postgresql:// URL (default"
+        f" {DEFAULT_DIRECTORY})",
     )
     listing = actions.add_parser("list", parents=[common, store], help="the runs, newest first")
     listing.add_argument("--pipeline", help="only this pipeline's runs")
@@ -100,16 +101,17 @@ def _limit(text: str) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """List, show or prune the runs of ``--store``."""
-    store = RunStore(args.store)
+    store = open_runs(args.store)
     try:
         if args.action == "respond":
             return _respond(store, args)
         if args.action == "prune":
             removed = store.prune(older_than=args.older_than)
-            print(f"removed {removed} runs from {store.path}")
+            print(f"removed {removed} runs from {store.location}")
             return 0
-        if not store.path.exists():
-            missing = f"nothing is recorded at {store.path}"
+        path = file_of(store)
+        if path is not None and not path.exists():
+            missing = f"nothing is recorded at {path}"
             msg = f"no run {args.run_id!r}: {missing}" if args.action == "show" else missing
             raise UsageError(msg)
         if args.action == "list":
@@ -117,16 +119,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
         try:
             return _show(store, args)
         except ValueError as exc:  # a row another program wrote over, or a cut file
-            msg = f"run {args.run_id} at {store.path} is damaged: {exc}"
+            msg = f"run {args.run_id} at {store.location} is damaged: {exc}"
             raise UsageError(msg) from exc
     except sqlite3.DatabaseError as exc:
-        msg = f"{store.path} is not a twinklr run store: {exc}"
+        msg = f"{store.location} is not a twinklr run store: {exc}"
         raise UsageError(msg) from exc
+    except (ConnectionError, TimeoutError) as exc:  # a server's store
+        raise UsageError(str(exc)) from exc
     finally:
         store.close()
 
 
-def _respond(store: RunStore, args: argparse.Namespace) -> int:
+def _respond(store: RunStoreProtocol, args: argparse.Namespace) -> int:
     value = None
     if args.value is not None:
         try:
@@ -144,20 +148,20 @@ def _respond(store: RunStore, args: argparse.Namespace) -> int:
     if record is not None and record.status == "waiting":
         print(
             f"answered {args.stage} of run {run_id}: it is suspended, go on with "
-            f"twinklr-pipeline runs resume {run_id} --store {store.path.parent}"
+            f"twinklr-pipeline runs resume {run_id} --store {store_place(store)}"
         )
     else:
         print(f"answered {args.stage} of run {run_id}: the run takes it with its next batch")
     return 0
 
 
-def _list(store: RunStore, args: argparse.Namespace) -> int:
+def _list(store: RunStoreProtocol, args: argparse.Namespace) -> int:
     records = store.runs(pipeline=args.pipeline, status=args.status, limit=args.limit)
     if args.json:
         print(json.dumps([record.as_json() for record in records], indent=2))
         return 0
     if not records:
-        print(f"no runs recorded at {store.path}" + _filters(args))
+        print(f"no runs recorded at {store.location}" + _filters(args))
         return 0
     rows = [
         (
@@ -182,10 +186,10 @@ def _filters(args: argparse.Namespace) -> str:
     return f" matching {' '.join(parts)}" if parts else ""
 
 
-def _show(store: RunStore, args: argparse.Namespace) -> int:
+def _show(store: RunStoreProtocol, args: argparse.Namespace) -> int:
     record = store.get(args.run_id)
     if record is None:
-        msg = f"no run {args.run_id!r} at {store.path} (twinklr-pipeline runs list shows them)"
+        msg = f"no run {args.run_id!r} at {store.location} (twinklr-pipeline runs list shows them)"
         raise UsageError(msg)
     stages = store.stages(record.run_id)
     waiting = store.waiting(record.run_id)
@@ -236,7 +240,7 @@ def _show(store: RunStore, args: argparse.Namespace) -> int:
 SHOWN_INPUT_CHARS = 400
 
 
-def _show_gate(run_id: str, gate: dict[str, Any], store: RunStore) -> None:
+def _show_gate(run_id: str, gate: dict[str, Any], store: RunStoreProtocol) -> None:
     """A waiting gate: its prompt, its input (cut), what its answer must be, how to
     answer it."""
     stage_id = gate["stage_id"]
@@ -250,7 +254,7 @@ def _show_gate(run_id: str, gate: dict[str, Any], store: RunStore) -> None:
         print(f"  the answer must be a {gate['answer_type']}")
     if "refused" in gate:
         print(f"  refused: {gate['refused']}")
-    where = store_option(store.path.parent)
+    where = store_hint(store)
     print(
         f"  answer: twinklr-pipeline runs respond {run_id} {stage_id}{where} "
         "--approve | --reject | --value JSON"

@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 from .._cache._export import to_plain
+from .._observe._contract import RunStoreProtocol
 from .._observe._report import timeline_report
-from .._observe._runs import RunStore
 from .._observe._trace import to_chrome_trace, to_mermaid_gantt
 from .._values._results import PipelineResult
 from ..definition import PipelineDefinition
-from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, store_place
 from ._progress import Progress
 
 
@@ -90,21 +90,21 @@ def say_waiting(result: PipelineResult, args: argparse.Namespace) -> None:
     )
 
 
-def recorded(store: RunStore | None, result: PipelineResult | None, *, quiet: bool) -> None:
+def recorded(store: RunStoreProtocol | None, result: PipelineResult | None, *, quiet: bool) -> None:
     """Say where the run was recorded, or that it was not (a store it could not write:
     said even when quiet, since nothing else would say it)."""
     if store is None or result is None:
         return
     try:
         found = store.get(result.run_id) is not None
-    except (sqlite3.DatabaseError, OSError, ValueError):
+    except (sqlite3.DatabaseError, OSError, ValueError):  # (ConnectionError: an OSError)
         found = False
     if not found:
-        print(f"the run was not recorded in {store.path} (see the warning)", file=sys.stderr)
+        print(f"the run was not recorded in {store.location} (see the warning)", file=sys.stderr)
     elif not quiet:
         print(
-            f"recorded as run {result.run_id} in {store.path} "
-            f"(twinklr-pipeline runs show {result.run_id} --store {store.path.parent})"
+            f"recorded as run {result.run_id} in {store.location} "
+            f"(twinklr-pipeline runs show {result.run_id} --store {store_place(store)})"
         )
 
 

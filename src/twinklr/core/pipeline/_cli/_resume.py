@@ -9,12 +9,19 @@ import sys
 
 import trio
 
-from .._cache._sqlite import SQLiteCacheStore
 from .._engine._executor import PipelineExecutor
 from .._engine._resume import decode
-from .._observe._runs import RunStore
 from ..definition import remember_source
-from ._common import UsageError, load, load_context, make_progress, with_output_options
+from ._common import (
+    UsageError,
+    file_of,
+    load,
+    load_context,
+    make_progress,
+    open_cache,
+    open_runs,
+    with_output_options,
+)
 from ._progress import execute_with_progress
 from ._report import finish, recorded
 
@@ -35,8 +42,9 @@ def add_resume_options(resume: argparse.ArgumentParser) -> None:
     )
     resume.add_argument(
         "--cache",
-        metavar="DIR",
-        help="the cache the run's stages were kept in (default: the store's directory)",
+        metavar="DIR|URL",
+        help="the cache the run's stages were kept in (default: the store's directory, or"
+        " its database)",
     )
     resume.set_defaults(handler=cmd_resume)
 
@@ -44,7 +52,7 @@ def add_resume_options(resume: argparse.ArgumentParser) -> None:
 def cmd_resume(args: argparse.Namespace) -> int:
     """``runs resume``: go on with a suspended run, with the answers given through the
     store (``runs respond``)."""
-    store = RunStore(args.store)
+    store = open_runs(args.store)
     try:
         try:
             record, state, _ = store.suspension(args.run_id)
@@ -60,7 +68,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         pipeline = load(target)
         remember_source(pipeline, target)
         context = load_context(args.context)
-        cache = SQLiteCacheStore(args.cache or str(store.path.parent))
+        path = file_of(store)  # (the cache beside the runs: their directory, or database)
+        cache = open_cache(args.cache or (args.store if path is None else str(path.parent)))
         executor = PipelineExecutor(cache=cache, runs=store, suspend_on_wait=True)
         progress = make_progress(sys.stderr, quiet=args.quiet)
         run = functools.partial(execute_with_progress, resume=record.run_id)

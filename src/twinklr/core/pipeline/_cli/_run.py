@@ -12,7 +12,7 @@ import trio
 from .._base._database import DEFAULT_DIRECTORY
 from .._engine._executor import PipelineExecutor
 from .._kinds._gate import WaitForInput
-from .._observe._runs import RunStore
+from .._observe._contract import RunStoreProtocol
 from ..definition import remember_source
 from ._common import (
     RUNS_HELP,
@@ -24,7 +24,7 @@ from ._common import (
     make_progress,
     parse_input,
     run_store,
-    store_option,
+    store_hint,
     with_output_options,
 )
 from ._progress import ask_on_terminal, execute_with_progress
@@ -46,7 +46,8 @@ def add_run_command(commands: Any, common: argparse.ArgumentParser) -> None:
         "--cache",
         nargs="?",
         const=DEFAULT_DIRECTORY,
-        help=f"cache successful stages in this directory (default {DEFAULT_DIRECTORY})",
+        help=f"cache successful stages in this directory, or a postgresql:// URL (default"
+        f" {DEFAULT_DIRECTORY})",
     )
     run.add_argument(
         "--outputs",
@@ -102,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
-def _answer_with(runs: RunStore | None) -> str:
+def _answer_with(runs: RunStoreProtocol | None) -> str:
     """What a gate's progress line says when nobody on this terminal answers it: the
     ``runs respond`` line that does, or why nothing can."""
     if runs is None:
@@ -110,7 +111,7 @@ def _answer_with(runs: RunStore | None) -> str:
             " (nothing can answer it: run on a terminal to be asked, or record the run "
             "with --cache or --runs DIR so 'runs respond' can)"
         )
-    store = store_option(runs.path.parent)
+    store = store_hint(runs)
     return (
         " (answer: twinklr-pipeline runs respond {run_id} {stage}"
         + store.replace("{", "{{").replace("}", "}}")

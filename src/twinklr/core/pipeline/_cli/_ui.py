@@ -30,8 +30,9 @@ def add_ui_command(commands: Any, common: argparse.ArgumentParser, serve: Serve)
     ui.add_argument(
         "--store",
         default=DEFAULT_DIRECTORY,
-        metavar="DIR",
-        help=f"the run store: a directory or its file (default {DEFAULT_DIRECTORY})",
+        metavar="DIR|URL",
+        help=f"the run store: a directory or its file, or a postgresql:// URL (default"
+        f" {DEFAULT_DIRECTORY})",
     )
     ui.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1)")
     ui.add_argument("--port", type=_port, default=8000, help="the port (default 8000; 0: any free)")

@@ -8,7 +8,7 @@ import os
 import uuid
 from collections.abc import Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import trio
 
@@ -28,6 +28,7 @@ from ._result import build_result
 from ._resume import Resuming, claim, keeper
 from ._routing import RoutedRun
 from ._run import Run
+from ._stores import cache_from, runs_from
 from ._supervisor import drive
 
 if TYPE_CHECKING:
@@ -45,7 +46,9 @@ class PipelineExecutor:
     Args:
         cache: A cache store. Successful stage outputs are kept there, and a later run
             of the same input serves them instead of running the stage (the caching
-            guide says what makes a key).
+            guide says what makes a key). A ``postgresql://`` URL: the
+            [PostgresCacheStore][twinklr.core.pipeline.PostgresCacheStore] there, shared
+            by every host that names it (SQLite's store is one host's).
         tracer: An OpenTelemetry tracer: each run is a span with a child span per
             stage attempt. Without one, the application's global OpenTelemetry set-up
             is used when there is one.
@@ -54,7 +57,9 @@ class PipelineExecutor:
         runs: A run store (a [RunStoreProtocol][twinklr.core.pipeline.RunStoreProtocol]:
             [RunStore][twinklr.core.pipeline.RunStore] for one host) that records every run:
             its stages' statuses, times, attempts and errors, written in batches
-            beside the run (``twinklr-pipeline runs`` and ``ui`` read it).
+            beside the run (``twinklr-pipeline runs`` and ``ui`` read it). A
+            ``postgresql://`` URL: the
+            [PostgresRunStore][twinklr.core.pipeline.PostgresRunStore] there.
         suspend_on_wait: End a run as waiting (``result.waiting_stages``) once its only
             remaining work is gates waiting for input, instead of waiting on; a later
             process goes on with [resume][twinklr.core.pipeline.PipelineExecutor.resume].
@@ -79,13 +84,15 @@ class PipelineExecutor:
     def __init__(
         self,
         *,
-        cache: CacheStore | None = None,
+        cache: CacheStore | str | None = None,
         tracer: Any = None,
         runner: Any = None,
-        runs: RunStoreProtocol | None = None,
+        runs: RunStoreProtocol | str | None = None,
         suspend_on_wait: bool = False,
         durability: Durability = "batched",
     ) -> None:
+        # A postgresql:// URL names the shared store of its kind.
+        cache, runs = cache_from(cache), runs_from(runs)
         # Checked whatever the annotations promise; a path gets the call to make instead.
         _check_store(
             "cache",
@@ -114,11 +121,11 @@ class PipelineExecutor:
         if durability not in ("batched", "sync"):
             msg = f"durability must be 'batched' or 'sync', not {durability!r}"
             raise ValueError(msg)
-        self.cache = cache
+        self.cache: CacheStore | None = cast("CacheStore | None", cache)  # (checked above)
         self.durability: Durability = durability
         self.tracer = tracer
         self.runner = runner
-        self.runs = runs
+        self.runs: RunStoreProtocol | None = cast("RunStoreProtocol | None", runs)
         self.suspend_on_wait = suspend_on_wait
 
     async def execute(

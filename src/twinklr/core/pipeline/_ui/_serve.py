@@ -13,6 +13,7 @@ import hypercorn.config
 import hypercorn.trio
 import trio
 
+from .._engine._stores import is_postgres_url, runs_from
 from .._observe._runs import RunStore
 from ..definition import PipelineDefinition
 from ._app import RunsView
@@ -72,7 +73,7 @@ def serve_until_stopped(
     `OSError` of a bind that failed (a port in use)."""
     token = token or environment_token()
     check_bind(host, token)
-    runs = RunStore(store)
+    runs = runs_from(store) if is_postgres_url(store) else RunStore(store)
     view = RunsView(runs, token=token, pipeline=pipeline, load=load)
 
     async def main() -> None:
