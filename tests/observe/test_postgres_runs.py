@@ -9,16 +9,27 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+import structlog.testing
+import trio
 
-from fixtures.postgres import fresh_schema, postgres
-from twinklr.core.pipeline import PostgresRunStore, RunStoreProtocol
+from fixtures.postgres import Server, fresh_schema, postgres, restartable_postgres
+from twinklr.core.pipeline import (
+    CacheWarning,
+    PipelineDefinition,
+    PipelineExecutor,
+    PostgresCacheStore,
+    PostgresRunStore,
+    RunStoreProtocol,
+    StageDefinition,
+)
 from twinklr.core.pipeline.testing import run_store_conformance
 
 pytest.importorskip("psycopg")
-__all__ = ["postgres"]  # (the fixture)
+__all__ = ["postgres", "restartable_postgres"]  # (the fixtures)
 
 
 async def test_keeps_every_promise_of_a_run_store(postgres: str) -> None:
@@ -192,3 +203,93 @@ async def test_the_claim_of_a_host_that_died_is_released_after_its_lease(postgre
     assert (record.status, record.host) == ("running", alive.host)
     dead.close()
     alive.close()
+
+
+class Restart:
+    """What the restart test's stages reach (module-level stages: a closure over these
+    would make their cache keys unknowable)."""
+
+    server: Server
+    save_failed: trio.Event
+    record_failed: threading.Event
+    ran: list[str]
+    stopping: bool
+
+
+async def restart_plan(value: int) -> int:
+    Restart.ran.append("plan")
+    return value + 1
+
+
+async def restart_down(value: int) -> int:
+    """The server goes away under the run (the first time)."""
+    Restart.ran.append("down")
+    if Restart.stopping:
+        await trio.to_thread.run_sync(Restart.server.stop)
+    return value + 1
+
+
+async def restart_back(value: int) -> int:
+    """The server comes back, once both stores have failed to write."""
+    Restart.ran.append("back")
+    await Restart.save_failed.wait()
+    await trio.to_thread.run_sync(Restart.record_failed.wait)
+    await trio.to_thread.run_sync(Restart.server.start)
+    return value + 1
+
+
+async def test_a_server_restarted_mid_run_loses_that_stretch_only(
+    restartable_postgres: Server,
+) -> None:
+    server = Restart.server = restartable_postgres
+    Restart.save_failed, Restart.record_failed = trio.Event(), threading.Event()
+    Restart.ran, Restart.stopping = [], True
+    cache = PostgresCacheStore(server.dsn, connect_timeout_s=1)
+    runs = PostgresRunStore(server.dsn, connect_timeout_s=1)
+    save, write = cache.save, runs.write
+
+    async def saving(records: Any) -> None:
+        try:
+            await save(records)
+        except Exception:
+            Restart.save_failed.set()
+            raise
+
+    def writing(*args: Any, **fields: Any) -> None:
+        try:
+            write(*args, **fields)
+        except Exception:
+            Restart.record_failed.set()
+            raise
+
+    cache.save = saving  # type: ignore[method-assign]
+    runs.write = writing  # type: ignore[method-assign]
+    pipeline = PipelineDefinition(
+        "restart",
+        [
+            StageDefinition("plan", restart_plan),
+            StageDefinition("down", restart_down, inputs=["plan"]),
+            StageDefinition("back", restart_back, inputs=["down"]),
+        ],
+    )
+    # (sync: each stage's entry commits before the next stage starts)
+    executor = PipelineExecutor(cache=cache, runs=runs, durability="sync")
+    with structlog.testing.capture_logs() as logs, pytest.warns(CacheWarning):
+        result = await executor.execute(pipeline, 0)
+    assert result.success
+    assert result.outputs["back"] == 3
+    assert result.uncached_stages == ("down",)
+    events = [log["event"] for log in logs if log["log_level"] in ("warning", "info")]
+    assert events.count("cache_write_failed") == 1
+    assert events.count("run_record_failed") == 1
+    assert events.count("run_record_resumed") == 1
+    record = runs.get(result.run_id)
+    assert record is not None
+    assert record.status == "succeeded"  # recorded again once the server was back
+    Restart.ran.clear()
+    Restart.stopping = False
+    again = await PipelineExecutor(cache=cache, runs=runs).execute(pipeline, 0)
+    assert again.cached_stages == ("plan", "back")
+    assert Restart.ran == ["down"]  # only what the restart cost is done again
+    await cache.aclose()
+    runs.close()

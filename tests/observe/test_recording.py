@@ -1,5 +1,6 @@
 """The run recorder: one writer beside the run, and a store that fails never fails the
-run (one warning, then the run goes on unrecorded)."""
+run (one warning, then the run goes on unrecorded, and is recorded again once the store
+is back)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from twinklr.core.pipeline import (
     StageResult,
 )
 from twinklr.core.pipeline._observe._reading import HEARTBEAT_S
+from twinklr.core.pipeline._observe._recording import FIRST_WRITE_S, RETRY_S
 from twinklr.core.pipeline._observe._records import RunState
 
 
@@ -71,7 +73,8 @@ async def test_a_store_that_fails_midway_loses_the_record_not_the_run(
         pipeline = PipelineDefinition("p", [StageDefinition("s0", slow)])
         result = await PipelineExecutor(runs=store).execute(pipeline)
     assert result.success
-    assert writes == ["running", "running"]  # then it stops trying: nothing more is written
+    # Then it tries again only every RETRY_S, and for how the run ended: no second warning.
+    assert writes == ["running", "running", "succeeded"]
     assert [log["error"] for log in logs if log["event"] == "run_record_failed"] == [
         "OperationalError: disk I/O error"
     ]
@@ -117,8 +120,6 @@ async def test_a_short_run_is_written_once_at_its_end(
 async def test_a_quiet_long_run_is_written_on_change_and_on_the_heartbeat(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from twinklr.core.pipeline._observe._recording import FIRST_WRITE_S  # noqa: PLC0415
-
     store = RunStore(tmp_path)
     writes, thrice = counting(store, monkeypatch, until=3)
     seen: list[float] = []
@@ -134,3 +135,35 @@ async def test_a_quiet_long_run_is_written_on_change_and_on_the_heartbeat(
     # nothing changed after the first write, so the next two waited for the heartbeat
     # (the writes' own times are not exact: the clock jumps while a thread writes)
     assert seen[0] >= FIRST_WRITE_S + 2 * HEARTBEAT_S
+
+
+async def test_a_store_that_comes_back_is_written_again_from_where_the_run_is(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RunStore(tmp_path)
+    tried: list[RunState] = []
+    back = trio.Event()
+
+    def write(*args: Any, status: RunState, **fields: Any) -> None:
+        tried.append(status)
+        if len(tried) <= 2:  # (a server restarting: down for the first two tries)
+            raise sqlite3.OperationalError("server closed the connection unexpectedly")
+        RunStore.write(store, *args, status=status, **fields)
+        trio.from_thread.run_sync(back.set)
+
+    async def waits(context: PipelineContext) -> StageResult[int]:
+        await back.wait()  # (the writer's thread is off the virtual clock)
+        return StageResult.success(1)
+
+    monkeypatch.setattr(store, "write", write)
+    pipeline = PipelineDefinition("p", [StageDefinition("s0", waits)])
+    with structlog.testing.capture_logs() as logs:
+        result = await PipelineExecutor(runs=store).execute(pipeline)
+    assert result.success
+    events = [log["event"] for log in logs if log["event"].startswith("run_record")]
+    assert events == ["run_record_failed", "run_record_resumed"]
+    # Tried again every RETRY_S (10 s down: not the forty snapshots of the time).
+    assert tried == ["running", "running", "running", "succeeded"]
+    assert trio.current_time() >= FIRST_WRITE_S + 2 * RETRY_S
+    (record,) = store.runs()
+    assert record.status == "succeeded"

@@ -119,7 +119,10 @@ class PostgresDatabase:
                 with self._opened().connection(timeout=self._connect_timeout_s) as conn:
                     return work(conn)
             except (psycopg.OperationalError, PoolTimeout) as exc:
-                if last or isinstance(exc, PoolTimeout) or _timed_out(exc):
+                if _timed_out(exc):
+                    raise self._unreachable(exc) from exc
+                if last or isinstance(exc, PoolTimeout):
+                    self._reset()  # (the next call connects afresh, not after a backoff)
                     raise self._unreachable(exc) from exc
         raise AssertionError  # pragma: no cover (the loop returns or raises)
 
@@ -189,6 +192,15 @@ class PostgresDatabase:
                 " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
                 (self._component, len(self._migrations)),
             )
+
+    def _reset(self) -> None:
+        """Drop a pool that cannot reach the server (closed in the background): the pool
+        would retry with a growing backoff, where the next call should find a server
+        that is back at once."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            threading.Thread(target=pool.close, name="twinklr-pg-close", daemon=True).start()
 
     def close(self) -> None:
         """Close the pool (the next call opens it again)."""

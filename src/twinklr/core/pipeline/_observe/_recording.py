@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 #: end (a thread hand-off and a commit at the start would cost a short run more than
 #: its stages do). A process killed before then leaves no record of the run.
 FIRST_WRITE_S = 0.05
+#: Seconds between two tries of a store whose write failed (a server restarting).
+RETRY_S = 5.0
+
 #: Seconds between two snapshots of a running run (a watcher sees a stage's end within
 #: this, plus its own polling).
 INTERVAL_S = 0.25
@@ -52,7 +55,8 @@ class RunRecorder:
         self.snapshot = snapshot
         self.log = log
         self.gates = gates
-        self.broken = False
+        self.failing = False  # the last write failed: retried after RETRY_S, warned once
+        self._retry_at = 0.0
         self._closed = False
         self._wake = trio.Event()
         self._last: tuple[bytes, str] | None = None
@@ -62,7 +66,7 @@ class RunRecorder:
         every `INTERVAL_S` when something changed (at least every `HEARTBEAT_S`)."""
         delay = FIRST_WRITE_S
         written_at = -HEARTBEAT_S
-        while not self.broken:
+        while True:
             with trio.move_on_after(delay):
                 await self._wake.wait()
             if self._closed:
@@ -74,8 +78,7 @@ class RunRecorder:
             now = trio.current_time()
             if current == self._last and now - written_at < HEARTBEAT_S:
                 continue
-            self._last, written_at = current, now
-            await self._write(
+            written = await self._write(
                 functools.partial(
                     self.store.write,
                     self.begin,
@@ -84,6 +87,8 @@ class RunRecorder:
                     details=current[1],
                 )
             )
+            if written:
+                self._last, written_at = current, now
 
     async def _take_answers(self, gates: Gates) -> None:
         """Answers given through the store (``twinklr-pipeline runs respond``, from any
@@ -121,7 +126,8 @@ class RunRecorder:
         progress, details = self.snapshot(True)  # noqa: FBT003
         with trio.CancelScope(shield=True):
             await self._write(
-                lambda: self.store.write(
+                last=True,
+                call=lambda: self.store.write(
                     self.begin,
                     status=status,
                     progress=progress,
@@ -132,15 +138,27 @@ class RunRecorder:
                 )
             )
 
-    async def _write(self, call: Callable[[], None]) -> None:
-        if self.broken:
-            return
+    async def _write(self, call: Callable[[], None], *, last: bool = False) -> bool:
+        """Write with ``call``. A store that fails never fails the run: the first failure
+        is one warning, and the run goes on unrecorded, trying again at most every
+        `RETRY_S` (and for its ``last`` write, how it ended) until the store is back (a
+        server restarted), which is said too. Whether it was written."""
+        now = trio.current_time()
+        if self.failing and now < self._retry_at and not last:
+            return False
         try:
             await trio.to_thread.run_sync(call)
         except Exception as exc:  # noqa: BLE001 - the run goes on unrecorded; say so
-            self.broken = True
-            self.log.warning(
-                "run_record_failed",
-                store=self.store.location,
-                error=f"{type(exc).__name__}: {exc}",
-            )
+            self._retry_at = now + RETRY_S
+            if not self.failing:
+                self.failing = True
+                self.log.warning(
+                    "run_record_failed",
+                    store=self.store.location,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            return False
+        if self.failing:
+            self.failing = False
+            self.log.info("run_record_resumed", store=self.store.location)
+        return True
