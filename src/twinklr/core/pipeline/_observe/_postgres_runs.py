@@ -107,6 +107,7 @@ class PostgresRunStore(RunStore):
             max_connections=max_connections,
         )
         self._db = _Calls(self._pg)  # type: ignore[assignment]  # (the same two calls)
+        self._defined: set[str] = set()
 
     def __repr__(self) -> str:
         return f"PostgresRunStore({self._pg.where!r}, schema={self._pg.schema!r})"

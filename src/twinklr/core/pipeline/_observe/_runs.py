@@ -55,6 +55,7 @@ class RunStore(RunHistory):
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 10.0) -> None:
         super().__init__(path, busy_timeout_s=busy_timeout_s)
         check_usable(self.path, f"RunStore({os.fspath(path)!r}) cannot record runs", database=True)
+        self._defined: set[str] = set()  # runs running whose definition row is written
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
@@ -76,17 +77,23 @@ class RunStore(RunHistory):
         that ends ``waiting`` keeps ``suspension``, what resuming it needs."""
         now = time.time()
         finished_at = None if status == "running" else now
-        pipeline, graph = _storable(run.pipeline), _storable(run.graph)
+        pipeline = _storable(run.pipeline)
+        # The graph (a large text for a large definition) goes with a run's first write
+        # only: the rows written since name it, so nothing prunes it meanwhile.
+        defined = run.run_id in self._defined
+        graph = "" if defined else _storable(run.graph)
         details = _storable(details)
         error = None if error is None else _storable(error)
 
         def work(db: sqlite3.Connection) -> None:
             with transaction(db):
                 kept = with_segments(db, run, details) if run.resumed else details
-                db.execute(
-                    "INSERT INTO definitions VALUES (?, ?, ?) ON CONFLICT (fingerprint) DO NOTHING",
-                    (run.definition, pipeline, graph),
-                )
+                if not defined:
+                    db.execute(
+                        "INSERT INTO definitions VALUES (?, ?, ?)"
+                        " ON CONFLICT (fingerprint) DO NOTHING",
+                        (run.definition, pipeline, graph),
+                    )
                 db.execute(
                     _WRITE_RUN,
                     (
@@ -117,6 +124,10 @@ class RunStore(RunHistory):
                     db.execute("DELETE FROM suspensions WHERE run_id = ?", (run.run_id,))
 
         self._db.locked(work)
+        if status == "running":
+            self._defined.add(run.run_id)
+        else:
+            self._defined.discard(run.run_id)
 
     # -- answering gates from another process ---------------------------------------
 
