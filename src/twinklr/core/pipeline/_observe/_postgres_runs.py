@@ -24,7 +24,8 @@ _SCHEMA_V1 = """
 CREATE TABLE definitions (
     fingerprint text PRIMARY KEY,
     pipeline text NOT NULL,
-    graph text NOT NULL
+    graph text NOT NULL,
+    written_at double precision NOT NULL DEFAULT 0
 );
 CREATE TABLE runs (
     run_id text PRIMARY KEY,
@@ -108,6 +109,7 @@ class PostgresRunStore(RunStore):
         )
         self._db = _Calls(self._pg)  # type: ignore[assignment]  # (the same two calls)
         self._defined: set[str] = set()
+        self._known: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return f"PostgresRunStore({self._pg.where!r}, schema={self._pg.schema!r})"

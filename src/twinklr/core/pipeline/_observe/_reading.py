@@ -30,13 +30,15 @@ DEFAULT_FILENAME = "twinklr-runs.sqlite3"
 #: refreshes the row at least every `HEARTBEAT_S`).
 STALE_AFTER_S = 60.0
 HEARTBEAT_S = 5.0
-SCHEMA_VERSION = 3  # 2: answers to gates (responses); 3: suspended runs (suspensions)
+SCHEMA_VERSION = 4  # 2: answers to gates (responses); 3: suspended runs (suspensions);
+# 4: when a definition was last written (definitions.written_at)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS definitions (
     fingerprint TEXT PRIMARY KEY,
     pipeline TEXT NOT NULL,
-    graph TEXT NOT NULL
+    graph TEXT NOT NULL,
+    written_at REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -283,5 +285,9 @@ def _alive(pid: int) -> bool:
 
 
 def _migrate(db: sqlite3.Connection, _found: int) -> None:
-    # Every table is created if missing: an older file gains the newer tables.
+    # Every table is created if missing: an older file gains the newer tables (and its
+    # definitions the column they gained).
     create(db, _SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(definitions)")}
+    if "written_at" not in columns:
+        db.execute("ALTER TABLE definitions ADD COLUMN written_at REAL NOT NULL DEFAULT 0")

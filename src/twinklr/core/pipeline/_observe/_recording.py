@@ -135,7 +135,7 @@ class RunRecorder:
                     error=error,
                     duration_ms=duration_ms,
                     suspension=suspension,
-                )
+                ),
             )
 
     async def _write(self, call: Callable[[], None], *, last: bool = False) -> bool:

@@ -56,6 +56,7 @@ class RunStore(RunHistory):
         super().__init__(path, busy_timeout_s=busy_timeout_s)
         check_usable(self.path, f"RunStore({os.fspath(path)!r}) cannot record runs", database=True)
         self._defined: set[str] = set()  # runs running whose definition row is written
+        self._known: dict[str, float] = {}  # definition -> when this store last wrote it
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
@@ -79,8 +80,11 @@ class RunStore(RunHistory):
         finished_at = None if status == "running" else now
         pipeline = _storable(run.pipeline)
         # The graph (a large text for a large definition) goes with a run's first write
-        # only: the rows written since name it, so nothing prunes it meanwhile.
+        # only (the rows written since name it, so nothing prunes it), and not even then
+        # when this store wrote it lately (prune spares a definition written within
+        # twice that long, named by a run or not).
         defined = run.run_id in self._defined
+        defined = defined or now - self._known.get(run.definition, -_KNOWN_S) < _KNOWN_S
         graph = "" if defined else _storable(run.graph)
         details = _storable(details)
         error = None if error is None else _storable(error)
@@ -90,9 +94,9 @@ class RunStore(RunHistory):
                 kept = with_segments(db, run, details) if run.resumed else details
                 if not defined:
                     db.execute(
-                        "INSERT INTO definitions VALUES (?, ?, ?)"
-                        " ON CONFLICT (fingerprint) DO NOTHING",
-                        (run.definition, pipeline, graph),
+                        "INSERT INTO definitions VALUES (?, ?, ?, ?) ON CONFLICT (fingerprint)"
+                        " DO UPDATE SET written_at = excluded.written_at",
+                        (run.definition, pipeline, graph, now),
                     )
                 db.execute(
                     _WRITE_RUN,
@@ -124,6 +128,8 @@ class RunStore(RunHistory):
                     db.execute("DELETE FROM suspensions WHERE run_id = ?", (run.run_id,))
 
         self._db.locked(work)
+        if not defined:
+            self._known[run.definition] = now
         if status == "running":
             self._defined.add(run.run_id)
         else:
@@ -316,8 +322,9 @@ class RunStore(RunHistory):
                     (cutoff,),
                 ).rowcount
                 db.execute(
-                    "DELETE FROM definitions WHERE fingerprint NOT IN "
-                    "(SELECT DISTINCT definition FROM runs)"
+                    "DELETE FROM definitions WHERE written_at <= ? AND fingerprint NOT IN "
+                    "(SELECT DISTINCT definition FROM runs)",
+                    (time.time() - 2 * _KNOWN_S,),
                 )
                 for table in ("suspensions", "responses"):
                     db.execute(
@@ -352,6 +359,10 @@ _WRITE_RUN = "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)" + (  # no
     " ON CONFLICT (run_id) DO UPDATE SET "
     + ", ".join(f"{column} = excluded.{column}" for column in _COLUMNS.split())
 )
+
+#: How long a store trusts that a definition it wrote is still there (prune keeps one
+#: written within twice that, whether a run names it or not).
+_KNOWN_S = 1800.0
 
 #: What a run with a suspension may be when it is resumed: suspended, or a resumed run
 #: that was cancelled or whose process died before it ended.
