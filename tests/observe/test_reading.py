@@ -176,3 +176,27 @@ async def test_a_run_is_found_by_a_hex_prefix_of_four_or_more_and_nothing_else(
         assert store.get(wild) is None, wild
     with pytest.raises(LookupError):
         store.respond("%", "s0", value=True)
+
+
+async def test_a_file_of_the_version_before_gains_what_this_one_added(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    with db:  # (version 3: definitions had no written_at)
+        db.execute(
+            "CREATE TABLE definitions (fingerprint TEXT PRIMARY KEY, pipeline TEXT NOT NULL,"
+            " graph TEXT NOT NULL)"
+        )
+        db.execute("INSERT INTO definitions VALUES ('f', 'old', '{\"stages\": []}')")
+        db.execute("PRAGMA user_version = 3")
+    db.close()
+    store = RunStore(path)
+    result = await PipelineExecutor(runs=store).execute(chain(stub(1), name="new"))
+    record = store.get(result.run_id)
+    assert record is not None
+    assert record.status == "succeeded"
+    assert store.graph_of("f") == {"stages": []}  # what the file had is still there
+    assert store.prune() == 1  # the run
+    # and the old definition (named by no run, written long ago); not the new one yet
+    assert store.graph_of("f") == {"pipeline": "", "stages": []}
+    assert store.graph_of(record.definition)["pipeline"] == "new"
+    store.close()
