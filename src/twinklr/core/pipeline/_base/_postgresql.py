@@ -115,8 +115,9 @@ class PostgresDatabase:
         from psycopg_pool import PoolTimeout  # noqa: PLC0415
 
         for last in (False, True):
+            pool = self._opened()
             try:
-                with self._opened().connection(timeout=self._connect_timeout_s) as conn:
+                with pool.connection(timeout=self._connect_timeout_s) as conn:
                     return work(conn)
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 if _timed_out(exc):
@@ -124,6 +125,10 @@ class PostgresDatabase:
                 if last or isinstance(exc, PoolTimeout):
                     self._reset()  # (the next call connects afresh, not after a backoff)
                     raise self._unreachable(exc) from exc
+                # A connection the server dropped (a restart drops them all): let the
+                # pool find the others before the second try. (Not checked each time a
+                # connection is taken: a round trip on every call.)
+                pool.check()
         raise AssertionError  # pragma: no cover (the loop returns or raises)
 
     def _unreachable(self, exc: Exception) -> Exception:
@@ -145,7 +150,6 @@ class PostgresDatabase:
                     max_size=self._max_connections,
                     kwargs=self._settings(),
                     timeout=self._connect_timeout_s,
-                    check=ConnectionPool.check_connection,
                     name=f"twinklr-{self._component}",
                 )
             return self._pool
