@@ -15,9 +15,11 @@ import trio
 import trio.testing
 
 from conftest import stub
+from fixtures.postgres import fresh_schema, postgres
 from twinklr.core.pipeline import (
     PipelineDefinition,
     PipelineExecutor,
+    PostgresRunStore,
     RunStore,
     StageDefinition,
 )
@@ -25,6 +27,7 @@ from twinklr.core.pipeline.definition import load_definition as load_pipeline
 from twinklr.core.pipeline.ui import RunsView
 
 LOCAL = "http://127.0.0.1:8000"
+__all__ = ["postgres"]  # (the fixture)
 
 
 def client(view: RunsView, base: str = LOCAL) -> httpx.AsyncClient:
@@ -78,10 +81,18 @@ async def failing(value: int) -> int:
     raise ValueError(f"no luck with {value}")
 
 
-@pytest.fixture
-async def recorded(tmp_path: Path) -> AsyncIterator[tuple[RunStore, str, str]]:
-    """A store with a succeeded run and a failed one (ids: ok, bad)."""
-    store = RunStore(tmp_path)
+@pytest.fixture(params=["sqlite", "postgres"])
+async def recorded(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[RunStore, str, str]]:
+    """A store with a succeeded run and a failed one (ids: ok, bad): a SQLite file, and
+    the run store several hosts share (the view reads either through the protocol)."""
+    if request.param == "sqlite":
+        store = RunStore(tmp_path)
+    else:
+        pytest.importorskip("psycopg")
+        dsn = request.getfixturevalue("postgres")
+        store = PostgresRunStore(dsn, schema=fresh_schema())
     executor = PipelineExecutor(runs=store)
     ok = await executor.execute(
         PipelineDefinition(
