@@ -31,7 +31,12 @@ import structlog
 import trio
 
 from bench_executor import Shape, chain, definition, fan_out, random_dag
-from twinklr.core.pipeline import PipelineDefinition, PipelineExecutor, RunStore
+from twinklr.core.pipeline import (
+    PipelineDefinition,
+    PipelineExecutor,
+    RunStore,
+    RunStoreProtocol,
+)
 
 
 def timed(executor: PipelineExecutor, pipeline: PipelineDefinition) -> float:
@@ -46,10 +51,12 @@ def timed(executor: PipelineExecutor, pipeline: PipelineDefinition) -> float:
     return trio.run(run)
 
 
-def recording(shape: Shape, directory: str, repeat: int) -> tuple[float, float]:
+def recording(shape: Shape, store: RunStoreProtocol, repeat: int) -> tuple[float, float]:
+    """Seconds for ``shape`` unrecorded and recorded into ``store`` (best of ``repeat``,
+    interleaved)."""
     pipeline = definition(shape)
     plain = PipelineExecutor()
-    recorded = PipelineExecutor(runs=RunStore(Path(directory) / f"{shape.name}.sqlite3"))
+    recorded = PipelineExecutor(runs=store)
     timed(plain, pipeline)
     timed(recorded, pipeline)
     best = {"plain": float("inf"), "recorded": float("inf")}
@@ -114,7 +121,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         print(f"{'shape':<24}{'plain us':>10}{'recorded us':>13}{'ratio':>8}")
         for shape in (chain(small), random_dag(large), fan_out(large)):
-            plain, recorded = recording(shape, directory, args.repeat)
+            store = RunStore(Path(directory) / f"{shape.name}.sqlite3")
+            plain, recorded = recording(shape, store, args.repeat)
             n = shape.items or len(shape.deps)
             print(
                 f"{shape.name:<24}{plain / n * 1e6:>10.1f}{recorded / n * 1e6:>13.1f}"

@@ -31,27 +31,13 @@ import trio
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
 from bench_executor import chain, definition
-from bench_runs import timed
+from bench_runs import recording, timed
 from fixtures.postgres import own_server
 from twinklr.core.pipeline import (
     PipelineExecutor,
     PostgresCacheStore,
     PostgresRunStore,
 )
-
-
-def recording(dsn: str, repeat: int) -> tuple[float, float]:
-    """Seconds for the 1,000-stage chain unrecorded and recorded (best of ``repeat``)."""
-    pipeline = definition(chain(1000))
-    plain = PipelineExecutor()
-    recorded = PipelineExecutor(runs=PostgresRunStore(dsn, schema=f"b{uuid.uuid4().hex[:12]}"))
-    timed(plain, pipeline)
-    timed(recorded, pipeline)
-    best = {"plain": float("inf"), "recorded": float("inf")}
-    for _ in range(repeat):
-        best["plain"] = min(best["plain"], timed(plain, pipeline))
-        best["recorded"] = min(best["recorded"], timed(recorded, pipeline))
-    return best["plain"], best["recorded"]
 
 
 def cached_round_trips(dsn: str) -> tuple[int, int]:
@@ -160,7 +146,8 @@ def main() -> None:
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     with own_server() as server:
-        plain, recorded = recording(server.dsn, args.repeat)
+        store = PostgresRunStore(server.dsn, schema=f"b{uuid.uuid4().hex[:12]}")
+        plain, recorded = recording(chain(1000), store, args.repeat)
         print(
             f"1,000-stage chain: {plain * 1000:.1f} ms unrecorded, {recorded * 1000:.1f} ms "
             f"recorded into PostgreSQL ({(recorded / plain - 1) * 100:+.1f}%)"

@@ -49,6 +49,7 @@ def test_a_schema_is_a_plain_identifier() -> None:
 def database(dsn: str, **options: float) -> PostgresDatabase:
     settings = {"statement_timeout_s": 30.0, "connect_timeout_s": 2.0, **options}
     return PostgresDatabase(
+        "Test",
         dsn,
         schema=fresh_schema(),
         component="test",
@@ -71,6 +72,7 @@ def test_tables_are_made_once_and_a_newer_version_is_refused(postgres: str) -> N
     db = database(postgres)
     db.run(lambda conn: conn.execute("INSERT INTO notes VALUES (1, 'one')"))
     again = PostgresDatabase(
+        "Test",
         postgres,
         schema=db.schema,
         component="test",
@@ -81,6 +83,7 @@ def test_tables_are_made_once_and_a_newer_version_is_refused(postgres: str) -> N
     )
     assert again.run(lambda conn: conn.execute("SELECT text FROM notes").fetchall()) == [("one",)]
     older = PostgresDatabase(
+        "Test",
         postgres,
         schema=db.schema,
         component="test",

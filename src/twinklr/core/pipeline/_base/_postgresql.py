@@ -74,6 +74,7 @@ class PostgresDatabase:
     to n) applied under an advisory lock, so processes starting together migrate once.
 
     Args:
+        owner: The store's class name, for errors.
         dsn: A libpq connection string or ``postgresql://`` URL.
         schema: Where the tables are (made if missing).
         component: Which store's tables these are (their version is kept by name).
@@ -82,10 +83,15 @@ class PostgresDatabase:
         connect_timeout_s: The most connecting (or waiting for a free connection) may
             take.
         max_connections: The pool's size.
+
+    Raises:
+        ModuleNotFoundError: The ``postgres`` extra is not installed.
+        ValueError: ``schema`` is not a plain lower-case identifier.
     """
 
     def __init__(
         self,
+        owner: str,
         dsn: str,
         *,
         schema: str,
@@ -95,8 +101,9 @@ class PostgresDatabase:
         connect_timeout_s: float,
         max_connections: int,
     ) -> None:
+        require_postgres()
         self.dsn = dsn
-        self.schema = schema
+        self.schema = checked_schema(owner, schema)
         self.where = redacted(dsn)
         self._component = component
         self._migrations = migrations

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from .._base._postgresql import PostgresDatabase, checked_schema, require_postgres
+from .._base._postgresql import PostgresDatabase
 from ._store import CacheEntry, CacheRecord, Payload, payload_size
 
 T = TypeVar("T")
@@ -96,10 +96,10 @@ class PostgresCacheStore:
         max_connections: int = 8,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        require_postgres()
         self._db = PostgresDatabase(
+            "PostgresCacheStore",
             dsn,
-            schema=checked_schema("PostgresCacheStore", schema),
+            schema=schema,
             component="cache",
             migrations=[_SCHEMA_V1],
             statement_timeout_s=statement_timeout_s,
@@ -136,11 +136,8 @@ class PostgresCacheStore:
     def _holds_due(self, now: float) -> tuple[list[str], list[str], bool]:
         """What to tell the server of this store's holds (on the Trio thread, where the
         held sets change): keys newly held, keys no longer held, whether to renew."""
-        held: set[str] = set()
-        for keys in self._held:
-            held |= keys
-        new = [key for key in held if key not in self._written]
-        gone = [key for key in self._written if key not in held]
+        held = set().union(*self._held)  # (set operations in C: a run holds thousands)
+        new, gone = list(held - self._written), list(self._written - held)
         renew = bool(held) and now - self._renewed > self.hold_lease_s / 3
         self._written = held
         if renew or new:

@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from .._base._postgresql import PostgresDatabase, checked_schema, require_postgres
+from .._base._postgresql import PostgresDatabase
 from ._runs import RunStore
 
 T = TypeVar("T")
@@ -96,11 +96,11 @@ class PostgresRunStore(RunStore):
         connect_timeout_s: float = 10.0,
         max_connections: int = 4,
     ) -> None:
-        require_postgres()
         self.host = socket.gethostname()
         self._pg = PostgresDatabase(
+            "PostgresRunStore",
             dsn,
-            schema=checked_schema("PostgresRunStore", schema),
+            schema=schema,
             component="runs",
             migrations=[_SCHEMA_V1],
             statement_timeout_s=statement_timeout_s,
